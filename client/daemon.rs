@@ -1,0 +1,101 @@
+//! Commands about the daemon itself: `status` and `health`.
+
+use std::process::ExitCode;
+
+use outpost::{
+    endpoint::Connection,
+    proto::v1::{GetDaemonStatusRequest, InstanceState},
+};
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+
+use crate::{failure::Failure, output};
+
+/// Services `health` checks when none is named ("" is the daemon overall).
+const SERVICES: [&str; 3] = ["", "outpost.v1.Orchestrator", "outpost.v1.Sync"];
+
+/// `outpostctl status`.
+pub async fn status(connection: &Connection, json: bool) -> Result<ExitCode, Failure> {
+    let status = connection
+        .orchestrator()
+        .get_daemon_status(GetDaemonStatusRequest {})
+        .await?
+        .into_inner();
+    if json {
+        output::json(&status)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let by_state: Vec<String> = status
+        .instance_counts
+        .iter()
+        .filter(|count| count.count > 0)
+        .map(|count| {
+            let state = InstanceState::try_from(count.state).unwrap_or_default();
+            let name = state.as_str_name().trim_start_matches("INSTANCE_STATE_");
+            format!("{} {}", count.count, name.to_lowercase())
+        })
+        .collect();
+    let mut instances = format!("{} (at most {})", status.instance_count, status.max_instances);
+    if !by_state.is_empty() {
+        instances = format!("{instances}: {}", by_state.join(", "));
+    }
+    let port_pool = status
+        .port_range
+        .map(|range| format!("{}-{}", range.first, range.last))
+        .unwrap_or_default();
+    output::rows(&[
+        ("daemon", format!("outpostd {} (pid {})", status.version, status.pid)),
+        ("uptime", output::duration(status.uptime.as_ref())),
+        ("listening", status.listen_addresses.join(", ")),
+        ("data dir", status.data_dir),
+        ("instances", instances),
+        ("port pool", port_pool),
+        ("sync root", status.sync_root),
+        ("workspaces", status.workspaces_dir),
+    ])?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `outpostctl health [SERVICE]`: exit status 1 unless every checked
+/// service is SERVING.
+pub async fn health(
+    connection: &Connection,
+    service: Option<String>,
+    json: bool,
+) -> Result<ExitCode, Failure> {
+    let services: Vec<String> = match service {
+        Some(service) => vec![service],
+        None => SERVICES.iter().map(|s| (*s).to_owned()).collect(),
+    };
+    let mut client = connection.health();
+    let mut results = Vec::with_capacity(services.len());
+    for service in services {
+        let response = client
+            .check(HealthCheckRequest {
+                service: service.clone(),
+            })
+            .await?
+            .into_inner();
+        let status = ServingStatus::try_from(response.status).unwrap_or(ServingStatus::Unknown);
+        results.push((service, status));
+    }
+    let all_serving = results.iter().all(|(_, status)| *status == ServingStatus::Serving);
+    if json {
+        let entries: Vec<serde_json::Value> = results
+            .iter()
+            .map(|(service, status)| {
+                serde_json::json!({ "service": service, "status": status.as_str_name() })
+            })
+            .collect();
+        output::json(&entries)?;
+    } else {
+        let rows: Vec<(&str, String)> = results
+            .iter()
+            .map(|(service, status)| {
+                let label = if service.is_empty() { "(daemon)" } else { service.as_str() };
+                (label, status.as_str_name().to_owned())
+            })
+            .collect();
+        output::rows(&rows)?;
+    }
+    Ok(if all_serving { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

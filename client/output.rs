@@ -1,0 +1,31 @@
+//! Printing responses: canonical JSON with `--json`, aligned text otherwise.
+
+use std::{
+    io::{self, Write},
+    time::Duration,
+};
+
+use serde::Serialize;
+
+/// Prints `value` as pretty JSON on stdout.
+pub fn json<T: Serialize>(value: &T) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)
+}
+
+/// Prints `label  value` rows with the labels aligned.
+pub fn rows(rows: &[(&str, String)]) -> io::Result<()> {
+    let width = rows.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
+    let mut out = io::stdout().lock();
+    for (label, value) in rows {
+        writeln!(out, "{label:<width$}  {value}")?;
+    }
+    Ok(())
+}
+
+/// A protobuf duration as whole seconds, e.g. "2h 3m 4s".
+pub fn duration(duration: Option<&pbjson_types::Duration>) -> String {
+    let seconds = duration.map_or(0, |d| d.seconds.max(0) as u64);
+    humantime::format_duration(Duration::from_secs(seconds)).to_string()
+}

@@ -1,0 +1,314 @@
+//! Daemon configuration: command-line flags, each with an `OUTPOST_*`
+//! environment variable, resolved into a validated [`Config`].
+
+use std::{
+    fmt,
+    net::{Ipv4Addr, SocketAddr},
+    path::{Path, PathBuf},
+    str::FromStr,
+};
+
+use clap::Parser;
+use thiserror::Error;
+
+use crate::{
+    paths,
+    token::{TOKEN_ENV, Token},
+};
+
+/// Flags of `outpostd`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "outpostd",
+    version,
+    about = "The outpost daemon: supervises local server processes and syncs forum content with files.",
+    after_help = "TCP listeners require a bearer token: --token-file FILE, or the token itself in $OUTPOST_TOKEN.\nLog level comes from RUST_LOG (default: info)."
+)]
+pub struct DaemonArgs {
+    /// Directory for state, logs and the database [default: $XDG_STATE_HOME/outpost]
+    #[arg(long, env = "OUTPOST_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Unix socket to serve on [default: $XDG_RUNTIME_DIR/outpost/outpostd.sock]
+    #[arg(long, env = "OUTPOST_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+
+    /// Also serve on TCP (repeatable; port 0 picks a free port); requires a token
+    #[arg(
+        long = "listen",
+        env = "OUTPOST_LISTEN",
+        value_name = "tcp://HOST:PORT",
+        value_delimiter = ','
+    )]
+    pub listen: Vec<ListenAddr>,
+
+    /// File holding the bearer token for TCP clients
+    #[arg(long, env = "OUTPOST_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// Pool of ports handed to instances that ask for one
+    #[arg(
+        long,
+        env = "OUTPOST_PORT_RANGE",
+        value_name = "START-END",
+        default_value = "4100-4199"
+    )]
+    pub port_range: PortRange,
+
+    /// Most instances the daemon will hold
+    #[arg(
+        long,
+        env = "OUTPOST_MAX_INSTANCES",
+        value_name = "N",
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_instances: u32,
+
+    /// Root directory of template and stylesheet sync [default: DATA_DIR/sync]
+    #[arg(long, env = "OUTPOST_SYNC_ROOT", value_name = "DIR")]
+    pub sync_root: Option<PathBuf>,
+
+    /// Directory of workspace files [default: $XDG_CONFIG_HOME/outpost/workspaces]
+    #[arg(long, env = "OUTPOST_WORKSPACES_DIR", value_name = "DIR")]
+    pub workspaces_dir: Option<PathBuf>,
+}
+
+/// A TCP address to listen on, written `tcp://HOST:PORT`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenAddr(pub SocketAddr);
+
+impl FromStr for ListenAddr {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let usage = "expected tcp://HOST:PORT with an IP address or localhost, e.g. tcp://127.0.0.1:4200";
+        let rest = text
+            .strip_prefix("tcp://")
+            .ok_or_else(|| format!("unsupported scheme: {usage}"))?;
+        if let Some(port) = rest.strip_prefix("localhost:") {
+            let port = parse_port(port)?;
+            return Ok(Self(SocketAddr::from((Ipv4Addr::LOCALHOST, port))));
+        }
+        let (_, port) = rest.rsplit_once(':').ok_or_else(|| usage.to_owned())?;
+        parse_port(port)?;
+        rest.parse().map(Self).map_err(|_| usage.to_owned())
+    }
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "tcp://{}", self.0)
+    }
+}
+
+fn parse_port(text: &str) -> Result<u16, String> {
+    text.parse::<u16>()
+        .map_err(|_| format!("port {text:?} is not a number from 0 to 65535"))
+}
+
+/// An inclusive range of TCP ports, written `START-END`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortRange {
+    /// First port of the range.
+    pub first: u16,
+    /// Last port of the range (inclusive).
+    pub last: u16,
+}
+
+impl FromStr for PortRange {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (first, last) = text
+            .split_once('-')
+            .ok_or_else(|| "expected START-END, e.g. 4100-4199".to_owned())?;
+        let first = parse_port(first.trim())?;
+        let last = parse_port(last.trim())?;
+        if first == 0 {
+            return Err("ports start at 1".to_owned());
+        }
+        if first > last {
+            return Err(format!("start {first} is greater than end {last}"));
+        }
+        Ok(Self { first, last })
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+/// A setting that cannot be used, named as the user wrote it.
+#[derive(Debug, Error)]
+#[error("{setting}: {reason}")]
+pub struct ConfigError {
+    /// The flag and its environment variable, e.g. `--data-dir (OUTPOST_DATA_DIR)`.
+    pub setting: &'static str,
+    /// What is wrong, including the bad value.
+    pub reason: String,
+}
+
+impl ConfigError {
+    /// Creates an error for `setting`.
+    pub fn new(setting: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            setting,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Setting names used in error messages.
+pub mod setting {
+    /// The data directory.
+    pub const DATA_DIR: &str = "--data-dir (OUTPOST_DATA_DIR)";
+    /// The Unix socket.
+    pub const SOCKET: &str = "--socket (OUTPOST_SOCKET)";
+    /// The TCP listeners.
+    pub const LISTEN: &str = "--listen (OUTPOST_LISTEN)";
+    /// The token.
+    pub const TOKEN: &str = "--token-file (OUTPOST_TOKEN_FILE) or OUTPOST_TOKEN";
+    /// The sync root.
+    pub const SYNC_ROOT: &str = "--sync-root (OUTPOST_SYNC_ROOT)";
+    /// The workspaces directory.
+    pub const WORKSPACES_DIR: &str = "--workspaces-dir (OUTPOST_WORKSPACES_DIR)";
+}
+
+/// The daemon's resolved, validated configuration. Its `Debug` and
+/// `Display` never show the token.
+#[derive(Debug)]
+pub struct Config {
+    /// Directory for state, logs and the database.
+    pub data_dir: PathBuf,
+    /// The Unix socket to serve on.
+    pub socket: PathBuf,
+    /// TCP addresses to serve on as well.
+    pub listen: Vec<ListenAddr>,
+    /// Token TCP clients must present; always set when `listen` is not empty.
+    pub token: Option<Token>,
+    /// Port pool for instances.
+    pub port_range: PortRange,
+    /// Most instances the daemon holds.
+    pub max_instances: u32,
+    /// Root of content sync.
+    pub sync_root: PathBuf,
+    /// Directory of workspace files.
+    pub workspaces_dir: PathBuf,
+}
+
+impl Config {
+    /// Resolves defaults, loads the token and checks what can be checked
+    /// without touching the file system.
+    pub fn resolve(args: DaemonArgs) -> Result<Self, ConfigError> {
+        let data_dir = absolute(setting::DATA_DIR, args.data_dir, paths::default_data_dir)?;
+        let socket = absolute(setting::SOCKET, args.socket, paths::default_socket_path)?;
+        let sync_root = absolute(setting::SYNC_ROOT, args.sync_root, || {
+            Some(data_dir.join("sync"))
+        })?;
+        let workspaces_dir = absolute(
+            setting::WORKSPACES_DIR,
+            args.workspaces_dir,
+            paths::default_workspaces_dir,
+        )?;
+        let token = Token::load(args.token_file.as_deref())
+            .map_err(|err| ConfigError::new(setting::TOKEN, err.to_string()))?;
+        if let (Some(addr), None) = (args.listen.first(), &token) {
+            return Err(ConfigError::new(
+                setting::LISTEN,
+                format!(
+                    "{addr} needs a token: pass --token-file FILE or set {TOKEN_ENV} (at least {} characters)",
+                    crate::token::MIN_TOKEN_LEN
+                ),
+            ));
+        }
+        Ok(Self {
+            data_dir,
+            socket,
+            listen: args.listen,
+            token,
+            port_range: args.port_range,
+            max_instances: args.max_instances,
+            sync_root,
+            workspaces_dir,
+        })
+    }
+}
+
+/// Takes `given` or the default, and insists on an absolute path.
+fn absolute(
+    setting: &'static str,
+    given: Option<PathBuf>,
+    default: impl FnOnce() -> Option<PathBuf>,
+) -> Result<PathBuf, ConfigError> {
+    let path = given
+        .or_else(default)
+        .ok_or_else(|| ConfigError::new(setting, "no default: HOME is not set; pass a path"))?;
+    if path.is_absolute() {
+        Ok(path)
+    } else {
+        Err(ConfigError::new(
+            setting,
+            format!("{} is not an absolute path", path.display()),
+        ))
+    }
+}
+
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let show = |path: &Path| path.display().to_string();
+        let listen: Vec<String> = self.listen.iter().map(ToString::to_string).collect();
+        write!(
+            f,
+            "data_dir={} socket={} listen=[{}] token={} port_range={} max_instances={} sync_root={} workspaces_dir={}",
+            show(&self.data_dir),
+            show(&self.socket),
+            listen.join(","),
+            if self.token.is_some() { "set" } else { "unset" },
+            self.port_range,
+            self.max_instances,
+            show(&self.sync_root),
+            show(&self.workspaces_dir),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses_parse() {
+        assert_eq!(
+            "tcp://127.0.0.1:4200".parse::<ListenAddr>().unwrap().0,
+            "127.0.0.1:4200".parse().unwrap()
+        );
+        assert_eq!(
+            "tcp://[::1]:0".parse::<ListenAddr>().unwrap().0,
+            "[::1]:0".parse().unwrap()
+        );
+        assert_eq!(
+            "tcp://localhost:9".parse::<ListenAddr>().unwrap().0,
+            "127.0.0.1:9".parse().unwrap()
+        );
+        for bad in ["127.0.0.1:4200", "tcp://127.0.0.1:70000", "tcp://host:1", "tcp://1.2.3.4"] {
+            assert!(bad.parse::<ListenAddr>().is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn port_ranges_parse() {
+        assert_eq!(
+            "4100-4199".parse::<PortRange>().unwrap(),
+            PortRange {
+                first: 4100,
+                last: 4199
+            }
+        );
+        for bad in ["4100", "0-10", "20-10", "1-65536", "a-b"] {
+            assert!(bad.parse::<PortRange>().is_err(), "{bad} should be rejected");
+        }
+    }
+}

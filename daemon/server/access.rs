@@ -1,0 +1,88 @@
+//! Who may call what.
+//!
+//! On the Unix socket every call must come from the daemon's own uid (or
+//! root), checked through `SO_PEERCRED`. On TCP every call must carry the
+//! bearer token, except the health service, which is open.
+
+use std::sync::Arc;
+
+use tonic::{
+    Request, Status,
+    service::Interceptor,
+    transport::server::{TcpConnectInfo, UdsConnectInfo},
+};
+
+use crate::token::Token;
+
+/// The access check in front of a service.
+#[derive(Clone, Debug)]
+pub(crate) struct Gate {
+    owner_uid: u32,
+    token: Option<Arc<Token>>,
+    open_on_tcp: bool,
+}
+
+impl Gate {
+    /// A gate for services that need the token on TCP.
+    pub(crate) fn protected(owner_uid: u32, token: Option<Arc<Token>>) -> Self {
+        Self {
+            owner_uid,
+            token,
+            open_on_tcp: false,
+        }
+    }
+
+    /// The same gate, but open to anyone who reaches it over TCP.
+    pub(crate) fn open_on_tcp(&self) -> Self {
+        Self {
+            open_on_tcp: true,
+            ..self.clone()
+        }
+    }
+
+    fn check_peer_uid(&self, info: &UdsConnectInfo) -> Result<(), Status> {
+        match info.peer_cred.map(|cred| cred.uid()) {
+            Some(uid) if uid == self.owner_uid || uid == 0 => Ok(()),
+            Some(uid) => {
+                tracing::warn!(uid, "refused a socket client of another user");
+                Err(Status::permission_denied(format!(
+                    "uid {uid} may not use this daemon (it runs as uid {})",
+                    self.owner_uid
+                )))
+            }
+            None => Err(Status::permission_denied(
+                "the socket peer's credentials are unavailable",
+            )),
+        }
+    }
+
+    fn check_token<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let presented = request.metadata().get("authorization");
+        match (&self.token, presented) {
+            (Some(token), Some(value)) if token.matches_header(value.as_bytes()) => Ok(()),
+            (_, None) => Err(Status::unauthenticated(
+                "missing bearer token: send 'authorization: Bearer <token>'",
+            )),
+            _ => {
+                tracing::warn!(peer = ?request.remote_addr(), "refused a TCP call with a wrong token");
+                Err(Status::unauthenticated("wrong bearer token"))
+            }
+        }
+    }
+}
+
+impl Interceptor for Gate {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let extensions = request.extensions();
+        if let Some(info) = extensions.get::<UdsConnectInfo>() {
+            self.check_peer_uid(info)?;
+        } else if extensions.get::<TcpConnectInfo>().is_some() {
+            if !self.open_on_tcp {
+                self.check_token(&request)?;
+            }
+        } else {
+            return Err(Status::permission_denied("unknown transport"));
+        }
+        Ok(request)
+    }
+}

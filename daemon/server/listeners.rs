@@ -1,0 +1,178 @@
+//! Binding the daemon's listeners safely.
+//!
+//! The Unix socket lives in a 0700 directory (when the daemon creates it),
+//! is itself 0600, and is guarded by an advisory lock next to it: holding
+//! the lock proves no other daemon serves there, so a leftover socket file is
+//! stale and may be replaced. The data directory is locked the same way so
+//! that two daemons never share state.
+
+use std::{
+    fs::{self, DirBuilder, File, OpenOptions, TryLockError},
+    io::{self, Read, Seek, Write},
+    os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt, PermissionsExt},
+    path::{Path, PathBuf},
+};
+
+use tokio::net::{TcpListener, UnixListener};
+
+use super::ServerError;
+use crate::config::{ConfigError, ListenAddr, setting};
+
+/// The longest socket path Linux accepts (`sun_path` minus the NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// An exclusive advisory lock on a file holding the owner's pid, released
+/// when dropped (or when the process dies).
+#[derive(Debug)]
+pub(crate) struct PidLock {
+    _file: File,
+}
+
+impl PidLock {
+    /// Takes the lock at `path`, or reports the pid of the process holding it.
+    fn acquire(path: &Path) -> Result<Result<Self, Option<u32>>, io::Error> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)?;
+        match file.try_lock() {
+            Ok(()) => {
+                file.set_len(0)?;
+                file.rewind()?;
+                writeln!(file, "{}", std::process::id())?;
+                Ok(Ok(Self { _file: file }))
+            }
+            Err(TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                file.read_to_string(&mut pid)?;
+                Ok(Err(pid.trim().parse().ok()))
+            }
+            Err(TryLockError::Error(err)) => Err(err),
+        }
+    }
+}
+
+/// Creates `dir` (and missing parents) with mode 0700. An existing
+/// directory is left as it is.
+fn create_private_dir(setting: &'static str, dir: &Path) -> Result<(), ConfigError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .and_then(|()| fs::set_permissions(dir, fs::Permissions::from_mode(0o700)))
+        .map_err(|err| {
+            ConfigError::new(
+                setting,
+                format!("cannot create directory {}: {err}", dir.display()),
+            )
+        })
+}
+
+/// Prepares and locks the data directory.
+pub(crate) fn lock_data_dir(dir: &Path) -> Result<PidLock, ServerError> {
+    create_private_dir(setting::DATA_DIR, dir)?;
+    let lock_path = dir.join("outpostd.lock");
+    match PidLock::acquire(&lock_path) {
+        Ok(Ok(lock)) => Ok(lock),
+        Ok(Err(pid)) => Err(ServerError::AlreadyRunning {
+            what: format!("data dir {}", dir.display()),
+            pid,
+        }),
+        Err(err) => Err(ConfigError::new(
+            setting::DATA_DIR,
+            format!("{} is not writable: {err}", lock_path.display()),
+        )
+        .into()),
+    }
+}
+
+/// A bound Unix socket. Dropping it removes the socket file, then releases
+/// the lock.
+#[derive(Debug)]
+pub(crate) struct SocketFile {
+    path: PathBuf,
+    _lock: PidLock,
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        if let Err(err) = fs::remove_file(&self.path) {
+            tracing::warn!(path = %self.path.display(), %err, "could not remove the socket file");
+        }
+    }
+}
+
+/// Binds the Unix socket at `path`, replacing a stale socket file left by
+/// a dead daemon, and refusing while another daemon holds it.
+pub(crate) fn bind_unix(path: &Path) -> Result<(UnixListener, SocketFile), ServerError> {
+    let invalid = |reason: String| ServerError::from(ConfigError::new(setting::SOCKET, reason));
+    if path.as_os_str().len() > MAX_SOCKET_PATH {
+        return Err(invalid(format!(
+            "{} is longer than the {MAX_SOCKET_PATH} bytes a socket path may have",
+            path.display()
+        )));
+    }
+    let dir = path
+        .parent()
+        .ok_or_else(|| invalid(format!("{} has no parent directory", path.display())))?;
+    create_private_dir(setting::SOCKET, dir)?;
+
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock = match PidLock::acquire(Path::new(&lock_path)) {
+        Ok(Ok(lock)) => lock,
+        Ok(Err(pid)) => {
+            return Err(ServerError::AlreadyRunning {
+                what: format!("unix://{}", path.display()),
+                pid,
+            });
+        }
+        Err(err) => {
+            return Err(invalid(format!(
+                "cannot lock {}: {err}",
+                Path::new(&lock_path).display()
+            )));
+        }
+    };
+
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            tracing::info!(path = %path.display(), "replacing the stale socket of a daemon that is gone");
+            fs::remove_file(path)
+                .map_err(|err| invalid(format!("cannot remove stale {}: {err}", path.display())))?;
+        }
+        Ok(_) => {
+            return Err(invalid(format!(
+                "{} exists and is not a socket; refusing to replace it",
+                path.display()
+            )));
+        }
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        Err(err) => return Err(invalid(format!("cannot inspect {}: {err}", path.display()))),
+    }
+
+    let listener = UnixListener::bind(path)
+        .map_err(|err| invalid(format!("cannot bind {}: {err}", path.display())))?;
+    let socket = SocketFile {
+        path: path.to_owned(),
+        _lock: lock,
+    };
+    // Peer credentials are checked on every request too, which covers the
+    // moment between bind and chmod.
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+        .map_err(|err| invalid(format!("cannot chmod {}: {err}", path.display())))?;
+    Ok((listener, socket))
+}
+
+/// Binds one TCP listener; port 0 binds a free port.
+pub(crate) async fn bind_tcp(addr: ListenAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr.0)
+        .await
+        .map_err(|err| ConfigError::new(setting::LISTEN, format!("cannot bind {addr}: {err}")).into())
+}

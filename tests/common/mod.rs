@@ -1,0 +1,269 @@
+//! Test harness: starts a real `outpostd` binary on a temporary socket and
+//! data directory, captures its log, and drives it over gRPC or through the
+//! real `outpostctl` binary.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::{
+    ffi::OsString,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Output, Stdio},
+    sync::{Arc, Condvar, Mutex},
+    thread,
+    time::{Duration, Instant},
+};
+
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
+use outpost::endpoint::{Address, ConnectOptions, Connection};
+use tempfile::TempDir;
+
+/// How long a daemon may take to start on a loaded machine.
+pub const START_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A token long enough to be accepted.
+pub const TOKEN: &str = "test-token-0123456789abcdef";
+
+/// Path of the built `outpostd`.
+pub fn outpostd_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_outpostd")
+}
+
+/// Path of the built `outpostctl`.
+pub fn outpostctl_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_outpostctl")
+}
+
+/// Lines a process wrote to stderr, shared with the thread reading them.
+#[derive(Clone, Default)]
+pub struct LogBuffer(Arc<(Mutex<String>, Condvar)>);
+
+impl LogBuffer {
+    /// Starts a thread copying `stream` line by line into a new buffer.
+    pub fn capture(stream: impl std::io::Read + Send + 'static) -> Self {
+        let buffer = Self::default();
+        let shared = buffer.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let (text, changed) = &*shared.0;
+                let mut text = text.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+                changed.notify_all();
+            }
+        });
+        buffer
+    }
+
+    /// Everything captured so far.
+    pub fn text(&self) -> String {
+        self.0.0.lock().unwrap().clone()
+    }
+
+    /// Waits until the captured text contains `needle`; panics with the log
+    /// after `deadline`.
+    pub fn wait_for(&self, needle: &str, deadline: Duration) -> String {
+        let (text, changed) = &*self.0;
+        let end = Instant::now() + deadline;
+        let mut guard = text.lock().unwrap();
+        while !guard.contains(needle) {
+            let left = end.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no {needle:?} in the log within {deadline:?}:\n{guard}");
+            guard = changed.wait_timeout(guard, left).unwrap().0;
+        }
+        guard.clone()
+    }
+}
+
+/// How to start a daemon.
+pub struct DaemonBuilder {
+    dir: TempDir,
+    args: Vec<OsString>,
+    envs: Vec<(String, String)>,
+}
+
+impl DaemonBuilder {
+    /// Adds a command-line argument.
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Sets an environment variable for the daemon.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.envs.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Also listens on a free TCP port of 127.0.0.1, with [`TOKEN`].
+    pub fn tcp(self) -> Self {
+        self.arg("--listen")
+            .arg("tcp://127.0.0.1:0")
+            .env("OUTPOST_TOKEN", TOKEN)
+    }
+
+    /// Spawns the daemon without waiting for it to serve.
+    pub fn spawn(self) -> Daemon {
+        let socket = self.dir.path().join("run").join("outpostd.sock");
+        let data_dir = self.dir.path().join("data");
+        let mut command = daemon_command(&data_dir, &socket);
+        command.args(&self.args);
+        for (key, value) in &self.envs {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("spawn outpostd");
+        let log = LogBuffer::capture(child.stderr.take().unwrap());
+        Daemon {
+            child,
+            dir: self.dir,
+            socket,
+            data_dir,
+            log,
+        }
+    }
+
+    /// Spawns the daemon and waits until it serves.
+    pub fn start(self) -> Daemon {
+        let daemon = self.spawn();
+        daemon.log.wait_for(" serving ", START_DEADLINE);
+        daemon
+    }
+}
+
+/// A `Command` for outpostd on `data_dir` and `socket`, with a clean
+/// environment (no inherited OUTPOST_* settings) and piped stderr.
+pub fn daemon_command(data_dir: &Path, socket: &Path) -> Command {
+    let mut command = Command::new(outpostd_bin());
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("OUTPOST_") {
+            command.env_remove(key);
+        }
+    }
+    command
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--socket")
+        .arg(socket)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// A running `outpostd` child process; killed when dropped.
+pub struct Daemon {
+    child: Child,
+    /// Temporary directory holding the socket and data dir.
+    pub dir: TempDir,
+    /// The Unix socket.
+    pub socket: PathBuf,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The daemon's stderr.
+    pub log: LogBuffer,
+}
+
+impl Daemon {
+    /// A builder with a fresh temporary directory.
+    pub fn builder() -> DaemonBuilder {
+        DaemonBuilder {
+            dir: tempfile::Builder::new().prefix("outpost-test").tempdir().unwrap(),
+            args: Vec::new(),
+            envs: Vec::new(),
+        }
+    }
+
+    /// Starts a daemon with default settings and waits until it serves.
+    pub fn start() -> Self {
+        Self::builder().start()
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `unix://…` address of the socket.
+    pub fn unix_address(&self) -> Address {
+        Address::Unix(self.socket.clone())
+    }
+
+    /// `http://127.0.0.1:PORT` of the TCP listener, read from the log.
+    pub fn tcp_address(&self) -> Address {
+        let log = self.log.text();
+        let start = log.find("tcp://127.0.0.1:").expect("no TCP listener in the log");
+        let port: String = log[start + "tcp://127.0.0.1:".len()..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        format!("http://127.0.0.1:{port}").parse().unwrap()
+    }
+
+    /// Connects over the Unix socket.
+    pub async fn connect(&self) -> Connection {
+        Connection::open(&self.unix_address(), None, &ConnectOptions::default())
+            .await
+            .expect("connect to the daemon's socket")
+    }
+
+    /// Runs `outpostctl --addr <socket> ARGS…` to completion.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        let address = self.unix_address().to_string();
+        ctl_command()
+            .arg("--addr")
+            .arg(address)
+            .args(args)
+            .output()
+            .expect("run outpostctl")
+    }
+
+    /// Sends `signal` to the daemon.
+    pub fn signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.pid() as i32), signal).expect("signal the daemon");
+    }
+
+    /// Waits for the daemon to exit, panicking after `deadline`.
+    pub fn wait_exit(&mut self, deadline: Duration) -> ExitStatus {
+        let end = Instant::now() + deadline;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < end, "daemon still running after {deadline:?}:\n{}", self.log.text());
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An `outpostctl` command with a clean environment (no inherited OUTPOST_*).
+pub fn ctl_command() -> Command {
+    let mut command = Command::new(outpostctl_bin());
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("OUTPOST_") {
+            command.env_remove(key);
+        }
+    }
+    command.stdin(Stdio::null());
+    command
+}
+
+/// stdout of a finished command as text.
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// stderr of a finished command as text.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
