@@ -34,7 +34,10 @@ pub async fn status(connection: &Connection, json: bool) -> Result<ExitCode, Fai
             format!("{} {}", count.count, name.to_lowercase())
         })
         .collect();
-    let mut instances = format!("{} (at most {})", status.instance_count, status.max_instances);
+    let mut instances = format!(
+        "{} (at most {})",
+        status.instance_count, status.max_instances
+    );
     if !by_state.is_empty() {
         instances = format!("{instances}: {}", by_state.join(", "));
     }
@@ -43,7 +46,10 @@ pub async fn status(connection: &Connection, json: bool) -> Result<ExitCode, Fai
         .map(|range| format!("{}-{}", range.first, range.last))
         .unwrap_or_default();
     output::rows(&[
-        ("daemon", format!("outpostd {} (pid {})", status.version, status.pid)),
+        (
+            "daemon",
+            format!("outpostd {} (pid {})", status.version, status.pid),
+        ),
         ("uptime", output::duration(status.uptime.as_ref())),
         ("listening", status.listen_addresses.join(", ")),
         ("data dir", status.data_dir),
@@ -78,7 +84,9 @@ pub async fn health(
         let status = ServingStatus::try_from(response.status).unwrap_or(ServingStatus::Unknown);
         results.push((service, status));
     }
-    let all_serving = results.iter().all(|(_, status)| *status == ServingStatus::Serving);
+    let all_serving = results
+        .iter()
+        .all(|(_, status)| *status == ServingStatus::Serving);
     if json {
         let entries: Vec<serde_json::Value> = results
             .iter()
@@ -91,11 +99,19 @@ pub async fn health(
         let rows: Vec<(&str, String)> = results
             .iter()
             .map(|(service, status)| {
-                let label = if service.is_empty() { "(daemon)" } else { service.as_str() };
+                let label = if service.is_empty() {
+                    "(daemon)"
+                } else {
+                    service.as_str()
+                };
                 (label, status.as_str_name().to_owned())
             })
             .collect();
         output::rows(&rows)?;
     }
-    Ok(if all_serving { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if all_serving {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

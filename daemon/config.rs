@@ -82,7 +82,8 @@ impl FromStr for ListenAddr {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let usage = "expected tcp://HOST:PORT with an IP address or localhost, e.g. tcp://127.0.0.1:4200";
+        let usage =
+            "expected tcp://HOST:PORT with an IP address or localhost, e.g. tcp://127.0.0.1:4200";
         let rest = text
             .strip_prefix("tcp://")
             .ok_or_else(|| format!("unsupported scheme: {usage}"))?;
@@ -293,8 +294,16 @@ mod tests {
             "tcp://localhost:9".parse::<ListenAddr>().unwrap().0,
             "127.0.0.1:9".parse().unwrap()
         );
-        for bad in ["127.0.0.1:4200", "tcp://127.0.0.1:70000", "tcp://host:1", "tcp://1.2.3.4"] {
-            assert!(bad.parse::<ListenAddr>().is_err(), "{bad} should be rejected");
+        for bad in [
+            "127.0.0.1:4200",
+            "tcp://127.0.0.1:70000",
+            "tcp://host:1",
+            "tcp://1.2.3.4",
+        ] {
+            assert!(
+                bad.parse::<ListenAddr>().is_err(),
+                "{bad} should be rejected"
+            );
         }
     }
 
@@ -308,7 +317,10 @@ mod tests {
             }
         );
         for bad in ["4100", "0-10", "20-10", "1-65536", "a-b"] {
-            assert!(bad.parse::<PortRange>().is_err(), "{bad} should be rejected");
+            assert!(
+                bad.parse::<PortRange>().is_err(),
+                "{bad} should be rejected"
+            );
         }
     }
 }

@@ -80,7 +80,9 @@ impl BearerAuth {
 impl Interceptor for BearerAuth {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         if let Some(value) = &self.0 {
-            request.metadata_mut().insert("authorization", value.clone());
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
         }
         Ok(request)
     }
@@ -142,7 +144,9 @@ impl Connection {
                 endpoint
                     .connect_with_connector(tower::service_fn(move |_| {
                         let path = path.clone();
-                        async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
+                        async move {
+                            Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?))
+                        }
                     }))
                     .await?
             }
@@ -183,7 +187,12 @@ mod tests {
         for text in ["unix:///run/outpost/outpostd.sock", "http://127.0.0.1:4200"] {
             assert_eq!(text.parse::<Address>().unwrap().to_string(), text);
         }
-        for bad in ["unix://relative.sock", "http://nohost", "tcp://127.0.0.1:1", "/abs/path"] {
+        for bad in [
+            "unix://relative.sock",
+            "http://nohost",
+            "tcp://127.0.0.1:1",
+            "/abs/path",
+        ] {
             assert!(bad.parse::<Address>().is_err(), "{bad} should be rejected");
         }
     }

@@ -17,7 +17,9 @@ const EXIT_CONFIG: u8 = 2;
 async fn main() -> ExitCode {
     let args = DaemonArgs::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
@@ -30,7 +32,8 @@ async fn main() -> ExitCode {
         }
     };
     tracing::info!(%config, "starting");
-    match server::run(config, shutdown_signal()).await {
+    let shutdown = shutdown_signal();
+    match server::run(config, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("outpostd: {err}");
@@ -42,16 +45,22 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Completes on the first SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let (Ok(mut interrupt), Ok(mut terminate)) =
-        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-    else {
-        tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = interrupt.recv() => tracing::info!("received SIGINT"),
-        _ = terminate.recv() => tracing::info!("received SIGTERM"),
+/// Installs SIGINT and SIGTERM handlers now (so that a signal arriving the
+/// moment the daemon serves is not fatal) and returns a future that
+/// completes on the first of them.
+fn shutdown_signal() -> impl Future<Output = ()> {
+    let handlers = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    );
+    async move {
+        let (Ok(mut interrupt), Ok(mut terminate)) = handlers else {
+            tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("received SIGINT"),
+            _ = terminate.recv() => tracing::info!("received SIGTERM"),
+        }
     }
 }

@@ -172,7 +172,7 @@ pub(crate) fn bind_unix(path: &Path) -> Result<(UnixListener, SocketFile), Serve
 
 /// Binds one TCP listener; port 0 binds a free port.
 pub(crate) async fn bind_tcp(addr: ListenAddr) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr.0)
-        .await
-        .map_err(|err| ConfigError::new(setting::LISTEN, format!("cannot bind {addr}: {err}")).into())
+    TcpListener::bind(addr.0).await.map_err(|err| {
+        ConfigError::new(setting::LISTEN, format!("cannot bind {addr}: {err}")).into()
+    })
 }

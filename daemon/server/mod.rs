@@ -116,17 +116,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
     let stop = CancellationToken::new();
     let mut servers = JoinSet::new();
-    servers.spawn(
-        router
-            .clone()
-            .serve_with_incoming_shutdown(UnixListenerStream::new(unix_listener), stop.clone().cancelled_owned()),
-    );
+    servers.spawn(router.clone().serve_with_incoming_shutdown(
+        UnixListenerStream::new(unix_listener),
+        stop.clone().cancelled_owned(),
+    ));
     for listener in tcp_listeners {
-        servers.spawn(
-            router
-                .clone()
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.clone().cancelled_owned()),
-        );
+        servers.spawn(router.clone().serve_with_incoming_shutdown(
+            TcpListenerStream::new(listener),
+            stop.clone().cancelled_owned(),
+        ));
     }
     tracing::info!(
         pid = std::process::id(),
@@ -172,7 +170,9 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
 
 /// Converts a wall-clock time to a protobuf timestamp.
 fn timestamp(time: SystemTime) -> pbjson_types::Timestamp {
-    let since_epoch = time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let since_epoch = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
     pbjson_types::Timestamp {
         seconds: since_epoch.as_secs() as i64,
         nanos: since_epoch.subsec_nanos() as i32,

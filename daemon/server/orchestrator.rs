@@ -50,7 +50,7 @@ impl OrchestratorApi {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             pid: std::process::id(),
             started_at: Some(timestamp(info.started_at)),
-            uptime: pbjson_types::Duration::try_from(info.started.elapsed()).ok(),
+            uptime: Some(info.started.elapsed().into()),
             listen_addresses: info.listen_addresses.clone(),
             data_dir: config.data_dir.display().to_string(),
             instance_count: 0,
@@ -70,7 +70,10 @@ type Reply<T> = Result<Response<T>, Status>;
 
 #[tonic::async_trait]
 impl Orchestrator for OrchestratorApi {
-    async fn create_instance(&self, _: Request<pb::CreateInstanceRequest>) -> Reply<pb::CreateInstanceResponse> {
+    async fn create_instance(
+        &self,
+        _: Request<pb::CreateInstanceRequest>,
+    ) -> Reply<pb::CreateInstanceResponse> {
         Err(not_yet("CreateInstance", SUPERVISION))
     }
 
@@ -81,19 +84,31 @@ impl Orchestrator for OrchestratorApi {
         Err(not_yet("GetOrCreateInstance", SUPERVISION))
     }
 
-    async fn get_instance(&self, _: Request<pb::GetInstanceRequest>) -> Reply<pb::GetInstanceResponse> {
+    async fn get_instance(
+        &self,
+        _: Request<pb::GetInstanceRequest>,
+    ) -> Reply<pb::GetInstanceResponse> {
         Err(not_yet("GetInstance", SUPERVISION))
     }
 
-    async fn list_instances(&self, _: Request<pb::ListInstancesRequest>) -> Reply<pb::ListInstancesResponse> {
+    async fn list_instances(
+        &self,
+        _: Request<pb::ListInstancesRequest>,
+    ) -> Reply<pb::ListInstancesResponse> {
         Err(not_yet("ListInstances", SUPERVISION))
     }
 
-    async fn start_instance(&self, _: Request<pb::StartInstanceRequest>) -> Reply<pb::StartInstanceResponse> {
+    async fn start_instance(
+        &self,
+        _: Request<pb::StartInstanceRequest>,
+    ) -> Reply<pb::StartInstanceResponse> {
         Err(not_yet("StartInstance", SUPERVISION))
     }
 
-    async fn stop_instance(&self, _: Request<pb::StopInstanceRequest>) -> Reply<pb::StopInstanceResponse> {
+    async fn stop_instance(
+        &self,
+        _: Request<pb::StopInstanceRequest>,
+    ) -> Reply<pb::StopInstanceResponse> {
         Err(not_yet("StopInstance", SUPERVISION))
     }
 
@@ -104,7 +119,10 @@ impl Orchestrator for OrchestratorApi {
         Err(not_yet("RestartInstance", SUPERVISION))
     }
 
-    async fn delete_instance(&self, _: Request<pb::DeleteInstanceRequest>) -> Reply<pb::DeleteInstanceResponse> {
+    async fn delete_instance(
+        &self,
+        _: Request<pb::DeleteInstanceRequest>,
+    ) -> Reply<pb::DeleteInstanceResponse> {
         Err(not_yet("DeleteInstance", SUPERVISION))
     }
 
@@ -115,19 +133,28 @@ impl Orchestrator for OrchestratorApi {
         Err(not_yet("RegisterExternalInstance", SUPERVISION))
     }
 
-    async fn record_activity(&self, _: Request<pb::RecordActivityRequest>) -> Reply<pb::RecordActivityResponse> {
+    async fn record_activity(
+        &self,
+        _: Request<pb::RecordActivityRequest>,
+    ) -> Reply<pb::RecordActivityResponse> {
         Err(not_yet("RecordActivity", SUPERVISION))
     }
 
     type WatchStatusStream = BoxStream<pb::WatchStatusResponse>;
 
-    async fn watch_status(&self, _: Request<pb::WatchStatusRequest>) -> Reply<Self::WatchStatusStream> {
+    async fn watch_status(
+        &self,
+        _: Request<pb::WatchStatusRequest>,
+    ) -> Reply<Self::WatchStatusStream> {
         Err(not_yet("WatchStatus", SUPERVISION))
     }
 
     type StreamLogsStream = BoxStream<pb::StreamLogsResponse>;
 
-    async fn stream_logs(&self, _: Request<pb::StreamLogsRequest>) -> Reply<Self::StreamLogsStream> {
+    async fn stream_logs(
+        &self,
+        _: Request<pb::StreamLogsRequest>,
+    ) -> Reply<Self::StreamLogsStream> {
         Err(not_yet("StreamLogs", SUPERVISION))
     }
 
@@ -138,19 +165,31 @@ impl Orchestrator for OrchestratorApi {
         Ok(Response::new(self.daemon_status()))
     }
 
-    async fn validate_state(&self, _: Request<pb::ValidateStateRequest>) -> Reply<pb::ValidateStateResponse> {
+    async fn validate_state(
+        &self,
+        _: Request<pb::ValidateStateRequest>,
+    ) -> Reply<pb::ValidateStateResponse> {
         Err(not_yet("ValidateState", PERSISTENCE))
     }
 
-    async fn list_workspaces(&self, _: Request<pb::ListWorkspacesRequest>) -> Reply<pb::ListWorkspacesResponse> {
+    async fn list_workspaces(
+        &self,
+        _: Request<pb::ListWorkspacesRequest>,
+    ) -> Reply<pb::ListWorkspacesResponse> {
         Err(not_yet("ListWorkspaces", WORKSPACES))
     }
 
-    async fn get_workspace(&self, _: Request<pb::GetWorkspaceRequest>) -> Reply<pb::GetWorkspaceResponse> {
+    async fn get_workspace(
+        &self,
+        _: Request<pb::GetWorkspaceRequest>,
+    ) -> Reply<pb::GetWorkspaceResponse> {
         Err(not_yet("GetWorkspace", WORKSPACES))
     }
 
-    async fn apply_workspace(&self, _: Request<pb::ApplyWorkspaceRequest>) -> Reply<pb::ApplyWorkspaceResponse> {
+    async fn apply_workspace(
+        &self,
+        _: Request<pb::ApplyWorkspaceRequest>,
+    ) -> Reply<pb::ApplyWorkspaceResponse> {
         Err(not_yet("ApplyWorkspace", WORKSPACES))
     }
 }

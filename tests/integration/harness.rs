@@ -2,8 +2,6 @@
 //! data directory, captures its log, and drives it over gRPC or through the
 //! real `outpostctl` binary.
 
-#![allow(dead_code)] // each test binary uses a different part of the harness
-
 use std::{
     ffi::OsString,
     io::{BufRead, BufReader},
@@ -71,7 +69,10 @@ impl LogBuffer {
         let mut guard = text.lock().unwrap();
         while !guard.contains(needle) {
             let left = end.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "no {needle:?} in the log within {deadline:?}:\n{guard}");
+            assert!(
+                !left.is_zero(),
+                "no {needle:?} in the log within {deadline:?}:\n{guard}"
+            );
             guard = changed.wait_timeout(guard, left).unwrap().0;
         }
         guard.clone()
@@ -171,7 +172,10 @@ impl Daemon {
     /// A builder with a fresh temporary directory.
     pub fn builder() -> DaemonBuilder {
         DaemonBuilder {
-            dir: tempfile::Builder::new().prefix("outpost-test").tempdir().unwrap(),
+            dir: tempfile::Builder::new()
+                .prefix("outpost-test")
+                .tempdir()
+                .unwrap(),
             args: Vec::new(),
             envs: Vec::new(),
         }
@@ -192,11 +196,17 @@ impl Daemon {
         Address::Unix(self.socket.clone())
     }
 
-    /// `http://127.0.0.1:PORT` of the TCP listener, read from the log.
+    /// `http://127.0.0.1:PORT` of the TCP listener, read from the log line
+    /// that announces the bound addresses.
     pub fn tcp_address(&self) -> Address {
         let log = self.log.text();
-        let start = log.find("tcp://127.0.0.1:").expect("no TCP listener in the log");
-        let port: String = log[start + "tcp://127.0.0.1:".len()..]
+        let serving = log
+            .lines()
+            .find(|line| line.contains(" serving "))
+            .expect("daemon is not serving");
+        let prefix = "tcp://127.0.0.1:";
+        let start = serving.find(prefix).expect("no TCP listener in the log");
+        let port: String = serving[start + prefix.len()..]
             .chars()
             .take_while(char::is_ascii_digit)
             .collect();
@@ -233,7 +243,11 @@ impl Daemon {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < end, "daemon still running after {deadline:?}:\n{}", self.log.text());
+            assert!(
+                Instant::now() < end,
+                "daemon still running after {deadline:?}:\n{}",
+                self.log.text()
+            );
             thread::sleep(Duration::from_millis(5));
         }
     }

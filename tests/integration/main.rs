@@ -1,0 +1,11 @@
+//! Black-box tests: each starts a real `outpostd` on a temporary socket and
+//! data directory and drives it over gRPC, through `outpostctl`, `grpcurl`
+//! or a generated Python client.
+
+mod cli;
+mod config;
+mod harness;
+mod polyglot;
+mod serving;
+mod socket;
+mod tcp;
