@@ -2,6 +2,7 @@
 
 mod daemon;
 mod failure;
+mod instances;
 mod output;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
@@ -46,6 +47,125 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Create an instance and start it
+    Run {
+        /// Unique name (lowercase letters, digits, '-', dots)
+        name: String,
+        /// Project directory (unique among instances)
+        #[arg(long, value_name = "PATH")]
+        project: Option<PathBuf>,
+        /// Create it stopped
+        #[arg(long)]
+        no_start: bool,
+        #[command(flatten)]
+        spec: instances::SpecArgs,
+        /// The program and its arguments
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// Make sure the instance of a project runs: start it, or create it from CMD
+    Up {
+        /// Project directory
+        project: PathBuf,
+        /// Name for a new instance [default: the directory's name]
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        spec: instances::SpecArgs,
+        /// The program and its arguments, for a new instance
+        #[arg(last = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// List instances
+    Ls {
+        /// Only instances in this state (repeatable)
+        #[arg(long = "state", value_enum)]
+        states: Vec<instances::StateArg>,
+        /// Only instances of this workspace
+        #[arg(long)]
+        workspace: Option<String>,
+        /// Only instances with this label (repeatable)
+        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = key_value)]
+        labels: Vec<(String, String)>,
+    },
+    /// Show one instance
+    Get {
+        /// Id or name
+        instance: String,
+    },
+    /// Start an instance
+    Start {
+        /// Id or name
+        instance: String,
+    },
+    /// Stop an instance and every process of its group
+    Stop {
+        /// Id or name
+        instance: String,
+        /// Time between the stop signal and SIGKILL [default: the instance's]
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        grace: Option<Duration>,
+        /// Really signal an external (registered) process
+        #[arg(long)]
+        signal_external: bool,
+    },
+    /// Restart an instance
+    Restart {
+        /// Id or name
+        instance: String,
+    },
+    /// Stop and delete an instance
+    Rm {
+        /// Id or name
+        instance: String,
+        /// Delete even if a workspace owns it
+        #[arg(long)]
+        force: bool,
+        /// Also signal an external (registered) process
+        #[arg(long)]
+        signal_external: bool,
+    },
+    /// Watch a process the daemon did not start
+    Register {
+        /// Unique name
+        name: String,
+        /// Its process id
+        #[arg(long)]
+        pid: Option<u32>,
+        /// Its port
+        #[arg(long)]
+        port: Option<u32>,
+        /// Its project directory
+        #[arg(long, value_name = "PATH")]
+        project: Option<PathBuf>,
+    },
+    /// Record activity (postpones the idle timeout)
+    Touch {
+        /// Id or name
+        instance: String,
+    },
+    /// Show an instance's output
+    Logs {
+        /// Id or name
+        instance: String,
+        /// Keep printing new lines
+        #[arg(short, long)]
+        follow: bool,
+        /// Lines of history to show first (per stream)
+        #[arg(short = 'n', long, default_value_t = 50)]
+        lines: u32,
+        /// Only this stream
+        #[arg(long, value_enum)]
+        stream: Option<instances::StreamArg>,
+    },
+    /// Print status changes as they happen, one line per event
+    Watch {
+        /// Only these instances (ids or names)
+        instances: Vec<String>,
+        /// Resume after this revision
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+    },
     /// Show the daemon's version, uptime, listeners and instance counts
     Status,
     /// Check the gRPC health of the daemon and its services (exit 1 unless all serve)
@@ -82,16 +202,83 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let connection = connect(&cli).await?;
+    let streaming = matches!(
+        cli.command,
+        Command::Watch { .. } | Command::Logs { follow: true, .. }
+    );
+    let connection = connect(&cli, streaming).await?;
+    let json = cli.json;
+    use instances::Action;
     match cli.command {
-        Command::Status => daemon::status(&connection, cli.json).await,
-        Command::Health { service } => daemon::health(&connection, service, cli.json).await,
+        Command::Run {
+            name,
+            project,
+            no_start,
+            spec,
+            command,
+        } => instances::run(&connection, json, name, project, no_start, spec, command).await,
+        Command::Up {
+            project,
+            name,
+            spec,
+            command,
+        } => instances::up(&connection, json, project, name, spec, command).await,
+        Command::Ls {
+            states,
+            workspace,
+            labels,
+        } => instances::list(&connection, json, states, workspace, labels).await,
+        Command::Get { instance } => instances::act(&connection, json, Action::Get, instance).await,
+        Command::Start { instance } => {
+            instances::act(&connection, json, Action::Start, instance).await
+        }
+        Command::Restart { instance } => {
+            instances::act(&connection, json, Action::Restart, instance).await
+        }
+        Command::Touch { instance } => {
+            instances::act(&connection, json, Action::Touch, instance).await
+        }
+        Command::Stop {
+            instance,
+            grace,
+            signal_external,
+        } => instances::stop(&connection, json, instance, grace, signal_external).await,
+        Command::Rm {
+            instance,
+            force,
+            signal_external,
+        } => instances::remove(&connection, json, instance, force, signal_external).await,
+        Command::Register {
+            name,
+            pid,
+            port,
+            project,
+        } => instances::register(&connection, json, name, pid, port, project).await,
+        Command::Logs {
+            instance,
+            follow,
+            lines,
+            stream,
+        } => instances::logs(&connection, json, instance, follow, lines, stream).await,
+        Command::Watch { instances, since } => {
+            instances::watch(&connection, json, instances, since).await
+        }
+        Command::Status => daemon::status(&connection, json).await,
+        Command::Health { service } => daemon::health(&connection, service, json).await,
         Command::Completions { .. } => unreachable!("handled before connecting"),
     }
 }
 
-/// Opens the connection the global flags describe.
-async fn connect(cli: &Cli) -> Result<Connection, Failure> {
+/// "KEY=VALUE" → (KEY, VALUE).
+fn key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))
+}
+
+/// Opens the connection the global flags describe. Streams get no request
+/// deadline: they last until the user stops them.
+async fn connect(cli: &Cli, streaming: bool) -> Result<Connection, Failure> {
     let address = match &cli.addr {
         Some(address) => address.clone(),
         None => Address::Unix(paths::default_socket_path().ok_or(Failure::NoDefaultAddress)?),
@@ -99,7 +286,7 @@ async fn connect(cli: &Cli) -> Result<Connection, Failure> {
     let token = Token::load(cli.token_file.as_deref()).map_err(Failure::Token)?;
     let options = ConnectOptions {
         connect_timeout: cli.timeout,
-        request_timeout: Some(cli.timeout),
+        request_timeout: (!streaming).then_some(cli.timeout),
     };
     Connection::open(&address, token.as_ref(), &options)
         .await

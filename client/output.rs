@@ -29,3 +29,31 @@ pub fn duration(duration: Option<&pbjson_types::Duration>) -> String {
     let seconds = duration.map_or(0, |d| d.seconds.max(0) as u64);
     humantime::format_duration(Duration::from_secs(seconds)).to_string()
 }
+
+/// Prints `value` as one line of JSON (for streams: one message per line).
+pub fn json_line<T: Serialize>(value: &T) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    serde_json::to_writer(&mut out, value)?;
+    writeln!(out)?;
+    out.flush()
+}
+
+/// Prints rows as columns padded to their widest cell.
+pub fn table<const N: usize>(rows: &[[String; N]]) -> io::Result<()> {
+    let mut widths = [0; N];
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = io::stdout().lock();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        writeln!(out, "{}", line.join("  ").trim_end())?;
+    }
+    Ok(())
+}

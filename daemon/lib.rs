@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod endpoint;
+pub mod orchestrator;
 pub mod paths;
 pub mod proto;
 pub mod server;

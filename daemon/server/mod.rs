@@ -6,6 +6,7 @@
 //! business logic.
 
 mod access;
+mod convert;
 mod listeners;
 mod orchestrator;
 mod sync;
@@ -29,6 +30,7 @@ use tonic_health::ServingStatus;
 
 use crate::{
     config::{Config, ConfigError},
+    orchestrator::{Orchestrator, OrchestratorConfig},
     proto::{
         self,
         v1::{orchestrator_server::OrchestratorServer, sync_server::SyncServer},
@@ -53,6 +55,9 @@ pub enum ServerError {
         /// The other daemon's pid, when known.
         pid: Option<u32>,
     },
+    /// The orchestrator could not start (subreaper, log directory).
+    #[error("cannot start the orchestrator: {0}")]
+    Orchestrator(std::io::Error),
     /// Reflection could not be built from the descriptor sets.
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -68,8 +73,9 @@ pub(crate) struct DaemonInfo {
 }
 
 /// Serves `config` until `shutdown` completes, then shuts down gracefully:
-/// health turns NOT_SERVING, listeners stop accepting, in-flight calls get
-/// [`DRAIN_TIMEOUT`] to finish, and the socket file is removed.
+/// health turns NOT_SERVING, listeners stop accepting and streams end,
+/// in-flight calls get [`DRAIN_TIMEOUT`] to finish, every instance is
+/// stopped, and the socket file is removed.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
     let _data_lock = listeners::lock_data_dir(&config.data_dir)?;
     let (unix_listener, socket_file) = listeners::bind_unix(&config.socket)?;
@@ -96,6 +102,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             .await;
     }
 
+    let orchestrator = Orchestrator::start(OrchestratorConfig {
+        data_dir: config.data_dir.clone(),
+        port_range: config.port_range,
+        max_instances: config.max_instances,
+    })
+    .map_err(ServerError::Orchestrator)?;
+    let stop = CancellationToken::new();
     let info = Arc::new(DaemonInfo {
         started_at: SystemTime::now(),
         started: Instant::now(),
@@ -109,12 +122,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .add_service(guarded(reflection().build_v1()?, gate.clone()))
         .add_service(guarded(reflection().build_v1alpha()?, gate.clone()))
         .add_service(guarded(
-            OrchestratorServer::new(orchestrator::OrchestratorApi::new(info.clone())),
+            OrchestratorServer::new(orchestrator::OrchestratorApi::new(
+                info.clone(),
+                orchestrator.clone(),
+                stop.clone(),
+            )),
             gate.clone(),
         ))
         .add_service(guarded(SyncServer::new(sync::SyncApi), gate));
 
-    let stop = CancellationToken::new();
     let mut servers = JoinSet::new();
     servers.spawn(router.clone().serve_with_incoming_shutdown(
         UnixListenerStream::new(unix_listener),
@@ -156,6 +172,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     if drained.is_err() {
         tracing::warn!(timeout = ?DRAIN_TIMEOUT, "calls still in flight after the drain timeout; closing them");
     }
+    orchestrator.shutdown().await;
     drop(socket_file);
     tracing::info!("stopped");
     Ok(())

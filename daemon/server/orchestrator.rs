@@ -1,59 +1,80 @@
-//! gRPC front of the Orchestrator service.
+//! gRPC front of the Orchestrator service: validates requests, calls the
+//! orchestrator, maps results and errors back.
 
-use std::sync::Arc;
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
+use tokio::sync::{broadcast::error::TryRecvError, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, codegen::BoxStream};
 
-use super::{DaemonInfo, not_yet, timestamp};
-use crate::proto::v1::{self as pb, orchestrator_server::Orchestrator};
+use super::{
+    DaemonInfo,
+    convert::{self, instance_key, invalid},
+    not_yet,
+};
+use crate::{
+    orchestrator::{
+        ExternalInput, ListFilter, Orchestrator,
+        events::{Event, Start},
+        logs::{self, Stream},
+        spec,
+        status::{InstanceState, InstanceStatus},
+    },
+    proto::v1::{self as pb, orchestrator_server::Orchestrator as OrchestratorRpc},
+};
 
-/// What instance supervision needs before these RPCs can work.
-const SUPERVISION: &str = "instance supervision (the orchestrator core)";
 /// What ValidateState needs.
 const PERSISTENCE: &str = "persistent instance state";
 /// What the workspace RPCs need.
 const WORKSPACES: &str = "declarative workspaces";
-
-/// Every instance state, in the order counts are reported.
-const STATES: [pb::InstanceState; 7] = [
-    pb::InstanceState::Starting,
-    pb::InstanceState::Running,
-    pb::InstanceState::Stopping,
-    pb::InstanceState::Stopped,
-    pb::InstanceState::Failed,
-    pb::InstanceState::Backoff,
-    pb::InstanceState::Error,
-];
+/// Most events sent in one WatchStatus message.
+const EVENT_BATCH: usize = 256;
+/// Most log lines sent in one StreamLogs message.
+const LOG_BATCH: usize = 1000;
+/// How often a followed log is read for new lines.
+const LOG_POLL: Duration = Duration::from_millis(100);
 
 /// Serves `outpost.v1.Orchestrator`.
 pub(crate) struct OrchestratorApi {
     info: Arc<DaemonInfo>,
+    orchestrator: Arc<Orchestrator>,
+    /// Cancelled at shutdown: ends every stream.
+    stop: CancellationToken,
 }
 
 impl OrchestratorApi {
-    pub(crate) fn new(info: Arc<DaemonInfo>) -> Self {
-        Self { info }
+    pub(crate) fn new(
+        info: Arc<DaemonInfo>,
+        orchestrator: Arc<Orchestrator>,
+        stop: CancellationToken,
+    ) -> Self {
+        Self {
+            info,
+            orchestrator,
+            stop,
+        }
     }
 
     fn daemon_status(&self) -> pb::GetDaemonStatusResponse {
         let info = &self.info;
         let config = &info.config;
-        // No instance exists until supervision lands, so every count is 0.
-        let instance_counts = STATES
+        let counts = self.orchestrator.counts();
+        let instance_counts = counts
             .iter()
-            .map(|&state| pb::InstanceStateCount {
-                state: state.into(),
-                count: 0,
+            .map(|(&state, &count)| pb::InstanceStateCount {
+                state: convert::state(state).into(),
+                count,
             })
             .collect();
         pb::GetDaemonStatusResponse {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             pid: std::process::id(),
-            started_at: Some(timestamp(info.started_at)),
+            started_at: Some(super::timestamp(info.started_at)),
             uptime: Some(info.started.elapsed().into()),
             listen_addresses: info.listen_addresses.clone(),
             data_dir: config.data_dir.display().to_string(),
-            instance_count: 0,
+            instance_count: counts.values().sum(),
             instance_counts,
             port_range: Some(pb::PortRange {
                 first: config.port_range.first.into(),
@@ -68,94 +89,270 @@ impl OrchestratorApi {
 
 type Reply<T> = Result<Response<T>, Status>;
 
+fn reply_instance(
+    result: Result<InstanceStatus, crate::orchestrator::OrchestratorError>,
+) -> Result<pb::Instance, Status> {
+    result
+        .map(|status| convert::instance(&status))
+        .map_err(convert::status)
+}
+
 #[tonic::async_trait]
-impl Orchestrator for OrchestratorApi {
+impl OrchestratorRpc for OrchestratorApi {
     async fn create_instance(
         &self,
-        _: Request<pb::CreateInstanceRequest>,
+        request: Request<pb::CreateInstanceRequest>,
     ) -> Reply<pb::CreateInstanceResponse> {
-        Err(not_yet("CreateInstance", SUPERVISION))
+        let request = request.into_inner();
+        let spec = convert::spec(request.spec)?;
+        let instance = reply_instance(
+            self.orchestrator
+                .create(spec, request.start.unwrap_or(true)),
+        )?;
+        Ok(Response::new(pb::CreateInstanceResponse {
+            instance: Some(instance),
+        }))
     }
 
     async fn get_or_create_instance(
         &self,
-        _: Request<pb::GetOrCreateInstanceRequest>,
+        request: Request<pb::GetOrCreateInstanceRequest>,
     ) -> Reply<pb::GetOrCreateInstanceResponse> {
-        Err(not_yet("GetOrCreateInstance", SUPERVISION))
+        let spec = convert::spec(request.into_inner().spec)?;
+        let (status, created, started) = self
+            .orchestrator
+            .get_or_create(spec)
+            .await
+            .map_err(convert::status)?;
+        Ok(Response::new(pb::GetOrCreateInstanceResponse {
+            instance: Some(convert::instance(&status)),
+            created,
+            started,
+        }))
     }
 
     async fn get_instance(
         &self,
-        _: Request<pb::GetInstanceRequest>,
+        request: Request<pb::GetInstanceRequest>,
     ) -> Reply<pb::GetInstanceResponse> {
-        Err(not_yet("GetInstance", SUPERVISION))
+        let request = request.into_inner();
+        let key = instance_key("instance", &request.instance)?;
+        let instance = reply_instance(self.orchestrator.get(key))?;
+        Ok(Response::new(pb::GetInstanceResponse {
+            instance: Some(instance),
+        }))
     }
 
     async fn list_instances(
         &self,
-        _: Request<pb::ListInstancesRequest>,
+        request: Request<pb::ListInstancesRequest>,
     ) -> Reply<pb::ListInstancesResponse> {
-        Err(not_yet("ListInstances", SUPERVISION))
+        let request = request.into_inner();
+        let filter = ListFilter {
+            states: convert::states("states", &request.states)?,
+            workspace: Some(request.workspace).filter(|w| !w.is_empty()),
+            labels: request.labels.into_iter().collect(),
+        };
+        let (instances, revision) = self.orchestrator.list(&filter);
+        Ok(Response::new(pb::ListInstancesResponse {
+            instances: instances.iter().map(convert::instance).collect(),
+            revision,
+        }))
     }
 
     async fn start_instance(
         &self,
-        _: Request<pb::StartInstanceRequest>,
+        request: Request<pb::StartInstanceRequest>,
     ) -> Reply<pb::StartInstanceResponse> {
-        Err(not_yet("StartInstance", SUPERVISION))
+        let request = request.into_inner();
+        let key = instance_key("instance", &request.instance)?;
+        let instance = reply_instance(self.orchestrator.start_instance(key).await)?;
+        Ok(Response::new(pb::StartInstanceResponse {
+            instance: Some(instance),
+        }))
     }
 
     async fn stop_instance(
         &self,
-        _: Request<pb::StopInstanceRequest>,
+        request: Request<pb::StopInstanceRequest>,
     ) -> Reply<pb::StopInstanceResponse> {
-        Err(not_yet("StopInstance", SUPERVISION))
+        let request = request.into_inner();
+        let key = instance_key("instance", &request.instance)?;
+        let grace = convert::duration("grace_period", request.grace_period.as_ref())?;
+        let result = self
+            .orchestrator
+            .stop_instance(key, grace, request.signal_external)
+            .await;
+        Ok(Response::new(pb::StopInstanceResponse {
+            instance: Some(reply_instance(result)?),
+        }))
     }
 
     async fn restart_instance(
         &self,
-        _: Request<pb::RestartInstanceRequest>,
+        request: Request<pb::RestartInstanceRequest>,
     ) -> Reply<pb::RestartInstanceResponse> {
-        Err(not_yet("RestartInstance", SUPERVISION))
+        let request = request.into_inner();
+        let key = instance_key("instance", &request.instance)?;
+        let instance = reply_instance(self.orchestrator.restart_instance(key).await)?;
+        Ok(Response::new(pb::RestartInstanceResponse {
+            instance: Some(instance),
+        }))
     }
 
     async fn delete_instance(
         &self,
-        _: Request<pb::DeleteInstanceRequest>,
+        request: Request<pb::DeleteInstanceRequest>,
     ) -> Reply<pb::DeleteInstanceResponse> {
-        Err(not_yet("DeleteInstance", SUPERVISION))
+        let request = request.into_inner();
+        let key = instance_key("instance", &request.instance)?;
+        let result = self
+            .orchestrator
+            .delete_instance(key, request.signal_external)
+            .await;
+        Ok(Response::new(pb::DeleteInstanceResponse {
+            instance: Some(reply_instance(result)?),
+        }))
     }
 
     async fn register_external_instance(
         &self,
-        _: Request<pb::RegisterExternalInstanceRequest>,
+        request: Request<pb::RegisterExternalInstanceRequest>,
     ) -> Reply<pb::RegisterExternalInstanceResponse> {
-        Err(not_yet("RegisterExternalInstance", SUPERVISION))
+        let request = request.into_inner();
+        spec::validate_name("name", &request.name).map_err(convert::status)?;
+        if request.health.is_some() {
+            return Err(Status::unimplemented(
+                "health: not available yet (health checks arrive with the orchestrator policies)",
+            ));
+        }
+        let port =
+            match request.port {
+                0 => None,
+                port => Some(u16::try_from(port).map_err(|_| {
+                    invalid("port", format!("{port} is not a port from 1 to 65535"))
+                })?),
+            };
+        let pid = Some(request.pid).filter(|&pid| pid != 0);
+        if pid.is_none() && port.is_none() {
+            return Err(invalid("pid", "give a pid, a port, or both"));
+        }
+        let project_path = match request.project_path.as_str() {
+            "" => None,
+            path => Some(spec::validate_dir("project_path", path).map_err(convert::status)?),
+        };
+        let input = ExternalInput {
+            name: request.name,
+            pid,
+            port,
+            project_path,
+            labels: request.labels.into_iter().collect(),
+        };
+        let instance = reply_instance(self.orchestrator.register_external(input))?;
+        Ok(Response::new(pb::RegisterExternalInstanceResponse {
+            instance: Some(instance),
+        }))
     }
 
     async fn record_activity(
         &self,
-        _: Request<pb::RecordActivityRequest>,
+        request: Request<pb::RecordActivityRequest>,
     ) -> Reply<pb::RecordActivityResponse> {
-        Err(not_yet("RecordActivity", SUPERVISION))
+        let request = request.into_inner();
+        let key = instance_key("instance", &request.instance)?;
+        let instance = reply_instance(self.orchestrator.record_activity(key))?;
+        Ok(Response::new(pb::RecordActivityResponse {
+            instance: Some(instance),
+            idle_deadline: None,
+        }))
     }
 
     type WatchStatusStream = BoxStream<pb::WatchStatusResponse>;
 
     async fn watch_status(
         &self,
-        _: Request<pb::WatchStatusRequest>,
+        request: Request<pb::WatchStatusRequest>,
     ) -> Reply<Self::WatchStatusStream> {
-        Err(not_yet("WatchStatus", SUPERVISION))
+        let request = request.into_inner();
+        let filter = WatchFilter {
+            instances: request.instances.into_iter().collect(),
+            workspaces: request.workspaces.into_iter().collect(),
+            states: convert::states("states", &request.states)?,
+        };
+        let since = Some(request.since_revision).filter(|&revision| revision > 0);
+        let subscription = self.orchestrator.subscribe(since);
+        let (sender, receiver) = mpsc::channel(16);
+        let orchestrator = self.orchestrator.clone();
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = sender.closed() => {}
+                () = pump_status(subscription, since.unwrap_or(0), &filter, &orchestrator, &sender) => {}
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 
     type StreamLogsStream = BoxStream<pb::StreamLogsResponse>;
 
     async fn stream_logs(
         &self,
-        _: Request<pb::StreamLogsRequest>,
+        request: Request<pb::StreamLogsRequest>,
     ) -> Reply<Self::StreamLogsStream> {
-        Err(not_yet("StreamLogs", SUPERVISION))
+        let request = request.into_inner();
+        let key = instance_key("instance", &request.instance)?;
+        let id = self.orchestrator.get(key).map_err(convert::status)?.id;
+        let files = self.orchestrator.logs(&id).map_err(convert::status)?;
+        let streams: Vec<Stream> = match pb::LogStream::try_from(request.stream) {
+            Ok(pb::LogStream::Unspecified) => vec![Stream::Stdout, Stream::Stderr],
+            Ok(pb::LogStream::Stdout) => vec![Stream::Stdout],
+            Ok(pb::LogStream::Stderr) => vec![Stream::Stderr],
+            Err(_) => {
+                return Err(invalid(
+                    "stream",
+                    format!("{} is not a log stream", request.stream),
+                ));
+            }
+        };
+        let (sender, receiver) = mpsc::channel(16);
+        let orchestrator = self.orchestrator.clone();
+        let stop = self.stop.clone();
+        let tail = request.tail_lines as usize;
+        let follow = request.follow;
+        tokio::spawn(async move {
+            let mut offsets = Vec::new();
+            for &stream in &streams {
+                let (lines, offset) = logs::tail(&files.path(stream), tail).unwrap_or_default();
+                offsets.push((stream, offset));
+                if !send_lines(&sender, stream, lines).await {
+                    return;
+                }
+            }
+            if !follow {
+                return;
+            }
+            let mut tick = tokio::time::interval(LOG_POLL);
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = sender.closed() => return,
+                    _ = tick.tick() => {}
+                }
+                if orchestrator.get(&id).is_err() {
+                    return; // deleted
+                }
+                for (stream, offset) in &mut offsets {
+                    let (lines, next) =
+                        logs::read_new_lines(&files.path(*stream), *offset).unwrap_or_default();
+                    *offset = next;
+                    if !send_lines(&sender, *stream, lines).await {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 
     async fn get_daemon_status(
@@ -194,15 +391,158 @@ impl Orchestrator for OrchestratorApi {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_state_but_unspecified_is_counted() {
-        let counted: Vec<i32> = STATES.iter().map(|&s| s as i32).collect();
-        assert_eq!(counted, (1..=7).collect::<Vec<_>>());
-        // A state added to the proto must be added to STATES as well.
-        assert!(pb::InstanceState::try_from(8).is_err());
+/// Sends log lines in batches; false when the client is gone.
+async fn send_lines(
+    sender: &mpsc::Sender<Result<pb::StreamLogsResponse, Status>>,
+    stream: Stream,
+    lines: Vec<String>,
+) -> bool {
+    let kind = match stream {
+        Stream::Stdout => pb::LogStream::Stdout,
+        Stream::Stderr => pb::LogStream::Stderr,
+    };
+    for chunk in lines.chunks(LOG_BATCH) {
+        let message = pb::StreamLogsResponse {
+            lines: chunk
+                .iter()
+                .map(|text| pb::LogLine {
+                    stream: kind.into(),
+                    text: text.clone(),
+                })
+                .collect(),
+        };
+        if sender.send(Ok(message)).await.is_err() {
+            return false;
+        }
     }
+    true
+}
+
+/// Server-side filter of a WatchStatus stream.
+struct WatchFilter {
+    instances: HashSet<String>,
+    workspaces: HashSet<String>,
+    states: Vec<InstanceState>,
+}
+
+impl WatchFilter {
+    fn instance(&self, status: &InstanceStatus) -> bool {
+        (self.instances.is_empty()
+            || self.instances.contains(&status.id)
+            || self.instances.contains(&status.spec.name))
+            && (self.workspaces.is_empty()
+                || status
+                    .workspace
+                    .as_ref()
+                    .is_some_and(|w| self.workspaces.contains(w)))
+    }
+
+    fn snapshot(&self, status: &InstanceStatus) -> bool {
+        self.instance(status) && (self.states.is_empty() || self.states.contains(&status.state))
+    }
+
+    fn event(&self, event: &Event) -> bool {
+        let status = event.change.status();
+        match &event.change {
+            crate::orchestrator::events::Change::Instance { .. } => self.snapshot(status),
+            crate::orchestrator::events::Change::Deleted { .. } => self.instance(status),
+        }
+    }
+}
+
+type StatusSender = mpsc::Sender<Result<pb::WatchStatusResponse, Status>>;
+
+/// Feeds a WatchStatus client: its start (snapshot or replay), then every
+/// event in revision order, batching what is already waiting. A client that
+/// falls so far behind that the bus drops events for it gets a RESYNC
+/// snapshot, never a silent gap. Returns when the client or bus is gone.
+async fn pump_status(
+    subscription: crate::orchestrator::events::Subscription,
+    since: u64,
+    filter: &WatchFilter,
+    orchestrator: &Orchestrator,
+    sender: &StatusSender,
+) {
+    let mut events = subscription.events;
+    let mut last = since;
+    match subscription.start {
+        Start::Snapshot(snapshot) => {
+            last = snapshot.revision;
+            if !send_snapshot(sender, &snapshot, filter).await {
+                return;
+            }
+        }
+        Start::Replay(replay) => {
+            for chunk in replay.chunks(EVENT_BATCH) {
+                last = chunk.last().map_or(last, |event| event.revision);
+                if !send_events(sender, chunk.iter().map(AsRef::as_ref), filter).await {
+                    return;
+                }
+            }
+        }
+    }
+    loop {
+        let mut batch = Vec::new();
+        let mut lagged = false;
+        match events.recv().await {
+            Ok(event) => batch.push(event),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => lagged = true,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+        while !lagged && batch.len() < EVENT_BATCH {
+            match events.try_recv() {
+                Ok(event) => batch.push(event),
+                Err(TryRecvError::Lagged(_)) => lagged = true,
+                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+            }
+        }
+        // Events up to `last` were covered by the start already.
+        batch.retain(|event| event.revision > last);
+        if let Some(event) = batch.last() {
+            last = event.revision;
+        }
+        if !send_events(sender, batch.iter().map(AsRef::as_ref), filter).await {
+            return;
+        }
+        if lagged {
+            let snapshot = orchestrator.resync();
+            last = snapshot.revision;
+            if !send_snapshot(sender, &snapshot, filter).await {
+                return;
+            }
+        }
+    }
+}
+
+async fn send_snapshot(
+    sender: &StatusSender,
+    snapshot: &crate::orchestrator::events::Snapshot,
+    filter: &WatchFilter,
+) -> bool {
+    let message = pb::WatchStatusResponse {
+        payload: Some(pb::watch_status_response::Payload::Snapshot(
+            convert::snapshot(snapshot, |s| filter.snapshot(s)),
+        )),
+    };
+    sender.send(Ok(message)).await.is_ok()
+}
+
+async fn send_events<'a>(
+    sender: &StatusSender,
+    events: impl Iterator<Item = &'a Event>,
+    filter: &WatchFilter,
+) -> bool {
+    let events: Vec<pb::StatusEvent> = events
+        .filter(|e| filter.event(e))
+        .map(convert::event)
+        .collect();
+    if events.is_empty() {
+        return true;
+    }
+    let message = pb::WatchStatusResponse {
+        payload: Some(pb::watch_status_response::Payload::Events(
+            pb::StatusEvents { events },
+        )),
+    };
+    sender.send(Ok(message)).await.is_ok()
 }

@@ -16,7 +16,10 @@ use nix::{
     sys::signal::{Signal, kill},
     unistd::Pid,
 };
-use outpost::endpoint::{Address, ConnectOptions, Connection};
+use outpost::{
+    endpoint::{Address, ConnectOptions, Connection},
+    proto::v1 as pb,
+};
 use tempfile::TempDir;
 
 /// How long a daemon may take to start on a loaded machine.
@@ -111,6 +114,14 @@ impl DaemonBuilder {
         let socket = self.dir.path().join("run").join("outpostd.sock");
         let data_dir = self.dir.path().join("data");
         let mut command = daemon_command(&data_dir, &socket);
+        if !self.args.iter().any(|arg| arg == "--port-range") {
+            // Each test process gets its own pool, so daemons of tests
+            // running in parallel never race for the same port.
+            let first = 20_000 + (std::process::id() % 800) * 50;
+            command
+                .arg("--port-range")
+                .arg(format!("{first}-{}", first + 49));
+        }
         command.args(&self.args);
         for (key, value) in &self.envs {
             command.env(key, value);
@@ -238,18 +249,12 @@ impl Daemon {
 
     /// Waits for the daemon to exit, panicking after `deadline`.
     pub fn wait_exit(&mut self, deadline: Duration) -> ExitStatus {
-        let end = Instant::now() + deadline;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < end,
-                "daemon still running after {deadline:?}:\n{}",
-                self.log.text()
-            );
-            thread::sleep(Duration::from_millis(5));
-        }
+        let mut status = None;
+        wait_until("the daemon to exit", deadline, || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        status.unwrap()
     }
 }
 
@@ -280,4 +285,47 @@ pub fn stdout(output: &Output) -> String {
 /// stderr of a finished command as text.
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A spec running `command ARGS…` under `name`.
+pub fn spec(name: &str, command: &str, args: &[&str]) -> pb::InstanceSpec {
+    pb::InstanceSpec {
+        name: name.to_owned(),
+        command: command.to_owned(),
+        args: args.iter().map(|arg| (*arg).to_owned()).collect(),
+        ..Default::default()
+    }
+}
+
+/// Creates and starts an instance, panicking on error.
+pub async fn create(connection: &Connection, spec: pb::InstanceSpec) -> pb::Instance {
+    connection
+        .orchestrator()
+        .create_instance(pb::CreateInstanceRequest {
+            spec: Some(spec),
+            start: None,
+        })
+        .await
+        .unwrap_or_else(|status| panic!("create: {status}"))
+        .into_inner()
+        .instance
+        .unwrap()
+}
+
+/// Whether a process with this pid exists (zombies included).
+pub fn exists(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Polls `condition` every few milliseconds until it holds; panics with
+/// `what` after `deadline`.
+pub fn wait_until(what: &str, deadline: Duration, mut condition: impl FnMut() -> bool) {
+    let end = Instant::now() + deadline;
+    while !condition() {
+        assert!(
+            Instant::now() < end,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
 }

@@ -5,7 +5,9 @@
 mod cli;
 mod config;
 mod harness;
+mod instances;
 mod polyglot;
 mod serving;
 mod socket;
 mod tcp;
+mod watch;

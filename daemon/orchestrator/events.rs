@@ -1,0 +1,214 @@
+//! The status board: the one event bus of instance changes, and the current
+//! status of every instance it implies.
+//!
+//! Every change is published here under one lock, which assigns the next
+//! revision, applies it to the board's copy of the instance, appends it to a
+//! bounded history and broadcasts it. A subscriber therefore gets either a
+//! snapshot that is exactly the board at some revision, or a gap-free replay
+//! from the revision it asks for; everything after comes from the broadcast.
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    sync::{Arc, Mutex, MutexGuard},
+    time::SystemTime,
+};
+
+use tokio::sync::broadcast;
+
+use super::status::{InstanceState, InstanceStatus, Reason};
+
+/// Events kept for resuming subscribers (and the broadcast buffer size).
+pub const HISTORY: usize = 8192;
+
+/// One change on the bus.
+#[derive(Clone, Debug)]
+pub struct Event {
+    /// Monotonically increasing revision, starting at 1.
+    pub revision: u64,
+    /// When it happened.
+    pub time: SystemTime,
+    /// What happened.
+    pub change: Change,
+}
+
+/// What an event says happened.
+#[derive(Clone, Debug)]
+pub enum Change {
+    /// An instance was created or changed.
+    Instance {
+        /// Its status after the change.
+        status: InstanceStatus,
+        /// Its state before (None on creation).
+        previous: Option<InstanceState>,
+        /// Why.
+        reason: Reason,
+        /// Details (exit code, error).
+        detail: String,
+    },
+    /// An instance was deleted.
+    Deleted {
+        /// Its last status.
+        status: InstanceStatus,
+    },
+}
+
+impl Change {
+    /// The status the change concerns.
+    pub fn status(&self) -> &InstanceStatus {
+        match self {
+            Self::Instance { status, .. } | Self::Deleted { status } => status,
+        }
+    }
+}
+
+/// Why a subscription starts with a snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotKind {
+    /// A new subscription.
+    Initial,
+    /// The asked-for history is gone (or the subscriber fell behind).
+    Resync,
+}
+
+/// The board at one revision.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// The revision it reflects.
+    pub revision: u64,
+    /// Why it was taken.
+    pub kind: SnapshotKind,
+    /// Every instance, ordered by id.
+    pub instances: Vec<InstanceStatus>,
+}
+
+/// How a subscription starts.
+#[derive(Debug)]
+pub enum Start {
+    /// With the full state.
+    Snapshot(Snapshot),
+    /// With the events after the asked-for revision.
+    Replay(Vec<Arc<Event>>),
+}
+
+/// A live subscription: its start, then everything from `events`.
+pub struct Subscription {
+    /// What to send first.
+    pub start: Start,
+    /// Events after the start; may repeat revisions already covered.
+    pub events: broadcast::Receiver<Arc<Event>>,
+}
+
+struct Board {
+    revision: u64,
+    instances: BTreeMap<String, InstanceStatus>,
+    history: VecDeque<Arc<Event>>,
+    sender: broadcast::Sender<Arc<Event>>,
+}
+
+/// The event bus and the current status of every instance.
+pub struct StatusBoard {
+    board: Mutex<Board>,
+}
+
+impl Default for StatusBoard {
+    fn default() -> Self {
+        Self {
+            board: Mutex::new(Board {
+                revision: 0,
+                instances: BTreeMap::new(),
+                history: VecDeque::with_capacity(HISTORY),
+                sender: broadcast::channel(HISTORY).0,
+            }),
+        }
+    }
+}
+
+impl StatusBoard {
+    fn lock(&self) -> MutexGuard<'_, Board> {
+        self.board
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Publishes a change and returns its event.
+    pub fn publish(&self, change: Change) -> Arc<Event> {
+        let mut board = self.lock();
+        board.revision += 1;
+        match &change {
+            Change::Instance { status, .. } => {
+                board.instances.insert(status.id.clone(), status.clone());
+            }
+            Change::Deleted { status } => {
+                board.instances.remove(&status.id);
+            }
+        }
+        let event = Arc::new(Event {
+            revision: board.revision,
+            time: SystemTime::now(),
+            change,
+        });
+        if board.history.len() == HISTORY {
+            board.history.pop_front();
+        }
+        board.history.push_back(event.clone());
+        // No receivers is fine: nobody is watching.
+        let _ = board.sender.send(event.clone());
+        event
+    }
+
+    /// Records activity on an instance. Not an event: activity is not a
+    /// state change, and a busy instance would flood every watcher.
+    pub fn touch(&self, id: &str, at: SystemTime) {
+        if let Some(status) = self.lock().instances.get_mut(id) {
+            status.last_activity_at = at;
+        }
+    }
+
+    /// The current status of one instance.
+    pub fn get(&self, id: &str) -> Option<InstanceStatus> {
+        self.lock().instances.get(id).cloned()
+    }
+
+    /// The current board.
+    pub fn snapshot(&self, kind: SnapshotKind) -> Snapshot {
+        let board = self.lock();
+        Snapshot {
+            revision: board.revision,
+            kind,
+            instances: board.instances.values().cloned().collect(),
+        }
+    }
+
+    /// Subscribes; `since` resumes after that revision when the history
+    /// still holds every event after it.
+    pub fn subscribe(&self, since: Option<u64>) -> Subscription {
+        let board = self.lock();
+        let events = board.sender.subscribe();
+        let oldest = board
+            .history
+            .front()
+            .map_or(board.revision + 1, |e| e.revision);
+        let start = match since {
+            // Everything after `since` is still held (or nothing happened).
+            Some(since) if since <= board.revision && since + 1 >= oldest => Start::Replay(
+                board
+                    .history
+                    .iter()
+                    .filter(|event| event.revision > since)
+                    .cloned()
+                    .collect(),
+            ),
+            Some(_) => Start::Snapshot(Snapshot {
+                revision: board.revision,
+                kind: SnapshotKind::Resync,
+                instances: board.instances.values().cloned().collect(),
+            }),
+            None => Start::Snapshot(Snapshot {
+                revision: board.revision,
+                kind: SnapshotKind::Initial,
+                instances: board.instances.values().cloned().collect(),
+            }),
+        };
+        Subscription { start, events }
+    }
+}

@@ -1,0 +1,212 @@
+//! Instance log files: stdout and stderr go straight from the process to
+//! append-mode files under the data dir; the daemon only rotates and reads
+//! them.
+//!
+//! Rotation copies the file to `.1` (shifting older generations) and then
+//! truncates it. Because the process writes with O_APPEND, its next write
+//! lands at the new end of the file, so the process never needs to reopen
+//! anything (logrotate's "copytruncate").
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::{self, Read, Seek, SeekFrom},
+    os::unix::fs::OpenOptionsExt,
+    path::{Path, PathBuf},
+};
+
+/// Which output of a process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+impl Stream {
+    fn file_name(self) -> &'static str {
+        match self {
+            Self::Stdout => "stdout.log",
+            Self::Stderr => "stderr.log",
+        }
+    }
+}
+
+/// The log files of one instance.
+#[derive(Clone, Debug)]
+pub struct LogFiles {
+    dir: PathBuf,
+}
+
+/// Size above which a log file is rotated.
+pub const ROTATE_AT: u64 = 10 << 20;
+/// Rotated generations kept (`.1` … `.N`).
+pub const GENERATIONS: u32 = 3;
+
+impl LogFiles {
+    /// The log files of instance `id` under `logs_root`.
+    pub fn new(logs_root: &Path, id: &str) -> Self {
+        Self {
+            dir: logs_root.join(id),
+        }
+    }
+
+    /// Path of one stream's current file.
+    pub fn path(&self, stream: Stream) -> PathBuf {
+        self.dir.join(stream.file_name())
+    }
+
+    /// Opens both files for a new process, creating them if needed.
+    pub fn open_for_child(&self) -> io::Result<(File, File)> {
+        fs::create_dir_all(&self.dir)?;
+        let open = |stream| {
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(self.path(stream))
+        };
+        Ok((open(Stream::Stdout)?, open(Stream::Stderr)?))
+    }
+
+    /// Rotates every stream that has grown past `limit` bytes.
+    pub fn rotate_if_larger(&self, limit: u64) -> io::Result<()> {
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            let path = self.path(stream);
+            match fs::metadata(&path) {
+                Ok(meta) if meta.len() > limit => rotate(&path, GENERATIONS)?,
+                Ok(_) => {}
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the instance's logs.
+    pub fn remove(&self) -> io::Result<()> {
+        match fs::remove_dir_all(&self.dir) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `path` → `path.1` → … → `path.N` (dropping the oldest), then empties
+/// `path` in place.
+fn rotate(path: &Path, generations: u32) -> io::Result<()> {
+    let generation = |n: u32| PathBuf::from(format!("{}.{n}", path.display()));
+    for n in (1..generations).rev() {
+        match fs::rename(generation(n), generation(n + 1)) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
+            _ => {}
+        }
+    }
+    fs::copy(path, generation(1))?;
+    OpenOptions::new().write(true).open(path)?.set_len(0)
+}
+
+/// The last `count` lines of `path` (without newlines); reads backwards so
+/// a large file costs only what the lines need. Also returns the file
+/// length, from which a follower continues.
+pub fn tail(path: &Path, count: usize) -> io::Result<(Vec<String>, u64)> {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(err) => return Err(err),
+    };
+    let len = file.metadata()?.len();
+    if count == 0 {
+        return Ok((Vec::new(), len));
+    }
+    let mut start = len;
+    let mut chunk = 8 << 10;
+    let mut buffer = Vec::new();
+    while start > 0 {
+        let read_from = start.saturating_sub(chunk);
+        let mut piece = vec![0; (start - read_from) as usize];
+        file.seek(SeekFrom::Start(read_from))?;
+        file.read_exact(&mut piece)?;
+        piece.extend_from_slice(&buffer);
+        buffer = piece;
+        start = read_from;
+        // count + 1 newlines guarantee `count` complete lines.
+        if buffer.iter().filter(|&&b| b == b'\n').count() > count {
+            break;
+        }
+        chunk *= 2;
+    }
+    let text = String::from_utf8_lossy(&buffer);
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    if start > 0 && !lines.is_empty() {
+        lines.remove(0); // a partial first line
+    }
+    let skip = lines.len().saturating_sub(count);
+    Ok((lines.split_off(skip), len))
+}
+
+/// Complete lines appended to `path` since `offset`, and the offset after
+/// them. A file shorter than `offset` was rotated: reading restarts at 0.
+pub fn read_new_lines(path: &Path, offset: u64) -> io::Result<(Vec<String>, u64)> {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(err) => return Err(err),
+    };
+    let len = file.metadata()?.len();
+    let offset = if len < offset { 0 } else { offset };
+    file.seek(SeekFrom::Start(offset))?;
+    let mut buffer = Vec::new();
+    file.take(len - offset).read_to_end(&mut buffer)?;
+    // Only complete lines; a partial last line waits for its newline.
+    let complete = buffer
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let lines = String::from_utf8_lossy(&buffer[..complete])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    Ok((lines, offset + complete as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[test]
+    fn tail_returns_the_last_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let mut file = File::create(&path).unwrap();
+        for i in 0..10_000 {
+            writeln!(file, "line {i}").unwrap();
+        }
+        let (lines, len) = tail(&path, 3).unwrap();
+        assert_eq!(lines, ["line 9997", "line 9998", "line 9999"]);
+        assert_eq!(len, fs::metadata(&path).unwrap().len());
+        assert_eq!(tail(&path, 20_000).unwrap().0.len(), 10_000);
+    }
+
+    #[test]
+    fn new_lines_wait_for_their_newline_and_survive_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = LogFiles::new(dir.path(), "i-1");
+        let (mut out, _) = logs.open_for_child().unwrap();
+        let path = logs.path(Stream::Stdout);
+        write!(out, "one\ntw").unwrap();
+        let (lines, offset) = read_new_lines(&path, 0).unwrap();
+        assert_eq!(lines, ["one"]);
+        writeln!(out, "o").unwrap();
+        let (lines, offset) = read_new_lines(&path, offset).unwrap();
+        assert_eq!(lines, ["two"]);
+
+        logs.rotate_if_larger(0).unwrap();
+        writeln!(out, "three").unwrap();
+        assert_eq!(read_new_lines(&path, offset).unwrap().0, ["three"]);
+        let rotated = fs::read_to_string(format!("{}.1", path.display())).unwrap();
+        assert_eq!(rotated, "one\ntwo\n");
+    }
+}

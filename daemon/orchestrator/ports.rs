@@ -1,0 +1,138 @@
+//! The port pool: ports handed to instances, kept across restarts and
+//! released on delete.
+
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, TcpListener},
+};
+
+use crate::config::PortRange;
+
+/// Why a port could not be had.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PortError {
+    /// Every port of the pool is allocated or bound by someone else.
+    #[error("port pool {0} is exhausted")]
+    Exhausted(PortRange),
+    /// The fixed port is allocated to another instance.
+    #[error("port {port} is already allocated to instance {owner}")]
+    Allocated {
+        /// The port.
+        port: u16,
+        /// The instance holding it.
+        owner: String,
+    },
+    /// The fixed port is bound by a process outside the daemon's control.
+    #[error("port {0} is in use by another process")]
+    InUse(u16),
+}
+
+/// Allocations from one pool (fixed ports outside the pool are tracked too).
+#[derive(Debug)]
+pub struct PortPool {
+    range: PortRange,
+    allocated: BTreeMap<u16, String>,
+}
+
+/// Whether nobody listens on `port` (checked by binding it briefly).
+fn bindable(port: u16) -> bool {
+    TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).is_ok()
+}
+
+impl PortPool {
+    /// An empty pool over `range`.
+    pub fn new(range: PortRange) -> Self {
+        Self {
+            range,
+            allocated: BTreeMap::new(),
+        }
+    }
+
+    /// Gives `owner` the lowest port that is neither allocated nor bound.
+    pub fn allocate_auto(&mut self, owner: &str) -> Result<u16, PortError> {
+        let port = (self.range.first..=self.range.last)
+            .find(|port| !self.allocated.contains_key(port) && bindable(*port))
+            .ok_or(PortError::Exhausted(self.range))?;
+        self.allocated.insert(port, owner.to_owned());
+        Ok(port)
+    }
+
+    /// Gives `owner` the fixed `port` if nobody else has it.
+    pub fn allocate_fixed(&mut self, owner: &str, port: u16) -> Result<u16, PortError> {
+        if let Some(holder) = self.allocated.get(&port) {
+            return Err(PortError::Allocated {
+                port,
+                owner: holder.clone(),
+            });
+        }
+        if !bindable(port) {
+            return Err(PortError::InUse(port));
+        }
+        self.allocated.insert(port, owner.to_owned());
+        Ok(port)
+    }
+
+    /// Records a port already in use by `owner` (an external instance).
+    pub fn claim(&mut self, owner: &str, port: u16) -> Result<(), PortError> {
+        match self.allocated.get(&port) {
+            Some(holder) if holder != owner => Err(PortError::Allocated {
+                port,
+                owner: holder.clone(),
+            }),
+            _ => {
+                self.allocated.insert(port, owner.to_owned());
+                Ok(())
+            }
+        }
+    }
+
+    /// Returns `port` to the pool.
+    pub fn release(&mut self, port: u16) {
+        self.allocated.remove(&port);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A range of free ports found by binding port 0.
+    fn free_range(len: u16) -> PortRange {
+        loop {
+            let first = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0))
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            if let Some(last) = first.checked_add(len - 1)
+                && (first..=last).all(bindable)
+            {
+                return PortRange { first, last };
+            }
+        }
+    }
+
+    #[test]
+    fn lowest_free_port_first_and_bound_ports_skipped() {
+        let range = free_range(3);
+        let mut pool = PortPool::new(range);
+        let _busy = TcpListener::bind((Ipv4Addr::UNSPECIFIED, range.first)).unwrap();
+        assert_eq!(pool.allocate_auto("a"), Ok(range.first + 1));
+        assert_eq!(pool.allocate_auto("b"), Ok(range.first + 2));
+        assert_eq!(pool.allocate_auto("c"), Err(PortError::Exhausted(range)));
+        pool.release(range.first + 1);
+        assert_eq!(pool.allocate_auto("c"), Ok(range.first + 1));
+    }
+
+    #[test]
+    fn fixed_ports_are_exclusive() {
+        let range = free_range(2);
+        let mut pool = PortPool::new(range);
+        assert_eq!(pool.allocate_fixed("a", range.first), Ok(range.first));
+        assert!(matches!(
+            pool.allocate_fixed("b", range.first),
+            Err(PortError::Allocated { .. })
+        ));
+        assert!(matches!(pool.allocate_auto("b"), Ok(port) if port == range.last));
+    }
+}

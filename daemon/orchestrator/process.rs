@@ -1,0 +1,235 @@
+//! Processes as the kernel sees them: spawning a managed process in its own
+//! group, reading identities from /proc, and finding every process that
+//! belongs to an instance so that a stop leaves nothing behind.
+
+use std::{
+    collections::HashSet,
+    fs, io,
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use nix::{
+    errno::Errno,
+    sys::signal::{Signal, kill, killpg},
+    unistd::Pid,
+};
+
+use super::{logs::LogFiles, spec::InstanceSpec};
+
+/// Environment variable set in every managed process (and so inherited by
+/// its descendants): how processes that escaped the group are recognised.
+pub const INSTANCE_MARKER: &str = "OUTPOST_INSTANCE_ID";
+
+/// One process as listed in /proc.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcEntry {
+    /// Process id.
+    pub pid: i32,
+    /// Parent pid.
+    pub ppid: i32,
+    /// Process group id.
+    pub pgrp: i32,
+    /// State letter (R, S, Z, ...).
+    pub state: char,
+    /// Start time in clock ticks since boot.
+    pub start_ticks: u64,
+}
+
+/// Parses /proc/PID/stat. The command name (field 2) may contain spaces
+/// and parentheses, so fields are counted from the last ')'.
+pub fn parse_stat(pid: i32, text: &str) -> Option<ProcEntry> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state); field N is fields[N - 3].
+    Some(ProcEntry {
+        pid,
+        state: fields.first()?.chars().next()?,
+        ppid: fields.get(1)?.parse().ok()?,
+        pgrp: fields.get(2)?.parse().ok()?,
+        start_ticks: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// Reads one process's /proc entry; `None` when it is gone.
+pub fn read_entry(pid: i32) -> Option<ProcEntry> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(pid, &text)
+}
+
+/// Lists every process.
+pub fn scan() -> Vec<ProcEntry> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(read_entry)
+        .collect()
+}
+
+/// Whether process `pid` carries `INSTANCE_MARKER=id` in its environment.
+fn carries_marker(pid: i32, id: &str) -> bool {
+    let Ok(environ) = fs::read(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
+    let wanted = format!("{INSTANCE_MARKER}={id}");
+    environ
+        .split(|&b| b == 0)
+        .any(|var| var == wanted.as_bytes())
+}
+
+/// Every process (zombies included) that belongs to the instance `id`
+/// whose group is `pgid`: members of the group, all their descendants (also
+/// those that left the group with setsid), and orphans re-parented to the
+/// daemon that carry the instance's marker (double-forked and setsid'd).
+pub fn members(table: &[ProcEntry], pgid: i32, id: &str) -> Vec<ProcEntry> {
+    let me = std::process::id() as i32;
+    let mut found: HashSet<i32> = table
+        .iter()
+        .filter(|p| p.pgrp == pgid || (p.ppid == me && carries_marker(p.pid, id)))
+        .map(|p| p.pid)
+        .collect();
+    // Close over children until nothing new turns up.
+    loop {
+        let before = found.len();
+        for process in table {
+            if found.contains(&process.ppid) {
+                found.insert(process.pid);
+            }
+        }
+        if found.len() == before {
+            break;
+        }
+    }
+    table
+        .iter()
+        .filter(|p| found.contains(&p.pid) && p.pid != me)
+        .copied()
+        .collect()
+}
+
+/// Sends `signal` to the group and to every member outside it.
+pub fn signal_members(pgid: i32, members: &[i32], signal: Signal) {
+    if let Err(err) = killpg(Pid::from_raw(pgid), signal)
+        && err != Errno::ESRCH
+    {
+        tracing::warn!(pgid, %err, "cannot signal process group");
+    }
+    for &pid in members {
+        let _ = kill(Pid::from_raw(pid), signal);
+    }
+}
+
+/// The boot id, which tells a pid of this boot from one of an earlier boot.
+pub fn boot_id() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|id| id.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Why a process could not be spawned.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// The program does not exist (or is not in PATH).
+    #[error("command not found: {0}")]
+    NotFound(String),
+    /// The program exists but cannot be executed.
+    #[error("command is not executable: {0}")]
+    NotExecutable(String),
+    /// The working directory does not exist.
+    #[error("working directory {0} does not exist or is not a directory")]
+    BadWorkingDir(PathBuf),
+    /// The log files could not be opened.
+    #[error("cannot open log files: {0}")]
+    Logs(io::Error),
+    /// Anything else the kernel said.
+    #[error("cannot spawn {command}: {source}")]
+    Other {
+        /// The program.
+        command: String,
+        /// The cause.
+        source: io::Error,
+    },
+}
+
+/// Replaces `{port}` with the port (or leaves the text as it is).
+fn substitute(text: &str, port: Option<u16>) -> String {
+    match port {
+        Some(port) => text.replace("{port}", &port.to_string()),
+        None => text.to_owned(),
+    }
+}
+
+/// Builds the command for a managed process: its own process group, stdin
+/// from /dev/null, stdout and stderr appended to its log files (so it never
+/// depends on the daemon staying alive), `PORT` and the instance marker in
+/// its environment.
+pub fn command(
+    id: &str,
+    spec: &InstanceSpec,
+    port: Option<u16>,
+    default_dir: &Path,
+    logs: &LogFiles,
+) -> Result<Command, SpawnError> {
+    let dir = spec
+        .working_dir
+        .as_deref()
+        .or(spec.project_path.as_deref())
+        .unwrap_or(default_dir);
+    if !dir.is_dir() {
+        return Err(SpawnError::BadWorkingDir(dir.to_owned()));
+    }
+    let (stdout, stderr) = logs.open_for_child().map_err(SpawnError::Logs)?;
+    let mut command = Command::new(&spec.command);
+    command
+        .args(spec.args.iter().map(|arg| substitute(arg, port)))
+        .envs(
+            spec.env
+                .iter()
+                .map(|(key, value)| (key, substitute(value, port))),
+        )
+        .env(INSTANCE_MARKER, id)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .process_group(0);
+    if let Some(port) = port {
+        command.env("PORT", port.to_string());
+    }
+    Ok(command)
+}
+
+/// Maps a spawn failure to what the user needs to hear.
+pub fn spawn_error(spec: &InstanceSpec, err: io::Error) -> SpawnError {
+    match err.kind() {
+        io::ErrorKind::NotFound => SpawnError::NotFound(spec.command.clone()),
+        io::ErrorKind::PermissionDenied => SpawnError::NotExecutable(spec.command.clone()),
+        _ => SpawnError::Other {
+            command: spec.command.clone(),
+            source: err,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_lines_with_odd_names_parse() {
+        let line = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+        let entry = parse_stat(4242, line).unwrap();
+        assert_eq!(entry.state, 'S');
+        assert_eq!((entry.ppid, entry.pgrp), (1, 4242));
+        assert_eq!(entry.start_ticks, 987654);
+    }
+
+    #[test]
+    fn this_process_can_be_read() {
+        let me = read_entry(std::process::id() as i32).unwrap();
+        assert!(me.start_ticks > 0);
+        assert!(scan().iter().any(|p| p.pid == me.pid));
+    }
+}

@@ -1,0 +1,265 @@
+//! What the user asks for: a validated instance spec.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    str::FromStr,
+    time::Duration,
+};
+
+use nix::sys::signal::Signal;
+
+use super::OrchestratorError;
+
+/// Longest instance name.
+pub const MAX_NAME_LEN: usize = 128;
+/// Longest label of a name (between dots), as in DNS.
+const MAX_LABEL_LEN: usize = 63;
+/// Default grace period between the stop signal and SIGKILL.
+pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
+/// Longest grace period accepted.
+const MAX_STOP_GRACE: Duration = Duration::from_secs(3600);
+
+/// Where an instance's port comes from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PortChoice {
+    /// No port.
+    #[default]
+    None,
+    /// The lowest free port of the pool.
+    Auto,
+    /// A fixed port.
+    Fixed(u16),
+}
+
+/// A validated instance spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceSpec {
+    /// Unique DNS-like name.
+    pub name: String,
+    /// Absolute project directory, unique among instances.
+    pub project_path: Option<PathBuf>,
+    /// Program to run.
+    pub command: String,
+    /// Its arguments; `{port}` is substituted.
+    pub args: Vec<String>,
+    /// Extra environment; `{port}` is substituted in values.
+    pub env: BTreeMap<String, String>,
+    /// Working directory; defaults to the project path.
+    pub working_dir: Option<PathBuf>,
+    /// Port request.
+    pub port: PortChoice,
+    /// Signal sent to the process group on stop.
+    pub stop_signal: Signal,
+    /// Time between the stop signal and SIGKILL.
+    pub stop_grace: Duration,
+    /// Free-form labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Raw spec fields as they arrive, before validation.
+#[derive(Debug, Default)]
+pub struct SpecInput {
+    /// See [`InstanceSpec::name`].
+    pub name: String,
+    /// See [`InstanceSpec::project_path`]; empty means none.
+    pub project_path: String,
+    /// See [`InstanceSpec::command`].
+    pub command: String,
+    /// See [`InstanceSpec::args`].
+    pub args: Vec<String>,
+    /// See [`InstanceSpec::env`].
+    pub env: BTreeMap<String, String>,
+    /// See [`InstanceSpec::working_dir`]; empty means the default.
+    pub working_dir: String,
+    /// See [`InstanceSpec::port`].
+    pub port: PortChoice,
+    /// Signal name; empty means SIGTERM.
+    pub stop_signal: String,
+    /// Grace period; `None` means the default.
+    pub stop_grace: Option<Duration>,
+    /// See [`InstanceSpec::labels`].
+    pub labels: BTreeMap<String, String>,
+}
+
+fn invalid(field: &str, reason: impl Into<String>) -> OrchestratorError {
+    OrchestratorError::InvalidArgument {
+        field: field.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// Checks an instance name: DNS-like labels of `[a-z0-9-]` separated by dots.
+pub fn validate_name(field: &str, name: &str) -> Result<(), OrchestratorError> {
+    if name.is_empty() {
+        return Err(invalid(field, "must not be empty"));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(invalid(
+            field,
+            format!("longer than {MAX_NAME_LEN} characters"),
+        ));
+    }
+    for label in name.split('.') {
+        let valid = !label.is_empty()
+            && label.len() <= MAX_LABEL_LEN
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !valid {
+            return Err(invalid(
+                field,
+                format!(
+                    "{name:?} is not a valid name: use lowercase letters, digits and '-' in dot-separated parts of 1-{MAX_LABEL_LEN} characters, not starting or ending with '-'"
+                ),
+            ));
+        }
+    }
+    if super::registry::looks_like_id(name) {
+        return Err(invalid(
+            field,
+            format!("{name:?} looks like an instance id"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that `path` is an absolute path to an existing directory.
+pub fn validate_dir(field: &str, path: &str) -> Result<PathBuf, OrchestratorError> {
+    let path = Path::new(path);
+    if !path.is_absolute() {
+        return Err(invalid(
+            field,
+            format!("{} is not an absolute path", path.display()),
+        ));
+    }
+    if !path.is_dir() {
+        return Err(invalid(
+            field,
+            format!("{} is not an existing directory", path.display()),
+        ));
+    }
+    Ok(path.to_owned())
+}
+
+fn no_nul(field: &str, text: &str) -> Result<(), OrchestratorError> {
+    if text.contains('\0') {
+        Err(invalid(field, "must not contain NUL"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Parses a signal name: "SIGTERM", "TERM" or "sigterm".
+pub fn parse_signal(text: &str) -> Option<Signal> {
+    let upper = text.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    Signal::from_str(&name).ok()
+}
+
+impl InstanceSpec {
+    /// Validates raw input; errors name the offending field (`spec.name`, …).
+    pub fn validate(input: SpecInput) -> Result<Self, OrchestratorError> {
+        validate_name("spec.name", &input.name)?;
+        let project_path = match input.project_path.as_str() {
+            "" => None,
+            path => Some(validate_dir("spec.project_path", path)?),
+        };
+        if input.command.trim().is_empty() {
+            return Err(invalid("spec.command", "must not be empty"));
+        }
+        no_nul("spec.command", &input.command)?;
+        for arg in &input.args {
+            no_nul("spec.args", arg)?;
+        }
+        for (key, value) in &input.env {
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                return Err(invalid(
+                    "spec.env",
+                    format!("{key:?} is not a valid variable name"),
+                ));
+            }
+            no_nul("spec.env", value)?;
+        }
+        // The working directory must be absolute; whether it exists is
+        // checked when the process is spawned.
+        let working_dir = match input.working_dir.as_str() {
+            "" => None,
+            dir if Path::new(dir).is_absolute() => Some(PathBuf::from(dir)),
+            dir => {
+                return Err(invalid(
+                    "spec.working_dir",
+                    format!("{dir} is not an absolute path"),
+                ));
+            }
+        };
+        if input.port == PortChoice::Fixed(0) {
+            return Err(invalid("spec.port.number", "must be from 1 to 65535"));
+        }
+        let stop_signal = match input.stop_signal.as_str() {
+            "" => Signal::SIGTERM,
+            name => parse_signal(name).ok_or_else(|| {
+                invalid("spec.stop_signal", format!("{name:?} is not a signal name"))
+            })?,
+        };
+        let stop_grace = input.stop_grace.unwrap_or(DEFAULT_STOP_GRACE);
+        if stop_grace > MAX_STOP_GRACE {
+            return Err(invalid("spec.stop_grace_period", "must be at most 1 hour"));
+        }
+        for key in input.labels.keys() {
+            if key.is_empty() {
+                return Err(invalid("spec.labels", "label keys must not be empty"));
+            }
+        }
+        Ok(Self {
+            name: input.name,
+            project_path,
+            command: input.command,
+            args: input.args,
+            env: input.env,
+            working_dir,
+            port: input.port,
+            stop_signal,
+            stop_grace,
+            labels: input.labels,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_dns_like() {
+        for good in ["web", "shop.web", "a-1", "x"] {
+            validate_name("n", good).unwrap();
+        }
+        for bad in [
+            "",
+            "Web",
+            "a/b",
+            "a b",
+            "-a",
+            "a-",
+            "a..b",
+            ".a",
+            "i-0123456789abcdef",
+        ] {
+            assert!(validate_name("n", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn signals_parse_with_or_without_prefix() {
+        assert_eq!(parse_signal("TERM"), Some(Signal::SIGTERM));
+        assert_eq!(parse_signal("sigint"), Some(Signal::SIGINT));
+        assert_eq!(parse_signal("NOPE"), None);
+    }
+}

@@ -1,0 +1,295 @@
+//! The status stream and the log stream: exit events, gap-free resume,
+//! bursts, tail and follow.
+
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
+use outpost::{
+    endpoint::Connection,
+    proto::v1::{self as pb, status_event::Change, watch_status_response::Payload},
+};
+use tonic::Streaming;
+
+use crate::harness::{Daemon, START_DEADLINE, create, spec};
+
+/// Reads the next message of a stream within the start deadline.
+async fn next(stream: &mut Streaming<pb::WatchStatusResponse>) -> pb::WatchStatusResponse {
+    tokio::time::timeout(START_DEADLINE, stream.message())
+        .await
+        .expect("a message within the deadline")
+        .expect("the stream stays healthy")
+        .expect("the stream stays open")
+}
+
+/// Opens a WatchStatus stream.
+async fn watch(connection: &Connection, since_revision: u64) -> Streaming<pb::WatchStatusResponse> {
+    connection
+        .orchestrator()
+        .watch_status(pb::WatchStatusRequest {
+            since_revision,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// The events of a message (empty for a snapshot).
+fn events(message: pb::WatchStatusResponse) -> Vec<pb::StatusEvent> {
+    match message.payload {
+        Some(Payload::Events(events)) => events.events,
+        other => panic!("expected events, got {other:?}"),
+    }
+}
+
+/// Reads events until one satisfies `done`; returns all read.
+async fn events_until(
+    stream: &mut Streaming<pb::WatchStatusResponse>,
+    done: impl Fn(&pb::StatusEvent) -> bool,
+) -> Vec<pb::StatusEvent> {
+    let mut seen = Vec::new();
+    loop {
+        for event in events(next(stream).await) {
+            let finished = done(&event);
+            seen.push(event);
+            if finished {
+                return seen;
+            }
+        }
+    }
+}
+
+fn changed(event: &pb::StatusEvent) -> Option<&pb::InstanceChanged> {
+    match &event.change {
+        Some(Change::InstanceChanged(changed)) => Some(changed),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn kill_9_from_outside_arrives_as_an_exit_event() {
+    let daemon = Daemon::start();
+    let connection = daemon.connect().await;
+    let mut stream = watch(&connection, 0).await;
+    let Some(Payload::Snapshot(snapshot)) = next(&mut stream).await.payload else {
+        panic!("a stream starts with a snapshot");
+    };
+    assert_eq!(snapshot.kind, pb::SnapshotKind::Initial as i32);
+    let instance = create(&connection, spec("victim", "sleep", &["1000"])).await;
+    kill(Pid::from_raw(instance.pid as i32), Signal::SIGKILL).unwrap();
+    let seen = events_until(&mut stream, |event| {
+        changed(event)
+            .is_some_and(|c| c.instance.as_ref().unwrap().state == pb::InstanceState::Failed as i32)
+    })
+    .await;
+    let failed = changed(seen.last().unwrap()).unwrap();
+    assert_eq!(failed.reason, pb::TransitionReason::ProcessExit as i32);
+    assert_eq!(failed.detail, "signal SIGKILL");
+    let exit = failed
+        .instance
+        .as_ref()
+        .unwrap()
+        .last_exit
+        .as_ref()
+        .unwrap();
+    assert_eq!(exit.outcome, Some(pb::exit_status::Outcome::Signal(9)));
+}
+
+#[tokio::test]
+async fn a_resuming_client_sees_every_event_in_order_without_a_gap() {
+    let daemon = Daemon::start();
+    let connection = daemon.connect().await;
+    let mut steady = watch(&connection, 0).await;
+    let mut resumer = watch(&connection, 0).await;
+    let Some(Payload::Snapshot(start)) = next(&mut steady).await.payload else {
+        panic!("snapshot first");
+    };
+    next(&mut resumer).await;
+
+    create(&connection, spec("one", "sleep", &["1000"])).await;
+    let is_running = |name: &'static str| {
+        move |event: &pb::StatusEvent| {
+            changed(event).is_some_and(|c| {
+                let instance = c.instance.as_ref().unwrap();
+                instance.name == name && instance.state == pb::InstanceState::Running as i32
+            })
+        }
+    };
+    let before = events_until(&mut resumer, is_running("one")).await;
+    let last_seen = before.last().unwrap().revision;
+    drop(resumer);
+
+    // Events the resumer misses while it is away.
+    create(&connection, spec("two", "sleep", &["1000"])).await;
+    connection
+        .orchestrator()
+        .stop_instance(pb::StopInstanceRequest {
+            instance: "one".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    create(&connection, spec("three", "sleep", &["1000"])).await;
+
+    let mut resumed = watch(&connection, last_seen).await;
+    let after = events_until(&mut resumed, is_running("three")).await;
+    let steady_events = events_until(&mut steady, is_running("three")).await;
+
+    let revisions =
+        |events: &[pb::StatusEvent]| events.iter().map(|e| e.revision).collect::<Vec<_>>();
+    let mut joined = revisions(&before);
+    joined.extend(revisions(&after));
+    assert_eq!(
+        joined,
+        revisions(&steady_events),
+        "both saw the same events"
+    );
+    let expected: Vec<u64> = (start.revision + 1..=start.revision + joined.len() as u64).collect();
+    assert_eq!(joined, expected, "consecutive revisions: no gap, no repeat");
+}
+
+#[tokio::test]
+async fn a_client_far_behind_gets_a_resync_snapshot() {
+    let daemon = Daemon::builder()
+        .arg("--max-instances")
+        .arg("10000")
+        .start();
+    let connection = daemon.connect().await;
+    let mut orchestrator = connection.orchestrator();
+    for i in 0..2 {
+        create(&connection, spec(&format!("early-{i}"), "sleep", &["1000"])).await;
+    }
+    // Push the early events out of the bounded history.
+    for i in 0..9000 {
+        orchestrator
+            .create_instance(pb::CreateInstanceRequest {
+                spec: Some(spec(&format!("filler-{i}"), "true", &[])),
+                start: Some(false),
+            })
+            .await
+            .unwrap();
+    }
+    let mut stream = watch(&connection, 1).await;
+    let Some(Payload::Snapshot(snapshot)) = next(&mut stream).await.payload else {
+        panic!("a lost history is announced with a snapshot");
+    };
+    assert_eq!(snapshot.kind, pb::SnapshotKind::Resync as i32);
+    assert_eq!(snapshot.instances.len(), 9002);
+}
+
+#[tokio::test]
+async fn a_burst_of_10000_events_reaches_a_tonic_client() {
+    let daemon = Daemon::builder()
+        .arg("--max-instances")
+        .arg("10000")
+        .start();
+    let connection = daemon.connect().await;
+    let mut stream = watch(&connection, 0).await;
+    let Some(Payload::Snapshot(start)) = next(&mut stream).await.payload else {
+        panic!("snapshot first");
+    };
+    let producer = {
+        let mut orchestrator = connection.orchestrator();
+        tokio::spawn(async move {
+            // Each create and each delete is one event.
+            for i in 0..5000 {
+                let name = format!("burst-{i}");
+                orchestrator
+                    .create_instance(pb::CreateInstanceRequest {
+                        spec: Some(spec(&name, "true", &[])),
+                        start: Some(false),
+                    })
+                    .await
+                    .unwrap();
+                orchestrator
+                    .delete_instance(pb::DeleteInstanceRequest {
+                        instance: name,
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let target = start.revision + 10_000;
+    let mut expected = start.revision + 1;
+    while expected <= target {
+        match next(&mut stream).await.payload {
+            Some(Payload::Events(batch)) => {
+                for event in batch.events {
+                    assert_eq!(
+                        event.revision, expected,
+                        "events arrive in order, without a gap"
+                    );
+                    expected += 1;
+                }
+            }
+            other => panic!("a fast client never needs a resync: {other:?}"),
+        }
+    }
+    producer.await.unwrap();
+}
+
+#[tokio::test]
+async fn logs_show_the_tail_and_then_follow() {
+    let daemon = Daemon::start();
+    let connection = daemon.connect().await;
+    let dir = daemon.dir.path();
+    let script = r#"for i in 1 2 3 4 5; do echo "out $i"; done; echo "err 1" >&2
+        while [ ! -e "$0/go" ]; do sleep 0.05; done; echo "out 6"; exec sleep 1000"#;
+    create(
+        &connection,
+        spec("talker", "sh", &["-c", script, dir.to_str().unwrap()]),
+    )
+    .await;
+    let files = daemon.data_dir.join("logs");
+    crate::harness::wait_until("the first lines to be written", START_DEADLINE, || {
+        std::fs::read_dir(&files)
+            .unwrap()
+            .flatten()
+            .any(|instance| {
+                std::fs::read_to_string(instance.path().join("stderr.log"))
+                    .is_ok_and(|text| text.contains("err 1"))
+            })
+    });
+
+    let mut logs = connection
+        .orchestrator()
+        .stream_logs(pb::StreamLogsRequest {
+            instance: "talker".to_owned(),
+            tail_lines: 2,
+            follow: true,
+            stream: pb::LogStream::Unspecified.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut lines = Vec::new();
+    while lines.len() < 3 {
+        let batch = tokio::time::timeout(START_DEADLINE, logs.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        lines.extend(batch.lines.into_iter().map(|line| (line.stream, line.text)));
+    }
+    let stdout = pb::LogStream::Stdout as i32;
+    let stderr = pb::LogStream::Stderr as i32;
+    assert_eq!(
+        lines,
+        [
+            (stdout, "out 4".to_owned()),
+            (stdout, "out 5".to_owned()),
+            (stderr, "err 1".to_owned())
+        ]
+    );
+
+    std::fs::write(dir.join("go"), "").unwrap();
+    let batch = tokio::time::timeout(START_DEADLINE, logs.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(batch.lines[0].text, "out 6");
+}
