@@ -17,7 +17,7 @@ use std::{
     collections::BTreeMap,
     io,
     os::fd::OwnedFd,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex, MutexGuard},
     time::{Duration, SystemTime},
 };
@@ -335,23 +335,42 @@ impl Orchestrator {
         Ok(self.launch(&mut registry, status, process))
     }
 
-    /// Returns the instance of `spec.project_path`: a live one as it is, a
-    /// stopped one started, or a new one created from `spec`. The flags say
-    /// whether it was created and whether it was started.
-    pub async fn get_or_create(
+    /// Returns the instance of `project`: a live one as it is, a stopped
+    /// one started, or a new one created from `spec()` (only called then, so
+    /// a caller need not describe an instance that exists). The flags say
+    /// whether it was created and whether this call started it. Counts as
+    /// activity.
+    pub async fn get_or_create<E: From<OrchestratorError>>(
         &self,
-        spec: InstanceSpec,
-    ) -> Result<(InstanceStatus, bool, bool), OrchestratorError> {
-        let project =
-            spec.project_path
-                .clone()
-                .ok_or_else(|| OrchestratorError::InvalidArgument {
-                    field: "spec.project_path".to_owned(),
-                    reason: "is required".to_owned(),
-                })?;
-        let existing = self.registry().by_project(&project).cloned();
-        let Some(handle) = existing else {
-            return self.create(spec, true).map(|status| (status, true, true));
+        project: &Path,
+        spec: impl FnOnce() -> Result<InstanceSpec, E>,
+    ) -> Result<(InstanceStatus, bool, bool), E> {
+        let existing = self.registry().by_project(project).cloned();
+        let handle = match existing {
+            Some(handle) => handle,
+            None => {
+                let spec = spec()?;
+                if spec.project_path.as_deref() != Some(project) {
+                    return Err(OrchestratorError::InvalidArgument {
+                        field: "spec.project_path".to_owned(),
+                        reason: "must be the project asked for".to_owned(),
+                    }
+                    .into());
+                }
+                match self.create(spec, true) {
+                    Ok(status) => return Ok((status, true, true)),
+                    // Created concurrently by another caller: use that one.
+                    Err(OrchestratorError::AlreadyExists(_))
+                        if self.registry().by_project(project).is_some() =>
+                    {
+                        self.registry()
+                            .by_project(project)
+                            .cloned()
+                            .expect("checked")
+                    }
+                    Err(err) => return Err(err.into()),
+                }
+            }
         };
         self.touch(&handle.id);
         let current = self.status_of(&handle.id)?;

@@ -24,6 +24,12 @@ pub fn invalid(field: &str, reason: impl std::fmt::Display) -> Status {
     Status::invalid_argument(format!("{field}: {reason}"))
 }
 
+impl From<OrchestratorError> for Status {
+    fn from(err: OrchestratorError) -> Self {
+        status(err)
+    }
+}
+
 /// Maps a domain error to its gRPC status.
 pub fn status(err: OrchestratorError) -> Status {
     let message = err.to_string();

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::{
     orchestrator::{
-        ExternalInput, ListFilter, Orchestrator,
+        ExternalInput, ListFilter, Orchestrator, OrchestratorError,
         events::{Event, Start},
         logs::{self, Stream},
         spec,
@@ -90,7 +90,7 @@ impl OrchestratorApi {
 type Reply<T> = Result<Response<T>, Status>;
 
 fn reply_instance(
-    result: Result<InstanceStatus, crate::orchestrator::OrchestratorError>,
+    result: Result<InstanceStatus, OrchestratorError>,
 ) -> Result<pb::Instance, Status> {
     result
         .map(|status| convert::instance(&status))
@@ -118,12 +118,19 @@ impl OrchestratorRpc for OrchestratorApi {
         &self,
         request: Request<pb::GetOrCreateInstanceRequest>,
     ) -> Reply<pb::GetOrCreateInstanceResponse> {
-        let spec = convert::spec(request.into_inner().spec)?;
+        let spec = request
+            .into_inner()
+            .spec
+            .ok_or_else(|| invalid("spec", "is required"))?;
+        if spec.project_path.is_empty() {
+            return Err(invalid("spec.project_path", "is required"));
+        }
+        let project = spec::validate_dir("spec.project_path", &spec.project_path)?;
+        // The rest of the spec only matters when the instance is created.
         let (status, created, started) = self
             .orchestrator
-            .get_or_create(spec)
-            .await
-            .map_err(convert::status)?;
+            .get_or_create(&project, || convert::spec(Some(spec)))
+            .await?;
         Ok(Response::new(pb::GetOrCreateInstanceResponse {
             instance: Some(convert::instance(&status)),
             created,
@@ -220,7 +227,7 @@ impl OrchestratorRpc for OrchestratorApi {
         request: Request<pb::RegisterExternalInstanceRequest>,
     ) -> Reply<pb::RegisterExternalInstanceResponse> {
         let request = request.into_inner();
-        spec::validate_name("name", &request.name).map_err(convert::status)?;
+        spec::validate_name("name", &request.name)?;
         if request.health.is_some() {
             return Err(Status::unimplemented(
                 "health: not available yet (health checks arrive with the orchestrator policies)",
@@ -239,7 +246,7 @@ impl OrchestratorRpc for OrchestratorApi {
         }
         let project_path = match request.project_path.as_str() {
             "" => None,
-            path => Some(spec::validate_dir("project_path", path).map_err(convert::status)?),
+            path => Some(spec::validate_dir("project_path", path)?),
         };
         let input = ExternalInput {
             name: request.name,
@@ -302,8 +309,8 @@ impl OrchestratorRpc for OrchestratorApi {
     ) -> Reply<Self::StreamLogsStream> {
         let request = request.into_inner();
         let key = instance_key("instance", &request.instance)?;
-        let id = self.orchestrator.get(key).map_err(convert::status)?.id;
-        let files = self.orchestrator.logs(&id).map_err(convert::status)?;
+        let id = self.orchestrator.get(key)?.id;
+        let files = self.orchestrator.logs(&id)?;
         let streams: Vec<Stream> = match pb::LogStream::try_from(request.stream) {
             Ok(pb::LogStream::Unspecified) => vec![Stream::Stdout, Stream::Stderr],
             Ok(pb::LogStream::Stdout) => vec![Stream::Stdout],

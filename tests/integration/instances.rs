@@ -471,3 +471,36 @@ fn cli_runs_lists_and_removes_an_instance() {
         stderr(&output)
     );
 }
+
+#[test]
+fn up_creates_then_starts_the_instance_of_a_project() {
+    let daemon = Daemon::start();
+    let project = daemon.dir.path().join("My Shop");
+    fs::create_dir(&project).unwrap();
+    let project = project.to_str().unwrap();
+    let pid_of = |output: &std::process::Output| {
+        assert!(output.status.success(), "{}", stderr(output));
+        let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        (
+            json["instance"]["name"].as_str().unwrap().to_owned(),
+            json["instance"]["pid"].as_u64().unwrap(),
+        )
+    };
+    let (name, first) = pid_of(&daemon.ctl(&["up", project, "--json", "--", "sleep", "1000"]));
+    assert_eq!(name, "my-shop", "named after the directory");
+    // Running: returned as it is; no command needed once it exists.
+    assert_eq!(pid_of(&daemon.ctl(&["up", project, "--json"])).1, first);
+    assert!(daemon.ctl(&["stop", "my-shop"]).status.success());
+    let (_, second) = pid_of(&daemon.ctl(&["up", project, "--json"]));
+    assert_ne!(second, first, "a stopped instance is started again");
+
+    let unknown = daemon.dir.path().join("elsewhere");
+    fs::create_dir(&unknown).unwrap();
+    let output = daemon.ctl(&["up", unknown.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("spec.command: must not be empty"),
+        "{}",
+        stderr(&output)
+    );
+}
