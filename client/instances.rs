@@ -36,6 +36,102 @@ pub struct SpecArgs {
     /// Time between the stop signal and SIGKILL
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     stop_grace: Option<Duration>,
+    /// Health check: tcp, tcp:PORT, http:/PATH, http://HOST:PORT/PATH or exec:'SHELL COMMAND'
+    #[arg(long, value_name = "CHECK")]
+    health: Option<HealthArg>,
+    /// Time between health checks [default: 2s]
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    health_interval: Option<Duration>,
+    /// Limit of one health check [default: 1s]
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    health_timeout: Option<Duration>,
+    /// Failed checks in a row that make a running instance unhealthy [default: 3]
+    #[arg(long, value_name = "N")]
+    health_failures: Option<u32>,
+    /// When to restart: never, on-failure or always [default: never]
+    #[arg(long, value_enum, value_name = "WHEN")]
+    restart: Option<RestartArg>,
+    /// Restarts tried in a row before the circuit breaker opens [default: 5]
+    #[arg(long, value_name = "N")]
+    max_restarts: Option<u32>,
+    /// First and largest restart delay [default: 1s..16s]
+    #[arg(long, value_name = "MIN..MAX", value_parser = backoff_range)]
+    backoff: Option<(Duration, Duration)>,
+    /// Healthy time after which the failure count resets [default: 60s]
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    reset_after: Option<Duration>,
+    /// Time an open circuit breaker waits before one more attempt [default: 30s]
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    cooldown: Option<Duration>,
+    /// Stop the instance after this long without activity
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    idle_timeout: Option<Duration>,
+    /// Longest time to become ready before the start counts as failed [default: 60s]
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    startup_timeout: Option<Duration>,
+}
+
+/// A `--health` value.
+#[derive(Clone, Debug)]
+pub struct HealthArg(pb::health_check::Probe);
+
+impl std::str::FromStr for HealthArg {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        use pb::health_check::Probe;
+        let probe = if text == "tcp" {
+            Probe::Tcp(pb::TcpProbe::default())
+        } else if let Some(port) = text.strip_prefix("tcp:") {
+            let port = port
+                .parse()
+                .map_err(|_| format!("{port:?} is not a port number"))?;
+            Probe::Tcp(pb::TcpProbe {
+                port,
+                ..Default::default()
+            })
+        } else if text.starts_with("http://") {
+            Probe::Http(pb::HttpProbe {
+                url: text.to_owned(),
+                ..Default::default()
+            })
+        } else if let Some(path) = text.strip_prefix("http:") {
+            Probe::Http(pb::HttpProbe {
+                path: path.to_owned(),
+                ..Default::default()
+            })
+        } else if let Some(command) = text.strip_prefix("exec:") {
+            Probe::Exec(pb::ExecProbe {
+                command: vec!["sh".to_owned(), "-c".to_owned(), command.to_owned()],
+            })
+        } else {
+            return Err(format!(
+                "unknown check kind {text:?}: use tcp, tcp:PORT, http:/PATH, http://HOST:PORT/PATH or exec:COMMAND"
+            ));
+        };
+        Ok(Self(probe))
+    }
+}
+
+/// A `--restart` value.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum RestartArg {
+    /// Never restart.
+    Never,
+    /// Restart after failures.
+    OnFailure,
+    /// Restart after any exit.
+    Always,
+}
+
+/// "1s..16s" → (1 s, 16 s).
+fn backoff_range(text: &str) -> Result<(Duration, Duration), String> {
+    let (first, last) = text
+        .split_once("..")
+        .ok_or_else(|| format!("{text:?} is not MIN..MAX, e.g. 1s..16s"))?;
+    let parse =
+        |part: &str| humantime::parse_duration(part).map_err(|err| format!("{part:?}: {err}"));
+    Ok((parse(first)?, parse(last)?))
 }
 
 /// A `--port` value.
@@ -93,7 +189,29 @@ impl SpecArgs {
             stop_signal: self.stop_signal,
             stop_grace_period: self.stop_grace.map(Into::into),
             labels: self.labels.into_iter().collect(),
-            ..Default::default()
+            health: self.health.map(|HealthArg(probe)| pb::HealthCheck {
+                probe: Some(probe),
+                interval: self.health_interval.map(Into::into),
+                timeout: self.health_timeout.map(Into::into),
+                failure_threshold: self.health_failures,
+                success_threshold: None,
+            }),
+            restart: Some(pb::RestartPolicy {
+                mode: match self.restart {
+                    None => pb::RestartMode::Unspecified,
+                    Some(RestartArg::Never) => pb::RestartMode::Never,
+                    Some(RestartArg::OnFailure) => pb::RestartMode::OnFailure,
+                    Some(RestartArg::Always) => pb::RestartMode::Always,
+                }
+                .into(),
+                initial_delay: self.backoff.map(|(first, _)| first.into()),
+                max_delay: self.backoff.map(|(_, last)| last.into()),
+                max_restarts: self.max_restarts,
+                reset_after: self.reset_after.map(Into::into),
+                cooldown: self.cooldown.map(Into::into),
+            }),
+            idle_timeout: self.idle_timeout.map(Into::into),
+            startup_timeout: self.startup_timeout.map(Into::into),
         }
     }
 }
@@ -337,8 +455,14 @@ pub async fn list(
         output::json(&response)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let mut rows = vec![["NAME", "STATE", "PID", "PORT", "UPTIME", "RESTARTS"].map(str::to_owned)];
+    let mut rows = vec![
+        [
+            "NAME", "STATE", "PID", "PORT", "UPTIME", "RESTARTS", "CPU", "MEM",
+        ]
+        .map(str::to_owned),
+    ];
     for instance in &response.instances {
+        let (cpu, memory) = usage(instance);
         rows.push([
             instance.name.clone(),
             state_name(instance.state),
@@ -346,6 +470,8 @@ pub async fn list(
             number(instance.port),
             uptime(instance),
             instance.restart_count.to_string(),
+            cpu,
+            memory,
         ]);
     }
     output::table(&rows)?;
@@ -511,6 +637,17 @@ fn state_name(state: i32) -> String {
         .to_lowercase()
 }
 
+/// CPU% and resident memory, or dashes when not sampled.
+fn usage(instance: &pb::Instance) -> (String, String) {
+    match &instance.usage {
+        Some(usage) => (
+            format!("{:.1}%", usage.cpu_percent),
+            format!("{:.1}M", usage.rss_bytes as f64 / (1 << 20) as f64),
+        ),
+        None => ("-".to_owned(), "-".to_owned()),
+    }
+}
+
 fn number(value: u32) -> String {
     if value == 0 {
         "-".to_owned()
@@ -590,10 +727,55 @@ fn print_details(instance: &pb::Instance) -> Result<(), Failure> {
         ("command", command),
         ("project", non_empty(&instance.project_path)),
     ];
+    if let Some(health) = &instance.health {
+        let state = pb::HealthState::try_from(health.state).unwrap_or_default();
+        let mut text = match state {
+            pb::HealthState::Unspecified => "unknown".to_owned(),
+            other => other
+                .as_str_name()
+                .trim_start_matches("HEALTH_STATE_")
+                .to_lowercase(),
+        };
+        if !health.last_failure.is_empty() {
+            text = format!("{text} (last failure: {})", health.last_failure);
+        }
+        rows.push(("health", text));
+    }
+    if let Some(backoff) = &instance.backoff {
+        let breaker = pb::BreakerState::try_from(backoff.breaker)
+            .unwrap_or_default()
+            .as_str_name()
+            .trim_start_matches("BREAKER_STATE_")
+            .to_lowercase();
+        rows.push((
+            "breaker",
+            format!(
+                "{breaker}, {} failures in a row",
+                backoff.consecutive_failures
+            ),
+        ));
+        if let Some(next) = &backoff.next_attempt_at {
+            let at = SystemTime::UNIX_EPOCH
+                + Duration::new(next.seconds.max(0) as u64, next.nanos.max(0) as u32);
+            let wait = at.duration_since(SystemTime::now()).unwrap_or_default();
+            rows.push((
+                "next attempt",
+                format!(
+                    "in {}",
+                    humantime::format_duration(Duration::from_secs(wait.as_secs()))
+                ),
+            ));
+        }
+    }
+    let (cpu, memory) = usage(instance);
+    rows.push(("cpu / memory", format!("{cpu} / {memory}")));
     if !instance.last_error.is_empty() {
         rows.push(("last error", instance.last_error.clone()));
     }
     output::rows(&rows)?;
+    for failure in &instance.recent_failures {
+        println!("  failure: {}", failure.message);
+    }
     Ok(())
 }
 

@@ -1,10 +1,14 @@
 //! One task per instance: it owns the instance's process and is the only
-//! code that changes the instance's state. Commands arrive over a channel
-//! and are handled one at a time, so concurrent start/stop/restart calls on
-//! one instance are serialised; the process's exit arrives as an event from
-//! the reaper (or a pidfd for an external process), never from polling.
+//! code that changes the instance's state. It waits on four kinds of
+//! events at once — commands, the process's exit (from the reaper, or a
+//! pidfd for an external process), health probe results (each probe runs in
+//! a task of its own, so a hanging probe never blocks the actor or another
+//! instance), and its timers (restart delay or cooldown, startup timeout,
+//! next probe, idle timeout, failure-count reset). Commands are handled one
+//! at a time, so concurrent start/stop/restart calls are serialised.
 
 use std::{
+    hash::{BuildHasher, RandomState},
     os::fd::OwnedFd,
     sync::Arc,
     time::{Duration, Instant, SystemTime},
@@ -20,8 +24,14 @@ use tokio::{
 use super::{
     OrchestratorError, Shared,
     events::Change,
+    health,
+    policy::{RestartTracker, Verdict},
     process,
-    status::{Exit, ExitOutcome, InstanceKind, InstanceState, InstanceStatus, ProcessInfo, Reason},
+    spec::{Probe, RestartMode},
+    status::{
+        Exit, ExitOutcome, FAILURE_HISTORY, Failure, HealthState, InstanceKind, InstanceState,
+        InstanceStatus, ProcessInfo, Reason,
+    },
 };
 
 /// How long SIGKILLed processes may take to disappear.
@@ -34,10 +44,13 @@ pub type Reply = oneshot::Sender<Result<InstanceStatus, OrchestratorError>>;
 
 /// What an actor can be asked to do.
 pub enum Command {
-    /// Start the process unless it runs.
+    /// Start the process unless it runs (an ERROR instance's breaker is
+    /// reset; a pending restart happens now).
     Start {
         /// Why.
         reason: Reason,
+        /// Answer only once the instance is ready (or failed to be).
+        wait_ready: bool,
         /// Where to answer.
         reply: Reply,
     },
@@ -105,17 +118,63 @@ impl Process {
     }
 }
 
+/// A probe result, tagged with the process generation it was run for.
+type ProbeResult = (u64, Result<(), String>);
+
+/// The actor's deadlines; each is armed only while it applies.
+#[derive(Default)]
+struct Timers {
+    /// Restart after backoff, or half-open attempt after cooldown.
+    retry: Option<Instant>,
+    /// Readiness deadline while STARTING.
+    startup: Option<Instant>,
+    /// Next health probe.
+    probe: Option<Instant>,
+    /// Idle check.
+    idle: Option<Instant>,
+    /// Failure-count reset after staying healthy.
+    reset: Option<Instant>,
+}
+
+impl Timers {
+    fn next(&self) -> Option<Instant> {
+        [self.retry, self.startup, self.probe, self.idle, self.reset]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}
+
+/// Takes `timer` if it is due.
+fn due(timer: &mut Option<Instant>, now: Instant) -> bool {
+    if timer.is_some_and(|at| at <= now) {
+        *timer = None;
+        true
+    } else {
+        false
+    }
+}
+
 /// The instance task.
 pub struct Actor {
     status: InstanceStatus,
     process: Option<Process>,
     shared: Arc<Shared>,
     commands: mpsc::Receiver<Command>,
+    restarts: RestartTracker,
+    timers: Timers,
+    /// Increments with every spawned process; stale probe results are
+    /// recognised by it.
+    generation: u64,
+    probing: bool,
+    probe_successes: u32,
+    probe_results: (mpsc::Sender<ProbeResult>, mpsc::Receiver<ProbeResult>),
+    waiting_ready: Vec<Reply>,
 }
 
 impl Actor {
     /// An actor for `status`, with its process if one runs. Publishes the
-    /// creation event (and readiness, when a process runs).
+    /// creation event (and readiness, when no probe has to pass first).
     pub fn create(
         mut status: InstanceStatus,
         process: Option<Process>,
@@ -123,7 +182,6 @@ impl Actor {
         commands: mpsc::Receiver<Command>,
     ) -> Self {
         status.process = process.as_ref().map(Process::info);
-        let first_state = status.state;
         shared.board.publish(Change::Instance {
             status: status.clone(),
             previous: None,
@@ -135,10 +193,16 @@ impl Actor {
             process,
             shared,
             commands,
+            restarts: RestartTracker::default(),
+            timers: Timers::default(),
+            generation: 0,
+            probing: false,
+            probe_successes: 0,
+            probe_results: mpsc::channel(4),
+            waiting_ready: Vec::new(),
         };
-        if first_state == InstanceState::Starting {
-            // No readiness check yet: a live process is ready.
-            actor.transition(InstanceState::Running, Reason::Ready, String::new());
+        if actor.status.state == InstanceState::Starting {
+            actor.on_spawned();
         }
         actor
     }
@@ -151,6 +215,7 @@ impl Actor {
     /// Runs until deleted or until every handle is gone.
     pub async fn run(mut self) {
         loop {
+            let next_timer = self.timers.next();
             tokio::select! {
                 command = self.commands.recv() => {
                     let Some(command) = command else { break };
@@ -159,15 +224,21 @@ impl Actor {
                     }
                 }
                 outcome = exited(&mut self.process) => self.on_unexpected_exit(outcome).await,
+                Some((generation, result)) = self.probe_results.1.recv() => {
+                    self.on_probe_result(generation, result).await;
+                }
+                () = sleep_until(next_timer) => self.on_timers().await,
             }
         }
     }
 
     async fn handle(&mut self, command: Command) -> std::ops::ControlFlow<()> {
         match command {
-            Command::Start { reason, reply } => {
-                let _ = reply.send(self.start(reason));
-            }
+            Command::Start {
+                reason,
+                wait_ready,
+                reply,
+            } => self.start(reason, wait_ready, reply),
             Command::Stop {
                 grace,
                 signal_external,
@@ -177,20 +248,20 @@ impl Actor {
                 let result = self.stop(grace, signal_external, reason).await;
                 let _ = reply.send(result);
             }
-            Command::Restart { reply } => {
-                let result = match self.stop(None, false, Reason::UserRestart).await {
-                    Ok(_) => {
-                        self.status.restart_count += 1;
-                        self.start(Reason::UserRestart)
-                    }
-                    Err(err) => Err(err),
-                };
-                let _ = reply.send(result);
-            }
+            Command::Restart { reply } => match self.stop(None, false, Reason::UserRestart).await {
+                Ok(_) => {
+                    self.status.restart_count += 1;
+                    self.start(Reason::UserRestart, false, reply);
+                }
+                Err(err) => {
+                    let _ = reply.send(Err(err));
+                }
+            },
             Command::Delete {
                 signal_external,
                 reply,
             } => {
+                self.timers = Timers::default();
                 let external = self.status.kind == InstanceKind::External;
                 if external && !signal_external {
                     // Forget it; its process keeps running.
@@ -219,7 +290,13 @@ impl Actor {
         self.status.state = state;
         self.status.reason = reason;
         self.status.state_changed_at = SystemTime::now();
+        self.publish(previous, reason, detail);
+    }
+
+    /// Publishes the current status (after a state or health change).
+    fn publish(&mut self, previous: InstanceState, reason: Reason, detail: String) {
         self.status.process = self.process.as_ref().map(Process::info);
+        self.mirror_restarts();
         self.shared.board.publish(Change::Instance {
             status: self.status.clone(),
             previous: Some(previous),
@@ -228,16 +305,50 @@ impl Actor {
         });
     }
 
-    fn start(&mut self, reason: Reason) -> Result<InstanceStatus, OrchestratorError> {
-        if self.status.state.is_active() {
-            return Ok(self.status.clone());
-        }
+    /// Copies the restart tracker and retry timer into the status.
+    fn mirror_restarts(&mut self) {
+        let backoff = &mut self.status.backoff;
+        backoff.breaker = self.restarts.breaker;
+        backoff.consecutive_failures = self.restarts.failures;
+        backoff.current_delay = self.restarts.delay;
+        backoff.next_attempt_at = self
+            .timers
+            .retry
+            .map(|at| SystemTime::now() + at.saturating_duration_since(Instant::now()));
+    }
+
+    fn start(&mut self, reason: Reason, wait_ready: bool, reply: Reply) {
         if self.status.kind == InstanceKind::External {
-            return Err(OrchestratorError::FailedPrecondition(format!(
-                "instance {} is external: the daemon cannot start it",
-                self.status.spec.name
-            )));
+            let _ = reply.send(if self.process.is_some() {
+                Ok(self.status.clone())
+            } else {
+                Err(OrchestratorError::FailedPrecondition(format!(
+                    "instance {} is external: the daemon cannot start it",
+                    self.status.spec.name
+                )))
+            });
+            return;
         }
+        if self.process.is_none() {
+            if self.status.state == InstanceState::Error {
+                self.restarts.reset();
+            }
+            self.timers.retry = None;
+            if let Err(err) = self.spawn(reason) {
+                let _ = reply.send(Err(err));
+                return;
+            }
+        }
+        if wait_ready && self.status.state == InstanceState::Starting {
+            self.waiting_ready.push(reply);
+        } else {
+            let _ = reply.send(Ok(self.status.clone()));
+        }
+    }
+
+    /// Spawns the process. A failure is handled like any other failure
+    /// (the restart policy applies) and also returned.
+    fn spawn(&mut self, reason: Reason) -> Result<(), OrchestratorError> {
         match self
             .shared
             .spawn(&self.status.id, &self.status.spec, self.status.port)
@@ -246,16 +357,261 @@ impl Actor {
                 self.process = Some(process);
                 self.status.last_error = None;
                 self.transition(InstanceState::Starting, reason, String::new());
-                self.transition(InstanceState::Running, Reason::Ready, String::new());
-                Ok(self.status.clone())
+                self.on_spawned();
+                Ok(())
             }
             Err(err) => {
                 let message = err.to_string();
-                self.status.last_error = Some(message.clone());
-                self.transition(InstanceState::Failed, Reason::SpawnFailed, message.clone());
+                self.on_failure(Reason::SpawnFailed, message.clone(), None);
                 Err(OrchestratorError::FailedPrecondition(message))
             }
         }
+    }
+
+    /// Arms readiness for a fresh process: with no probe it is ready now.
+    fn on_spawned(&mut self) {
+        self.generation += 1;
+        self.probe_successes = 0;
+        self.status.health = Default::default();
+        if self.status.spec.health.probe == Probe::None
+            || self.status.kind == InstanceKind::External
+        {
+            if self.status.spec.health.probe == Probe::None {
+                self.status.health.state = HealthState::Healthy;
+            }
+            self.on_ready();
+            return;
+        }
+        let now = Instant::now();
+        self.timers.startup = Some(now + self.status.spec.startup_timeout);
+        self.timers.probe = Some(now);
+    }
+
+    fn on_ready(&mut self) {
+        self.timers.startup = None;
+        self.restarts.on_ready();
+        let spec = &self.status.spec;
+        let now = Instant::now();
+        self.timers.reset = Some(now + spec.restart.reset_after);
+        self.timers.idle = spec.idle_timeout.map(|timeout| now + timeout);
+        self.transition(InstanceState::Running, Reason::Ready, String::new());
+        for reply in self.waiting_ready.drain(..) {
+            let _ = reply.send(Ok(self.status.clone()));
+        }
+    }
+
+    /// Runs one probe in a task of its own; its result comes back tagged
+    /// with this process's generation.
+    fn launch_probe(&mut self) {
+        if self.probing || self.process.is_none() {
+            return;
+        }
+        self.probing = true;
+        let probe = self.status.spec.health.probe.clone();
+        let timeout = self.status.spec.health.timeout;
+        let port = self.status.port;
+        let generation = self.generation;
+        let results = self.probe_results.0.clone();
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let result = health::check(&probe, port, timeout, &shared.reaper).await;
+            let _ = results.send((generation, result)).await;
+        });
+        self.timers.probe = Some(Instant::now() + self.status.spec.health.interval);
+    }
+
+    async fn on_probe_result(&mut self, generation: u64, result: Result<(), String>) {
+        self.probing = false;
+        if generation != self.generation || self.process.is_none() {
+            return; // a result about an earlier process
+        }
+        let check = self.status.spec.health.clone();
+        let health = &mut self.status.health;
+        health.last_check_at = Some(SystemTime::now());
+        match result {
+            Ok(()) => {
+                health.consecutive_failures = 0;
+                self.probe_successes += 1;
+                match self.status.state {
+                    InstanceState::Starting => {
+                        self.status.health.state = HealthState::Healthy;
+                        self.on_ready();
+                    }
+                    InstanceState::Running
+                        if self.status.health.state != HealthState::Healthy
+                            && self.probe_successes >= check.success_threshold =>
+                    {
+                        self.status.health.state = HealthState::Healthy;
+                        self.status.health.last_failure = None;
+                        self.publish(
+                            InstanceState::Running,
+                            Reason::HealthRecovered,
+                            String::new(),
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            Err(message) => {
+                self.probe_successes = 0;
+                health.consecutive_failures += 1;
+                health.last_failure = Some(message.clone());
+                let unhealthy = self.status.state == InstanceState::Running
+                    && health.consecutive_failures >= check.failure_threshold
+                    && health.state != HealthState::Unhealthy;
+                if unhealthy {
+                    self.status.health.state = HealthState::Unhealthy;
+                    self.timers.reset = None;
+                    self.publish(
+                        InstanceState::Running,
+                        Reason::HealthFailure,
+                        message.clone(),
+                    );
+                    if self.restarts_on_failure() {
+                        // A hung process: alive, not answering. Replace it.
+                        self.kill_process().await;
+                        self.on_failure(Reason::HealthFailure, message, None);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the policy restarts after a failure.
+    fn restarts_on_failure(&self) -> bool {
+        self.status.spec.restart.mode != RestartMode::Never
+    }
+
+    async fn on_timers(&mut self) {
+        let now = Instant::now();
+        if due(&mut self.timers.retry, now) {
+            match self.status.state {
+                InstanceState::Backoff => {
+                    let _ = self.spawn(Reason::BackoffElapsed);
+                }
+                InstanceState::Error => {
+                    self.restarts.on_cooldown();
+                    let _ = self.spawn(Reason::BreakerHalfOpen);
+                }
+                _ => {}
+            }
+        }
+        if due(&mut self.timers.startup, now) && self.status.state == InstanceState::Starting {
+            let timeout = humantime::format_duration(self.status.spec.startup_timeout);
+            self.kill_process().await;
+            self.on_failure(
+                Reason::StartupTimeout,
+                format!("not ready within {timeout}"),
+                None,
+            );
+        }
+        if due(&mut self.timers.probe, now) {
+            self.launch_probe();
+        }
+        if due(&mut self.timers.reset, now)
+            && self.status.state == InstanceState::Running
+            && self.status.health.state != HealthState::Unhealthy
+        {
+            self.restarts.reset();
+            self.mirror_restarts();
+            self.shared.board.refresh(&self.status);
+        }
+        if due(&mut self.timers.idle, now) && self.status.state == InstanceState::Running {
+            self.check_idle().await;
+        }
+    }
+
+    /// Stops the instance if no activity was recorded for its idle timeout;
+    /// otherwise looks again when it would be due.
+    async fn check_idle(&mut self) {
+        let Some(timeout) = self.status.spec.idle_timeout else {
+            return;
+        };
+        let last = self
+            .shared
+            .board
+            .get(&self.status.id)
+            .map_or(self.status.last_activity_at, |status| {
+                status.last_activity_at
+            });
+        let idle = SystemTime::now().duration_since(last).unwrap_or_default();
+        if idle >= timeout {
+            let _ = self.stop(None, false, Reason::IdleTimeout).await;
+        } else {
+            self.timers.idle = Some(Instant::now() + (timeout - idle));
+        }
+    }
+
+    /// Handles a failure: records it, answers readiness waiters, and moves
+    /// to FAILED (or STOPPED), BACKOFF or ERROR as the policy says.
+    fn on_failure(&mut self, reason: Reason, message: String, exit: Option<Exit>) {
+        let clean = exit.is_some_and(|exit| exit.outcome.is_success());
+        if !clean {
+            self.status.failures.push_front(Failure {
+                at: SystemTime::now(),
+                reason,
+                message: message.clone(),
+                exit,
+            });
+            self.status.failures.truncate(FAILURE_HISTORY);
+            self.status.last_error = Some(message.clone());
+        }
+        for reply in self.waiting_ready.drain(..) {
+            let _ = reply.send(Err(OrchestratorError::FailedPrecondition(format!(
+                "{} did not become ready: {message}",
+                self.status.spec.name
+            ))));
+        }
+        self.timers = Timers::default();
+        let jitter = (RandomState::new().hash_one(self.generation) % 1000) as f64 / 1000.0;
+        match self
+            .restarts
+            .on_failure(&self.status.spec.restart, clean, jitter)
+        {
+            Verdict::Stay => {
+                let state = if clean {
+                    InstanceState::Stopped
+                } else {
+                    InstanceState::Failed
+                };
+                self.transition(state, reason, message);
+            }
+            Verdict::Backoff(delay) => {
+                self.timers.retry = Some(Instant::now() + delay);
+                self.status.restart_count += 1;
+                self.transition(InstanceState::Backoff, reason, message);
+            }
+            Verdict::Open(cooldown) => {
+                self.timers.retry = Some(Instant::now() + cooldown);
+                let detail = format!(
+                    "{message}; {} failures in a row, next attempt in {}",
+                    self.restarts.failures,
+                    humantime::format_duration(cooldown)
+                );
+                self.transition(InstanceState::Error, Reason::BreakerOpen, detail);
+            }
+        }
+    }
+
+    /// Terminates the current process group without a state change.
+    async fn kill_process(&mut self) -> Option<ExitOutcome> {
+        let process = self.process.take()?;
+        let spec = &self.status.spec;
+        Some(match process {
+            Process::Managed { info, exit } => {
+                terminate_group(
+                    &self.status.id,
+                    info.pgid,
+                    Some(exit),
+                    spec.stop_signal,
+                    spec.stop_grace,
+                )
+                .await
+            }
+            Process::External { info, pidfd } => {
+                terminate_external(info, pidfd, spec.stop_grace).await
+            }
+        })
     }
 
     async fn stop(
@@ -264,18 +620,32 @@ impl Actor {
         signal_external: bool,
         reason: Reason,
     ) -> Result<InstanceStatus, OrchestratorError> {
-        let Some(process) = &self.process else {
-            return Ok(self.status.clone());
-        };
-        if matches!(process, Process::External { .. }) && !signal_external {
+        if matches!(self.process, Some(Process::External { .. })) && !signal_external {
             return Err(OrchestratorError::FailedPrecondition(format!(
                 "instance {} is external: pass signal_external to signal its process",
                 self.status.spec.name
             )));
         }
+        // A user's stop wins over any pending restart or probe.
+        self.timers = Timers::default();
+        for reply in self.waiting_ready.drain(..) {
+            let _ = reply.send(Err(OrchestratorError::FailedPrecondition(
+                "stopped before it became ready".to_owned(),
+            )));
+        }
+        let Some(process) = self.process.take() else {
+            if !matches!(
+                self.status.state,
+                InstanceState::Stopped | InstanceState::Failed
+            ) {
+                self.transition(InstanceState::Stopped, reason, String::new());
+            }
+            return Ok(self.status.clone());
+        };
         let grace = grace.unwrap_or(self.status.spec.stop_grace);
+        self.process = Some(process);
         self.transition(InstanceState::Stopping, reason, String::new());
-        let process = self.process.take().expect("checked above");
+        let process = self.process.take().expect("just put back");
         let outcome = match process {
             Process::Managed { info, exit } => {
                 let signal = self.status.spec.stop_signal;
@@ -295,19 +665,14 @@ impl Actor {
         let Some(process) = self.process.take() else {
             return;
         };
-        self.status.last_exit = Some(Exit {
+        let exit = Exit {
             outcome,
             at: SystemTime::now(),
-        });
-        let detail = outcome.describe();
-        let state = if outcome.is_success() || outcome == ExitOutcome::Unknown {
-            InstanceState::Stopped
-        } else {
-            self.status.last_error = Some(format!("process exited with {detail}"));
-            InstanceState::Failed
         };
-        self.transition(state, Reason::ProcessExit, detail);
-        // Whatever the leader left behind in its group goes with it.
+        self.status.last_exit = Some(exit);
+        let message = format!("process exited with {}", outcome.describe());
+        // Publish first (exit-to-event latency), then clean up the group.
+        self.on_failure(Reason::ProcessExit, message, Some(exit));
         if let Process::Managed { info, .. } = process {
             let spec = &self.status.spec;
             terminate_group(
@@ -319,6 +684,14 @@ impl Actor {
             )
             .await;
         }
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -164,6 +164,16 @@ impl StatusBoard {
         }
     }
 
+    /// Replaces an instance's status without an event, for changes that
+    /// are not transitions (a counter reset).
+    pub fn refresh(&self, status: &InstanceStatus) {
+        if let Some(current) = self.lock().instances.get_mut(&status.id) {
+            let last_activity_at = current.last_activity_at;
+            *current = status.clone();
+            current.last_activity_at = last_activity_at;
+        }
+    }
+
     /// The current status of one instance.
     pub fn get(&self, id: &str) -> Option<InstanceStatus> {
         self.lock().instances.get(id).cloned()

@@ -5,13 +5,16 @@
 
 pub mod actor;
 pub mod events;
+pub mod health;
 pub mod logs;
+pub mod policy;
 pub mod ports;
 pub mod process;
 pub mod reaper;
 pub mod registry;
 pub mod spec;
 pub mod status;
+pub mod usage;
 
 use std::{
     collections::BTreeMap,
@@ -171,6 +174,7 @@ pub struct ExternalInput {
 pub struct Orchestrator {
     shared: Arc<Shared>,
     registry: Mutex<Registry>,
+    usage: usage::UsageSampler,
 }
 
 impl Orchestrator {
@@ -190,6 +194,7 @@ impl Orchestrator {
                 PortPool::new(config.port_range),
                 config.max_instances,
             )),
+            usage: usage::UsageSampler::default(),
         });
         let weak = Arc::downgrade(&orchestrator);
         tokio::spawn(async move {
@@ -240,27 +245,12 @@ impl Orchestrator {
         } else {
             None
         };
-        let now = SystemTime::now();
-        let status = InstanceStatus {
-            id: id.clone(),
-            spec: Arc::new(spec),
-            kind: InstanceKind::Managed,
-            state: if start {
-                InstanceState::Starting
-            } else {
-                InstanceState::Stopped
-            },
-            reason: Reason::Created,
-            state_changed_at: now,
-            process: None,
-            port,
-            restart_count: 0,
-            last_error: None,
-            last_exit: None,
-            created_at: now,
-            last_activity_at: now,
-            workspace: None,
+        let state = if start {
+            InstanceState::Starting
+        } else {
+            InstanceState::Stopped
         };
+        let status = InstanceStatus::new(id, spec, InstanceKind::Managed, state, port);
         Ok(self.launch(&mut registry, status, process))
     }
 
@@ -302,7 +292,6 @@ impl Orchestrator {
         if let Some(port) = input.port {
             registry.ports.claim(&id, port)?;
         }
-        let now = SystemTime::now();
         let spec = InstanceSpec {
             name: input.name,
             project_path: input.project_path,
@@ -314,24 +303,19 @@ impl Orchestrator {
             stop_signal: nix::sys::signal::Signal::SIGTERM,
             stop_grace: spec::DEFAULT_STOP_GRACE,
             labels: input.labels,
+            health: spec::HealthCheck::default(),
+            restart: spec::RestartPolicy::default(),
+            idle_timeout: None,
+            startup_timeout: spec::DEFAULT_STARTUP_TIMEOUT,
         };
-        let status = InstanceStatus {
+        // Without a pid there is nothing to watch: it is assumed to serve.
+        let status = InstanceStatus::new(
             id,
-            spec: Arc::new(spec),
-            kind: InstanceKind::External,
-            // Without a pid there is nothing to watch: assume it serves.
-            state: InstanceState::Starting,
-            reason: Reason::Created,
-            state_changed_at: now,
-            process: None,
-            port: input.port,
-            restart_count: 0,
-            last_error: None,
-            last_exit: None,
-            created_at: now,
-            last_activity_at: now,
-            workspace: None,
-        };
+            spec,
+            InstanceKind::External,
+            InstanceState::Starting,
+            input.port,
+        );
         Ok(self.launch(&mut registry, status, process))
     }
 
@@ -346,8 +330,8 @@ impl Orchestrator {
         spec: impl FnOnce() -> Result<InstanceSpec, E>,
     ) -> Result<(InstanceStatus, bool, bool), E> {
         let existing = self.registry().by_project(project).cloned();
-        let handle = match existing {
-            Some(handle) => handle,
+        let (handle, created) = match existing {
+            Some(handle) => (handle, false),
             None => {
                 let spec = spec()?;
                 if spec.project_path.as_deref() != Some(project) {
@@ -358,31 +342,33 @@ impl Orchestrator {
                     .into());
                 }
                 match self.create(spec, true) {
-                    Ok(status) => return Ok((status, true, true)),
+                    Ok(status) => (self.handle(&status.id)?, true),
                     // Created concurrently by another caller: use that one.
                     Err(OrchestratorError::AlreadyExists(_))
                         if self.registry().by_project(project).is_some() =>
                     {
-                        self.registry()
-                            .by_project(project)
-                            .cloned()
-                            .expect("checked")
+                        (
+                            self.registry()
+                                .by_project(project)
+                                .cloned()
+                                .expect("checked"),
+                            false,
+                        )
                     }
                     Err(err) => return Err(err.into()),
                 }
             }
         };
         self.touch(&handle.id);
-        let current = self.status_of(&handle.id)?;
-        if current.state.is_active() {
-            return Ok((current, false, false));
-        }
+        let was_active = self.status_of(&handle.id)?.state.is_active();
+        // Returns once the instance is ready (or failed to become so).
         let status = call(&handle, |reply| Command::Start {
             reason: Reason::UserStart,
+            wait_ready: true,
             reply,
         })
         .await?;
-        Ok((status, false, true))
+        Ok((status, created, created || !was_active))
     }
 
     fn status_of(&self, id: &str) -> Result<InstanceStatus, OrchestratorError> {
@@ -396,10 +382,31 @@ impl Orchestrator {
         self.registry().resolve(key).cloned()
     }
 
-    /// One instance, by id or name.
+    /// One instance, by id or name, with its resource usage.
     pub fn get(&self, key: &str) -> Result<InstanceStatus, OrchestratorError> {
         let handle = self.handle(key)?;
-        self.status_of(&handle.id)
+        let mut status = self.status_of(&handle.id)?;
+        self.add_usage(std::slice::from_mut(&mut status));
+        Ok(status)
+    }
+
+    /// Fills in the usage of every managed instance that has a process.
+    fn add_usage(&self, statuses: &mut [InstanceStatus]) {
+        if !statuses
+            .iter()
+            .any(|s| s.kind == InstanceKind::Managed && s.process.is_some())
+        {
+            return;
+        }
+        let usage = self.usage.sample();
+        for status in statuses
+            .iter_mut()
+            .filter(|s| s.kind == InstanceKind::Managed)
+        {
+            status.usage = status
+                .process
+                .and_then(|p| usage.get(&(p.pgid as i32)).copied());
+        }
     }
 
     /// Instances matching `filter`, ordered by name, and the revision they
@@ -412,6 +419,7 @@ impl Orchestrator {
             .filter(|status| filter.matches(status))
             .collect();
         instances.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+        self.add_usage(&mut instances);
         (instances, snapshot.revision)
     }
 
@@ -435,6 +443,7 @@ impl Orchestrator {
         let handle = self.handle(key)?;
         call(&handle, |reply| Command::Start {
             reason: Reason::UserStart,
+            wait_ready: false,
             reply,
         })
         .await

@@ -35,6 +35,10 @@ pub struct ProcEntry {
     pub state: char,
     /// Start time in clock ticks since boot.
     pub start_ticks: u64,
+    /// CPU time used (user + system), in clock ticks.
+    pub cpu_ticks: u64,
+    /// Resident set size, in pages.
+    pub rss_pages: u64,
 }
 
 /// Parses /proc/PID/stat. The command name (field 2) may contain spaces
@@ -49,6 +53,8 @@ pub fn parse_stat(pid: i32, text: &str) -> Option<ProcEntry> {
         ppid: fields.get(1)?.parse().ok()?,
         pgrp: fields.get(2)?.parse().ok()?,
         start_ticks: fields.get(19)?.parse().ok()?,
+        cpu_ticks: fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?,
+        rss_pages: fields.get(21)?.parse().ok()?,
     })
 }
 
@@ -224,6 +230,8 @@ mod tests {
         assert_eq!(entry.state, 'S');
         assert_eq!((entry.ppid, entry.pgrp), (1, 4242));
         assert_eq!(entry.start_ticks, 987654);
+        assert_eq!(entry.cpu_ticks, 3);
+        assert_eq!(entry.rss_pages, 10);
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub const MAX_NAME_LEN: usize = 128;
 const MAX_LABEL_LEN: usize = 63;
 /// Default grace period between the stop signal and SIGKILL.
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
+/// Default time an instance may stay STARTING.
+pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest grace period accepted.
 const MAX_STOP_GRACE: Duration = Duration::from_secs(3600);
 
@@ -55,6 +57,116 @@ pub struct InstanceSpec {
     pub stop_grace: Duration,
     /// Free-form labels.
     pub labels: BTreeMap<String, String>,
+    /// Readiness and liveness probing.
+    pub health: HealthCheck,
+    /// What happens after a failure.
+    pub restart: RestartPolicy,
+    /// Stop after this long without activity.
+    pub idle_timeout: Option<Duration>,
+    /// Longest time in STARTING before the start counts as failed.
+    pub startup_timeout: Duration,
+}
+
+/// How an instance's health is probed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// A live process is healthy.
+    None,
+    /// A TCP connection can be opened.
+    Tcp {
+        /// Host to connect to.
+        host: String,
+        /// Port; `None` means the instance's port.
+        port: Option<u16>,
+    },
+    /// GET answers 2xx.
+    Http {
+        /// A full `http://` URL, or a path on the instance's port.
+        target: HttpTarget,
+    },
+    /// A command exits 0.
+    Exec {
+        /// Program and arguments.
+        command: Vec<String>,
+    },
+}
+
+/// Where an HTTP probe goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HttpTarget {
+    /// A path on 127.0.0.1 at the instance's port.
+    Path(String),
+    /// A full URL.
+    Url(String),
+}
+
+/// Health probing of an instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// The probe.
+    pub probe: Probe,
+    /// Time between checks.
+    pub interval: Duration,
+    /// Limit of one check.
+    pub timeout: Duration,
+    /// Consecutive failures that make a running instance unhealthy.
+    pub failure_threshold: u32,
+    /// Consecutive successes that make an unhealthy instance healthy.
+    pub success_threshold: u32,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        Self {
+            probe: Probe::None,
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(1),
+            failure_threshold: 3,
+            success_threshold: 1,
+        }
+    }
+}
+
+/// When an instance is restarted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RestartMode {
+    /// Never on its own.
+    #[default]
+    Never,
+    /// After a failure: non-zero exit, signal, failed health, failed start.
+    OnFailure,
+    /// After any exit the user did not ask for.
+    Always,
+}
+
+/// Restarts with exponential backoff and a circuit breaker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestartPolicy {
+    /// When to restart.
+    pub mode: RestartMode,
+    /// First delay.
+    pub initial_delay: Duration,
+    /// Largest delay.
+    pub max_delay: Duration,
+    /// Consecutive failures that open the breaker.
+    pub max_restarts: u32,
+    /// Healthy time after which the failure count resets.
+    pub reset_after: Duration,
+    /// Time the open breaker waits before a half-open attempt.
+    pub cooldown: Duration,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        Self {
+            mode: RestartMode::Never,
+            initial_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(16),
+            max_restarts: 5,
+            reset_after: Duration::from_secs(60),
+            cooldown: Duration::from_secs(30),
+        }
+    }
 }
 
 /// Raw spec fields as they arrive, before validation.
@@ -80,6 +192,14 @@ pub struct SpecInput {
     pub stop_grace: Option<Duration>,
     /// See [`InstanceSpec::labels`].
     pub labels: BTreeMap<String, String>,
+    /// See [`InstanceSpec::health`]; checked against the port choice.
+    pub health: HealthCheck,
+    /// See [`InstanceSpec::restart`]; checked for consistency.
+    pub restart: RestartPolicy,
+    /// See [`InstanceSpec::idle_timeout`].
+    pub idle_timeout: Option<Duration>,
+    /// See [`InstanceSpec::startup_timeout`]; `None` means the default.
+    pub startup_timeout: Option<Duration>,
 }
 
 fn invalid(field: &str, reason: impl Into<String>) -> OrchestratorError {
@@ -217,6 +337,18 @@ impl InstanceSpec {
                 return Err(invalid("spec.labels", "label keys must not be empty"));
             }
         }
+        validate_health(&input.health, input.port)?;
+        validate_restart(&input.restart)?;
+        if input.idle_timeout == Some(Duration::ZERO) {
+            return Err(invalid(
+                "spec.idle_timeout",
+                "must be positive (leave it unset for none)",
+            ));
+        }
+        let startup_timeout = input.startup_timeout.unwrap_or(DEFAULT_STARTUP_TIMEOUT);
+        if startup_timeout.is_zero() {
+            return Err(invalid("spec.startup_timeout", "must be positive"));
+        }
         Ok(Self {
             name: input.name,
             project_path,
@@ -228,8 +360,94 @@ impl InstanceSpec {
             stop_signal,
             stop_grace,
             labels: input.labels,
+            health: input.health,
+            restart: input.restart,
+            idle_timeout: input.idle_timeout,
+            startup_timeout,
         })
     }
+}
+
+/// Checks a health check against the instance's port choice.
+pub fn validate_health(health: &HealthCheck, port: PortChoice) -> Result<(), OrchestratorError> {
+    let has_port = port != PortChoice::None;
+    match &health.probe {
+        Probe::None => {}
+        Probe::Tcp { port: None, .. } if !has_port => {
+            return Err(invalid(
+                "spec.health.tcp.port",
+                "the instance has no port: give the port to check",
+            ));
+        }
+        Probe::Tcp { .. } => {}
+        Probe::Http {
+            target: HttpTarget::Path(path),
+        } => {
+            if !has_port {
+                return Err(invalid(
+                    "spec.health.http",
+                    "the instance has no port: give a full url to check",
+                ));
+            }
+            if !path.starts_with('/') {
+                return Err(invalid(
+                    "spec.health.http.path",
+                    format!("{path:?} must start with '/'"),
+                ));
+            }
+        }
+        Probe::Http {
+            target: HttpTarget::Url(url),
+        } => {
+            if !url.starts_with("http://") {
+                return Err(invalid(
+                    "spec.health.http.url",
+                    format!("{url:?} is not an http:// URL"),
+                ));
+            }
+        }
+        Probe::Exec { command } => {
+            if command.first().is_none_or(|program| program.is_empty()) {
+                return Err(invalid("spec.health.exec.command", "must name a program"));
+            }
+        }
+    }
+    if health.interval.is_zero() {
+        return Err(invalid("spec.health.interval", "must be positive"));
+    }
+    if health.timeout.is_zero() {
+        return Err(invalid("spec.health.timeout", "must be positive"));
+    }
+    if health.failure_threshold == 0 {
+        return Err(invalid(
+            "spec.health.failure_threshold",
+            "must be at least 1",
+        ));
+    }
+    if health.success_threshold == 0 {
+        return Err(invalid(
+            "spec.health.success_threshold",
+            "must be at least 1",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a restart policy for consistency.
+pub fn validate_restart(restart: &RestartPolicy) -> Result<(), OrchestratorError> {
+    if restart.max_delay < restart.initial_delay {
+        return Err(invalid(
+            "spec.restart.max_delay",
+            format!(
+                "{:?} is less than initial_delay {:?}",
+                restart.max_delay, restart.initial_delay
+            ),
+        ));
+    }
+    if restart.max_restarts == 0 {
+        return Err(invalid("spec.restart.max_restarts", "must be at least 1"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

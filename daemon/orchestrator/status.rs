@@ -71,7 +71,100 @@ pub enum Reason {
     Ready,
     /// The daemon is shutting down.
     DaemonShutdown,
+    /// The health check failed `failure_threshold` times in a row.
+    HealthFailure,
+    /// The health check passed again.
+    HealthRecovered,
+    /// No readiness within the startup timeout.
+    StartupTimeout,
+    /// No activity within the idle timeout.
+    IdleTimeout,
+    /// The backoff delay passed.
+    BackoffElapsed,
+    /// Too many failures in a row: the breaker opened.
+    BreakerOpen,
+    /// The cooldown passed: one trial start.
+    BreakerHalfOpen,
 }
+
+/// The latest verdict of an instance's health check.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HealthState {
+    /// No check has completed yet.
+    #[default]
+    Unknown,
+    /// Passing (or, with no probe, alive).
+    Healthy,
+    /// `failure_threshold` checks failed in a row.
+    Unhealthy,
+}
+
+/// Live result of the health check.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    /// The verdict.
+    pub state: HealthState,
+    /// When the last check finished.
+    pub last_check_at: Option<SystemTime>,
+    /// Why the last failing check failed.
+    pub last_failure: Option<String>,
+    /// Failures in a row.
+    pub consecutive_failures: u32,
+}
+
+/// The circuit breaker of the restart policy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Breaker {
+    /// Restarts happen.
+    #[default]
+    Closed,
+    /// Waiting for the cooldown.
+    Open,
+    /// One trial start is running.
+    HalfOpen,
+}
+
+/// The restart machinery of an instance, as shown to users.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Backoff {
+    /// The breaker.
+    pub breaker: Breaker,
+    /// Failures in a row, counted towards `max_restarts`.
+    pub consecutive_failures: u32,
+    /// The delay waited (or being waited) before the latest restart.
+    pub current_delay: std::time::Duration,
+    /// When the next attempt happens (BACKOFF or ERROR).
+    pub next_attempt_at: Option<SystemTime>,
+}
+
+/// A sample of an instance's whole process group.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Usage {
+    /// Resident memory, bytes.
+    pub rss_bytes: u64,
+    /// CPU since the previous sample, percent of one core.
+    pub cpu_percent: f64,
+    /// Processes in the group.
+    pub process_count: u32,
+    /// When it was taken.
+    pub sampled_at: SystemTime,
+}
+
+/// One entry of an instance's failure history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// When.
+    pub at: SystemTime,
+    /// What kind.
+    pub reason: Reason,
+    /// Details.
+    pub message: String,
+    /// The exit, when it was one.
+    pub exit: Option<Exit>,
+}
+
+/// Failures kept per instance.
+pub const FAILURE_HISTORY: usize = 10;
 
 /// How a process ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,4 +254,45 @@ pub struct InstanceStatus {
     pub last_activity_at: SystemTime,
     /// Owning workspace, if any.
     pub workspace: Option<String>,
+    /// Health check result.
+    pub health: Health,
+    /// Restart and breaker state.
+    pub backoff: Backoff,
+    /// Latest resource sample, while a process runs.
+    pub usage: Option<Usage>,
+    /// Recent failures, newest first.
+    pub failures: std::collections::VecDeque<Failure>,
+}
+
+impl InstanceStatus {
+    /// A new instance's status, as it is created.
+    pub fn new(
+        id: String,
+        spec: InstanceSpec,
+        kind: InstanceKind,
+        state: InstanceState,
+        port: Option<u16>,
+    ) -> Self {
+        let now = SystemTime::now();
+        Self {
+            id,
+            spec: Arc::new(spec),
+            kind,
+            state,
+            reason: Reason::Created,
+            state_changed_at: now,
+            process: None,
+            port,
+            restart_count: 0,
+            last_error: None,
+            last_exit: None,
+            created_at: now,
+            last_activity_at: now,
+            workspace: None,
+            health: Health::default(),
+            backoff: Backoff::default(),
+            usage: None,
+            failures: std::collections::VecDeque::new(),
+        }
+    }
 }

@@ -11,9 +11,13 @@ use crate::{
     orchestrator::{
         OrchestratorError,
         events::{Change, Event, Snapshot, SnapshotKind},
-        spec::{InstanceSpec, PortChoice, SpecInput},
+        spec::{
+            HealthCheck, HttpTarget, InstanceSpec, PortChoice, Probe, RestartMode, RestartPolicy,
+            SpecInput,
+        },
         status::{
-            Exit, ExitOutcome, InstanceKind, InstanceState, InstanceStatus, Reason, signal_name,
+            Backoff, Breaker, Exit, ExitOutcome, Failure, Health, HealthState, InstanceKind,
+            InstanceState, InstanceStatus, Reason, Usage, signal_name,
         },
     },
     proto::v1 as pb,
@@ -70,36 +74,92 @@ pub fn instance_key<'a>(field: &str, key: &'a str) -> Result<&'a str, Status> {
     }
 }
 
-/// Rejects spec fields whose capability this daemon does not have yet.
-fn refuse_unbuilt(spec: &pb::InstanceSpec) -> Result<(), Status> {
-    let unbuilt = |field: &str| {
-        Status::unimplemented(format!(
-            "{field}: not available yet (health checks, restart policies and idle timeouts arrive with the orchestrator policies)"
-        ))
+/// A health check from a request; unset fields take their defaults.
+fn health_check(check: Option<pb::HealthCheck>) -> Result<HealthCheck, Status> {
+    let defaults = HealthCheck::default();
+    let Some(check) = check else {
+        return Ok(defaults);
     };
-    if spec.health.is_some() {
-        return Err(unbuilt("spec.health"));
-    }
-    if spec
-        .restart
-        .as_ref()
-        .is_some_and(|restart| restart.mode > pb::RestartMode::Never as i32)
-    {
-        return Err(unbuilt("spec.restart"));
-    }
-    if spec.idle_timeout.is_some() {
-        return Err(unbuilt("spec.idle_timeout"));
-    }
-    if spec.startup_timeout.is_some() {
-        return Err(unbuilt("spec.startup_timeout"));
-    }
-    Ok(())
+    let probe = match check.probe {
+        None => Probe::None,
+        Some(pb::health_check::Probe::Tcp(tcp)) => Probe::Tcp {
+            host: if tcp.host.is_empty() {
+                "127.0.0.1".to_owned()
+            } else {
+                tcp.host
+            },
+            port: match tcp.port {
+                0 => None,
+                port => Some(u16::try_from(port).map_err(|_| {
+                    invalid(
+                        "spec.health.tcp.port",
+                        format!("{port} is not a port from 1 to 65535"),
+                    )
+                })?),
+            },
+        },
+        Some(pb::health_check::Probe::Http(http)) => Probe::Http {
+            target: if !http.url.is_empty() {
+                HttpTarget::Url(http.url)
+            } else if http.path.is_empty() {
+                HttpTarget::Path("/".to_owned())
+            } else {
+                HttpTarget::Path(http.path)
+            },
+        },
+        Some(pb::health_check::Probe::Exec(exec)) => Probe::Exec {
+            command: exec.command,
+        },
+    };
+    Ok(HealthCheck {
+        probe,
+        interval: duration("spec.health.interval", check.interval.as_ref())?
+            .unwrap_or(defaults.interval),
+        timeout: duration("spec.health.timeout", check.timeout.as_ref())?
+            .unwrap_or(defaults.timeout),
+        failure_threshold: check
+            .failure_threshold
+            .unwrap_or(defaults.failure_threshold),
+        success_threshold: check
+            .success_threshold
+            .unwrap_or(defaults.success_threshold),
+    })
+}
+
+/// A restart policy from a request; unset fields take their defaults.
+fn restart_policy(policy: Option<pb::RestartPolicy>) -> Result<RestartPolicy, Status> {
+    let defaults = RestartPolicy::default();
+    let Some(policy) = policy else {
+        return Ok(defaults);
+    };
+    let mode = match pb::RestartMode::try_from(policy.mode) {
+        Ok(pb::RestartMode::Unspecified | pb::RestartMode::Never) => RestartMode::Never,
+        Ok(pb::RestartMode::OnFailure) => RestartMode::OnFailure,
+        Ok(pb::RestartMode::Always) => RestartMode::Always,
+        Err(_) => {
+            return Err(invalid(
+                "spec.restart.mode",
+                format!("unknown mode {}", policy.mode),
+            ));
+        }
+    };
+    Ok(RestartPolicy {
+        mode,
+        initial_delay: duration("spec.restart.initial_delay", policy.initial_delay.as_ref())?
+            .unwrap_or(defaults.initial_delay),
+        max_delay: duration("spec.restart.max_delay", policy.max_delay.as_ref())?
+            .unwrap_or(defaults.max_delay),
+        max_restarts: policy.max_restarts.unwrap_or(defaults.max_restarts),
+        reset_after: duration("spec.restart.reset_after", policy.reset_after.as_ref())?
+            .unwrap_or(defaults.reset_after),
+        cooldown: duration("spec.restart.cooldown", policy.cooldown.as_ref())?
+            .unwrap_or(defaults.cooldown),
+    })
 }
 
 /// Validates a spec from a request.
 pub fn spec(spec: Option<pb::InstanceSpec>) -> Result<InstanceSpec, Status> {
     let spec = spec.ok_or_else(|| invalid("spec", "is required"))?;
-    refuse_unbuilt(&spec)?;
     let port = match spec.port {
         None => PortChoice::None,
         Some(port) => match pb::PortMode::try_from(port.mode) {
@@ -133,6 +193,10 @@ pub fn spec(spec: Option<pb::InstanceSpec>) -> Result<InstanceSpec, Status> {
         stop_signal: spec.stop_signal,
         stop_grace: duration("spec.stop_grace_period", spec.stop_grace_period.as_ref())?,
         labels: spec.labels.into_iter().collect(),
+        health: health_check(spec.health)?,
+        restart: restart_policy(spec.restart)?,
+        idle_timeout: duration("spec.idle_timeout", spec.idle_timeout.as_ref())?,
+        startup_timeout: duration("spec.startup_timeout", spec.startup_timeout.as_ref())?,
     };
     InstanceSpec::validate(input).map_err(status)
 }
@@ -181,6 +245,105 @@ fn reason(reason: Reason) -> pb::TransitionReason {
         Reason::SpawnFailed => pb::TransitionReason::SpawnFailed,
         Reason::Ready => pb::TransitionReason::Ready,
         Reason::DaemonShutdown => pb::TransitionReason::DaemonShutdown,
+        Reason::HealthFailure => pb::TransitionReason::HealthFailure,
+        Reason::HealthRecovered => pb::TransitionReason::HealthRecovered,
+        Reason::StartupTimeout => pb::TransitionReason::StartupTimeout,
+        Reason::IdleTimeout => pb::TransitionReason::IdleTimeout,
+        Reason::BackoffElapsed => pb::TransitionReason::BackoffElapsed,
+        Reason::BreakerOpen => pb::TransitionReason::BreakerOpen,
+        Reason::BreakerHalfOpen => pb::TransitionReason::BreakerHalfOpen,
+    }
+}
+
+fn health_check_message(check: &HealthCheck) -> Option<pb::HealthCheck> {
+    let probe = match &check.probe {
+        Probe::None => return None,
+        Probe::Tcp { host, port } => pb::health_check::Probe::Tcp(pb::TcpProbe {
+            host: host.clone(),
+            port: port.map_or(0, u32::from),
+        }),
+        Probe::Http { target } => pb::health_check::Probe::Http(match target {
+            HttpTarget::Path(path) => pb::HttpProbe {
+                path: path.clone(),
+                url: String::new(),
+            },
+            HttpTarget::Url(url) => pb::HttpProbe {
+                path: String::new(),
+                url: url.clone(),
+            },
+        }),
+        Probe::Exec { command } => pb::health_check::Probe::Exec(pb::ExecProbe {
+            command: command.clone(),
+        }),
+    };
+    Some(pb::HealthCheck {
+        probe: Some(probe),
+        interval: Some(check.interval.into()),
+        timeout: Some(check.timeout.into()),
+        failure_threshold: Some(check.failure_threshold),
+        success_threshold: Some(check.success_threshold),
+    })
+}
+
+fn restart_policy_message(policy: &RestartPolicy) -> pb::RestartPolicy {
+    pb::RestartPolicy {
+        mode: match policy.mode {
+            RestartMode::Never => pb::RestartMode::Never,
+            RestartMode::OnFailure => pb::RestartMode::OnFailure,
+            RestartMode::Always => pb::RestartMode::Always,
+        }
+        .into(),
+        initial_delay: Some(policy.initial_delay.into()),
+        max_delay: Some(policy.max_delay.into()),
+        max_restarts: Some(policy.max_restarts),
+        reset_after: Some(policy.reset_after.into()),
+        cooldown: Some(policy.cooldown.into()),
+    }
+}
+
+fn health_status(health: &Health) -> pb::HealthStatus {
+    pb::HealthStatus {
+        state: match health.state {
+            HealthState::Unknown => pb::HealthState::Unspecified,
+            HealthState::Healthy => pb::HealthState::Healthy,
+            HealthState::Unhealthy => pb::HealthState::Unhealthy,
+        }
+        .into(),
+        last_check_at: health.last_check_at.and_then(time),
+        last_failure: health.last_failure.clone().unwrap_or_default(),
+        consecutive_failures: health.consecutive_failures,
+    }
+}
+
+fn backoff_status(backoff: &Backoff) -> pb::BackoffStatus {
+    pb::BackoffStatus {
+        breaker: match backoff.breaker {
+            Breaker::Closed => pb::BreakerState::Closed,
+            Breaker::Open => pb::BreakerState::Open,
+            Breaker::HalfOpen => pb::BreakerState::HalfOpen,
+        }
+        .into(),
+        consecutive_failures: backoff.consecutive_failures,
+        current_delay: Some(backoff.current_delay.into()),
+        next_attempt_at: backoff.next_attempt_at.and_then(time),
+    }
+}
+
+fn usage(usage: &Usage) -> pb::ResourceUsage {
+    pb::ResourceUsage {
+        rss_bytes: usage.rss_bytes,
+        cpu_percent: usage.cpu_percent,
+        process_count: usage.process_count,
+        sampled_at: time(usage.sampled_at),
+    }
+}
+
+fn failure(failure: &Failure) -> pb::FailureRecord {
+    pb::FailureRecord {
+        at: time(failure.at),
+        reason: reason(failure.reason).into(),
+        message: failure.message.clone(),
+        exit: failure.exit.as_ref().map(exit),
     }
 }
 
@@ -220,10 +383,10 @@ fn spec_message(spec: &InstanceSpec) -> pb::InstanceSpec {
         env: spec.env.clone().into_iter().collect(),
         working_dir: path_text(spec.working_dir.as_deref()),
         port,
-        health: None,
-        restart: None,
-        idle_timeout: None,
-        startup_timeout: None,
+        health: health_check_message(&spec.health),
+        restart: Some(restart_policy_message(&spec.restart)),
+        idle_timeout: spec.idle_timeout.map(Into::into),
+        startup_timeout: Some(spec.startup_timeout.into()),
         stop_signal: spec.stop_signal.as_str().to_owned(),
         stop_grace_period: Some(proto_duration(spec.stop_grace)),
         labels: spec.labels.clone().into_iter().collect(),
@@ -254,7 +417,7 @@ pub fn instance(status: &InstanceStatus) -> pb::Instance {
         project_path: path_text(status.spec.project_path.as_deref()),
         pid: process.map_or(0, |p| p.pid),
         port: status.port.map_or(0, u32::from),
-        health: None,
+        health: Some(health_status(&status.health)),
         restart_count: status.restart_count,
         last_error: status.last_error.clone().unwrap_or_default(),
         started_at: process.and_then(|p| time(p.started_at)),
@@ -263,9 +426,9 @@ pub fn instance(status: &InstanceStatus) -> pb::Instance {
         state_reason: reason(status.reason).into(),
         state_changed_at: time(status.state_changed_at),
         last_exit: status.last_exit.as_ref().map(exit),
-        backoff: None,
-        usage: None,
-        recent_failures: Vec::new(),
+        backoff: Some(backoff_status(&status.backoff)),
+        usage: status.usage.as_ref().map(usage),
+        recent_failures: status.failures.iter().map(failure).collect(),
         last_activity_at: time(status.last_activity_at),
         created_at: time(status.created_at),
         workspace: status.workspace.clone().unwrap_or_default(),

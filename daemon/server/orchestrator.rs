@@ -267,10 +267,15 @@ impl OrchestratorRpc for OrchestratorApi {
     ) -> Reply<pb::RecordActivityResponse> {
         let request = request.into_inner();
         let key = instance_key("instance", &request.instance)?;
-        let instance = reply_instance(self.orchestrator.record_activity(key))?;
+        let status = self.orchestrator.record_activity(key)?;
+        let idle_deadline = status
+            .spec
+            .idle_timeout
+            .filter(|_| status.state.is_active())
+            .map(|timeout| super::timestamp(status.last_activity_at + timeout));
         Ok(Response::new(pb::RecordActivityResponse {
-            instance: Some(instance),
-            idle_deadline: None,
+            instance: Some(convert::instance(&status)),
+            idle_deadline,
         }))
     }
 

@@ -449,7 +449,9 @@ fn cli_runs_lists_and_removes_an_instance() {
     let header = table.lines().next().unwrap();
     assert_eq!(
         header.split_whitespace().collect::<Vec<_>>(),
-        ["NAME", "STATE", "PID", "PORT", "UPTIME", "RESTARTS"]
+        [
+            "NAME", "STATE", "PID", "PORT", "UPTIME", "RESTARTS", "CPU", "MEM"
+        ]
     );
     assert!(
         table.lines().nth(1).unwrap().starts_with("napper  running"),

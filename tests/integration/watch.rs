@@ -85,7 +85,7 @@ async fn kill_9_from_outside_arrives_as_an_exit_event() {
     .await;
     let failed = changed(seen.last().unwrap()).unwrap();
     assert_eq!(failed.reason, pb::TransitionReason::ProcessExit as i32);
-    assert_eq!(failed.detail, "signal SIGKILL");
+    assert_eq!(failed.detail, "process exited with signal SIGKILL");
     let exit = failed
         .instance
         .as_ref()

@@ -1,0 +1,160 @@
+//! The restart policy as a small state machine: exponential backoff with
+//! jitter, and a circuit breaker with one half-open attempt after a
+//! cooldown. Pure logic; the actor owns the timers.
+
+use std::time::Duration;
+
+use super::{
+    spec::{RestartMode, RestartPolicy},
+    status::Breaker,
+};
+
+/// What to do after a failure.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Verdict {
+    /// Do not restart (policy `never`, or a clean exit under `on-failure`).
+    Stay,
+    /// Restart after this delay.
+    Backoff(Duration),
+    /// Too many failures: the breaker is open; try once after this cooldown.
+    Open(Duration),
+}
+
+/// Failures in a row and the breaker of one instance.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RestartTracker {
+    /// Failures since the count was last reset.
+    pub failures: u32,
+    /// The breaker.
+    pub breaker: Breaker,
+    /// The delay chosen for the latest restart.
+    pub delay: Duration,
+}
+
+impl RestartTracker {
+    /// Records a failure (`clean` for an exit with status 0) and decides.
+    /// `jitter` in [0, 1) spreads restarts of many instances apart: the
+    /// delay is scaled into [80 %, 100 %] of its nominal value.
+    pub fn on_failure(&mut self, policy: &RestartPolicy, clean: bool, jitter: f64) -> Verdict {
+        let restart = match policy.mode {
+            RestartMode::Never => false,
+            RestartMode::OnFailure => !clean,
+            RestartMode::Always => true,
+        };
+        if !restart {
+            return Verdict::Stay;
+        }
+        self.failures += 1;
+        if self.breaker == Breaker::HalfOpen || self.failures > policy.max_restarts {
+            self.breaker = Breaker::Open;
+            return Verdict::Open(policy.cooldown);
+        }
+        let doublings = (self.failures - 1).min(31);
+        let nominal = policy
+            .initial_delay
+            .saturating_mul(1 << doublings)
+            .min(policy.max_delay);
+        self.delay = nominal.mul_f64(0.8 + 0.2 * jitter.clamp(0.0, 1.0));
+        Verdict::Backoff(self.delay)
+    }
+
+    /// The cooldown passed: the next start is the half-open trial.
+    pub fn on_cooldown(&mut self) {
+        self.breaker = Breaker::HalfOpen;
+    }
+
+    /// The instance became ready: a half-open trial succeeded.
+    pub fn on_ready(&mut self) {
+        if self.breaker == Breaker::HalfOpen {
+            *self = Self::default();
+        }
+    }
+
+    /// The instance stayed healthy for `reset_after`, or a user started it
+    /// anew: forget past failures.
+    pub fn reset(&mut self) {
+        *self = Self::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RestartPolicy {
+        RestartPolicy {
+            mode: RestartMode::OnFailure,
+            initial_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(4),
+            max_restarts: 4,
+            reset_after: Duration::from_secs(60),
+            cooldown: Duration::from_secs(30),
+        }
+    }
+
+    #[test]
+    fn delays_double_up_to_the_maximum_then_the_breaker_opens() {
+        let mut tracker = RestartTracker::default();
+        let delays: Vec<Verdict> = (0..5)
+            .map(|_| tracker.on_failure(&policy(), false, 1.0))
+            .collect();
+        assert_eq!(
+            delays,
+            [1, 2, 4, 4]
+                .map(|s| Verdict::Backoff(Duration::from_secs(s)))
+                .into_iter()
+                .chain([Verdict::Open(Duration::from_secs(30))])
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(tracker.breaker, Breaker::Open);
+    }
+
+    #[test]
+    fn half_open_success_closes_and_failure_reopens() {
+        let mut tracker = RestartTracker::default();
+        for _ in 0..5 {
+            tracker.on_failure(&policy(), false, 1.0);
+        }
+        tracker.on_cooldown();
+        assert_eq!(
+            tracker.on_failure(&policy(), false, 1.0),
+            Verdict::Open(Duration::from_secs(30))
+        );
+        tracker.on_cooldown();
+        tracker.on_ready();
+        assert_eq!(tracker, RestartTracker::default());
+        assert_eq!(
+            tracker.on_failure(&policy(), false, 1.0),
+            Verdict::Backoff(Duration::from_secs(1))
+        );
+    }
+
+    #[test]
+    fn jitter_shortens_by_at_most_a_fifth() {
+        let mut tracker = RestartTracker::default();
+        assert_eq!(
+            tracker.on_failure(&policy(), false, 0.0),
+            Verdict::Backoff(Duration::from_millis(800))
+        );
+    }
+
+    #[test]
+    fn modes_decide_which_exits_restart() {
+        let mut never = policy();
+        never.mode = RestartMode::Never;
+        assert_eq!(
+            RestartTracker::default().on_failure(&never, false, 1.0),
+            Verdict::Stay
+        );
+        assert_eq!(
+            RestartTracker::default().on_failure(&policy(), true, 1.0),
+            Verdict::Stay
+        );
+        let mut always = policy();
+        always.mode = RestartMode::Always;
+        assert!(matches!(
+            RestartTracker::default().on_failure(&always, true, 1.0),
+            Verdict::Backoff(_)
+        ));
+    }
+}
