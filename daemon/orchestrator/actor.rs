@@ -8,6 +8,7 @@
 //! at a time, so concurrent start/stop/restart calls are serialised.
 
 use std::{
+    collections::HashSet,
     hash::{BuildHasher, RandomState},
     os::fd::OwnedFd,
     sync::Arc,
@@ -389,7 +390,6 @@ impl Actor {
 
     fn on_ready(&mut self) {
         self.timers.startup = None;
-        self.restarts.on_ready();
         let spec = &self.status.spec;
         let now = Instant::now();
         self.timers.reset = Some(now + spec.restart.reset_after);
@@ -403,6 +403,7 @@ impl Actor {
     /// Runs one probe in a task of its own; its result comes back tagged
     /// with this process's generation.
     fn launch_probe(&mut self) {
+        // While a probe is in flight, its result re-arms the timer.
         if self.probing || self.process.is_none() {
             return;
         }
@@ -424,6 +425,10 @@ impl Actor {
         self.probing = false;
         if generation != self.generation || self.process.is_none() {
             return; // a result about an earlier process
+        }
+        if self.timers.probe.is_none() {
+            // The probe outlasted its interval: the next one is due now.
+            self.timers.probe = Some(Instant::now());
         }
         let check = self.status.spec.health.clone();
         let health = &mut self.status.health;
@@ -703,19 +708,66 @@ async fn exited(process: &mut Option<Process>) -> ExitOutcome {
     }
 }
 
-/// The instance's processes that are still alive (not zombies).
-fn live_members(id: &str, pgid: i32) -> Vec<i32> {
-    process::members(&process::scan(), pgid, id)
-        .into_iter()
-        .filter(|p| p.state != 'Z')
-        .map(|p| p.pid)
-        .collect()
+/// The processes of one instance being stopped: every member ever seen
+/// during the stop is remembered, because a zombie cannot be recognised
+/// by its marker any more (its environment is gone) but must still be
+/// waited for until it is reaped.
+struct Members<'a> {
+    id: &'a str,
+    pgid: i32,
+    seen: HashSet<i32>,
+}
+
+impl<'a> Members<'a> {
+    fn new(id: &'a str, pgid: i32) -> Self {
+        Self {
+            id,
+            pgid,
+            seen: HashSet::new(),
+        }
+    }
+
+    /// The members alive now (not zombies), remembering them.
+    fn live(&mut self) -> Vec<i32> {
+        let members = process::members(&process::scan(), self.pgid, self.id);
+        self.seen.extend(members.iter().map(|p| p.pid));
+        members
+            .into_iter()
+            .filter(|p| p.state != 'Z')
+            .map(|p| p.pid)
+            .collect()
+    }
+
+    /// Whether no process of the instance exists any more, zombies included.
+    fn gone(&mut self) -> bool {
+        let members = process::members(&process::scan(), self.pgid, self.id);
+        self.seen.extend(members.iter().map(|p| p.pid));
+        members.is_empty()
+            && self
+                .seen
+                .iter()
+                .all(|&pid| process::read_entry(pid).is_none())
+    }
+
+    /// Polls /proc until [`Members::gone`] or `deadline`; returns whether
+    /// everything is gone.
+    async fn wait_gone(&mut self, deadline: Instant) -> bool {
+        loop {
+            if self.gone() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(GROUP_POLL).await;
+        }
+    }
 }
 
 /// Stops a managed group: the stop signal to the group and to every
 /// descendant that left it, then (waiting for the leader's `exit`, if it
 /// still runs) the grace period, then SIGKILL to whatever is left, then
-/// waits until nothing of the instance remains.
+/// waits until nothing of the instance remains, zombies included.
 async fn terminate_group(
     id: &str,
     pgid: u32,
@@ -724,11 +776,12 @@ async fn terminate_group(
     grace: Duration,
 ) -> ExitOutcome {
     let pgid = pgid as i32;
-    let members = live_members(id, pgid);
-    if members.is_empty() && exit.is_none() {
+    let mut members = Members::new(id, pgid);
+    let live = members.live();
+    if live.is_empty() && exit.is_none() && members.gone() {
         return ExitOutcome::Unknown;
     }
-    process::signal_members(pgid, &members, signal);
+    process::signal_members(pgid, &live, signal);
     let deadline = Instant::now() + grace;
     let mut outcome = None;
     if let Some(exit) = exit.as_mut() {
@@ -737,33 +790,19 @@ async fn terminate_group(
             .ok()
             .and_then(Result::ok);
     }
-    if !wait_until_empty(id, pgid, deadline).await {
-        process::signal_members(pgid, &live_members(id, pgid), Signal::SIGKILL);
+    if !members.wait_gone(deadline).await {
+        process::signal_members(pgid, &members.live(), Signal::SIGKILL);
         if let (None, Some(exit)) = (outcome, exit.as_mut()) {
             outcome = tokio::time::timeout(KILL_WAIT, exit)
                 .await
                 .ok()
                 .and_then(Result::ok);
         }
-        if !wait_until_empty(id, pgid, Instant::now() + KILL_WAIT).await {
+        if !members.wait_gone(Instant::now() + KILL_WAIT).await {
             tracing::error!(id, pgid, "processes of the instance survived SIGKILL");
         }
     }
     outcome.unwrap_or(ExitOutcome::Unknown)
-}
-
-/// Polls /proc until no process (zombies included) of the instance is
-/// left, or `deadline` passes. Returns whether it emptied.
-async fn wait_until_empty(id: &str, pgid: i32, deadline: Instant) -> bool {
-    loop {
-        if process::members(&process::scan(), pgid, id).is_empty() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(GROUP_POLL).await;
-    }
 }
 
 /// Stops an external process through its pidfd (so a reused pid is never

@@ -1,6 +1,10 @@
 //! The restart policy as a small state machine: exponential backoff with
 //! jitter, and a circuit breaker with one half-open attempt after a
-//! cooldown. Pure logic; the actor owns the timers.
+//! cooldown. An attempt only counts as a success once the instance has
+//! stayed healthy for `reset_after` (readiness alone proves little: a
+//! process without a check is "ready" the moment it is spawned); that
+//! success resets the count and closes the breaker, and any failure before
+//! it re-opens the breaker. Pure logic; the actor owns the timers.
 
 use std::time::Duration;
 
@@ -63,13 +67,6 @@ impl RestartTracker {
         self.breaker = Breaker::HalfOpen;
     }
 
-    /// The instance became ready: a half-open trial succeeded.
-    pub fn on_ready(&mut self) {
-        if self.breaker == Breaker::HalfOpen {
-            *self = Self::default();
-        }
-    }
-
     /// The instance stayed healthy for `reset_after`, or a user started it
     /// anew: forget past failures.
     pub fn reset(&mut self) {
@@ -121,7 +118,7 @@ mod tests {
             Verdict::Open(Duration::from_secs(30))
         );
         tracker.on_cooldown();
-        tracker.on_ready();
+        tracker.reset(); // healthy for reset_after
         assert_eq!(tracker, RestartTracker::default());
         assert_eq!(
             tracker.on_failure(&policy(), false, 1.0),

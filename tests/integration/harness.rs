@@ -18,9 +18,10 @@ use nix::{
 };
 use outpost::{
     endpoint::{Address, ConnectOptions, Connection},
-    proto::v1 as pb,
+    proto::v1::{self as pb, status_event::Change, watch_status_response::Payload},
 };
 use tempfile::TempDir;
+use tonic::Streaming;
 
 /// How long a daemon may take to start on a loaded machine.
 pub const START_DEADLINE: Duration = Duration::from_secs(30);
@@ -317,6 +318,23 @@ pub fn exists(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// Polls an async `condition` every few milliseconds until it holds;
+/// panics with `what` after `deadline`.
+pub async fn eventually<F: Future<Output = bool>>(
+    what: &str,
+    deadline: Duration,
+    mut condition: impl FnMut() -> F,
+) {
+    let end = Instant::now() + deadline;
+    while !condition().await {
+        assert!(
+            Instant::now() < end,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Polls `condition` every few milliseconds until it holds; panics with
 /// `what` after `deadline`.
 pub fn wait_until(what: &str, deadline: Duration, mut condition: impl FnMut() -> bool) {
@@ -327,5 +345,62 @@ pub fn wait_until(what: &str, deadline: Duration, mut condition: impl FnMut() ->
             "timed out after {deadline:?} waiting for {what}"
         );
         thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Reads the next message of a stream within the start deadline.
+pub async fn next(stream: &mut Streaming<pb::WatchStatusResponse>) -> pb::WatchStatusResponse {
+    tokio::time::timeout(START_DEADLINE, stream.message())
+        .await
+        .expect("a message within the deadline")
+        .expect("the stream stays healthy")
+        .expect("the stream stays open")
+}
+
+/// Opens a WatchStatus stream.
+pub async fn watch(
+    connection: &Connection,
+    since_revision: u64,
+) -> Streaming<pb::WatchStatusResponse> {
+    connection
+        .orchestrator()
+        .watch_status(pb::WatchStatusRequest {
+            since_revision,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// The events of a message (empty for a snapshot).
+pub fn events(message: pb::WatchStatusResponse) -> Vec<pb::StatusEvent> {
+    match message.payload {
+        Some(Payload::Events(events)) => events.events,
+        other => panic!("expected events, got {other:?}"),
+    }
+}
+
+/// Reads events until one satisfies `done`; returns all read.
+pub async fn events_until(
+    stream: &mut Streaming<pb::WatchStatusResponse>,
+    mut done: impl FnMut(&pb::StatusEvent) -> bool,
+) -> Vec<pb::StatusEvent> {
+    let mut seen = Vec::new();
+    loop {
+        for event in events(next(stream).await) {
+            let finished = done(&event);
+            seen.push(event);
+            if finished {
+                return seen;
+            }
+        }
+    }
+}
+
+pub fn changed(event: &pb::StatusEvent) -> Option<&pb::InstanceChanged> {
+    match &event.change {
+        Some(Change::InstanceChanged(changed)) => Some(changed),
+        _ => None,
     }
 }

@@ -6,6 +6,7 @@ mod cli;
 mod config;
 mod harness;
 mod instances;
+mod policies;
 mod polyglot;
 mod serving;
 mod socket;

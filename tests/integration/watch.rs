@@ -5,67 +5,9 @@ use nix::{
     sys::signal::{Signal, kill},
     unistd::Pid,
 };
-use outpost::{
-    endpoint::Connection,
-    proto::v1::{self as pb, status_event::Change, watch_status_response::Payload},
-};
-use tonic::Streaming;
+use outpost::proto::v1::{self as pb, watch_status_response::Payload};
 
-use crate::harness::{Daemon, START_DEADLINE, create, spec};
-
-/// Reads the next message of a stream within the start deadline.
-async fn next(stream: &mut Streaming<pb::WatchStatusResponse>) -> pb::WatchStatusResponse {
-    tokio::time::timeout(START_DEADLINE, stream.message())
-        .await
-        .expect("a message within the deadline")
-        .expect("the stream stays healthy")
-        .expect("the stream stays open")
-}
-
-/// Opens a WatchStatus stream.
-async fn watch(connection: &Connection, since_revision: u64) -> Streaming<pb::WatchStatusResponse> {
-    connection
-        .orchestrator()
-        .watch_status(pb::WatchStatusRequest {
-            since_revision,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-/// The events of a message (empty for a snapshot).
-fn events(message: pb::WatchStatusResponse) -> Vec<pb::StatusEvent> {
-    match message.payload {
-        Some(Payload::Events(events)) => events.events,
-        other => panic!("expected events, got {other:?}"),
-    }
-}
-
-/// Reads events until one satisfies `done`; returns all read.
-async fn events_until(
-    stream: &mut Streaming<pb::WatchStatusResponse>,
-    done: impl Fn(&pb::StatusEvent) -> bool,
-) -> Vec<pb::StatusEvent> {
-    let mut seen = Vec::new();
-    loop {
-        for event in events(next(stream).await) {
-            let finished = done(&event);
-            seen.push(event);
-            if finished {
-                return seen;
-            }
-        }
-    }
-}
-
-fn changed(event: &pb::StatusEvent) -> Option<&pb::InstanceChanged> {
-    match &event.change {
-        Some(Change::InstanceChanged(changed)) => Some(changed),
-        _ => None,
-    }
-}
+use crate::harness::{Daemon, START_DEADLINE, changed, create, events_until, next, spec, watch};
 
 #[tokio::test]
 async fn kill_9_from_outside_arrives_as_an_exit_event() {
