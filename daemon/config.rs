@@ -72,6 +72,10 @@ pub struct DaemonArgs {
     /// Directory of workspace files [default: $XDG_CONFIG_HOME/outpost/workspaces]
     #[arg(long, env = "OUTPOST_WORKSPACES_DIR", value_name = "DIR")]
     pub workspaces_dir: Option<PathBuf>,
+
+    /// On SIGINT/SIGTERM leave instances running for the next daemon to re-adopt
+    #[arg(long, env = "OUTPOST_KEEP_INSTANCES_ON_EXIT")]
+    pub keep_instances_on_exit: bool,
 }
 
 /// A TCP address to listen on, written `tcp://HOST:PORT`.
@@ -198,6 +202,8 @@ pub struct Config {
     pub sync_root: PathBuf,
     /// Directory of workspace files.
     pub workspaces_dir: PathBuf,
+    /// Leave instances running at shutdown.
+    pub keep_instances_on_exit: bool,
 }
 
 impl Config {
@@ -234,6 +240,7 @@ impl Config {
             max_instances: args.max_instances,
             sync_root,
             workspaces_dir,
+            keep_instances_on_exit: args.keep_instances_on_exit,
         })
     }
 }
@@ -263,7 +270,7 @@ impl fmt::Display for Config {
         let listen: Vec<String> = self.listen.iter().map(ToString::to_string).collect();
         write!(
             f,
-            "data_dir={} socket={} listen=[{}] token={} port_range={} max_instances={} sync_root={} workspaces_dir={}",
+            "data_dir={} socket={} listen=[{}] token={} port_range={} max_instances={} sync_root={} workspaces_dir={} keep_instances_on_exit={}",
             show(&self.data_dir),
             show(&self.socket),
             listen.join(","),
@@ -272,6 +279,7 @@ impl fmt::Display for Config {
             self.max_instances,
             show(&self.sync_root),
             show(&self.workspaces_dir),
+            self.keep_instances_on_exit,
         )
     }
 }

@@ -12,4 +12,5 @@ pub mod orchestrator;
 pub mod paths;
 pub mod proto;
 pub mod server;
+pub mod store;
 pub mod token;

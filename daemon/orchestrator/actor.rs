@@ -90,6 +90,15 @@ pub enum Process {
         /// Its exit, delivered by the reaper.
         exit: oneshot::Receiver<ExitOutcome>,
     },
+    /// A process an earlier daemon spawned, re-adopted: leader of its own
+    /// group like a managed one, but watched through a pidfd (it is no
+    /// longer the daemon's child, so its exit status cannot be known).
+    Adopted {
+        /// Its identity.
+        info: ProcessInfo,
+        /// Readable once the process has exited.
+        pidfd: AsyncFd<OwnedFd>,
+    },
     /// A process someone else started, watched through a pidfd.
     External {
         /// Its identity.
@@ -102,7 +111,7 @@ pub enum Process {
 impl Process {
     fn info(&self) -> ProcessInfo {
         match self {
-            Self::Managed { info, .. } | Self::External { info, .. } => *info,
+            Self::Managed { info, .. } | Self::Adopted { info, .. } | Self::External { info, .. } => *info,
         }
     }
 
@@ -110,7 +119,7 @@ impl Process {
     async fn exited(&mut self) -> ExitOutcome {
         match self {
             Self::Managed { exit, .. } => exit.await.unwrap_or(ExitOutcome::Unknown),
-            Self::External { pidfd, .. } => {
+            Self::Adopted { pidfd, .. } | Self::External { pidfd, .. } => {
                 // A pidfd polls readable when its process exits.
                 let _ = pidfd.readable().await;
                 ExitOutcome::Unknown
@@ -183,7 +192,7 @@ impl Actor {
         commands: mpsc::Receiver<Command>,
     ) -> Self {
         status.process = process.as_ref().map(Process::info);
-        shared.board.publish(Change::Instance {
+        shared.publish(Change::Instance {
             status: status.clone(),
             previous: None,
             reason: Reason::Created,
@@ -206,6 +215,88 @@ impl Actor {
             actor.on_spawned();
         }
         actor
+    }
+
+    /// An actor for an instance recovered from the store after a daemon
+    /// restart, with its process if it was re-adopted. Publishes the
+    /// instance; a process recorded as running but gone counts as an exit
+    /// (the restart policy applies); a pending restart keeps its schedule.
+    pub fn resume(
+        mut status: InstanceStatus,
+        process: Option<Process>,
+        shared: Arc<Shared>,
+        commands: mpsc::Receiver<Command>,
+    ) -> Self {
+        let recorded = status.state;
+        let adopted = process.as_ref().map(Process::info);
+        if adopted.is_some() {
+            status.kind = InstanceKind::Discovered;
+        }
+        status.process = adopted;
+        let restarts = RestartTracker {
+            failures: status.backoff.consecutive_failures,
+            breaker: status.backoff.breaker,
+            delay: status.backoff.current_delay,
+        };
+        let retry_at = status
+            .backoff
+            .next_attempt_at
+            .map(|at| Instant::now() + at.duration_since(SystemTime::now()).unwrap_or_default());
+        let detail = match (recorded.is_active(), adopted) {
+            (true, Some(info)) => format!("re-adopted pid {}", info.pid),
+            (true, None) => "its process ended while the daemon was down".to_owned(),
+            _ => String::new(),
+        };
+        shared.publish(Change::Instance {
+            status: status.clone(),
+            previous: None,
+            reason: Reason::DaemonRestart,
+            detail: detail.clone(),
+        });
+        let mut actor = Self {
+            status,
+            process,
+            shared,
+            commands,
+            restarts,
+            timers: Timers::default(),
+            generation: 1,
+            probing: false,
+            probe_successes: 0,
+            probe_results: mpsc::channel(4),
+            waiting_ready: Vec::new(),
+        };
+        match (recorded, adopted) {
+            (state, Some(_)) if state.is_active() => actor.arm_adopted_timers(),
+            (state, None) if state.is_active() => {
+                let exit = Exit {
+                    outcome: ExitOutcome::Unknown,
+                    at: SystemTime::now(),
+                };
+                actor.status.last_exit = Some(exit);
+                actor.on_failure(Reason::ProcessExit, detail, Some(exit));
+            }
+            (InstanceState::Backoff | InstanceState::Error, _) => {
+                actor.timers.retry = Some(retry_at.unwrap_or_else(Instant::now));
+            }
+            _ => {}
+        }
+        actor
+    }
+
+    /// Resumes checking and timing a re-adopted process where its state was.
+    fn arm_adopted_timers(&mut self) {
+        let now = Instant::now();
+        let spec = &self.status.spec;
+        if spec.health.probe != Probe::None {
+            self.timers.probe = Some(now);
+        }
+        if self.status.state == InstanceState::Starting {
+            self.timers.startup = Some(now + spec.startup_timeout);
+        } else {
+            self.timers.reset = Some(now + spec.restart.reset_after);
+            self.timers.idle = spec.idle_timeout.map(|timeout| now + timeout);
+        }
     }
 
     /// The current status.
@@ -298,7 +389,7 @@ impl Actor {
     fn publish(&mut self, previous: InstanceState, reason: Reason, detail: String) {
         self.status.process = self.process.as_ref().map(Process::info);
         self.mirror_restarts();
-        self.shared.board.publish(Change::Instance {
+        self.shared.publish(Change::Instance {
             status: self.status.clone(),
             previous: Some(previous),
             reason,
@@ -356,6 +447,7 @@ impl Actor {
         {
             Ok(process) => {
                 self.process = Some(process);
+                self.status.kind = InstanceKind::Managed;
                 self.status.last_error = None;
                 self.transition(InstanceState::Starting, reason, String::new());
                 self.on_spawned();
@@ -519,7 +611,7 @@ impl Actor {
         {
             self.restarts.reset();
             self.mirror_restarts();
-            self.shared.board.refresh(&self.status);
+            self.shared.refresh(&self.status);
         }
         if due(&mut self.timers.idle, now) && self.status.state == InstanceState::Running {
             self.check_idle().await;
@@ -602,21 +694,7 @@ impl Actor {
     async fn kill_process(&mut self) -> Option<ExitOutcome> {
         let process = self.process.take()?;
         let spec = &self.status.spec;
-        Some(match process {
-            Process::Managed { info, exit } => {
-                terminate_group(
-                    &self.status.id,
-                    info.pgid,
-                    Some(exit),
-                    spec.stop_signal,
-                    spec.stop_grace,
-                )
-                .await
-            }
-            Process::External { info, pidfd } => {
-                terminate_external(info, pidfd, spec.stop_grace).await
-            }
-        })
+        Some(terminate(&self.status.id, process, spec.stop_signal, spec.stop_grace).await)
     }
 
     async fn stop(
@@ -651,13 +729,7 @@ impl Actor {
         self.process = Some(process);
         self.transition(InstanceState::Stopping, reason, String::new());
         let process = self.process.take().expect("just put back");
-        let outcome = match process {
-            Process::Managed { info, exit } => {
-                let signal = self.status.spec.stop_signal;
-                terminate_group(&self.status.id, info.pgid, Some(exit), signal, grace).await
-            }
-            Process::External { info, pidfd } => terminate_external(info, pidfd, grace).await,
-        };
+        let outcome = terminate(&self.status.id, process, self.status.spec.stop_signal, grace).await;
         self.status.last_exit = Some(Exit {
             outcome,
             at: SystemTime::now(),
@@ -678,7 +750,8 @@ impl Actor {
         let message = format!("process exited with {}", outcome.describe());
         // Publish first (exit-to-event latency), then clean up the group.
         self.on_failure(Reason::ProcessExit, message, Some(exit));
-        if let Process::Managed { info, .. } = process {
+        if !matches!(process, Process::External { .. }) {
+            let info = process.info();
             let spec = &self.status.spec;
             terminate_group(
                 &self.status.id,
@@ -771,38 +844,41 @@ impl<'a> Members<'a> {
 async fn terminate_group(
     id: &str,
     pgid: u32,
-    mut exit: Option<oneshot::Receiver<ExitOutcome>>,
+    mut leader: Option<Process>,
     signal: Signal,
     grace: Duration,
 ) -> ExitOutcome {
     let pgid = pgid as i32;
     let mut members = Members::new(id, pgid);
     let live = members.live();
-    if live.is_empty() && exit.is_none() && members.gone() {
+    if live.is_empty() && leader.is_none() && members.gone() {
         return ExitOutcome::Unknown;
     }
     process::signal_members(pgid, &live, signal);
     let deadline = Instant::now() + grace;
     let mut outcome = None;
-    if let Some(exit) = exit.as_mut() {
-        outcome = timeout_at(deadline.into(), exit)
-            .await
-            .ok()
-            .and_then(Result::ok);
+    if let Some(leader) = leader.as_mut() {
+        outcome = timeout_at(deadline.into(), leader.exited()).await.ok();
     }
     if !members.wait_gone(deadline).await {
         process::signal_members(pgid, &members.live(), Signal::SIGKILL);
-        if let (None, Some(exit)) = (outcome, exit.as_mut()) {
-            outcome = tokio::time::timeout(KILL_WAIT, exit)
-                .await
-                .ok()
-                .and_then(Result::ok);
+        if let (None, Some(leader)) = (outcome, leader.as_mut()) {
+            outcome = tokio::time::timeout(KILL_WAIT, leader.exited()).await.ok();
         }
         if !members.wait_gone(Instant::now() + KILL_WAIT).await {
             tracing::error!(id, pgid, "processes of the instance survived SIGKILL");
         }
     }
     outcome.unwrap_or(ExitOutcome::Unknown)
+}
+
+/// Stops `process` the way its kind allows: a group of the daemon's
+/// (spawned or re-adopted) as a whole, an external process by itself.
+async fn terminate(id: &str, process: Process, signal: Signal, grace: Duration) -> ExitOutcome {
+    match process {
+        Process::External { info, pidfd } => terminate_external(info, pidfd, grace).await,
+        leader => terminate_group(id, leader.info().pgid, Some(leader), signal, grace).await,
+    }
 }
 
 /// Stops an external process through its pidfd (so a reused pid is never

@@ -18,7 +18,6 @@ pub mod usage;
 
 use std::{
     collections::BTreeMap,
-    io,
     os::fd::OwnedFd,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, MutexGuard},
@@ -27,7 +26,10 @@ use std::{
 
 use tokio::{io::unix::AsyncFd, sync::mpsc};
 
-use crate::config::PortRange;
+use crate::{
+    config::PortRange,
+    store::{Op, Store, StoreError, StoredInstance, Transition, writer::StoreWriter},
+};
 use actor::{Actor, Command, Process, Reply};
 use events::{StatusBoard, Subscription};
 use logs::LogFiles;
@@ -65,6 +67,28 @@ pub enum OrchestratorError {
     /// A limit is reached (instances, ports).
     #[error("{0}")]
     ResourceExhausted(String),
+    /// The change happened but could not be stored.
+    #[error("{0}")]
+    Storage(String),
+}
+
+/// Why the orchestrator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store refused (damaged, newer schema, unwritable).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The subreaper or the log directory could not be set up.
+    #[error("{0}")]
+    Io(std::io::Error),
+}
+
+/// How an actor comes to be.
+enum Origin {
+    /// Created now, with its process if it was started.
+    New(Option<Process>),
+    /// Recovered from the store, with its process if it was re-adopted.
+    Recovered(Option<Process>),
 }
 
 impl From<PortError> for OrchestratorError {
@@ -93,12 +117,42 @@ pub struct OrchestratorConfig {
 pub struct Shared {
     /// The event bus and current status of every instance.
     pub board: StatusBoard,
+    /// Persists every change.
+    pub writer: StoreWriter,
     reaper: Arc<Reaper>,
     logs_root: PathBuf,
     default_dir: PathBuf,
+    boot_id: String,
 }
 
 impl Shared {
+    /// Publishes a transition on the board and queues it for the store.
+    pub fn publish(&self, change: events::Change) {
+        if let events::Change::Instance {
+            status, reason, detail, ..
+        } = &change
+        {
+            self.writer.submit(Op::Upsert {
+                status: Box::new(status.clone()),
+                transition: Some(Transition {
+                    at: SystemTime::now(),
+                    reason: *reason,
+                    detail: detail.clone(),
+                }),
+            });
+        }
+        self.board.publish(change);
+    }
+
+    /// Updates an instance's status without a transition (board and store).
+    pub fn refresh(&self, status: &InstanceStatus) {
+        self.board.refresh(status);
+        self.writer.submit(Op::Upsert {
+            status: Box::new(status.clone()),
+            transition: None,
+        });
+    }
+
     /// The log files of instance `id`.
     pub fn logs(&self, id: &str) -> LogFiles {
         LogFiles::new(&self.logs_root, id)
@@ -180,15 +234,19 @@ pub struct Orchestrator {
 impl Orchestrator {
     /// Makes the daemon a subreaper, starts the reaper and log rotation.
     /// Must be called inside the tokio runtime.
-    pub fn start(config: OrchestratorConfig) -> io::Result<Arc<Self>> {
+    pub async fn start(config: OrchestratorConfig, store: Store) -> Result<Arc<Self>, StartError> {
         let logs_root = config.data_dir.join("logs");
-        std::fs::create_dir_all(&logs_root)?;
+        std::fs::create_dir_all(&logs_root).map_err(StartError::Io)?;
+        let stored = store.load().await?;
+        let boot_id = process::boot_id();
         let orchestrator = Arc::new(Self {
             shared: Arc::new(Shared {
                 board: StatusBoard::default(),
-                reaper: Reaper::start()?,
+                writer: StoreWriter::start(Arc::new(store), boot_id.clone()),
+                reaper: Reaper::start().map_err(StartError::Io)?,
                 logs_root,
                 default_dir: config.data_dir,
+                boot_id,
             }),
             registry: Mutex::new(Registry::new(
                 PortPool::new(config.port_range),
@@ -196,6 +254,8 @@ impl Orchestrator {
             )),
             usage: usage::UsageSampler::default(),
         });
+        orchestrator.recover(stored);
+        orchestrator.shared.writer.flush().await?;
         let weak = Arc::downgrade(&orchestrator);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(ROTATE_EVERY);
@@ -211,15 +271,44 @@ impl Orchestrator {
         Ok(orchestrator)
     }
 
+    /// Brings back what an earlier daemon left: a process still alive
+    /// under the identity it recorded (pid, start time, boot id) is
+    /// re-adopted; one that is gone counts as an exit and its restart
+    /// policy applies; stopped instances stay stopped; pending restarts
+    /// keep their schedule.
+    fn recover(&self, stored: Vec<StoredInstance>) {
+        let mut registry = self.registry();
+        for StoredInstance { status, boot_id } in stored {
+            if let Some(port) = status.port
+                && let Err(err) = registry.ports.claim(&status.id, port)
+            {
+                tracing::warn!(id = status.id, %err, "stored port allocation conflicts");
+            }
+            let process = match (status.process, status.state.is_active()) {
+                (Some(info), true) if boot_id.as_deref() == Some(self.shared.boot_id.as_str()) => {
+                    adopt(&status.id, info)
+                }
+                _ => None,
+            };
+            self.launch(&mut registry, status, Origin::Recovered(process));
+        }
+    }
+
     fn registry(&self) -> MutexGuard<'_, Registry> {
         self.registry
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Creates an instance, started unless `start` is false. On any error
-    /// nothing of it remains.
-    pub fn create(
+    /// Creates an instance, started unless `start` is false, and returns
+    /// once it is stored. On any error nothing of it remains.
+    pub async fn create(&self, spec: InstanceSpec, start: bool) -> Result<InstanceStatus, OrchestratorError> {
+        let status = self.create_unsaved(spec, start)?;
+        self.flush().await?;
+        Ok(status)
+    }
+
+    fn create_unsaved(
         &self,
         spec: InstanceSpec,
         start: bool,
@@ -251,20 +340,19 @@ impl Orchestrator {
             InstanceState::Stopped
         };
         let status = InstanceStatus::new(id, spec, InstanceKind::Managed, state, port);
-        Ok(self.launch(&mut registry, status, process))
+        Ok(self.launch(&mut registry, status, Origin::New(process)))
     }
 
-    /// Starts the actor of a new instance and registers it.
-    fn launch(
-        &self,
-        registry: &mut Registry,
-        status: InstanceStatus,
-        process: Option<Process>,
-    ) -> InstanceStatus {
+    /// Starts the actor of an instance and registers it.
+    fn launch(&self, registry: &mut Registry, status: InstanceStatus, origin: Origin) -> InstanceStatus {
         let (sender, receiver) = mpsc::channel(COMMAND_QUEUE);
         let name = status.spec.name.clone();
         let project = status.spec.project_path.clone();
-        let actor = Actor::create(status, process, self.shared.clone(), receiver);
+        let shared = self.shared.clone();
+        let actor = match origin {
+            Origin::New(process) => Actor::create(status, process, shared, receiver),
+            Origin::Recovered(process) => Actor::resume(status, process, shared, receiver),
+        };
         let status = actor.status().clone();
         registry.insert(
             InstanceHandle {
@@ -279,7 +367,13 @@ impl Orchestrator {
     }
 
     /// Registers a process the daemon did not start.
-    pub fn register_external(
+    pub async fn register_external(&self, input: ExternalInput) -> Result<InstanceStatus, OrchestratorError> {
+        let status = self.register_unsaved(input)?;
+        self.flush().await?;
+        Ok(status)
+    }
+
+    fn register_unsaved(
         &self,
         input: ExternalInput,
     ) -> Result<InstanceStatus, OrchestratorError> {
@@ -316,7 +410,7 @@ impl Orchestrator {
             InstanceState::Starting,
             input.port,
         );
-        Ok(self.launch(&mut registry, status, process))
+        Ok(self.launch(&mut registry, status, Origin::New(process)))
     }
 
     /// Returns the instance of `project`: a live one as it is, a stopped
@@ -341,7 +435,7 @@ impl Orchestrator {
                     }
                     .into());
                 }
-                match self.create(spec, true) {
+                match self.create(spec, true).await {
                     Ok(status) => (self.handle(&status.id)?, true),
                     // Created concurrently by another caller: use that one.
                     Err(OrchestratorError::AlreadyExists(_))
@@ -362,7 +456,7 @@ impl Orchestrator {
         self.touch(&handle.id);
         let was_active = self.status_of(&handle.id)?.state.is_active();
         // Returns once the instance is ready (or failed to become so).
-        let status = call(&handle, |reply| Command::Start {
+        let status = self.call(&handle, |reply| Command::Start {
             reason: Reason::UserStart,
             wait_ready: true,
             reply,
@@ -441,7 +535,7 @@ impl Orchestrator {
     /// Starts an instance.
     pub async fn start_instance(&self, key: &str) -> Result<InstanceStatus, OrchestratorError> {
         let handle = self.handle(key)?;
-        call(&handle, |reply| Command::Start {
+        self.call(&handle, |reply| Command::Start {
             reason: Reason::UserStart,
             wait_ready: false,
             reply,
@@ -457,7 +551,7 @@ impl Orchestrator {
         signal_external: bool,
     ) -> Result<InstanceStatus, OrchestratorError> {
         let handle = self.handle(key)?;
-        call(&handle, |reply| Command::Stop {
+        self.call(&handle, |reply| Command::Stop {
             grace,
             signal_external,
             reason: Reason::UserStop,
@@ -469,7 +563,7 @@ impl Orchestrator {
     /// Restarts an instance.
     pub async fn restart_instance(&self, key: &str) -> Result<InstanceStatus, OrchestratorError> {
         let handle = self.handle(key)?;
-        call(&handle, |reply| Command::Restart { reply }).await
+        self.call(&handle, |reply| Command::Restart { reply }).await
     }
 
     /// Stops and forgets an instance, releasing its port and logs.
@@ -479,11 +573,7 @@ impl Orchestrator {
         signal_external: bool,
     ) -> Result<InstanceStatus, OrchestratorError> {
         let handle = self.handle(key)?;
-        let status = call(&handle, |reply| Command::Delete {
-            signal_external,
-            reply,
-        })
-        .await?;
+        let status = send_command(&handle, |reply| Command::Delete { signal_external, reply }).await?;
         self.registry().remove(
             &status.id,
             &status.spec.name,
@@ -495,9 +585,9 @@ impl Orchestrator {
         {
             tracing::warn!(id = status.id, %err, "cannot remove the logs of a deleted instance");
         }
-        self.shared.board.publish(events::Change::Deleted {
-            status: status.clone(),
-        });
+        self.shared.writer.submit(Op::Delete { id: status.id.clone() });
+        self.shared.board.publish(events::Change::Deleted { status: status.clone() });
+        self.flush().await?;
         Ok(status)
     }
 
@@ -534,7 +624,7 @@ impl Orchestrator {
         let mut stops = tokio::task::JoinSet::new();
         for handle in handles {
             stops.spawn(async move {
-                call(&handle, |reply| Command::Stop {
+                send_command(&handle, |reply| Command::Stop {
                     grace: None,
                     signal_external: false,
                     reason: Reason::DaemonShutdown,
@@ -551,6 +641,26 @@ impl Orchestrator {
                 tracing::warn!(%err, "stopping an instance at shutdown");
             }
         }
+        if let Err(err) = self.flush().await {
+            tracing::error!(%err, "state not saved at shutdown");
+        }
+    }
+
+    /// Sends a command to an actor, waits for its answer, and returns once
+    /// what it changed is stored.
+    async fn call(
+        &self,
+        handle: &InstanceHandle,
+        command: impl FnOnce(Reply) -> Command,
+    ) -> Result<InstanceStatus, OrchestratorError> {
+        let status = send_command(handle, command).await?;
+        self.flush().await?;
+        Ok(status)
+    }
+
+    /// Waits until every change made so far is stored.
+    async fn flush(&self) -> Result<(), OrchestratorError> {
+        self.shared.writer.flush().await.map_err(|err| OrchestratorError::Storage(err.to_string()))
     }
 
     fn rotate_logs(&self) {
@@ -568,43 +678,62 @@ impl Orchestrator {
 }
 
 /// Sends a command to an actor and waits for its answer.
-async fn call(
+async fn send_command(
     handle: &InstanceHandle,
     command: impl FnOnce(Reply) -> Command,
 ) -> Result<InstanceStatus, OrchestratorError> {
     let gone = || OrchestratorError::NotFound(format!("instance {} is being deleted", handle.id));
     let (reply, answer) = tokio::sync::oneshot::channel();
-    handle
-        .commands
-        .send(command(reply))
-        .await
-        .map_err(|_| gone())?;
+    handle.commands.send(command(reply)).await.map_err(|_| gone())?;
     answer.await.map_err(|_| gone())?
 }
 
-/// Opens a pidfd on an external process and records its identity.
-fn watch_external(pid: u32) -> Result<Process, OrchestratorError> {
-    let invalid = |reason: String| OrchestratorError::InvalidArgument {
-        field: "pid".to_owned(),
-        reason,
-    };
-    let entry = process::read_entry(pid as i32)
-        .ok_or_else(|| invalid(format!("no process has pid {pid}")))?;
-    let raw = rustix::process::Pid::from_raw(pid as i32)
-        .ok_or_else(|| invalid("must not be 0".to_owned()))?;
+/// Opens a pidfd on `pid` if it is still the process that started at
+/// `start_ticks`. The pidfd pins that process: checking the start time
+/// again after opening closes the window in which the pid could be reused.
+fn open_pidfd(pid: u32, start_ticks: u64) -> Result<AsyncFd<OwnedFd>, String> {
+    let same = || process::read_entry(pid as i32).is_some_and(|e| e.start_ticks == start_ticks && e.state != 'Z');
+    if !same() {
+        return Err(format!("process {pid} is gone"));
+    }
+    let raw = rustix::process::Pid::from_raw(pid as i32).ok_or("pid 0")?;
     let pidfd: OwnedFd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty())
-        .map_err(|err| invalid(format!("cannot watch pid {pid}: {err}")))?;
-    // The pidfd pins the process we checked: if the pid was reused between
-    // the /proc read and pidfd_open, the start time tells.
-    if process::read_entry(pid as i32).map(|e| e.start_ticks) != Some(entry.start_ticks) {
-        return Err(invalid(format!(
-            "process {pid} exited while being registered"
-        )));
+        .map_err(|err| format!("cannot watch pid {pid}: {err}"))?;
+    if !same() {
+        return Err(format!("process {pid} exited while being watched"));
     }
     // SAFETY: the OwnedFd is moved into the AsyncFd, which keeps it open
     // (and the same descriptor) for as long as it lives.
-    let pidfd = unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) }
-        .map_err(|err| invalid(format!("cannot watch pid {pid}: {}", err.into_parts().1)))?;
+    unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) }
+        .map_err(|err| format!("cannot watch pid {pid}: {}", err.into_parts().1))
+}
+
+/// Re-adopts the process an earlier daemon recorded for instance `id`, if
+/// it is still that process (same pid and start time; the caller checked
+/// the boot id). A pid now used by another process is left alone.
+fn adopt(id: &str, info: ProcessInfo) -> Option<Process> {
+    match open_pidfd(info.pid, info.start_ticks) {
+        Ok(pidfd) => {
+            tracing::info!(id, pid = info.pid, "re-adopted a running process");
+            Some(Process::Adopted { info, pidfd })
+        }
+        Err(reason) => {
+            tracing::info!(id, pid = info.pid, reason, "recorded process not adopted");
+            None
+        }
+    }
+}
+
+/// Watches an external process and records its identity.
+fn watch_external(pid: u32) -> Result<Process, OrchestratorError> {
+    let entry = process::read_entry(pid as i32).ok_or_else(|| OrchestratorError::InvalidArgument {
+        field: "pid".to_owned(),
+        reason: format!("no process has pid {pid}"),
+    })?;
+    let pidfd = open_pidfd(pid, entry.start_ticks).map_err(|reason| OrchestratorError::InvalidArgument {
+        field: "pid".to_owned(),
+        reason,
+    })?;
     Ok(Process::External {
         info: ProcessInfo {
             pid,

@@ -87,13 +87,14 @@ fn carries_marker(pid: i32, id: &str) -> bool {
 
 /// Every process (zombies included) that belongs to the instance `id`
 /// whose group is `pgid`: members of the group, all their descendants (also
-/// those that left the group with setsid), and orphans re-parented to the
-/// daemon that carry the instance's marker (double-forked and setsid'd).
+/// those that left the group with setsid), and orphans that carry the
+/// instance's marker (double-forked and setsid'd) — re-parented to the
+/// daemon, or to init when they were orphaned while no daemon ran.
 pub fn members(table: &[ProcEntry], pgid: i32, id: &str) -> Vec<ProcEntry> {
     let me = std::process::id() as i32;
     let mut found: HashSet<i32> = table
         .iter()
-        .filter(|p| p.pgrp == pgid || (p.ppid == me && carries_marker(p.pid, id)))
+        .filter(|p| p.pgrp == pgid || ((p.ppid == me || p.ppid == 1) && carries_marker(p.pid, id)))
         .map(|p| p.pid)
         .collect();
     // Close over children until nothing new turns up.

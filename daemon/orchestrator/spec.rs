@@ -8,6 +8,7 @@ use std::{
 };
 
 use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
 
 use super::OrchestratorError;
 
@@ -23,7 +24,8 @@ pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_STOP_GRACE: Duration = Duration::from_secs(3600);
 
 /// Where an instance's port comes from.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PortChoice {
     /// No port.
     #[default]
@@ -35,7 +37,8 @@ pub enum PortChoice {
 }
 
 /// A validated instance spec.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub struct InstanceSpec {
     /// Unique DNS-like name.
     pub name: String,
@@ -52,6 +55,7 @@ pub struct InstanceSpec {
     /// Port request.
     pub port: PortChoice,
     /// Signal sent to the process group on stop.
+    #[serde(with = "signal_by_name")]
     pub stop_signal: Signal,
     /// Time between the stop signal and SIGKILL.
     pub stop_grace: Duration,
@@ -68,7 +72,8 @@ pub struct InstanceSpec {
 }
 
 /// How an instance's health is probed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Probe {
     /// A live process is healthy.
     None,
@@ -92,7 +97,8 @@ pub enum Probe {
 }
 
 /// Where an HTTP probe goes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum HttpTarget {
     /// A path on 127.0.0.1 at the instance's port.
     Path(String),
@@ -101,7 +107,8 @@ pub enum HttpTarget {
 }
 
 /// Health probing of an instance.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub struct HealthCheck {
     /// The probe.
     pub probe: Probe,
@@ -128,7 +135,8 @@ impl Default for HealthCheck {
 }
 
 /// When an instance is restarted.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RestartMode {
     /// Never on its own.
     #[default]
@@ -140,7 +148,8 @@ pub enum RestartMode {
 }
 
 /// Restarts with exponential backoff and a circuit breaker.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub struct RestartPolicy {
     /// When to restart.
     pub mode: RestartMode,
@@ -448,6 +457,21 @@ pub fn validate_restart(restart: &RestartPolicy) -> Result<(), OrchestratorError
         return Err(invalid("spec.restart.max_restarts", "must be at least 1"));
     }
     Ok(())
+}
+
+/// Serialises a signal as its name ("SIGTERM").
+mod signal_by_name {
+    use nix::sys::signal::Signal;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(signal: &Signal, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(signal.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Signal, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        super::parse_signal(&name).ok_or_else(|| D::Error::custom(format!("unknown signal {name:?}")))
+    }
 }
 
 #[cfg(test)]

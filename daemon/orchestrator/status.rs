@@ -2,19 +2,25 @@
 
 use std::{sync::Arc, time::SystemTime};
 
+use serde::{Deserialize, Serialize};
+
 use super::spec::InstanceSpec;
 
 /// Who started an instance's process.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum InstanceKind {
     /// Spawned and owned by the daemon.
     Managed,
     /// Registered; watched but never signalled unless asked.
     External,
+    /// Spawned by an earlier daemon and re-adopted by this one.
+    Discovered,
 }
 
 /// Lifecycle state (see DESIGN §3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum InstanceState {
     /// Spawned, not ready yet.
     Starting,
@@ -51,7 +57,8 @@ impl InstanceState {
 }
 
 /// Why a state changed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Reason {
     /// The instance was created.
     Created,
@@ -85,6 +92,8 @@ pub enum Reason {
     BreakerOpen,
     /// The cooldown passed: one trial start.
     BreakerHalfOpen,
+    /// Re-adopted, or found gone, by a daemon that started after a crash.
+    DaemonRestart,
 }
 
 /// The latest verdict of an instance's health check.
@@ -113,7 +122,8 @@ pub struct Health {
 }
 
 /// The circuit breaker of the restart policy.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Breaker {
     /// Restarts happen.
     #[default]
@@ -167,7 +177,8 @@ pub struct Failure {
 pub const FAILURE_HISTORY: usize = 10;
 
 /// How a process ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ExitOutcome {
     /// exit(code).
     Code(i32),
@@ -201,7 +212,8 @@ pub fn signal_name(number: i32) -> String {
 }
 
 /// A process exit with the time it was seen.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub struct Exit {
     /// How it ended.
     pub outcome: ExitOutcome,

@@ -43,6 +43,7 @@ pub fn status(err: OrchestratorError) -> Status {
         OrchestratorError::AlreadyExists(_) => Status::already_exists(message),
         OrchestratorError::FailedPrecondition(_) => Status::failed_precondition(message),
         OrchestratorError::ResourceExhausted(_) => Status::resource_exhausted(message),
+        OrchestratorError::Storage(_) => Status::unavailable(message),
     }
 }
 
@@ -252,6 +253,7 @@ fn reason(reason: Reason) -> pb::TransitionReason {
         Reason::BackoffElapsed => pb::TransitionReason::BackoffElapsed,
         Reason::BreakerOpen => pb::TransitionReason::BreakerOpen,
         Reason::BreakerHalfOpen => pb::TransitionReason::BreakerHalfOpen,
+        Reason::DaemonRestart => pb::TransitionReason::DaemonRestart,
     }
 }
 
@@ -411,6 +413,7 @@ pub fn instance(status: &InstanceStatus) -> pb::Instance {
         kind: match status.kind {
             InstanceKind::Managed => pb::InstanceKind::Managed,
             InstanceKind::External => pb::InstanceKind::External,
+            InstanceKind::Discovered => pb::InstanceKind::Discovered,
         }
         .into(),
         state: state(status.state).into(),

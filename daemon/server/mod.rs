@@ -30,7 +30,8 @@ use tonic_health::ServingStatus;
 
 use crate::{
     config::{Config, ConfigError},
-    orchestrator::{Orchestrator, OrchestratorConfig},
+    orchestrator::{Orchestrator, OrchestratorConfig, StartError},
+    store::{self, Store},
     proto::{
         self,
         v1::{orchestrator_server::OrchestratorServer, sync_server::SyncServer},
@@ -55,9 +56,9 @@ pub enum ServerError {
         /// The other daemon's pid, when known.
         pid: Option<u32>,
     },
-    /// The orchestrator could not start (subreaper, log directory).
-    #[error("cannot start the orchestrator: {0}")]
-    Orchestrator(std::io::Error),
+    /// The orchestrator could not start (store, subreaper, log directory).
+    #[error(transparent)]
+    Orchestrator(#[from] StartError),
     /// Reflection could not be built from the descriptor sets.
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -78,6 +79,19 @@ pub(crate) struct DaemonInfo {
 /// stopped, and the socket file is removed.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
     let _data_lock = listeners::lock_data_dir(&config.data_dir)?;
+    // Recover before serving: re-adopt what an earlier daemon left running.
+    let store = Store::open(&config.data_dir.join(store::FILE_NAME))
+        .await
+        .map_err(StartError::from)?;
+    let orchestrator = Orchestrator::start(
+        OrchestratorConfig {
+            data_dir: config.data_dir.clone(),
+            port_range: config.port_range,
+            max_instances: config.max_instances,
+        },
+        store,
+    )
+    .await?;
     let (unix_listener, socket_file) = listeners::bind_unix(&config.socket)?;
     let mut listen_addresses = vec![format!("unix://{}", config.socket.display())];
     let mut tcp_listeners = Vec::new();
@@ -102,13 +116,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             .await;
     }
 
-    let orchestrator = Orchestrator::start(OrchestratorConfig {
-        data_dir: config.data_dir.clone(),
-        port_range: config.port_range,
-        max_instances: config.max_instances,
-    })
-    .map_err(ServerError::Orchestrator)?;
     let stop = CancellationToken::new();
+    let config_keeps_instances = config.keep_instances_on_exit;
     let info = Arc::new(DaemonInfo {
         started_at: SystemTime::now(),
         started: Instant::now(),
@@ -172,7 +181,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     if drained.is_err() {
         tracing::warn!(timeout = ?DRAIN_TIMEOUT, "calls still in flight after the drain timeout; closing them");
     }
-    orchestrator.shutdown().await;
+    if config_keeps_instances {
+        tracing::info!("leaving instances running for the next daemon (--keep-instances-on-exit)");
+    } else {
+        orchestrator.shutdown().await;
+    }
     drop(socket_file);
     tracing::info!("stopped");
     Ok(())

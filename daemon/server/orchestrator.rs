@@ -107,7 +107,8 @@ impl OrchestratorRpc for OrchestratorApi {
         let spec = convert::spec(request.spec)?;
         let instance = reply_instance(
             self.orchestrator
-                .create(spec, request.start.unwrap_or(true)),
+                .create(spec, request.start.unwrap_or(true))
+                .await,
         )?;
         Ok(Response::new(pb::CreateInstanceResponse {
             instance: Some(instance),
@@ -255,7 +256,7 @@ impl OrchestratorRpc for OrchestratorApi {
             project_path,
             labels: request.labels.into_iter().collect(),
         };
-        let instance = reply_instance(self.orchestrator.register_external(input))?;
+        let instance = reply_instance(self.orchestrator.register_external(input).await)?;
         Ok(Response::new(pb::RegisterExternalInstanceResponse {
             instance: Some(instance),
         }))
