@@ -811,15 +811,19 @@ impl<'a> Members<'a> {
             .collect()
     }
 
-    /// Whether no process of the instance exists any more, zombies included.
+    /// Whether no process of the instance exists any more, counting the
+    /// daemon's own zombies (its reaper collects them at once) but not
+    /// zombies of other parents (dead; only their parent can reap them).
     fn gone(&mut self) -> bool {
+        let me = std::process::id() as i32;
+        let lingers = |p: &process::ProcEntry| p.state != 'Z' || p.ppid == me;
         let members = process::members(&process::scan(), self.pgid, self.id);
         self.seen.extend(members.iter().map(|p| p.pid));
-        members.is_empty()
+        !members.iter().any(lingers)
             && self
                 .seen
                 .iter()
-                .all(|&pid| process::read_entry(pid).is_none())
+                .all(|&pid| process::read_entry(pid).is_none_or(|p| !lingers(&p)))
     }
 
     /// Polls /proc until [`Members::gone`] or `deadline`; returns whether

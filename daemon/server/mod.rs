@@ -7,6 +7,7 @@
 
 mod access;
 mod convert;
+mod in_flight;
 mod listeners;
 mod orchestrator;
 mod sync;
@@ -41,6 +42,9 @@ use access::Gate;
 
 /// How long in-flight calls may take to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long idle connections get to close after GOAWAY before they are
+/// dropped.
+const CLOSE_GRACE: Duration = Duration::from_millis(200);
 
 /// Why the daemon could not serve.
 #[derive(Debug, Error)]
@@ -124,8 +128,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         listen_addresses,
         config,
     });
+    let in_flight = in_flight::InFlight::default();
     let router = Server::builder()
         .tcp_nodelay(true)
+        .layer(in_flight.clone())
         .add_service(guarded(health_service, gate.open_on_tcp()))
         // grpcurl 1.8 speaks only v1alpha; newer clients use v1.
         .add_service(guarded(reflection().build_v1()?, gate.clone()))
@@ -170,7 +176,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             .await;
     }
     stop.cancel();
-    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+    if tokio::time::timeout(DRAIN_TIMEOUT, in_flight.idle()).await.is_err() {
+        tracing::warn!(timeout = ?DRAIN_TIMEOUT, "calls still in flight after the drain timeout; closing them");
+    }
+    // What is left are idle connections: responsive clients close them at
+    // once after GOAWAY; the rest are closed for them.
+    let closed = tokio::time::timeout(CLOSE_GRACE, async {
         while let Some(result) = servers.join_next().await {
             if let Ok(Err(err)) = result {
                 tracing::warn!(%err, "listener ended with an error");
@@ -178,8 +189,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
     })
     .await;
-    if drained.is_err() {
-        tracing::warn!(timeout = ?DRAIN_TIMEOUT, "calls still in flight after the drain timeout; closing them");
+    if closed.is_err() {
+        servers.abort_all();
     }
     if config_keeps_instances {
         tracing::info!("leaving instances running for the next daemon (--keep-instances-on-exit)");

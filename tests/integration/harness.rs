@@ -111,30 +111,25 @@ impl DaemonBuilder {
     }
 
     /// Spawns the daemon without waiting for it to serve.
-    pub fn spawn(self) -> Daemon {
-        let socket = self.dir.path().join("run").join("outpostd.sock");
-        let data_dir = self.dir.path().join("data");
-        let mut command = daemon_command(&data_dir, &socket);
+    pub fn spawn(mut self) -> Daemon {
         if !self.args.iter().any(|arg| arg == "--port-range") {
             // Each test process gets its own pool, so daemons of tests
             // running in parallel never race for the same port.
             let first = 20_000 + (std::process::id() % 800) * 50;
-            command
-                .arg("--port-range")
-                .arg(format!("{first}-{}", first + 49));
+            self.args.push("--port-range".into());
+            self.args.push(format!("{first}-{}", first + 49).into());
         }
-        command.args(&self.args);
-        for (key, value) in &self.envs {
-            command.env(key, value);
-        }
-        let mut child = command.spawn().expect("spawn outpostd");
-        let log = LogBuffer::capture(child.stderr.take().unwrap());
+        let socket = self.dir.path().join("run").join("outpostd.sock");
+        let data_dir = self.dir.path().join("data");
+        let (child, log) = spawn_daemon(&data_dir, &socket, &self.args, &self.envs);
         Daemon {
             child,
             dir: self.dir,
             socket,
             data_dir,
             log,
+            args: self.args,
+            envs: self.envs,
         }
     }
 
@@ -144,6 +139,18 @@ impl DaemonBuilder {
         daemon.log.wait_for(" serving ", START_DEADLINE);
         daemon
     }
+}
+
+/// Spawns outpostd with `args` and `envs`, capturing its stderr.
+fn spawn_daemon(data_dir: &Path, socket: &Path, args: &[OsString], envs: &[(String, String)]) -> (Child, LogBuffer) {
+    let mut command = daemon_command(data_dir, socket);
+    command.args(args);
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("spawn outpostd");
+    let log = LogBuffer::capture(child.stderr.take().unwrap());
+    (child, log)
 }
 
 /// A `Command` for outpostd on `data_dir` and `socket`, with a clean
@@ -178,6 +185,8 @@ pub struct Daemon {
     pub data_dir: PathBuf,
     /// The daemon's stderr.
     pub log: LogBuffer,
+    args: Vec<OsString>,
+    envs: Vec<(String, String)>,
 }
 
 impl Daemon {
@@ -248,6 +257,19 @@ impl Daemon {
         kill(Pid::from_raw(self.pid() as i32), signal).expect("signal the daemon");
     }
 
+    /// Starts a new daemon process on the same data dir, socket and
+    /// settings (plus `extra` arguments) after this one has exited, and
+    /// waits until it serves.
+    pub fn respawn(&mut self, extra: &[&str]) {
+        assert!(self.child.try_wait().unwrap().is_some(), "the old daemon still runs");
+        let mut args = self.args.clone();
+        args.extend(extra.iter().map(OsString::from));
+        let (child, log) = spawn_daemon(&self.data_dir, &self.socket, &args, &self.envs);
+        self.child = child;
+        self.log = log;
+        self.log.wait_for(" serving ", START_DEADLINE);
+    }
+
     /// Waits for the daemon to exit, panicking after `deadline`.
     pub fn wait_exit(&mut self, deadline: Duration) -> ExitStatus {
         let mut status = None;
@@ -260,7 +282,16 @@ impl Daemon {
 }
 
 impl Drop for Daemon {
+    /// Stops the daemon gracefully (so it stops its instances), and kills
+    /// it if that takes too long.
     fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = kill(Pid::from_raw(self.pid() as i32), Signal::SIGTERM);
+            let end = Instant::now() + START_DEADLINE;
+            while self.child.try_wait().ok().flatten().is_none() && Instant::now() < end {
+                thread::sleep(Duration::from_millis(5));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -318,19 +349,15 @@ pub fn exists(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
-/// Polls an async `condition` every few milliseconds until it holds;
-/// panics with `what` after `deadline`.
-pub async fn eventually<F: Future<Output = bool>>(
-    what: &str,
-    deadline: Duration,
-    mut condition: impl FnMut() -> F,
-) {
+/// Polls an async `attempt` every few milliseconds until it gives a
+/// value; panics with `what` after `deadline`.
+pub async fn eventually<T, F: Future<Output = Option<T>>>(what: &str, deadline: Duration, mut attempt: impl FnMut() -> F) -> T {
     let end = Instant::now() + deadline;
-    while !condition().await {
-        assert!(
-            Instant::now() < end,
-            "timed out after {deadline:?} waiting for {what}"
-        );
+    loop {
+        if let Some(value) = attempt().await {
+            return value;
+        }
+        assert!(Instant::now() < end, "timed out after {deadline:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -403,4 +430,25 @@ pub fn changed(event: &pb::StatusEvent) -> Option<&pb::InstanceChanged> {
         Some(Change::InstanceChanged(changed)) => Some(changed),
         _ => None,
     }
+}
+
+/// Live processes carrying an instance marker, by instance id (read from
+/// /proc, independently of any daemon).
+pub fn marked_processes() -> std::collections::BTreeMap<String, Vec<u32>> {
+    let mut found: std::collections::BTreeMap<String, Vec<u32>> = Default::default();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let zombie = stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        let marker = environ
+            .split(|&b| b == 0)
+            .find_map(|var| var.strip_prefix(b"OUTPOST_INSTANCE_ID="));
+        if let (Some(id), false) = (marker, zombie) {
+            found.entry(String::from_utf8_lossy(id).into_owned()).or_default().push(pid);
+        }
+    }
+    found
 }

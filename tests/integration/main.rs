@@ -7,6 +7,7 @@ mod config;
 mod harness;
 mod instances;
 mod policies;
+mod recovery;
 mod polyglot;
 mod serving;
 mod socket;

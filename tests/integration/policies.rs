@@ -342,7 +342,7 @@ async fn staying_healthy_resets_the_failure_count() {
     let client = connection.orchestrator();
     eventually("the failure count to reset", START_DEADLINE, || {
         let mut client = client.clone();
-        async move { failure_count(&mut client, "flaky").await == 0 }
+        async move { (failure_count(&mut client, "flaky").await == 0).then_some(()) }
     })
     .await;
     fs::write(daemon.dir.path().join("crash"), "").unwrap();

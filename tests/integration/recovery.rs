@@ -1,0 +1,270 @@
+//! Crash recovery against a real daemon killed with SIGKILL: re-adoption,
+//! restarts of what died meanwhile, pid reuse, handover on exit, and a
+//! damaged database.
+
+use std::{collections::BTreeMap, fs, process::Command};
+
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
+use outpost::{endpoint::Connection, proto::v1 as pb};
+
+use crate::harness::{
+    Daemon, START_DEADLINE, create, eventually, exists, marked_processes, spec, stderr, wait_until,
+};
+
+/// Every instance, by name.
+async fn instances(connection: &Connection) -> BTreeMap<String, pb::Instance> {
+    let list = connection
+        .orchestrator()
+        .list_instances(pb::ListInstancesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    list.instances.into_iter().map(|i| (i.name.clone(), i)).collect()
+}
+
+fn on_failure(initial_ms: u64) -> Option<pb::RestartPolicy> {
+    Some(pb::RestartPolicy {
+        mode: pb::RestartMode::OnFailure.into(),
+        initial_delay: Some(std::time::Duration::from_millis(initial_ms).into()),
+        max_delay: Some(std::time::Duration::from_millis(initial_ms.max(1)).into()),
+        ..Default::default()
+    })
+}
+
+/// Kills the daemon with SIGKILL and waits until it is gone.
+fn crash(daemon: &mut Daemon) {
+    daemon.signal(Signal::SIGKILL);
+    daemon.wait_exit(START_DEADLINE);
+}
+
+/// Waits until `name` runs with a process other than `old_pid`.
+async fn wait_restarted(connection: &Connection, name: &str, old_pid: u32) -> pb::Instance {
+    eventually(&format!("{name} to run again"), START_DEADLINE, || async {
+        let instance = instances(connection).await.remove(name).unwrap();
+        let restarted = instance.state == pb::InstanceState::Running as i32 && instance.pid != old_pid;
+        restarted.then_some(instance)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn fifty_instances_are_re_adopted_after_a_kill_9_of_the_daemon() {
+    let mut daemon = Daemon::builder().arg("--max-instances").arg("100").start();
+    let connection = daemon.connect().await;
+    for i in 0..48 {
+        let mut sleeper = spec(&format!("sleeper-{i:02}"), "sleep", &["1000"]);
+        if i < 20 {
+            sleeper.port = Some(pb::PortRequest {
+                mode: pb::PortMode::Auto.into(),
+                number: 0,
+            });
+        }
+        if (20..30).contains(&i) {
+            sleeper.health = Some(pb::HealthCheck {
+                probe: Some(pb::health_check::Probe::Exec(pb::ExecProbe {
+                    command: vec!["true".to_owned()],
+                })),
+                interval: Some(std::time::Duration::from_millis(200).into()),
+                ..Default::default()
+            });
+        }
+        if i >= 40 {
+            sleeper.restart = on_failure(50);
+        }
+        create(&connection, sleeper).await;
+    }
+    let mut crasher = spec("crasher", "sh", &["-c", "exit 1"]);
+    crasher.restart = Some(pb::RestartPolicy {
+        mode: pb::RestartMode::OnFailure.into(),
+        initial_delay: Some(std::time::Duration::from_secs(30).into()),
+        max_delay: Some(std::time::Duration::from_secs(30).into()),
+        ..Default::default()
+    });
+    create(&connection, crasher).await;
+    create(&connection, spec("resting", "sleep", &["1000"])).await;
+    connection
+        .orchestrator()
+        .stop_instance(pb::StopInstanceRequest {
+            instance: "resting".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let before = eventually("every sleeper to run and the crasher to back off", START_DEADLINE, || async {
+        let all = instances(&connection).await;
+        let running = all.values().filter(|i| i.state == pb::InstanceState::Running as i32).count();
+        (running == 48 && all["crasher"].state == pb::InstanceState::Backoff as i32).then_some(all)
+    })
+    .await;
+    drop(connection);
+
+    crash(&mut daemon);
+    daemon.respawn(&[]);
+    let connection = daemon.connect().await;
+    let after = instances(&connection).await;
+    assert_eq!(after.len(), 50);
+    for (name, old) in before.iter().filter(|(name, _)| name.starts_with("sleeper")) {
+        let new = &after[name];
+        assert_eq!(new.state, pb::InstanceState::Running as i32, "{name}");
+        assert_eq!(new.pid, old.pid, "{name} keeps its process");
+        assert_eq!(new.port, old.port, "{name} keeps its port");
+        assert_eq!(new.kind, pb::InstanceKind::Discovered as i32, "{name}");
+    }
+    assert_eq!(after["resting"].state, pb::InstanceState::Stopped as i32, "a user's stop survives");
+    let backoff = &after["crasher"];
+    assert_eq!(backoff.state, pb::InstanceState::Backoff as i32);
+    assert_eq!(
+        backoff.backoff.unwrap().next_attempt_at.unwrap().seconds,
+        before["crasher"].backoff.unwrap().next_attempt_at.unwrap().seconds,
+        "the backoff keeps its schedule"
+    );
+    // Counted from /proc: one process per running instance, none twice.
+    let marked = marked_processes();
+    for instance in after.values().filter(|i| i.name.starts_with("sleeper")) {
+        assert_eq!(marked.get(&instance.id), Some(&vec![instance.pid]), "{}", instance.name);
+    }
+
+    // A re-adopted process that dies is noticed and restarted as usual.
+    let victim = &after["sleeper-45"];
+    kill(Pid::from_raw(victim.pid as i32), Signal::SIGKILL).unwrap();
+    let restarted = wait_restarted(&connection, "sleeper-45", victim.pid).await;
+    assert_eq!(restarted.kind, pb::InstanceKind::Managed as i32);
+    assert_eq!(marked_processes()[&victim.id], vec![restarted.pid]);
+}
+
+#[tokio::test]
+async fn instances_that_died_while_the_daemon_was_down_follow_their_policy() {
+    let mut daemon = Daemon::start();
+    let connection = daemon.connect().await;
+    let mut phoenix = spec("phoenix", "sleep", &["1000"]);
+    phoenix.restart = on_failure(0);
+    let phoenix = create(&connection, phoenix).await;
+    let mortal = create(&connection, spec("mortal", "sleep", &["1000"])).await;
+    drop(connection);
+    crash(&mut daemon);
+    for pid in [phoenix.pid, mortal.pid] {
+        kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
+        // Nobody reaps them but init; wait until they are really gone.
+        wait_until("the process to vanish", START_DEADLINE, || !exists(pid));
+    }
+    daemon.respawn(&[]);
+    let connection = daemon.connect().await;
+    wait_restarted(&connection, "phoenix", phoenix.pid).await;
+    let mortal = instances(&connection).await.remove("mortal").unwrap();
+    assert_eq!(mortal.state, pb::InstanceState::Failed as i32);
+    assert!(mortal.last_error.contains("while the daemon was down") || mortal.last_error.contains("exited"), "{}", mortal.last_error);
+}
+
+#[tokio::test]
+async fn a_reused_pid_is_neither_adopted_nor_signalled() {
+    let mut daemon = Daemon::start();
+    let connection = daemon.connect().await;
+    let instance = create(&connection, spec("ghost", "sleep", &["1000"])).await;
+    drop(connection);
+    crash(&mut daemon);
+    kill(Pid::from_raw(instance.pid as i32), Signal::SIGKILL).unwrap();
+    wait_until("the process to vanish", START_DEADLINE, || !exists(instance.pid));
+    // An unrelated process now has the recorded pid (simulated by
+    // pointing the record at it: same pid column, different start time).
+    let mut stranger = Command::new("sleep").arg("1000").spawn().unwrap();
+    let database = daemon.data_dir.join("state.db");
+    let update = format!(
+        "import sqlite3; db = sqlite3.connect('{}'); db.execute('UPDATE instances SET pid = {pid}, pgid = {pid} WHERE name = \"ghost\"'); db.commit()",
+        database.display(),
+        pid = stranger.id()
+    );
+    assert!(Command::new("python3").args(["-c", &update]).status().unwrap().success());
+
+    daemon.respawn(&[]);
+    let connection = daemon.connect().await;
+    let ghost = instances(&connection).await.remove("ghost").unwrap();
+    assert_eq!(ghost.state, pb::InstanceState::Failed as i32, "not adopted");
+    assert_ne!(ghost.pid, stranger.id());
+    assert!(stranger.try_wait().unwrap().is_none(), "the stranger was not signalled");
+    stranger.kill().unwrap();
+    stranger.wait().unwrap();
+}
+
+#[tokio::test]
+async fn twenty_crash_cycles_leave_exactly_one_process_per_instance() {
+    let mut daemon = Daemon::start();
+    let connection = daemon.connect().await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let mut sleeper = spec(&format!("cycle-{i}"), "sleep", &["1000"]);
+        sleeper.restart = on_failure(0);
+        ids.push(create(&connection, sleeper).await.id);
+    }
+    drop(connection);
+    for cycle in 0..20 {
+        crash(&mut daemon);
+        daemon.respawn(&[]);
+        let connection = daemon.connect().await;
+        let name = format!("cycle-{}", (cycle * 3) % 5);
+        let victim = instances(&connection).await.remove(&name).unwrap();
+        kill(Pid::from_raw(victim.pid as i32), Signal::SIGKILL).unwrap();
+        wait_restarted(&connection, &name, victim.pid).await;
+    }
+    let marked = marked_processes();
+    for id in &ids {
+        assert_eq!(marked.get(id).map(Vec::len), Some(1), "instance {id}: {marked:?}");
+    }
+}
+
+#[tokio::test]
+async fn keep_instances_on_exit_hands_them_to_the_next_daemon() {
+    let mut daemon = Daemon::builder().arg("--keep-instances-on-exit").start();
+    let connection = daemon.connect().await;
+    let kept = create(&connection, spec("kept", "sleep", &["1000"])).await;
+    drop(connection);
+    daemon.signal(Signal::SIGTERM);
+    assert!(daemon.wait_exit(START_DEADLINE).success());
+    assert!(exists(kept.pid), "left running");
+    daemon.respawn(&[]);
+    let connection = daemon.connect().await;
+    let adopted = instances(&connection).await.remove("kept").unwrap();
+    assert_eq!((adopted.pid, adopted.state), (kept.pid, pb::InstanceState::Running as i32));
+}
+
+#[tokio::test]
+async fn a_damaged_database_stops_the_daemon_and_leaves_processes_alone() {
+    let mut daemon = Daemon::start();
+    let connection = daemon.connect().await;
+    let survivor = create(&connection, spec("survivor", "sleep", &["1000"])).await;
+    drop(connection);
+    crash(&mut daemon);
+    let database = daemon.data_dir.join("state.db");
+    for suffix in ["-wal", "-shm"] {
+        let _ = fs::remove_file(format!("{}{suffix}", database.display()));
+    }
+    fs::write(&database, vec![0x5a; 64 * 1024]).unwrap();
+
+    let output = crate::harness::daemon_command(&daemon.data_dir, &daemon.socket).output().unwrap();
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains(&database.display().to_string()), "names the file: {message}");
+    assert!(exists(survivor.pid), "the instance's process is untouched");
+    kill(Pid::from_raw(survivor.pid as i32), Signal::SIGKILL).unwrap();
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused() {
+    let mut daemon = Daemon::start();
+    drop(daemon.connect().await);
+    daemon.signal(Signal::SIGTERM);
+    daemon.wait_exit(START_DEADLINE);
+    let database = daemon.data_dir.join("state.db");
+    let newer = format!(
+        "import sqlite3; db = sqlite3.connect('{}'); db.execute(\"INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (9999, 'from the future', 1, x'00', 0)\"); db.commit()",
+        database.display()
+    );
+    assert!(Command::new("python3").args(["-c", &newer]).status().unwrap().success());
+    let output = crate::harness::daemon_command(&daemon.data_dir, &daemon.socket).output().unwrap();
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("schema version 9999"), "{message}");
+    assert!(message.contains(&database.display().to_string()), "{message}");
+}
