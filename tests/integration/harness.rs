@@ -142,7 +142,12 @@ impl DaemonBuilder {
 }
 
 /// Spawns outpostd with `args` and `envs`, capturing its stderr.
-fn spawn_daemon(data_dir: &Path, socket: &Path, args: &[OsString], envs: &[(String, String)]) -> (Child, LogBuffer) {
+fn spawn_daemon(
+    data_dir: &Path,
+    socket: &Path,
+    args: &[OsString],
+    envs: &[(String, String)],
+) -> (Child, LogBuffer) {
     let mut command = daemon_command(data_dir, socket);
     command.args(args);
     for (key, value) in envs {
@@ -261,7 +266,10 @@ impl Daemon {
     /// settings (plus `extra` arguments) after this one has exited, and
     /// waits until it serves.
     pub fn respawn(&mut self, extra: &[&str]) {
-        assert!(self.child.try_wait().unwrap().is_some(), "the old daemon still runs");
+        assert!(
+            self.child.try_wait().unwrap().is_some(),
+            "the old daemon still runs"
+        );
         let mut args = self.args.clone();
         args.extend(extra.iter().map(OsString::from));
         let (child, log) = spawn_daemon(&self.data_dir, &self.socket, &args, &self.envs);
@@ -351,13 +359,20 @@ pub fn exists(pid: u32) -> bool {
 
 /// Polls an async `attempt` every few milliseconds until it gives a
 /// value; panics with `what` after `deadline`.
-pub async fn eventually<T, F: Future<Output = Option<T>>>(what: &str, deadline: Duration, mut attempt: impl FnMut() -> F) -> T {
+pub async fn eventually<T, F: Future<Output = Option<T>>>(
+    what: &str,
+    deadline: Duration,
+    mut attempt: impl FnMut() -> F,
+) -> T {
     let end = Instant::now() + deadline;
     loop {
         if let Some(value) = attempt().await {
             return value;
         }
-        assert!(Instant::now() < end, "timed out after {deadline:?} waiting for {what}");
+        assert!(
+            Instant::now() < end,
+            "timed out after {deadline:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -441,13 +456,18 @@ pub fn marked_processes() -> std::collections::BTreeMap<String, Vec<u32>> {
             continue;
         };
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let zombie = stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+        let zombie = stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
         let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
         let marker = environ
             .split(|&b| b == 0)
             .find_map(|var| var.strip_prefix(b"OUTPOST_INSTANCE_ID="));
         if let (Some(id), false) = (marker, zombie) {
-            found.entry(String::from_utf8_lossy(id).into_owned()).or_default().push(pid);
+            found
+                .entry(String::from_utf8_lossy(id).into_owned())
+                .or_default()
+                .push(pid);
         }
     }
     found

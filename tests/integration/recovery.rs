@@ -22,7 +22,10 @@ async fn instances(connection: &Connection) -> BTreeMap<String, pb::Instance> {
         .await
         .unwrap()
         .into_inner();
-    list.instances.into_iter().map(|i| (i.name.clone(), i)).collect()
+    list.instances
+        .into_iter()
+        .map(|i| (i.name.clone(), i))
+        .collect()
 }
 
 fn on_failure(initial_ms: u64) -> Option<pb::RestartPolicy> {
@@ -44,7 +47,8 @@ fn crash(daemon: &mut Daemon) {
 async fn wait_restarted(connection: &Connection, name: &str, old_pid: u32) -> pb::Instance {
     eventually(&format!("{name} to run again"), START_DEADLINE, || async {
         let instance = instances(connection).await.remove(name).unwrap();
-        let restarted = instance.state == pb::InstanceState::Running as i32 && instance.pid != old_pid;
+        let restarted =
+            instance.state == pb::InstanceState::Running as i32 && instance.pid != old_pid;
         restarted.then_some(instance)
     })
     .await
@@ -93,11 +97,19 @@ async fn fifty_instances_are_re_adopted_after_a_kill_9_of_the_daemon() {
         })
         .await
         .unwrap();
-    let before = eventually("every sleeper to run and the crasher to back off", START_DEADLINE, || async {
-        let all = instances(&connection).await;
-        let running = all.values().filter(|i| i.state == pb::InstanceState::Running as i32).count();
-        (running == 48 && all["crasher"].state == pb::InstanceState::Backoff as i32).then_some(all)
-    })
+    let before = eventually(
+        "every sleeper to run and the crasher to back off",
+        START_DEADLINE,
+        || async {
+            let all = instances(&connection).await;
+            let running = all
+                .values()
+                .filter(|i| i.state == pb::InstanceState::Running as i32)
+                .count();
+            (running == 48 && all["crasher"].state == pb::InstanceState::Backoff as i32)
+                .then_some(all)
+        },
+    )
     .await;
     drop(connection);
 
@@ -106,25 +118,42 @@ async fn fifty_instances_are_re_adopted_after_a_kill_9_of_the_daemon() {
     let connection = daemon.connect().await;
     let after = instances(&connection).await;
     assert_eq!(after.len(), 50);
-    for (name, old) in before.iter().filter(|(name, _)| name.starts_with("sleeper")) {
+    for (name, old) in before
+        .iter()
+        .filter(|(name, _)| name.starts_with("sleeper"))
+    {
         let new = &after[name];
         assert_eq!(new.state, pb::InstanceState::Running as i32, "{name}");
         assert_eq!(new.pid, old.pid, "{name} keeps its process");
         assert_eq!(new.port, old.port, "{name} keeps its port");
         assert_eq!(new.kind, pb::InstanceKind::Discovered as i32, "{name}");
     }
-    assert_eq!(after["resting"].state, pb::InstanceState::Stopped as i32, "a user's stop survives");
+    assert_eq!(
+        after["resting"].state,
+        pb::InstanceState::Stopped as i32,
+        "a user's stop survives"
+    );
     let backoff = &after["crasher"];
     assert_eq!(backoff.state, pb::InstanceState::Backoff as i32);
     assert_eq!(
         backoff.backoff.unwrap().next_attempt_at.unwrap().seconds,
-        before["crasher"].backoff.unwrap().next_attempt_at.unwrap().seconds,
+        before["crasher"]
+            .backoff
+            .unwrap()
+            .next_attempt_at
+            .unwrap()
+            .seconds,
         "the backoff keeps its schedule"
     );
     // Counted from /proc: one process per running instance, none twice.
     let marked = marked_processes();
     for instance in after.values().filter(|i| i.name.starts_with("sleeper")) {
-        assert_eq!(marked.get(&instance.id), Some(&vec![instance.pid]), "{}", instance.name);
+        assert_eq!(
+            marked.get(&instance.id),
+            Some(&vec![instance.pid]),
+            "{}",
+            instance.name
+        );
     }
 
     // A re-adopted process that dies is noticed and restarted as usual.
@@ -155,7 +184,12 @@ async fn instances_that_died_while_the_daemon_was_down_follow_their_policy() {
     wait_restarted(&connection, "phoenix", phoenix.pid).await;
     let mortal = instances(&connection).await.remove("mortal").unwrap();
     assert_eq!(mortal.state, pb::InstanceState::Failed as i32);
-    assert!(mortal.last_error.contains("while the daemon was down") || mortal.last_error.contains("exited"), "{}", mortal.last_error);
+    assert!(
+        mortal.last_error.contains("while the daemon was down")
+            || mortal.last_error.contains("exited"),
+        "{}",
+        mortal.last_error
+    );
 }
 
 #[tokio::test]
@@ -166,7 +200,9 @@ async fn a_reused_pid_is_neither_adopted_nor_signalled() {
     drop(connection);
     crash(&mut daemon);
     kill(Pid::from_raw(instance.pid as i32), Signal::SIGKILL).unwrap();
-    wait_until("the process to vanish", START_DEADLINE, || !exists(instance.pid));
+    wait_until("the process to vanish", START_DEADLINE, || {
+        !exists(instance.pid)
+    });
     // An unrelated process now has the recorded pid (simulated by
     // pointing the record at it: same pid column, different start time).
     let mut stranger = Command::new("sleep").arg("1000").spawn().unwrap();
@@ -176,14 +212,23 @@ async fn a_reused_pid_is_neither_adopted_nor_signalled() {
         database.display(),
         pid = stranger.id()
     );
-    assert!(Command::new("python3").args(["-c", &update]).status().unwrap().success());
+    assert!(
+        Command::new("python3")
+            .args(["-c", &update])
+            .status()
+            .unwrap()
+            .success()
+    );
 
     daemon.respawn(&[]);
     let connection = daemon.connect().await;
     let ghost = instances(&connection).await.remove("ghost").unwrap();
     assert_eq!(ghost.state, pb::InstanceState::Failed as i32, "not adopted");
     assert_ne!(ghost.pid, stranger.id());
-    assert!(stranger.try_wait().unwrap().is_none(), "the stranger was not signalled");
+    assert!(
+        stranger.try_wait().unwrap().is_none(),
+        "the stranger was not signalled"
+    );
     stranger.kill().unwrap();
     stranger.wait().unwrap();
 }
@@ -210,7 +255,11 @@ async fn twenty_crash_cycles_leave_exactly_one_process_per_instance() {
     }
     let marked = marked_processes();
     for id in &ids {
-        assert_eq!(marked.get(id).map(Vec::len), Some(1), "instance {id}: {marked:?}");
+        assert_eq!(
+            marked.get(id).map(Vec::len),
+            Some(1),
+            "instance {id}: {marked:?}"
+        );
     }
 }
 
@@ -226,7 +275,10 @@ async fn keep_instances_on_exit_hands_them_to_the_next_daemon() {
     daemon.respawn(&[]);
     let connection = daemon.connect().await;
     let adopted = instances(&connection).await.remove("kept").unwrap();
-    assert_eq!((adopted.pid, adopted.state), (kept.pid, pb::InstanceState::Running as i32));
+    assert_eq!(
+        (adopted.pid, adopted.state),
+        (kept.pid, pb::InstanceState::Running as i32)
+    );
 }
 
 #[tokio::test]
@@ -242,10 +294,15 @@ async fn a_damaged_database_stops_the_daemon_and_leaves_processes_alone() {
     }
     fs::write(&database, vec![0x5a; 64 * 1024]).unwrap();
 
-    let output = crate::harness::daemon_command(&daemon.data_dir, &daemon.socket).output().unwrap();
+    let output = crate::harness::daemon_command(&daemon.data_dir, &daemon.socket)
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     let message = stderr(&output);
-    assert!(message.contains(&database.display().to_string()), "names the file: {message}");
+    assert!(
+        message.contains(&database.display().to_string()),
+        "names the file: {message}"
+    );
     assert!(exists(survivor.pid), "the instance's process is untouched");
     kill(Pid::from_raw(survivor.pid as i32), Signal::SIGKILL).unwrap();
 }
@@ -261,10 +318,21 @@ async fn a_newer_schema_is_refused() {
         "import sqlite3; db = sqlite3.connect('{}'); db.execute(\"INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (9999, 'from the future', 1, x'00', 0)\"); db.commit()",
         database.display()
     );
-    assert!(Command::new("python3").args(["-c", &newer]).status().unwrap().success());
-    let output = crate::harness::daemon_command(&daemon.data_dir, &daemon.socket).output().unwrap();
+    assert!(
+        Command::new("python3")
+            .args(["-c", &newer])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let output = crate::harness::daemon_command(&daemon.data_dir, &daemon.socket)
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     let message = stderr(&output);
     assert!(message.contains("schema version 9999"), "{message}");
-    assert!(message.contains(&database.display().to_string()), "{message}");
+    assert!(
+        message.contains(&database.display().to_string()),
+        "{message}"
+    );
 }

@@ -98,19 +98,28 @@ async fn a_client_far_behind_gets_a_resync_snapshot() {
         .arg("10000")
         .start();
     let connection = daemon.connect().await;
-    let mut orchestrator = connection.orchestrator();
     for i in 0..2 {
         create(&connection, spec(&format!("early-{i}"), "sleep", &["1000"])).await;
     }
-    // Push the early events out of the bounded history.
-    for i in 0..9000 {
-        orchestrator
-            .create_instance(pb::CreateInstanceRequest {
-                spec: Some(spec(&format!("filler-{i}"), "true", &[])),
-                start: Some(false),
+    // Push the early events out of the bounded history (ten clients at once).
+    let fillers: Vec<_> = (0..10)
+        .map(|client| {
+            let mut orchestrator = connection.orchestrator();
+            tokio::spawn(async move {
+                for i in 0..900 {
+                    orchestrator
+                        .create_instance(pb::CreateInstanceRequest {
+                            spec: Some(spec(&format!("filler-{client}-{i}"), "true", &[])),
+                            start: Some(false),
+                        })
+                        .await
+                        .unwrap();
+                }
             })
-            .await
-            .unwrap();
+        })
+        .collect();
+    for filler in fillers {
+        filler.await.unwrap();
     }
     let mut stream = watch(&connection, 1).await;
     let Some(Payload::Snapshot(snapshot)) = next(&mut stream).await.payload else {
@@ -131,29 +140,32 @@ async fn a_burst_of_10000_events_reaches_a_tonic_client() {
     let Some(Payload::Snapshot(start)) = next(&mut stream).await.payload else {
         panic!("snapshot first");
     };
-    let producer = {
-        let mut orchestrator = connection.orchestrator();
-        tokio::spawn(async move {
-            // Each create and each delete is one event.
-            for i in 0..5000 {
-                let name = format!("burst-{i}");
-                orchestrator
-                    .create_instance(pb::CreateInstanceRequest {
-                        spec: Some(spec(&name, "true", &[])),
-                        start: Some(false),
-                    })
-                    .await
-                    .unwrap();
-                orchestrator
-                    .delete_instance(pb::DeleteInstanceRequest {
-                        instance: name,
-                        ..Default::default()
-                    })
-                    .await
-                    .unwrap();
-            }
+    // Ten clients at once, each creating and deleting 500 instances: one
+    // event per create and per delete.
+    let producers: Vec<_> = (0..10)
+        .map(|client| {
+            let mut orchestrator = connection.orchestrator();
+            tokio::spawn(async move {
+                for i in 0..500 {
+                    let name = format!("burst-{client}-{i}");
+                    orchestrator
+                        .create_instance(pb::CreateInstanceRequest {
+                            spec: Some(spec(&name, "true", &[])),
+                            start: Some(false),
+                        })
+                        .await
+                        .unwrap();
+                    orchestrator
+                        .delete_instance(pb::DeleteInstanceRequest {
+                            instance: name,
+                            ..Default::default()
+                        })
+                        .await
+                        .unwrap();
+                }
+            })
         })
-    };
+        .collect();
     let target = start.revision + 10_000;
     let mut expected = start.revision + 1;
     while expected <= target {
@@ -170,7 +182,9 @@ async fn a_burst_of_10000_events_reaches_a_tonic_client() {
             other => panic!("a fast client never needs a resync: {other:?}"),
         }
     }
-    producer.await.unwrap();
+    for producer in producers {
+        producer.await.unwrap();
+    }
 }
 
 #[tokio::test]
