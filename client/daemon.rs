@@ -115,3 +115,35 @@ pub async fn health(
         ExitCode::FAILURE
     })
 }
+
+/// `outpostctl validate [--fix]`: one line per inconsistency; exit status 1
+/// while any remains unfixed.
+pub async fn validate(connection: &Connection, fix: bool, json: bool) -> Result<ExitCode, Failure> {
+    let response = connection
+        .orchestrator()
+        .validate_state(outpost::proto::v1::ValidateStateRequest { fix })
+        .await?
+        .into_inner();
+    if json {
+        output::json(&response)?;
+    } else if response.inconsistencies.is_empty() {
+        println!("no inconsistencies");
+    } else {
+        for issue in &response.inconsistencies {
+            let kind = outpost::proto::v1::InconsistencyKind::try_from(issue.kind)
+                .unwrap_or_default()
+                .as_str_name()
+                .trim_start_matches("INCONSISTENCY_KIND_")
+                .to_lowercase()
+                .replace('_', " ");
+            let fixed = if issue.fixed { " [fixed]" } else { "" };
+            println!("{kind}: {} — {}{fixed}", issue.description, issue.remedy);
+        }
+    }
+    let unfixed = response.inconsistencies.iter().any(|issue| !issue.fixed);
+    Ok(if unfixed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -166,6 +166,12 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         since: u64,
     },
+    /// Compare the daemon's state with the processes and ports that exist (exit 1 if they disagree)
+    Validate {
+        /// Apply the safe fixes (never kills a process it cannot prove is outpost's)
+        #[arg(long)]
+        fix: bool,
+    },
     /// Show the daemon's version, uptime, listeners and instance counts
     Status,
     /// Check the gRPC health of the daemon and its services (exit 1 unless all serve)
@@ -263,6 +269,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Watch { instances, since } => {
             instances::watch(&connection, json, instances, since).await
         }
+        Command::Validate { fix } => daemon::validate(&connection, fix, json).await,
         Command::Status => daemon::status(&connection, json).await,
         Command::Health { service } => daemon::health(&connection, service, json).await,
         Command::Completions { .. } => unreachable!("handled before connecting"),

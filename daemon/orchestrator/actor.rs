@@ -111,7 +111,9 @@ pub enum Process {
 impl Process {
     fn info(&self) -> ProcessInfo {
         match self {
-            Self::Managed { info, .. } | Self::Adopted { info, .. } | Self::External { info, .. } => *info,
+            Self::Managed { info, .. }
+            | Self::Adopted { info, .. }
+            | Self::External { info, .. } => *info,
         }
     }
 
@@ -729,7 +731,13 @@ impl Actor {
         self.process = Some(process);
         self.transition(InstanceState::Stopping, reason, String::new());
         let process = self.process.take().expect("just put back");
-        let outcome = terminate(&self.status.id, process, self.status.spec.stop_signal, grace).await;
+        let outcome = terminate(
+            &self.status.id,
+            process,
+            self.status.spec.stop_signal,
+            grace,
+        )
+        .await;
         self.status.last_exit = Some(Exit {
             outcome,
             at: SystemTime::now(),

@@ -15,6 +15,7 @@ pub mod registry;
 pub mod spec;
 pub mod status;
 pub mod usage;
+pub mod validate;
 
 use std::{
     collections::BTreeMap,
@@ -121,7 +122,7 @@ pub struct Shared {
     pub writer: StoreWriter,
     reaper: Arc<Reaper>,
     logs_root: PathBuf,
-    default_dir: PathBuf,
+    data_dir: PathBuf,
     boot_id: String,
 }
 
@@ -129,7 +130,10 @@ impl Shared {
     /// Publishes a transition on the board and queues it for the store.
     pub fn publish(&self, change: events::Change) {
         if let events::Change::Instance {
-            status, reason, detail, ..
+            status,
+            reason,
+            detail,
+            ..
         } = &change
         {
             self.writer.submit(Op::Upsert {
@@ -165,7 +169,7 @@ impl Shared {
         spec: &InstanceSpec,
         port: Option<u16>,
     ) -> Result<Process, process::SpawnError> {
-        let mut command = process::command(id, spec, port, &self.default_dir, &self.logs(id))?;
+        let mut command = process::command(id, spec, port, &self.data_dir, &self.logs(id))?;
         let spawned = self
             .reaper
             .spawn(&mut command)
@@ -245,7 +249,7 @@ impl Orchestrator {
                 writer: StoreWriter::start(Arc::new(store), boot_id.clone()),
                 reaper: Reaper::start().map_err(StartError::Io)?,
                 logs_root,
-                default_dir: config.data_dir,
+                data_dir: config.data_dir,
                 boot_id,
             }),
             registry: Mutex::new(Registry::new(
@@ -302,7 +306,11 @@ impl Orchestrator {
 
     /// Creates an instance, started unless `start` is false, and returns
     /// once it is stored. On any error nothing of it remains.
-    pub async fn create(&self, spec: InstanceSpec, start: bool) -> Result<InstanceStatus, OrchestratorError> {
+    pub async fn create(
+        &self,
+        spec: InstanceSpec,
+        start: bool,
+    ) -> Result<InstanceStatus, OrchestratorError> {
         let status = self.create_unsaved(spec, start)?;
         self.flush().await?;
         Ok(status)
@@ -344,7 +352,12 @@ impl Orchestrator {
     }
 
     /// Starts the actor of an instance and registers it.
-    fn launch(&self, registry: &mut Registry, status: InstanceStatus, origin: Origin) -> InstanceStatus {
+    fn launch(
+        &self,
+        registry: &mut Registry,
+        status: InstanceStatus,
+        origin: Origin,
+    ) -> InstanceStatus {
         let (sender, receiver) = mpsc::channel(COMMAND_QUEUE);
         let name = status.spec.name.clone();
         let project = status.spec.project_path.clone();
@@ -367,16 +380,16 @@ impl Orchestrator {
     }
 
     /// Registers a process the daemon did not start.
-    pub async fn register_external(&self, input: ExternalInput) -> Result<InstanceStatus, OrchestratorError> {
+    pub async fn register_external(
+        &self,
+        input: ExternalInput,
+    ) -> Result<InstanceStatus, OrchestratorError> {
         let status = self.register_unsaved(input)?;
         self.flush().await?;
         Ok(status)
     }
 
-    fn register_unsaved(
-        &self,
-        input: ExternalInput,
-    ) -> Result<InstanceStatus, OrchestratorError> {
+    fn register_unsaved(&self, input: ExternalInput) -> Result<InstanceStatus, OrchestratorError> {
         let process = match input.pid {
             Some(pid) => Some(watch_external(pid)?),
             None => None,
@@ -456,12 +469,13 @@ impl Orchestrator {
         self.touch(&handle.id);
         let was_active = self.status_of(&handle.id)?.state.is_active();
         // Returns once the instance is ready (or failed to become so).
-        let status = self.call(&handle, |reply| Command::Start {
-            reason: Reason::UserStart,
-            wait_ready: true,
-            reply,
-        })
-        .await?;
+        let status = self
+            .call(&handle, |reply| Command::Start {
+                reason: Reason::UserStart,
+                wait_ready: true,
+                reply,
+            })
+            .await?;
         Ok((status, created, created || !was_active))
     }
 
@@ -573,7 +587,11 @@ impl Orchestrator {
         signal_external: bool,
     ) -> Result<InstanceStatus, OrchestratorError> {
         let handle = self.handle(key)?;
-        let status = send_command(&handle, |reply| Command::Delete { signal_external, reply }).await?;
+        let status = send_command(&handle, |reply| Command::Delete {
+            signal_external,
+            reply,
+        })
+        .await?;
         self.registry().remove(
             &status.id,
             &status.spec.name,
@@ -585,10 +603,39 @@ impl Orchestrator {
         {
             tracing::warn!(id = status.id, %err, "cannot remove the logs of a deleted instance");
         }
-        self.shared.writer.submit(Op::Delete { id: status.id.clone() });
-        self.shared.board.publish(events::Change::Deleted { status: status.clone() });
+        self.shared.writer.submit(Op::Delete {
+            id: status.id.clone(),
+        });
+        self.shared.board.publish(events::Change::Deleted {
+            status: status.clone(),
+        });
         self.flush().await?;
         Ok(status)
+    }
+
+    /// Compares the daemon's state with reality (see [`validate::check`]);
+    /// with `fix`, applies the safe fixes, stale ports included.
+    pub async fn validate(&self, fix: bool) -> Vec<validate::Issue> {
+        let (instances, _) = self.list(&ListFilter::default());
+        let ports = self.registry().ports.allocations();
+        let data_dir = self.shared.data_dir.clone();
+        let issues = tokio::task::spawn_blocking(move || {
+            validate::check(&instances, &ports, &data_dir, fix)
+        })
+        .await
+        .unwrap_or_default();
+        if fix {
+            let mut registry = self.registry();
+            for issue in issues
+                .iter()
+                .filter(|i| i.kind == validate::IssueKind::StalePort)
+            {
+                if let Some(port) = issue.port {
+                    registry.ports.release(port);
+                }
+            }
+        }
+        issues
     }
 
     /// Records activity on an instance.
@@ -660,7 +707,11 @@ impl Orchestrator {
 
     /// Waits until every change made so far is stored.
     async fn flush(&self) -> Result<(), OrchestratorError> {
-        self.shared.writer.flush().await.map_err(|err| OrchestratorError::Storage(err.to_string()))
+        self.shared
+            .writer
+            .flush()
+            .await
+            .map_err(|err| OrchestratorError::Storage(err.to_string()))
     }
 
     fn rotate_logs(&self) {
@@ -684,7 +735,11 @@ async fn send_command(
 ) -> Result<InstanceStatus, OrchestratorError> {
     let gone = || OrchestratorError::NotFound(format!("instance {} is being deleted", handle.id));
     let (reply, answer) = tokio::sync::oneshot::channel();
-    handle.commands.send(command(reply)).await.map_err(|_| gone())?;
+    handle
+        .commands
+        .send(command(reply))
+        .await
+        .map_err(|_| gone())?;
     answer.await.map_err(|_| gone())?
 }
 
@@ -692,7 +747,10 @@ async fn send_command(
 /// `start_ticks`. The pidfd pins that process: checking the start time
 /// again after opening closes the window in which the pid could be reused.
 fn open_pidfd(pid: u32, start_ticks: u64) -> Result<AsyncFd<OwnedFd>, String> {
-    let same = || process::read_entry(pid as i32).is_some_and(|e| e.start_ticks == start_ticks && e.state != 'Z');
+    let same = || {
+        process::read_entry(pid as i32)
+            .is_some_and(|e| e.start_ticks == start_ticks && e.state != 'Z')
+    };
     if !same() {
         return Err(format!("process {pid} is gone"));
     }
@@ -726,13 +784,16 @@ fn adopt(id: &str, info: ProcessInfo) -> Option<Process> {
 
 /// Watches an external process and records its identity.
 fn watch_external(pid: u32) -> Result<Process, OrchestratorError> {
-    let entry = process::read_entry(pid as i32).ok_or_else(|| OrchestratorError::InvalidArgument {
-        field: "pid".to_owned(),
-        reason: format!("no process has pid {pid}"),
-    })?;
-    let pidfd = open_pidfd(pid, entry.start_ticks).map_err(|reason| OrchestratorError::InvalidArgument {
-        field: "pid".to_owned(),
-        reason,
+    let entry =
+        process::read_entry(pid as i32).ok_or_else(|| OrchestratorError::InvalidArgument {
+            field: "pid".to_owned(),
+            reason: format!("no process has pid {pid}"),
+        })?;
+    let pidfd = open_pidfd(pid, entry.start_ticks).map_err(|reason| {
+        OrchestratorError::InvalidArgument {
+            field: "pid".to_owned(),
+            reason,
+        }
     })?;
     Ok(Process::External {
         info: ProcessInfo {

@@ -86,6 +86,14 @@ impl PortPool {
         }
     }
 
+    /// Every allocation: port → owning instance id.
+    pub fn allocations(&self) -> std::collections::HashMap<u16, String> {
+        self.allocated
+            .iter()
+            .map(|(port, owner)| (*port, owner.clone()))
+            .collect()
+    }
+
     /// Returns `port` to the pool.
     pub fn release(&mut self, port: u16) {
         self.allocated.remove(&port);

@@ -21,6 +21,10 @@ use super::{logs::LogFiles, spec::InstanceSpec};
 /// Environment variable set in every managed process (and so inherited by
 /// its descendants): how processes that escaped the group are recognised.
 pub const INSTANCE_MARKER: &str = "OUTPOST_INSTANCE_ID";
+/// Environment variable naming the data directory of the daemon that
+/// spawned a process, so that daemons sharing a machine never mistake each
+/// other's processes for orphans.
+pub const DAEMON_MARKER: &str = "OUTPOST_DATA_DIR";
 
 /// One process as listed in /proc.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,14 +180,14 @@ pub fn command(
     id: &str,
     spec: &InstanceSpec,
     port: Option<u16>,
-    default_dir: &Path,
+    data_dir: &Path,
     logs: &LogFiles,
 ) -> Result<Command, SpawnError> {
     let dir = spec
         .working_dir
         .as_deref()
         .or(spec.project_path.as_deref())
-        .unwrap_or(default_dir);
+        .unwrap_or(data_dir);
     if !dir.is_dir() {
         return Err(SpawnError::BadWorkingDir(dir.to_owned()));
     }
@@ -197,6 +201,7 @@ pub fn command(
                 .map(|(key, value)| (key, substitute(value, port))),
         )
         .env(INSTANCE_MARKER, id)
+        .env(DAEMON_MARKER, data_dir)
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(stdout)
@@ -218,6 +223,61 @@ pub fn spawn_error(spec: &InstanceSpec, err: io::Error) -> SpawnError {
             source: err,
         },
     }
+}
+
+/// The instance id in a process's marker, if it carries one set by the
+/// daemon of `data_dir`.
+pub fn marker_of(pid: i32, data_dir: &Path) -> Option<String> {
+    let environ = fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let value = |name: &str| {
+        let prefix = format!("{name}=");
+        environ
+            .split(|&b| b == 0)
+            .find_map(|var| var.strip_prefix(prefix.as_bytes()))
+            .map(|value| String::from_utf8_lossy(value).into_owned())
+    };
+    let ours = value(DAEMON_MARKER).is_some_and(|dir| Path::new(&dir) == data_dir);
+    value(INSTANCE_MARKER).filter(|_| ours)
+}
+
+/// The pids of processes with a socket listening on TCP `port` (IPv4 or
+/// IPv6), found through /proc/net/tcp* inodes and /proc/*/fd links.
+pub fn listeners(port: u16) -> Vec<i32> {
+    const LISTEN: &str = "0A";
+    let mut inodes = HashSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields
+                .get(1)
+                .and_then(|address| address.rsplit_once(':'))
+                .and_then(|(_, hex)| u16::from_str_radix(hex, 16).ok());
+            if local_port == Some(port)
+                && fields.get(3) == Some(&LISTEN)
+                && let Some(inode) = fields.get(9)
+            {
+                inodes.insert(format!("socket:[{inode}]"));
+            }
+        }
+    }
+    if inodes.is_empty() {
+        return Vec::new();
+    }
+    scan()
+        .into_iter()
+        .filter(|process| {
+            fs::read_dir(format!("/proc/{}/fd", process.pid)).is_ok_and(|fds| {
+                fds.flatten().any(|fd| {
+                    fs::read_link(fd.path())
+                        .is_ok_and(|target| inodes.contains(target.to_string_lossy().as_ref()))
+                })
+            })
+        })
+        .map(|process| process.pid)
+        .collect()
 }
 
 #[cfg(test)]

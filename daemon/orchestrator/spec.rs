@@ -470,7 +470,8 @@ mod signal_by_name {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Signal, D::Error> {
         let name = String::deserialize(deserializer)?;
-        super::parse_signal(&name).ok_or_else(|| D::Error::custom(format!("unknown signal {name:?}")))
+        super::parse_signal(&name)
+            .ok_or_else(|| D::Error::custom(format!("unknown signal {name:?}")))
     }
 }
 

@@ -19,6 +19,7 @@ use crate::{
             Backoff, Breaker, Exit, ExitOutcome, Failure, Health, HealthState, InstanceKind,
             InstanceState, InstanceStatus, Reason, Usage, signal_name,
         },
+        validate::{Issue, IssueKind},
     },
     proto::v1 as pb,
 };
@@ -484,5 +485,26 @@ pub fn event(event: &Event) -> pb::StatusEvent {
         revision: event.revision,
         time: time(event.time),
         change: Some(change),
+    }
+}
+
+/// The proto form of a ValidateState finding.
+pub fn inconsistency(issue: &Issue) -> pb::Inconsistency {
+    let (instance_id, instance_name) = issue.instance.clone().unwrap_or_default();
+    pb::Inconsistency {
+        kind: match issue.kind {
+            IssueKind::MissingProcess => pb::InconsistencyKind::MissingProcess,
+            IssueKind::OrphanProcess => pb::InconsistencyKind::OrphanProcess,
+            IssueKind::StalePort => pb::InconsistencyKind::StalePort,
+            IssueKind::PortHijacked => pb::InconsistencyKind::PortHijacked,
+        }
+        .into(),
+        instance_id,
+        instance_name,
+        pid: issue.pid.unwrap_or(0),
+        port: issue.port.map_or(0, u32::from),
+        description: issue.description.clone(),
+        remedy: issue.remedy.clone(),
+        fixed: issue.fixed,
     }
 }

@@ -32,11 +32,11 @@ use tonic_health::ServingStatus;
 use crate::{
     config::{Config, ConfigError},
     orchestrator::{Orchestrator, OrchestratorConfig, StartError},
-    store::{self, Store},
     proto::{
         self,
         v1::{orchestrator_server::OrchestratorServer, sync_server::SyncServer},
     },
+    store::{self, Store},
 };
 use access::Gate;
 
@@ -176,7 +176,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             .await;
     }
     stop.cancel();
-    if tokio::time::timeout(DRAIN_TIMEOUT, in_flight.idle()).await.is_err() {
+    if tokio::time::timeout(DRAIN_TIMEOUT, in_flight.idle())
+        .await
+        .is_err()
+    {
         tracing::warn!(timeout = ?DRAIN_TIMEOUT, "calls still in flight after the drain timeout; closing them");
     }
     // What is left are idle connections: responsive clients close them at

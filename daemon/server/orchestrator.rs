@@ -24,8 +24,6 @@ use crate::{
     proto::v1::{self as pb, orchestrator_server::Orchestrator as OrchestratorRpc},
 };
 
-/// What ValidateState needs.
-const PERSISTENCE: &str = "persistent instance state";
 /// What the workspace RPCs need.
 const WORKSPACES: &str = "declarative workspaces";
 /// Most events sent in one WatchStatus message.
@@ -377,9 +375,13 @@ impl OrchestratorRpc for OrchestratorApi {
 
     async fn validate_state(
         &self,
-        _: Request<pb::ValidateStateRequest>,
+        request: Request<pb::ValidateStateRequest>,
     ) -> Reply<pb::ValidateStateResponse> {
-        Err(not_yet("ValidateState", PERSISTENCE))
+        let issues = self.orchestrator.validate(request.into_inner().fix).await;
+        Ok(Response::new(pb::ValidateStateResponse {
+            inconsistencies: issues.iter().map(convert::inconsistency).collect(),
+            checked_at: Some(super::timestamp(std::time::SystemTime::now())),
+        }))
     }
 
     async fn list_workspaces(

@@ -21,7 +21,9 @@ use serde::{Serialize, de::DeserializeOwned};
 use sqlx::{
     Row, SqlitePool,
     migrate::MigrateError,
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous},
+    sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+    },
 };
 
 use crate::orchestrator::status::{InstanceStatus, ProcessInfo, Reason};
@@ -43,7 +45,9 @@ pub enum StoreError {
         cause: String,
     },
     /// The file was written by a newer outpostd.
-    #[error("the state database {path} has schema version {version}, newer than this outpostd knows: run a newer outpostd, or move the file away to start empty")]
+    #[error(
+        "the state database {path} has schema version {version}, newer than this outpostd knows: run a newer outpostd, or move the file away to start empty"
+    )]
     NewerSchema {
         /// The file.
         path: PathBuf,
@@ -104,7 +108,8 @@ pub struct Store {
 }
 
 fn millis(time: SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn from_millis(value: i64) -> SystemTime {
@@ -179,10 +184,12 @@ impl Store {
 
     /// Applies `ops` in one transaction.
     pub async fn apply(&self, ops: &[Op], boot_id: &str) -> Result<(), StoreError> {
-        self.try_apply(ops, boot_id).await.map_err(|err| StoreError::Write {
-            path: self.path.clone(),
-            cause: err.to_string(),
-        })
+        self.try_apply(ops, boot_id)
+            .await
+            .map_err(|err| StoreError::Write {
+                path: self.path.clone(),
+                cause: err.to_string(),
+            })
     }
 
     async fn try_apply(&self, ops: &[Op], boot_id: &str) -> Result<(), sqlx::Error> {
@@ -233,7 +240,9 @@ impl Store {
             .fetch_all(&self.pool)
             .await
             .map_err(|err| unusable(err.to_string()))?;
-        rows.iter().map(|row| instance(row).map_err(&unusable)).collect()
+        rows.iter()
+            .map(|row| instance(row).map_err(&unusable))
+            .collect()
     }
 }
 
@@ -304,7 +313,12 @@ fn instance(row: &SqliteRow) -> Result<StoredInstance, String> {
     status.reason = parse_name("reason", &text("reason"))?;
     status.state_changed_at = from_millis(row.get("state_changed_at"));
     status.workspace = row.get("workspace");
-    status.process = match (optional("pid"), optional("pgid"), optional("start_ticks"), optional("started_at")) {
+    status.process = match (
+        optional("pid"),
+        optional("pgid"),
+        optional("start_ticks"),
+        optional("started_at"),
+    ) {
         (Some(pid), Some(pgid), Some(start_ticks), Some(started_at)) => Some(ProcessInfo {
             pid: pid as u32,
             pgid: pgid as u32,
@@ -316,7 +330,8 @@ fn instance(row: &SqliteRow) -> Result<StoredInstance, String> {
     status.restart_count = row.get::<i64, _>("restart_count") as u32;
     status.backoff.consecutive_failures = row.get::<i64, _>("failures") as u32;
     status.backoff.breaker = parse_name("breaker", &text("breaker"))?;
-    status.backoff.current_delay = Duration::from_millis(row.get::<i64, _>("retry_delay_ms").max(0) as u64);
+    status.backoff.current_delay =
+        Duration::from_millis(row.get::<i64, _>("retry_delay_ms").max(0) as u64);
     status.backoff.next_attempt_at = optional("next_attempt_at").map(from_millis);
     status.last_error = row.get("last_error");
     status.last_exit = row

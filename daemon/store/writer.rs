@@ -82,10 +82,12 @@ impl StoreWriter {
             })?
             .clone();
         match reached.failed {
-            Some((first, last, cause)) if (first..=last).contains(&target) => Err(StoreError::Write {
-                path: Default::default(),
-                cause: cause.to_string(),
-            }),
+            Some((first, last, cause)) if (first..=last).contains(&target) => {
+                Err(StoreError::Write {
+                    path: Default::default(),
+                    cause: cause.to_string(),
+                })
+            }
             _ => Ok(()),
         }
     }

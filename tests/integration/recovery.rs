@@ -336,3 +336,93 @@ async fn a_newer_schema_is_refused() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn validate_reports_disagreements_and_fixes_only_what_is_provably_ours() {
+    let daemon = Daemon::start();
+    let connection = daemon.connect().await;
+    let output = daemon.ctl(&["validate"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(crate::harness::stdout(&output), "no inconsistencies\n");
+
+    // A process of a stopped instance that escaped, and one with a marker
+    // of an instance this daemon never had.
+    let left = create(&connection, spec("left", "sleep", &["1000"])).await;
+    connection
+        .orchestrator()
+        .stop_instance(pb::StopInstanceRequest {
+            instance: "left".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let marked = |id: &str| {
+        Command::new("sleep")
+            .arg("1000")
+            .env("OUTPOST_INSTANCE_ID", id)
+            .env("OUTPOST_DATA_DIR", &daemon.data_dir)
+            .spawn()
+            .unwrap()
+    };
+    let mut leftover = marked(&left.id);
+    let mut stranger = marked("i-00000000000000ff");
+    // A running instance whose port someone else listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut squatted = spec("squatted", "sleep", &["1000"]);
+    squatted.port = Some(pb::PortRequest {
+        mode: pb::PortMode::Fixed.into(),
+        number: port.into(),
+    });
+    create(&connection, squatted).await;
+    let _squatter = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+
+    let output = daemon.ctl(&["validate", "--json"]);
+    assert_eq!(output.status.code(), Some(1), "inconsistencies exit 1");
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let found: Vec<(String, u64)> = json["inconsistencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["kind"].as_str().unwrap().to_owned(),
+                i["pid"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    for expected in [
+        (
+            "INCONSISTENCY_KIND_ORPHAN_PROCESS".to_owned(),
+            u64::from(leftover.id()),
+        ),
+        (
+            "INCONSISTENCY_KIND_ORPHAN_PROCESS".to_owned(),
+            u64::from(stranger.id()),
+        ),
+        (
+            "INCONSISTENCY_KIND_PORT_HIJACKED".to_owned(),
+            u64::from(std::process::id()),
+        ),
+    ] {
+        assert!(found.contains(&expected), "{expected:?} not in {found:?}");
+    }
+
+    let output = daemon.ctl(&["validate", "--fix"]);
+    assert_eq!(output.status.code(), Some(1), "the unprovable ones remain");
+    let text = crate::harness::stdout(&output);
+    assert!(text.contains("[fixed]"), "{text}");
+    assert!(
+        leftover.wait().unwrap().code().is_none(),
+        "the provable orphan was killed"
+    );
+    assert!(
+        stranger.try_wait().unwrap().is_none(),
+        "a process that cannot be proven ours is left alone"
+    );
+    stranger.kill().unwrap();
+    stranger.wait().unwrap();
+}

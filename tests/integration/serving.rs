@@ -2,7 +2,7 @@
 //! UNIMPLEMENTED answers, and outpostctl's view of it.
 
 use outpost::proto::v1::{
-    GetDaemonStatusRequest, InstanceState, ListTemplateSetsRequest, ValidateStateRequest,
+    GetDaemonStatusRequest, InstanceState, ListTemplateSetsRequest, ListWorkspacesRequest,
 };
 use tonic::Code;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
@@ -74,12 +74,12 @@ async fn unbuilt_rpcs_answer_unimplemented_naming_the_capability() {
     let connection = daemon.connect().await;
     let status = connection
         .orchestrator()
-        .validate_state(ValidateStateRequest::default())
+        .list_workspaces(ListWorkspacesRequest {})
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented);
     assert!(
-        status.message().contains("persistent instance state"),
+        status.message().contains("declarative workspaces"),
         "{}",
         status.message()
     );

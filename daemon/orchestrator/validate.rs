@@ -1,0 +1,180 @@
+//! ValidateState: compares what the daemon believes with the processes and
+//! ports that really exist, and applies the fixes that are provably safe.
+
+use std::{collections::HashMap, path::Path};
+
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
+
+use super::{
+    process,
+    status::{InstanceKind, InstanceStatus},
+};
+
+/// What kind of disagreement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IssueKind {
+    /// Recorded as running, but its process is gone (or is another one).
+    MissingProcess,
+    /// A process carrying an instance marker that no running instance owns.
+    OrphanProcess,
+    /// A port allocated to an instance that does not exist.
+    StalePort,
+    /// A running instance's port is held by a process not its own.
+    PortHijacked,
+}
+
+/// One disagreement between the daemon's state and reality.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Issue {
+    /// Its kind.
+    pub kind: IssueKind,
+    /// The instance concerned, if any.
+    pub instance: Option<(String, String)>,
+    /// The process concerned, if any.
+    pub pid: Option<u32>,
+    /// The port concerned, if any.
+    pub port: Option<u16>,
+    /// What is wrong.
+    pub description: String,
+    /// What the user can do.
+    pub remedy: String,
+    /// Whether this call fixed it.
+    pub fixed: bool,
+}
+
+/// Checks `instances` (and the port allocations `ports`, port → owner id)
+/// against /proc; only processes spawned by the daemon of `data_dir` can
+/// be its orphans. With `fix`, orphans whose marker names a known instance
+/// are killed (their marker proves the daemon spawned them) and stale ports
+/// are reported as releasable; everything else is only reported.
+pub fn check(
+    instances: &[InstanceStatus],
+    ports: &HashMap<u16, String>,
+    data_dir: &Path,
+    fix: bool,
+) -> Vec<Issue> {
+    let by_id: HashMap<&str, &InstanceStatus> =
+        instances.iter().map(|s| (s.id.as_str(), s)).collect();
+    let table = process::scan();
+    let mut issues = Vec::new();
+
+    for status in instances
+        .iter()
+        .filter(|s| s.state.is_active() && s.kind != InstanceKind::External)
+    {
+        let Some(info) = status.process else { continue };
+        let alive = process::read_entry(info.pid as i32)
+            .is_some_and(|entry| entry.start_ticks == info.start_ticks && entry.state != 'Z');
+        if !alive {
+            issues.push(Issue {
+                kind: IssueKind::MissingProcess,
+                instance: Some((status.id.clone(), status.spec.name.clone())),
+                pid: Some(info.pid),
+                port: status.port,
+                description: format!(
+                    "{} is recorded as running as pid {}, which no longer exists",
+                    status.spec.name, info.pid
+                ),
+                remedy: format!("outpostctl restart {}", status.spec.name),
+                fixed: false,
+            });
+        }
+    }
+
+    // Members of every running instance, to tell orphans from descendants.
+    let mut owned = std::collections::HashSet::new();
+    for status in instances
+        .iter()
+        .filter(|s| s.kind != InstanceKind::External)
+    {
+        if let Some(info) = status.process {
+            owned.extend(
+                process::members(&table, info.pgid as i32, &status.id)
+                    .iter()
+                    .map(|p| p.pid),
+            );
+        }
+    }
+    for entry in table
+        .iter()
+        .filter(|p| p.state != 'Z' && !owned.contains(&p.pid))
+    {
+        let Some(id) = process::marker_of(entry.pid, data_dir) else {
+            continue;
+        };
+        let known = by_id.get(id.as_str());
+        let mut issue = Issue {
+            kind: IssueKind::OrphanProcess,
+            instance: known.map(|s| (s.id.clone(), s.spec.name.clone())),
+            pid: Some(entry.pid as u32),
+            port: None,
+            description: match known {
+                Some(status) => format!(
+                    "pid {} belongs to instance {} but is not one of its running processes",
+                    entry.pid, status.spec.name
+                ),
+                None => format!(
+                    "pid {} carries the marker of instance {id}, which this daemon does not know",
+                    entry.pid
+                ),
+            },
+            remedy: match known {
+                Some(_) => "outpostctl validate --fix stops it".to_owned(),
+                None => format!("kill {} if it is not needed", entry.pid),
+            },
+            fixed: false,
+        };
+        if fix && known.is_some() {
+            issue.fixed = kill(Pid::from_raw(entry.pid), Signal::SIGKILL).is_ok();
+        }
+        issues.push(issue);
+    }
+
+    for (&port, owner) in ports {
+        if !by_id.contains_key(owner.as_str()) {
+            issues.push(Issue {
+                kind: IssueKind::StalePort,
+                instance: Some((owner.clone(), String::new())),
+                pid: None,
+                port: Some(port),
+                description: format!("port {port} is allocated to {owner}, which does not exist"),
+                remedy: "outpostctl validate --fix releases it".to_owned(),
+                fixed: fix,
+            });
+        }
+    }
+
+    for status in instances
+        .iter()
+        .filter(|s| s.state.is_active() && s.kind != InstanceKind::External)
+    {
+        let (Some(port), Some(info)) = (status.port, status.process) else {
+            continue;
+        };
+        let members: Vec<i32> = process::members(&table, info.pgid as i32, &status.id)
+            .iter()
+            .map(|p| p.pid)
+            .collect();
+        for pid in process::listeners(port)
+            .into_iter()
+            .filter(|pid| !members.contains(pid))
+        {
+            issues.push(Issue {
+                kind: IssueKind::PortHijacked,
+                instance: Some((status.id.clone(), status.spec.name.clone())),
+                pid: Some(pid as u32),
+                port: Some(port),
+                description: format!(
+                    "port {port} of {} is held by pid {pid}, which is not one of its processes",
+                    status.spec.name
+                ),
+                remedy: format!("stop pid {pid}, or give {} another port", status.spec.name),
+                fixed: false,
+            });
+        }
+    }
+    issues
+}
