@@ -4,7 +4,10 @@
 //! waits for the commit watermark. Changes waiting at the same time are
 //! committed in one transaction (group commit), in submission order.
 
-use std::sync::{Arc, Mutex};
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
 
 use tokio::sync::{mpsc, watch};
 
@@ -28,12 +31,15 @@ pub struct StoreWriter {
     /// together so that the queue is always in number order.
     queue: Mutex<(mpsc::UnboundedSender<(u64, Op)>, u64)>,
     progress: watch::Receiver<Progress>,
+    /// The database file, for error messages.
+    path: PathBuf,
 }
 
 impl StoreWriter {
     /// Starts the writer task over `store`; `boot_id` is recorded with
     /// every process identity.
     pub fn start(store: Arc<Store>, boot_id: String) -> Self {
+        let path = store.path().to_owned();
         let (sender, mut receiver) = mpsc::unbounded_channel::<(u64, Op)>();
         let (progress_sender, progress) = watch::channel(Progress::default());
         tokio::spawn(async move {
@@ -47,7 +53,11 @@ impl StoreWriter {
                     progress.done = last;
                     if let Err(err) = &result {
                         tracing::error!(%err, "state not saved");
-                        progress.failed = Some((first, last, err.to_string().into()));
+                        let cause = match &err {
+                            StoreError::Write { cause, .. } => cause.clone(),
+                            other => other.to_string(),
+                        };
+                        progress.failed = Some((first, last, cause.into()));
                     }
                 });
             }
@@ -55,6 +65,7 @@ impl StoreWriter {
         Self {
             queue: Mutex::new((sender, 0)),
             progress,
+            path,
         }
     }
 
@@ -77,14 +88,14 @@ impl StoreWriter {
             .wait_for(|progress| progress.done >= target)
             .await
             .map_err(|_| StoreError::Write {
-                path: Default::default(),
+                path: self.path.clone(),
                 cause: "the state writer stopped".to_owned(),
             })?
             .clone();
         match reached.failed {
             Some((first, last, cause)) if (first..=last).contains(&target) => {
                 Err(StoreError::Write {
-                    path: Default::default(),
+                    path: self.path.clone(),
                     cause: cause.to_string(),
                 })
             }

@@ -426,3 +426,46 @@ async fn validate_reports_disagreements_and_fixes_only_what_is_provably_ours() {
     stranger.kill().unwrap();
     stranger.wait().unwrap();
 }
+
+#[tokio::test]
+async fn a_locked_database_fails_the_call_naming_the_file() {
+    let daemon = Daemon::start();
+    let connection = daemon.connect().await;
+    let database = daemon.data_dir.join("state.db");
+    // Another process takes the write lock and holds it until its stdin closes.
+    let lock = format!(
+        "import sqlite3, sys; db = sqlite3.connect('{}', isolation_level=None); db.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); sys.stdin.read()",
+        database.display()
+    );
+    let mut holder = Command::new("python3")
+        .args(["-c", &lock])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "locked");
+
+    let status = connection
+        .orchestrator()
+        .create_instance(pb::CreateInstanceRequest {
+            spec: Some(spec("blocked", "sleep", &["1000"])),
+            start: Some(false),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert!(
+        status.message().contains(&database.display().to_string()),
+        "{}",
+        status.message()
+    );
+    assert!(status.message().contains("locked"), "{}", status.message());
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
+}
