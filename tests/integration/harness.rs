@@ -352,6 +352,21 @@ pub async fn create(connection: &Connection, spec: pb::InstanceSpec) -> pb::Inst
         .unwrap()
 }
 
+/// Stops an instance by name, panicking on error; returns it stopped.
+pub async fn stop(connection: &Connection, name: &str) -> pb::Instance {
+    connection
+        .orchestrator()
+        .stop_instance(pb::StopInstanceRequest {
+            instance: name.to_owned(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|status| panic!("stop {name}: {status}"))
+        .into_inner()
+        .instance
+        .unwrap()
+}
+
 /// Whether a process with this pid exists (zombies included).
 pub fn exists(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()

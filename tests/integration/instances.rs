@@ -13,7 +13,9 @@ use nix::{sys::signal::Signal, unistd::Pid};
 use outpost::proto::v1 as pb;
 use tonic::Code;
 
-use crate::harness::{Daemon, START_DEADLINE, create, exists, spec, stderr, stdout, wait_until};
+use crate::harness::{
+    Daemon, START_DEADLINE, create, exists, spec, stderr, stdout, stop, wait_until,
+};
 
 /// Sends GET / to 127.0.0.1:port and returns the status line.
 fn http_status_line(port: u32) -> Option<String> {
@@ -100,17 +102,7 @@ async fn stop_leaves_no_process_of_the_tree_and_no_zombie() {
         "the setsid process left the group"
     );
 
-    let stopped = connection
-        .orchestrator()
-        .stop_instance(pb::StopInstanceRequest {
-            instance: "tree".to_owned(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .instance
-        .unwrap();
+    let stopped = stop(&connection, "tree").await;
     assert_eq!(stopped.state, pb::InstanceState::Stopped as i32);
     let left: Vec<u32> = pids.iter().copied().filter(|&pid| exists(pid)).collect();
     assert!(left.is_empty(), "still present (alive or zombie): {left:?}");
@@ -131,17 +123,7 @@ async fn a_process_ignoring_sigterm_is_killed_after_its_grace_period() {
     });
 
     let started = Instant::now();
-    let stopped = connection
-        .orchestrator()
-        .stop_instance(pb::StopInstanceRequest {
-            instance: "stubborn".to_owned(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .instance
-        .unwrap();
+    let stopped = stop(&connection, "stubborn").await;
     assert!(
         started.elapsed() >= Duration::from_millis(300),
         "waited the grace period"

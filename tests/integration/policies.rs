@@ -28,7 +28,8 @@ use tokio::{
 use tonic::{Code, Streaming};
 
 use crate::harness::{
-    Daemon, START_DEADLINE, changed, create, events_until, eventually, exists, next, spec, watch,
+    Daemon, START_DEADLINE, changed, create, events_until, eventually, exists, next, spec, stop,
+    watch,
 };
 
 fn ms(millis: u64) -> Option<pbjson_types::Duration> {
@@ -389,17 +390,7 @@ async fn stop_during_backoff_wins_over_the_pending_restart() {
         state_of(e, "crasher") == Some(pb::InstanceState::Backoff)
     })
     .await;
-    let stopped = connection
-        .orchestrator()
-        .stop_instance(pb::StopInstanceRequest {
-            instance: "crasher".to_owned(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .instance
-        .unwrap();
+    let stopped = stop(&connection, "crasher").await;
     assert_eq!(stopped.state, pb::InstanceState::Stopped as i32);
     events_until(&mut stream, |e| {
         state_of(e, "crasher") == Some(pb::InstanceState::Stopped)

@@ -11,7 +11,8 @@ use nix::{
 use outpost::{endpoint::Connection, proto::v1 as pb};
 
 use crate::harness::{
-    Daemon, START_DEADLINE, create, eventually, exists, marked_processes, spec, stderr, wait_until,
+    Daemon, START_DEADLINE, create, eventually, exists, marked_processes, spec, stderr, stop,
+    wait_until,
 };
 
 /// Every instance, by name.
@@ -89,14 +90,7 @@ async fn fifty_instances_are_re_adopted_after_a_kill_9_of_the_daemon() {
     });
     create(&connection, crasher).await;
     create(&connection, spec("resting", "sleep", &["1000"])).await;
-    connection
-        .orchestrator()
-        .stop_instance(pb::StopInstanceRequest {
-            instance: "resting".to_owned(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    stop(&connection, "resting").await;
     let before = eventually(
         "every sleeper to run and the crasher to back off",
         START_DEADLINE,
@@ -348,14 +342,7 @@ async fn validate_reports_disagreements_and_fixes_only_what_is_provably_ours() {
     // A process of a stopped instance that escaped, and one with a marker
     // of an instance this daemon never had.
     let left = create(&connection, spec("left", "sleep", &["1000"])).await;
-    connection
-        .orchestrator()
-        .stop_instance(pb::StopInstanceRequest {
-            instance: "left".to_owned(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    stop(&connection, "left").await;
     let marked = |id: &str| {
         Command::new("sleep")
             .arg("1000")

@@ -7,7 +7,9 @@ use nix::{
 };
 use outpost::proto::v1::{self as pb, watch_status_response::Payload};
 
-use crate::harness::{Daemon, START_DEADLINE, changed, create, events_until, next, spec, watch};
+use crate::harness::{
+    Daemon, START_DEADLINE, changed, create, events_until, next, spec, stop, watch,
+};
 
 #[tokio::test]
 async fn kill_9_from_outside_arrives_as_an_exit_event() {
@@ -64,14 +66,7 @@ async fn a_resuming_client_sees_every_event_in_order_without_a_gap() {
 
     // Events the resumer misses while it is away.
     create(&connection, spec("two", "sleep", &["1000"])).await;
-    connection
-        .orchestrator()
-        .stop_instance(pb::StopInstanceRequest {
-            instance: "one".to_owned(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    stop(&connection, "one").await;
     create(&connection, spec("three", "sleep", &["1000"])).await;
 
     let mut resumed = watch(&connection, last_seen).await;
