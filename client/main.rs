@@ -4,6 +4,7 @@ mod daemon;
 mod failure;
 mod instances;
 mod output;
+mod workspaces;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -166,6 +167,9 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         since: u64,
     },
+    /// Declarative workspaces: ls, show, apply, check
+    #[command(subcommand)]
+    Workspace(workspaces::WorkspaceCommand),
     /// Compare the daemon's state with the processes and ports that exist (exit 1 if they disagree)
     Validate {
         /// Apply the safe fixes (never kills a process it cannot prove is outpost's)
@@ -207,6 +211,10 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             &mut std::io::stdout(),
         );
         return Ok(ExitCode::SUCCESS);
+    }
+    // Checking a file needs no daemon.
+    if let Command::Workspace(workspaces::WorkspaceCommand::Check { file }) = &cli.command {
+        return Ok(workspaces::check(file));
     }
     let streaming = matches!(
         cli.command,
@@ -270,6 +278,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             instances::watch(&connection, json, instances, since).await
         }
         Command::Validate { fix } => daemon::validate(&connection, fix, json).await,
+        Command::Workspace(command) => workspaces::run(&connection, json, command).await,
         Command::Status => daemon::status(&connection, json).await,
         Command::Health { service } => daemon::health(&connection, service, json).await,
         Command::Completions { .. } => unreachable!("handled before connecting"),

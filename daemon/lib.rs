@@ -14,3 +14,5 @@ pub mod proto;
 pub mod server;
 pub mod store;
 pub mod token;
+pub mod workspace_file;
+pub mod workspaces;

@@ -28,7 +28,7 @@ use super::{
     health,
     policy::{RestartTracker, Verdict},
     process,
-    spec::{Probe, RestartMode},
+    spec::{InstanceSpec, Probe, RestartMode},
     status::{
         Exit, ExitOutcome, FAILURE_HISTORY, Failure, HealthState, InstanceKind, InstanceState,
         InstanceStatus, ProcessInfo, Reason,
@@ -63,6 +63,13 @@ pub enum Command {
         signal_external: bool,
         /// Why.
         reason: Reason,
+        /// Where to answer.
+        reply: Reply,
+    },
+    /// Stop (if running) and take a new spec; the next start uses it.
+    Reconfigure {
+        /// The new spec.
+        spec: Arc<InstanceSpec>,
         /// Where to answer.
         reply: Reply,
     },
@@ -340,6 +347,14 @@ impl Actor {
                 reply,
             } => {
                 let result = self.stop(grace, signal_external, reason).await;
+                let _ = reply.send(result);
+            }
+            Command::Reconfigure { spec, reply } => {
+                let result = self.stop(None, false, Reason::ConfigChange).await.map(|_| {
+                    self.status.spec = spec;
+                    self.restarts.reset();
+                    self.status.clone()
+                });
                 let _ = reply.send(result);
             }
             Command::Restart { reply } => match self.stop(None, false, Reason::UserRestart).await {

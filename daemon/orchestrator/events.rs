@@ -50,13 +50,42 @@ pub enum Change {
         /// Its last status.
         status: InstanceStatus,
     },
+    /// A workspace file was applied or rejected.
+    Workspace(WorkspaceChange),
+}
+
+/// What happened to a workspace.
+#[derive(Clone, Debug)]
+pub struct WorkspaceChange {
+    /// The workspace.
+    pub name: String,
+    /// Its file.
+    pub file: std::path::PathBuf,
+    /// What applying it changed; `None` when the file was rejected.
+    pub diff: Option<WorkspaceDiff>,
+    /// Problems: why it was rejected, or what failed while applying it.
+    pub errors: Vec<String>,
+}
+
+/// What applying a workspace changes, by instance name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkspaceDiff {
+    /// Instances to create.
+    pub created: Vec<String>,
+    /// Instances to delete.
+    pub deleted: Vec<String>,
+    /// Instances whose spec changed.
+    pub changed: Vec<String>,
+    /// Instances left alone.
+    pub unchanged: Vec<String>,
 }
 
 impl Change {
-    /// The status the change concerns.
-    pub fn status(&self) -> &InstanceStatus {
+    /// The instance status the change concerns, if it is about one.
+    pub fn status(&self) -> Option<&InstanceStatus> {
         match self {
-            Self::Instance { status, .. } | Self::Deleted { status } => status,
+            Self::Instance { status, .. } | Self::Deleted { status } => Some(status),
+            Self::Workspace(_) => None,
         }
     }
 }
@@ -141,6 +170,7 @@ impl StatusBoard {
             Change::Deleted { status } => {
                 board.instances.remove(&status.id);
             }
+            Change::Workspace(_) => {}
         }
         let event = Arc::new(Event {
             revision: board.revision,

@@ -311,7 +311,17 @@ impl Orchestrator {
         spec: InstanceSpec,
         start: bool,
     ) -> Result<InstanceStatus, OrchestratorError> {
-        let status = self.create_unsaved(spec, start)?;
+        self.create_owned(spec, start, None).await
+    }
+
+    /// [`Orchestrator::create`] for an instance owned by a workspace.
+    pub async fn create_owned(
+        &self,
+        spec: InstanceSpec,
+        start: bool,
+        workspace: Option<String>,
+    ) -> Result<InstanceStatus, OrchestratorError> {
+        let status = self.create_unsaved(spec, start, workspace)?;
         self.flush().await?;
         Ok(status)
     }
@@ -320,6 +330,7 @@ impl Orchestrator {
         &self,
         spec: InstanceSpec,
         start: bool,
+        workspace: Option<String>,
     ) -> Result<InstanceStatus, OrchestratorError> {
         let mut registry = self.registry();
         let id = registry.admit(&spec.name, spec.project_path.as_ref())?;
@@ -347,7 +358,8 @@ impl Orchestrator {
         } else {
             InstanceState::Stopped
         };
-        let status = InstanceStatus::new(id, spec, InstanceKind::Managed, state, port);
+        let mut status = InstanceStatus::new(id, spec, InstanceKind::Managed, state, port);
+        status.workspace = workspace;
         Ok(self.launch(&mut registry, status, Origin::New(process)))
     }
 
@@ -585,8 +597,14 @@ impl Orchestrator {
         &self,
         key: &str,
         signal_external: bool,
+        force: bool,
     ) -> Result<InstanceStatus, OrchestratorError> {
         let handle = self.handle(key)?;
+        if let Some(workspace) = self.status_of(&handle.id)?.workspace.filter(|_| !force) {
+            return Err(OrchestratorError::FailedPrecondition(format!(
+                "owned by workspace {workspace}; edit its file (or force the delete)"
+            )));
+        }
         let status = send_command(&handle, |reply| Command::Delete {
             signal_external,
             reply,
@@ -638,6 +656,59 @@ impl Orchestrator {
         issues
     }
 
+    /// Replaces an instance's spec and restarts it with the new one; if the
+    /// new spec fails to start or to become ready, the previous spec is
+    /// restored and started again, and the error names both.
+    pub async fn reconfigure(
+        &self,
+        key: &str,
+        spec: InstanceSpec,
+    ) -> Result<InstanceStatus, OrchestratorError> {
+        let handle = self.handle(key)?;
+        let previous = self.status_of(&handle.id)?.spec;
+        let new = Arc::new(spec);
+        let started = match self
+            .call(&handle, |reply| Command::Reconfigure {
+                spec: new.clone(),
+                reply,
+            })
+            .await
+        {
+            Ok(_) => {
+                self.call(&handle, |reply| Command::Start {
+                    reason: Reason::ConfigChange,
+                    wait_ready: true,
+                    reply,
+                })
+                .await
+            }
+            Err(err) => Err(err),
+        };
+        let Err(err) = started else { return started };
+        self.call(&handle, |reply| Command::Reconfigure {
+            spec: previous.clone(),
+            reply,
+        })
+        .await?;
+        let restored = self
+            .call(&handle, |reply| Command::Start {
+                reason: Reason::ConfigChange,
+                wait_ready: true,
+                reply,
+            })
+            .await;
+        let outcome = match restored {
+            Ok(_) => "the previous spec was restored and runs again".to_owned(),
+            Err(again) => format!("the previous spec was restored but failed too: {again}"),
+        };
+        Err(OrchestratorError::FailedPrecondition(format!(
+            "{}: the new spec ({}) failed: {err}; {outcome} ({})",
+            new.name,
+            describe(&new),
+            describe(&previous)
+        )))
+    }
+
     /// Records activity on an instance.
     pub fn record_activity(&self, key: &str) -> Result<InstanceStatus, OrchestratorError> {
         let handle = self.handle(key)?;
@@ -647,6 +718,11 @@ impl Orchestrator {
 
     fn touch(&self, id: &str) {
         self.shared.board.touch(id, SystemTime::now());
+    }
+
+    /// Announces a workspace change on the event bus.
+    pub fn publish_workspace(&self, change: events::WorkspaceChange) {
+        self.shared.publish(events::Change::Workspace(change));
     }
 
     /// Subscribes to the event bus (see [`StatusBoard::subscribe`]).
@@ -726,6 +802,14 @@ impl Orchestrator {
             }
         }
     }
+}
+
+/// A short description of a spec for messages: its command line.
+fn describe(spec: &InstanceSpec) -> String {
+    std::iter::once(spec.command.as_str())
+        .chain(spec.args.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Sends a command to an actor and waits for its answer.

@@ -94,6 +94,8 @@ pub enum Reason {
     BreakerHalfOpen,
     /// Re-adopted, or found gone, by a daemon that started after a crash.
     DaemonRestart,
+    /// Its spec changed (workspace file edit).
+    ConfigChange,
 }
 
 /// The latest verdict of an instance's health check.

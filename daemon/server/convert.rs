@@ -10,7 +10,7 @@ use super::timestamp;
 use crate::{
     orchestrator::{
         OrchestratorError,
-        events::{Change, Event, Snapshot, SnapshotKind},
+        events::{Change, Event, Snapshot, SnapshotKind, WorkspaceDiff},
         spec::{
             HealthCheck, HttpTarget, InstanceSpec, PortChoice, Probe, RestartMode, RestartPolicy,
             SpecInput,
@@ -255,6 +255,7 @@ fn reason(reason: Reason) -> pb::TransitionReason {
         Reason::BreakerOpen => pb::TransitionReason::BreakerOpen,
         Reason::BreakerHalfOpen => pb::TransitionReason::BreakerHalfOpen,
         Reason::DaemonRestart => pb::TransitionReason::DaemonRestart,
+        Reason::ConfigChange => pb::TransitionReason::ConfigChange,
     }
 }
 
@@ -366,7 +367,8 @@ fn exit(exit: &Exit) -> pb::ExitStatus {
     }
 }
 
-fn spec_message(spec: &InstanceSpec) -> pb::InstanceSpec {
+/// The proto form of a spec.
+pub fn spec_message(spec: &InstanceSpec) -> pb::InstanceSpec {
     let port = match spec.port {
         PortChoice::None => None,
         PortChoice::Auto => Some(pb::PortRequest {
@@ -480,6 +482,23 @@ pub fn event(event: &Event) -> pb::StatusEvent {
                 workspace: status.workspace.clone().unwrap_or_default(),
             })
         }
+        Change::Workspace(change) => match &change.diff {
+            Some(diff) => pb::status_event::Change::WorkspaceApplied(pb::WorkspaceApplied {
+                workspace: Some(pb::Workspace {
+                    name: change.name.clone(),
+                    file: change.file.display().to_string(),
+                    last_applied_at: time(event.time),
+                    last_errors: change.errors.clone(),
+                    instance_count: 0,
+                }),
+                diff: Some(workspace_diff(diff)),
+            }),
+            None => pb::status_event::Change::WorkspaceRejected(pb::WorkspaceRejected {
+                workspace: change.name.clone(),
+                file: change.file.display().to_string(),
+                errors: change.errors.clone(),
+            }),
+        },
     };
     pb::StatusEvent {
         revision: event.revision,
@@ -506,5 +525,15 @@ pub fn inconsistency(issue: &Issue) -> pb::Inconsistency {
         description: issue.description.clone(),
         remedy: issue.remedy.clone(),
         fixed: issue.fixed,
+    }
+}
+
+/// The proto form of a workspace diff.
+pub fn workspace_diff(diff: &WorkspaceDiff) -> pb::WorkspaceDiff {
+    pb::WorkspaceDiff {
+        created: diff.created.clone(),
+        deleted: diff.deleted.clone(),
+        changed: diff.changed.clone(),
+        unchanged: diff.unchanged.clone(),
     }
 }

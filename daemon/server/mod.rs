@@ -37,6 +37,7 @@ use crate::{
         v1::{orchestrator_server::OrchestratorServer, sync_server::SyncServer},
     },
     store::{self, Store},
+    workspaces::Workspaces,
 };
 use access::Gate;
 
@@ -121,6 +122,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
 
     let stop = CancellationToken::new();
+    let workspaces = Workspaces::start(config.workspaces_dir.clone(), orchestrator.clone())
+        .map_err(|err| {
+            ConfigError::new(
+                crate::config::setting::WORKSPACES_DIR,
+                format!("cannot watch {}: {err}", config.workspaces_dir.display()),
+            )
+        })?;
     let config_keeps_instances = config.keep_instances_on_exit;
     let info = Arc::new(DaemonInfo {
         started_at: SystemTime::now(),
@@ -140,6 +148,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             OrchestratorServer::new(orchestrator::OrchestratorApi::new(
                 info.clone(),
                 orchestrator.clone(),
+                workspaces,
                 stop.clone(),
             )),
             gate.clone(),

@@ -11,21 +11,19 @@ use tonic::{Request, Response, Status, codegen::BoxStream};
 use super::{
     DaemonInfo,
     convert::{self, instance_key, invalid},
-    not_yet,
 };
 use crate::{
     orchestrator::{
         ExternalInput, ListFilter, Orchestrator, OrchestratorError,
-        events::{Event, Start},
+        events::{Change, Event, Start},
         logs::{self, Stream},
         spec,
         status::{InstanceState, InstanceStatus},
     },
     proto::v1::{self as pb, orchestrator_server::Orchestrator as OrchestratorRpc},
+    workspaces::{ApplyError, WorkspaceStatus, Workspaces},
 };
 
-/// What the workspace RPCs need.
-const WORKSPACES: &str = "declarative workspaces";
 /// Most events sent in one WatchStatus message.
 const EVENT_BATCH: usize = 256;
 /// Most log lines sent in one StreamLogs message.
@@ -37,6 +35,7 @@ const LOG_POLL: Duration = Duration::from_millis(100);
 pub(crate) struct OrchestratorApi {
     info: Arc<DaemonInfo>,
     orchestrator: Arc<Orchestrator>,
+    workspaces: Arc<Workspaces>,
     /// Cancelled at shutdown: ends every stream.
     stop: CancellationToken,
 }
@@ -45,11 +44,13 @@ impl OrchestratorApi {
     pub(crate) fn new(
         info: Arc<DaemonInfo>,
         orchestrator: Arc<Orchestrator>,
+        workspaces: Arc<Workspaces>,
         stop: CancellationToken,
     ) -> Self {
         Self {
             info,
             orchestrator,
+            workspaces,
             stop,
         }
     }
@@ -81,6 +82,18 @@ impl OrchestratorApi {
             max_instances: config.max_instances,
             sync_root: config.sync_root.display().to_string(),
             workspaces_dir: config.workspaces_dir.display().to_string(),
+        }
+    }
+}
+
+impl OrchestratorApi {
+    fn workspace(&self, name: &str, status: &WorkspaceStatus) -> pb::Workspace {
+        pb::Workspace {
+            name: name.to_owned(),
+            file: status.file.display().to_string(),
+            last_applied_at: status.last_applied_at.map(super::timestamp),
+            last_errors: status.last_errors.clone(),
+            instance_count: self.workspaces.instance_count(name) as u32,
         }
     }
 }
@@ -214,7 +227,7 @@ impl OrchestratorRpc for OrchestratorApi {
         let key = instance_key("instance", &request.instance)?;
         let result = self
             .orchestrator
-            .delete_instance(key, request.signal_external)
+            .delete_instance(key, request.signal_external, request.force)
             .await;
         Ok(Response::new(pb::DeleteInstanceResponse {
             instance: Some(reply_instance(result)?),
@@ -388,21 +401,81 @@ impl OrchestratorRpc for OrchestratorApi {
         &self,
         _: Request<pb::ListWorkspacesRequest>,
     ) -> Reply<pb::ListWorkspacesResponse> {
-        Err(not_yet("ListWorkspaces", WORKSPACES))
+        let workspaces = self
+            .workspaces
+            .list()
+            .iter()
+            .map(|(name, status)| self.workspace(name, status))
+            .collect();
+        Ok(Response::new(pb::ListWorkspacesResponse { workspaces }))
     }
 
     async fn get_workspace(
         &self,
-        _: Request<pb::GetWorkspaceRequest>,
+        request: Request<pb::GetWorkspaceRequest>,
     ) -> Reply<pb::GetWorkspaceResponse> {
-        Err(not_yet("GetWorkspace", WORKSPACES))
+        let name = request.into_inner().name;
+        if name.is_empty() {
+            return Err(invalid("name", "must name a workspace"));
+        }
+        let all = self.workspaces.list();
+        let status = all
+            .get(&name)
+            .ok_or_else(|| Status::not_found(format!("no workspace {name:?}")))?;
+        let definition = status
+            .definition
+            .as_ref()
+            .map(|workspace| pb::WorkspaceDefinition {
+                defaults: Some(pb::WorkspaceDefaults {
+                    env: workspace.defaults.env.clone().into_iter().collect(),
+                    labels: workspace.defaults.labels.clone().into_iter().collect(),
+                    health: None,
+                    restart: None,
+                }),
+                instances: workspace
+                    .instances
+                    .iter()
+                    .map(convert::spec_message)
+                    .collect(),
+            });
+        Ok(Response::new(pb::GetWorkspaceResponse {
+            workspace: Some(self.workspace(&name, status)),
+            definition,
+        }))
     }
 
     async fn apply_workspace(
         &self,
-        _: Request<pb::ApplyWorkspaceRequest>,
+        request: Request<pb::ApplyWorkspaceRequest>,
     ) -> Reply<pb::ApplyWorkspaceResponse> {
-        Err(not_yet("ApplyWorkspace", WORKSPACES))
+        let request = request.into_inner();
+        let source = match request.source {
+            Some(pb::apply_workspace_request::Source::Name(name)) if !name.is_empty() => name,
+            Some(pb::apply_workspace_request::Source::File(file)) if file.starts_with('/') => file,
+            Some(pb::apply_workspace_request::Source::File(file)) => {
+                return Err(invalid("file", format!("{file:?} is not an absolute path")));
+            }
+            _ => {
+                return Err(invalid(
+                    "source",
+                    "give a workspace name or an absolute file path",
+                ));
+            }
+        };
+        let (name, diff) = self
+            .workspaces
+            .apply(&source, request.dry_run)
+            .await
+            .map_err(|err| match err {
+                ApplyError::Invalid(errors) => Status::invalid_argument(errors.join("; ")),
+                ApplyError::NotFound(message) => Status::not_found(message),
+            })?;
+        let status = self.workspaces.list().remove(&name).unwrap_or_default();
+        Ok(Response::new(pb::ApplyWorkspaceResponse {
+            workspace: Some(self.workspace(&name, &status)),
+            diff: Some(convert::workspace_diff(&diff)),
+            applied: !request.dry_run,
+        }))
     }
 }
 
@@ -457,10 +530,15 @@ impl WatchFilter {
     }
 
     fn event(&self, event: &Event) -> bool {
-        let status = event.change.status();
         match &event.change {
-            crate::orchestrator::events::Change::Instance { .. } => self.snapshot(status),
-            crate::orchestrator::events::Change::Deleted { .. } => self.instance(status),
+            Change::Instance { status, .. } => self.snapshot(status),
+            Change::Deleted { status } => self.instance(status),
+            // Workspace events concern no single instance or state.
+            Change::Workspace(change) => {
+                self.instances.is_empty()
+                    && self.states.is_empty()
+                    && (self.workspaces.is_empty() || self.workspaces.contains(&change.name))
+            }
         }
     }
 }

@@ -172,6 +172,8 @@ pub fn daemon_command(data_dir: &Path, socket: &Path) -> Command {
         .arg(data_dir)
         .arg("--socket")
         .arg(socket)
+        .arg("--workspaces-dir")
+        .arg(data_dir.with_file_name("workspaces"))
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -13,3 +13,4 @@ mod serving;
 mod socket;
 mod tcp;
 mod watch;
+mod workspaces;

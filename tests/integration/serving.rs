@@ -1,9 +1,7 @@
 //! The daemon serves its contract: health, GetDaemonStatus, honest
 //! UNIMPLEMENTED answers, and outpostctl's view of it.
 
-use outpost::proto::v1::{
-    GetDaemonStatusRequest, InstanceState, ListTemplateSetsRequest, ListWorkspacesRequest,
-};
+use outpost::proto::v1::{GetDaemonStatusRequest, InstanceState, ListTemplateSetsRequest};
 use tonic::Code;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 
@@ -72,17 +70,6 @@ async fn daemon_status_describes_this_daemon() {
 async fn unbuilt_rpcs_answer_unimplemented_naming_the_capability() {
     let daemon = Daemon::start();
     let connection = daemon.connect().await;
-    let status = connection
-        .orchestrator()
-        .list_workspaces(ListWorkspacesRequest {})
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::Unimplemented);
-    assert!(
-        status.message().contains("declarative workspaces"),
-        "{}",
-        status.message()
-    );
     let status = connection
         .sync()
         .list_template_sets(ListTemplateSetsRequest {})

@@ -1,0 +1,475 @@
+//! The workspace file format (TOML or JSON, one structure) and its
+//! validation into instance specs. Shared by the daemon and by
+//! `outpostctl workspace check`, so both report the same problems.
+//!
+//! ```toml
+//! [defaults]                 # merged into every instance
+//! restart = "on-failure"
+//! env = { RUST_LOG = "info" }
+//!
+//! [instances.web]            # API name "<workspace>.web" unless `name` is set
+//! command = ["python3", "-m", "http.server", "{port}"]
+//! project = "/srv/site"
+//! port = "auto"              # or a number, or omitted
+//! health = { http = "/" }
+//! ```
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::Deserialize;
+
+use crate::orchestrator::spec::{
+    HealthCheck, HttpTarget, InstanceSpec, PortChoice, Probe, RestartMode, RestartPolicy,
+    SpecInput, validate_name,
+};
+
+/// Values merged into every instance of a workspace.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// Environment under each instance's own.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Labels under each instance's own.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Health check for instances that declare none.
+    pub health: Option<HealthEntry>,
+    /// "never", "on-failure" or "always".
+    pub restart: Option<String>,
+    /// Restarts in a row before the breaker opens.
+    pub max_restarts: Option<u32>,
+    /// "MIN..MAX", e.g. "1s..16s".
+    pub backoff: Option<String>,
+    /// Healthy time that resets the failure count.
+    pub reset_after: Option<String>,
+    /// Time the open breaker waits.
+    pub cooldown: Option<String>,
+}
+
+/// The restart settings of an instance or of the defaults.
+struct RestartEntry<'a> {
+    restart: Option<&'a String>,
+    max_restarts: Option<u32>,
+    backoff: Option<&'a String>,
+    reset_after: Option<&'a String>,
+    cooldown: Option<&'a String>,
+}
+
+/// Gives the restart settings of a file section.
+macro_rules! restart_entry {
+    ($section:expr) => {
+        RestartEntry {
+            restart: $section.restart.as_ref(),
+            max_restarts: $section.max_restarts,
+            backoff: $section.backoff.as_ref(),
+            reset_after: $section.reset_after.as_ref(),
+            cooldown: $section.cooldown.as_ref(),
+        }
+    };
+}
+
+/// A health check as written in a file: exactly one of tcp, http, exec.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthEntry {
+    /// `true` for the instance's port, or a port number.
+    pub tcp: Option<TcpEntry>,
+    /// A path on the instance's port ("/healthz") or an http:// URL.
+    pub http: Option<String>,
+    /// A shell command.
+    pub exec: Option<String>,
+    /// Time between checks.
+    pub interval: Option<String>,
+    /// Limit of one check.
+    pub timeout: Option<String>,
+    /// Failures in a row that make a running instance unhealthy.
+    pub failures: Option<u32>,
+    /// Successes in a row that make it healthy again.
+    pub successes: Option<u32>,
+}
+
+/// `tcp = true` or `tcp = 5432`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum TcpEntry {
+    /// The instance's own port.
+    Own(bool),
+    /// A given port.
+    Port(u32),
+}
+
+/// `port = "auto"` or `port = 8080`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum PortEntry {
+    /// A fixed port.
+    Number(i64),
+    /// "auto".
+    Word(String),
+}
+
+/// One instance as written in a file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceEntry {
+    /// API name; default `<workspace>.<key>`.
+    pub name: Option<String>,
+    /// Program and arguments; `{port}` is substituted.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Absolute project directory.
+    pub project: Option<String>,
+    /// Absolute working directory.
+    pub cwd: Option<String>,
+    /// "auto", a number, or omitted for none.
+    pub port: Option<PortEntry>,
+    /// Environment.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Health check.
+    pub health: Option<HealthEntry>,
+    /// "never", "on-failure" or "always".
+    pub restart: Option<String>,
+    /// Restarts in a row before the breaker opens.
+    pub max_restarts: Option<u32>,
+    /// "MIN..MAX", e.g. "1s..16s".
+    pub backoff: Option<String>,
+    /// Healthy time that resets the failure count.
+    pub reset_after: Option<String>,
+    /// Time the open breaker waits.
+    pub cooldown: Option<String>,
+    /// Stop after this long without activity.
+    pub idle_timeout: Option<String>,
+    /// Longest time to become ready.
+    pub startup_timeout: Option<String>,
+    /// Signal sent on stop.
+    pub stop_signal: Option<String>,
+    /// Time between the stop signal and SIGKILL.
+    pub stop_grace: Option<String>,
+}
+
+/// A workspace file as written.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceFile {
+    /// Shared values.
+    #[serde(default)]
+    pub defaults: Defaults,
+    /// Instances by key.
+    #[serde(default)]
+    pub instances: BTreeMap<String, InstanceEntry>,
+}
+
+/// A validated workspace.
+#[derive(Clone, Debug)]
+pub struct Workspace {
+    /// Its name (the file name without extension).
+    pub name: String,
+    /// The file it came from.
+    pub file: PathBuf,
+    /// Its defaults, as written.
+    pub defaults: Defaults,
+    /// Its instances, defaults merged, ordered by API name.
+    pub instances: Vec<InstanceSpec>,
+}
+
+/// The workspace name a file defines, if it is a workspace file at all
+/// (`NAME.toml` or `NAME.json`, not hidden, not an editor's backup).
+pub fn workspace_name(path: &Path) -> Option<String> {
+    let extension = path.extension()?.to_str()?;
+    if !matches!(extension, "toml" | "json") {
+        return None;
+    }
+    let stem = path.file_stem()?.to_str()?;
+    (!stem.starts_with('.')).then(|| stem.to_owned())
+}
+
+/// Reads and validates a workspace file. Every problem found is returned,
+/// each naming the file and the line or field.
+pub fn load(path: &Path) -> Result<Workspace, Vec<String>> {
+    let text =
+        std::fs::read_to_string(path).map_err(|err| vec![format!("{}: {err}", path.display())])?;
+    parse(path, &text)
+}
+
+/// Validates `text` as the workspace file `path`.
+pub fn parse(path: &Path, text: &str) -> Result<Workspace, Vec<String>> {
+    let at = |message: String| format!("{}: {message}", path.display());
+    let name = workspace_name(path)
+        .ok_or_else(|| vec![at("a workspace file is NAME.toml or NAME.json".to_owned())])?;
+    validate_name("workspace name", &name).map_err(|err| vec![at(err.to_string())])?;
+    let file: WorkspaceFile = if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(text).map_err(|err| vec![at(err.to_string())])?
+    } else {
+        toml::from_str(text)
+            .map_err(|err| vec![at(err.to_string().trim_end().replace('\n', " "))])?
+    };
+    let mut errors = Vec::new();
+    let mut instances: Vec<InstanceSpec> = Vec::new();
+    for (key, entry) in &file.instances {
+        match instance(&name, key, entry, &file.defaults) {
+            Ok(spec) if instances.iter().any(|other| other.name == spec.name) => {
+                errors.push(at(format!(
+                    "instances.{key}: the name {:?} is used twice",
+                    spec.name
+                )));
+            }
+            Ok(spec) => instances.push(spec),
+            Err(message) => errors.push(at(format!("instances.{key}: {message}"))),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    instances.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Workspace {
+        name,
+        file: path.to_owned(),
+        defaults: file.defaults,
+        instances,
+    })
+}
+
+fn duration(field: &str, text: Option<&String>) -> Result<Option<Duration>, String> {
+    text.map(|text| {
+        humantime::parse_duration(text)
+            .map_err(|_| format!("{field}: {text:?} is not a duration (like 500ms, 30s, 5m)"))
+    })
+    .transpose()
+}
+
+/// Builds and validates one instance spec, defaults merged.
+fn instance(
+    workspace: &str,
+    key: &str,
+    entry: &InstanceEntry,
+    defaults: &Defaults,
+) -> Result<InstanceSpec, String> {
+    let (program, args) = entry
+        .command
+        .split_first()
+        .ok_or("command: must name a program")?;
+    let port = match &entry.port {
+        None => PortChoice::None,
+        Some(PortEntry::Word(word)) if word == "auto" => PortChoice::Auto,
+        Some(PortEntry::Number(number)) => match u16::try_from(*number) {
+            Ok(port) if port > 0 => PortChoice::Fixed(port),
+            _ => return Err(format!("port: {number} is not a port from 1 to 65535")),
+        },
+        Some(PortEntry::Word(word)) => {
+            return Err(format!("port: {word:?} is neither \"auto\" nor a number"));
+        }
+    };
+    let mut env = defaults.env.clone();
+    env.extend(entry.env.clone());
+    let mut labels = defaults.labels.clone();
+    labels.extend(entry.labels.clone());
+    let health = match entry.health.as_ref().or(defaults.health.as_ref()) {
+        Some(health) => health_check(health)?,
+        None => HealthCheck::default(),
+    };
+    let restart = restart_policy(&restart_entry!(entry), &restart_entry!(defaults))?;
+    let input = SpecInput {
+        name: entry
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{workspace}.{key}")),
+        project_path: entry.project.clone().unwrap_or_default(),
+        command: program.clone(),
+        args: args.to_vec(),
+        env,
+        working_dir: entry.cwd.clone().unwrap_or_default(),
+        port,
+        stop_signal: entry.stop_signal.clone().unwrap_or_default(),
+        stop_grace: duration("stop_grace", entry.stop_grace.as_ref())?,
+        labels,
+        health,
+        restart,
+        idle_timeout: duration("idle_timeout", entry.idle_timeout.as_ref())?,
+        startup_timeout: duration("startup_timeout", entry.startup_timeout.as_ref())?,
+    };
+    InstanceSpec::validate(input).map_err(|err| err.to_string().replacen("spec.", "", 1))
+}
+
+fn health_check(entry: &HealthEntry) -> Result<HealthCheck, String> {
+    let defaults = HealthCheck::default();
+    let kinds = [
+        entry.tcp.is_some(),
+        entry.http.is_some(),
+        entry.exec.is_some(),
+    ];
+    if kinds.iter().filter(|&&set| set).count() != 1 {
+        return Err("health: give exactly one of tcp, http or exec".to_owned());
+    }
+    let probe = if let Some(tcp) = &entry.tcp {
+        let port = match tcp {
+            TcpEntry::Own(true) => None,
+            TcpEntry::Own(false) => return Err("health.tcp: use true or a port number".to_owned()),
+            TcpEntry::Port(port) => Some(
+                u16::try_from(*port)
+                    .ok()
+                    .filter(|&p| p > 0)
+                    .ok_or_else(|| format!("health.tcp: {port} is not a port from 1 to 65535"))?,
+            ),
+        };
+        Probe::Tcp {
+            host: "127.0.0.1".to_owned(),
+            port,
+        }
+    } else if let Some(http) = &entry.http {
+        Probe::Http {
+            target: if http.starts_with("http://") {
+                HttpTarget::Url(http.clone())
+            } else {
+                HttpTarget::Path(http.clone())
+            },
+        }
+    } else {
+        let command = entry.exec.clone().unwrap_or_default();
+        Probe::Exec {
+            command: vec!["sh".to_owned(), "-c".to_owned(), command],
+        }
+    };
+    Ok(HealthCheck {
+        probe,
+        interval: duration("health.interval", entry.interval.as_ref())?
+            .unwrap_or(defaults.interval),
+        timeout: duration("health.timeout", entry.timeout.as_ref())?.unwrap_or(defaults.timeout),
+        failure_threshold: entry.failures.unwrap_or(defaults.failure_threshold),
+        success_threshold: entry.successes.unwrap_or(defaults.success_threshold),
+    })
+}
+
+fn restart_policy(
+    entry: &RestartEntry<'_>,
+    defaults: &RestartEntry<'_>,
+) -> Result<RestartPolicy, String> {
+    let base = RestartPolicy::default();
+    let mode = match entry.restart.or(defaults.restart).map(String::as_str) {
+        None | Some("never") => RestartMode::Never,
+        Some("on-failure") => RestartMode::OnFailure,
+        Some("always") => RestartMode::Always,
+        Some(other) => {
+            return Err(format!(
+                "restart: {other:?} is not never, on-failure or always"
+            ));
+        }
+    };
+    let (initial_delay, max_delay) = match entry.backoff.or(defaults.backoff) {
+        None => (base.initial_delay, base.max_delay),
+        Some(range) => {
+            let (first, last) = range
+                .split_once("..")
+                .ok_or_else(|| format!("backoff: {range:?} is not MIN..MAX, e.g. 1s..16s"))?;
+            let first = first.to_owned();
+            let last = last.to_owned();
+            (
+                duration("backoff", Some(&first))?.unwrap_or_default(),
+                duration("backoff", Some(&last))?.unwrap_or_default(),
+            )
+        }
+    };
+    Ok(RestartPolicy {
+        mode,
+        initial_delay,
+        max_delay,
+        max_restarts: entry
+            .max_restarts
+            .or(defaults.max_restarts)
+            .unwrap_or(base.max_restarts),
+        reset_after: duration("reset_after", entry.reset_after.or(defaults.reset_after))?
+            .unwrap_or(base.reset_after),
+        cooldown: duration("cooldown", entry.cooldown.or(defaults.cooldown))?
+            .unwrap_or(base.cooldown),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_toml(text: &str) -> Result<Workspace, Vec<String>> {
+        parse(Path::new("/w/shop.toml"), text)
+    }
+
+    #[test]
+    fn defaults_merge_and_names_are_prefixed() {
+        let workspace = parse_toml(
+            r#"
+            [defaults]
+            restart = "on-failure"
+            env = { RUST_LOG = "info", MODE = "dev" }
+
+            [instances.web]
+            command = ["python3", "-m", "http.server", "{port}"]
+            port = "auto"
+            env = { MODE = "web" }
+            health = { http = "/" }
+            "#,
+        )
+        .unwrap();
+        let web = &workspace.instances[0];
+        assert_eq!(web.name, "shop.web");
+        assert_eq!(web.env["RUST_LOG"], "info");
+        assert_eq!(web.env["MODE"], "web");
+        assert_eq!(web.restart.mode, RestartMode::OnFailure);
+        assert_eq!(web.port, PortChoice::Auto);
+    }
+
+    #[test]
+    fn problems_name_the_line_or_field() {
+        let syntax = parse_toml("[instances.web\ncommand = [\"x\"]").unwrap_err();
+        assert!(syntax[0].contains("line 1"), "{syntax:?}");
+        let unknown =
+            parse_toml("[instances.web]\ncommand = [\"x\"]\ncolour = \"red\"").unwrap_err();
+        assert!(
+            unknown[0].contains("colour") && unknown[0].contains("line 3"),
+            "{unknown:?}"
+        );
+        let negative =
+            parse_toml("[instances.web]\ncommand = [\"x\"]\nidle_timeout = \"-1s\"").unwrap_err();
+        assert!(
+            negative[0].contains("instances.web: idle_timeout"),
+            "{negative:?}"
+        );
+        let duplicate = parse_toml(
+            "[instances.a]\ncommand = [\"x\"]\nname = \"same\"\n[instances.b]\ncommand = [\"x\"]\nname = \"same\"",
+        )
+        .unwrap_err();
+        assert!(duplicate[0].contains("used twice"), "{duplicate:?}");
+        let json = parse(
+            Path::new("/w/shop.json"),
+            "{\"instances\": {\"web\": {\"comand\": []}}}",
+        )
+        .unwrap_err();
+        assert!(
+            json[0].contains("comand") && json[0].contains("line 1"),
+            "{json:?}"
+        );
+    }
+
+    #[test]
+    fn only_workspace_files_count() {
+        assert_eq!(
+            workspace_name(Path::new("/w/shop.toml")).as_deref(),
+            Some("shop")
+        );
+        for other in [
+            "/w/.shop.toml.swp",
+            "/w/shop.toml~",
+            "/w/.hidden.toml",
+            "/w/4913",
+            "/w/shop.yaml",
+        ] {
+            assert_eq!(workspace_name(Path::new(other)), None, "{other}");
+        }
+    }
+}
