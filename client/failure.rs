@@ -23,6 +23,8 @@ pub enum Failure {
     Rpc(tonic::Status),
     /// Writing the output failed.
     Output(io::Error),
+    /// Input (a file, stdin) could not be read.
+    Input(String),
 }
 
 impl From<tonic::Status> for Failure {
@@ -49,6 +51,7 @@ impl fmt::Display for Failure {
             }
             Self::Rpc(status) => write_status(f, status),
             Self::Output(err) => write!(f, "cannot write output: {err}"),
+            Self::Input(message) => f.write_str(message),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! `outpostctl`: drives an outpost daemon over its Unix socket or TCP.
 
+mod content;
 mod daemon;
 mod failure;
 mod instances;
@@ -167,6 +168,12 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         since: u64,
     },
+    /// Templates in template sets: ls [SET], get SET TITLE, put SET TITLE, rm SET TITLE
+    #[command(subcommand)]
+    Template(content::ContentCommand),
+    /// Stylesheets in themes: ls [THEME], get THEME NAME, put THEME NAME, rm THEME NAME
+    #[command(subcommand)]
+    Stylesheet(content::ContentCommand),
     /// Declarative workspaces: ls, show, apply, check
     #[command(subcommand)]
     Workspace(workspaces::WorkspaceCommand),
@@ -279,6 +286,12 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Validate { fix } => daemon::validate(&connection, fix, json).await,
         Command::Workspace(command) => workspaces::run(&connection, json, command).await,
+        Command::Template(command) => {
+            content::run(&connection, json, content::Content::Templates, command).await
+        }
+        Command::Stylesheet(command) => {
+            content::run(&connection, json, content::Content::Stylesheets, command).await
+        }
         Command::Status => daemon::status(&connection, json).await,
         Command::Health { service } => daemon::health(&connection, service, json).await,
         Command::Completions { .. } => unreachable!("handled before connecting"),

@@ -13,6 +13,7 @@ pub mod paths;
 pub mod proto;
 pub mod server;
 pub mod store;
+pub mod sync;
 pub mod token;
 pub mod workspace_file;
 pub mod workspaces;

@@ -238,7 +238,10 @@ pub struct Orchestrator {
 impl Orchestrator {
     /// Makes the daemon a subreaper, starts the reaper and log rotation.
     /// Must be called inside the tokio runtime.
-    pub async fn start(config: OrchestratorConfig, store: Store) -> Result<Arc<Self>, StartError> {
+    pub async fn start(
+        config: OrchestratorConfig,
+        store: Arc<Store>,
+    ) -> Result<Arc<Self>, StartError> {
         let logs_root = config.data_dir.join("logs");
         std::fs::create_dir_all(&logs_root).map_err(StartError::Io)?;
         let stored = store.load().await?;
@@ -246,7 +249,7 @@ impl Orchestrator {
         let orchestrator = Arc::new(Self {
             shared: Arc::new(Shared {
                 board: StatusBoard::default(),
-                writer: StoreWriter::start(Arc::new(store), boot_id.clone()),
+                writer: StoreWriter::start(store, boot_id.clone()),
                 reaper: Reaper::start().map_err(StartError::Io)?,
                 logs_root,
                 data_dir: config.data_dir,

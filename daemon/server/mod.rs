@@ -43,6 +43,8 @@ use access::Gate;
 
 /// How long in-flight calls may take to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest request the Sync service decodes (content is limited to less).
+const MAX_REQUEST: usize = 16 << 20;
 /// How long idle connections get to close after GOAWAY before they are
 /// dropped.
 const CLOSE_GRACE: Duration = Duration::from_millis(200);
@@ -85,16 +87,18 @@ pub(crate) struct DaemonInfo {
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
     let _data_lock = listeners::lock_data_dir(&config.data_dir)?;
     // Recover before serving: re-adopt what an earlier daemon left running.
-    let store = Store::open(&config.data_dir.join(store::FILE_NAME))
-        .await
-        .map_err(StartError::from)?;
+    let store = Arc::new(
+        Store::open(&config.data_dir.join(store::FILE_NAME))
+            .await
+            .map_err(StartError::from)?,
+    );
     let orchestrator = Orchestrator::start(
         OrchestratorConfig {
             data_dir: config.data_dir.clone(),
             port_range: config.port_range,
             max_instances: config.max_instances,
         },
-        store,
+        store.clone(),
     )
     .await?;
     let (unix_listener, socket_file) = listeners::bind_unix(&config.socket)?;
@@ -114,7 +118,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     );
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let orchestrator_name = <OrchestratorServer<orchestrator::OrchestratorApi>>::NAME;
-    let sync_name = <SyncServer<sync::SyncApi>>::NAME;
+    let sync_name = <SyncServer<sync::SyncApi<Store>>>::NAME;
     for name in [orchestrator_name, sync_name] {
         health_reporter
             .set_service_status(name, ServingStatus::Serving)
@@ -153,7 +157,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             )),
             gate.clone(),
         ))
-        .add_service(guarded(SyncServer::new(sync::SyncApi), gate));
+        // Content larger than the store accepts must still arrive, so that
+        // the answer names the limit rather than the transport's.
+        .add_service(guarded(
+            SyncServer::new(sync::SyncApi::new(store)).max_decoding_message_size(MAX_REQUEST),
+            gate,
+        ));
 
     let mut servers = JoinSet::new();
     servers.spawn(router.clone().serve_with_incoming_shutdown(

@@ -10,6 +10,7 @@
 //! refused with an error naming it: the daemon never starts empty and
 //! forgets running instances.
 
+pub mod content;
 pub mod writer;
 
 use std::{
@@ -175,6 +176,11 @@ impl Store {
             pool,
             path: path.to_owned(),
         })
+    }
+
+    /// The connection pool (one connection, shared by every user).
+    fn pool(&self) -> &SqlitePool {
+        &self.pool
     }
 
     /// The database file.

@@ -4,6 +4,7 @@
 
 mod cli;
 mod config;
+mod content;
 mod harness;
 mod instances;
 mod policies;

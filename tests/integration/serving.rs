@@ -1,7 +1,7 @@
 //! The daemon serves its contract: health, GetDaemonStatus, honest
 //! UNIMPLEMENTED answers, and outpostctl's view of it.
 
-use outpost::proto::v1::{GetDaemonStatusRequest, InstanceState, ListTemplateSetsRequest};
+use outpost::proto::v1::{ExportTemplatesRequest, GetDaemonStatusRequest, InstanceState};
 use tonic::Code;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 
@@ -72,12 +72,16 @@ async fn unbuilt_rpcs_answer_unimplemented_naming_the_capability() {
     let connection = daemon.connect().await;
     let status = connection
         .sync()
-        .list_template_sets(ListTemplateSetsRequest {})
+        .export_templates(ExportTemplatesRequest {
+            set: "Default".to_owned(),
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented);
     assert!(
-        status.message().contains("content store"),
+        status
+            .message()
+            .contains("atomic template and stylesheet export"),
         "{}",
         status.message()
     );

@@ -1,0 +1,248 @@
+//! The daemon's own content database: [`ContentStore`] over the SQLite
+//! state database. Templates and stylesheets share one code path; only the
+//! table and column names differ.
+
+use std::time::SystemTime;
+
+// Dynamic SQL here only ever splices the constant table and column names
+// of `tables`; every value is bound.
+use sqlx::{AssertSqlSafe, Row, sqlite::SqliteRow};
+
+use super::{Store, from_millis, millis};
+use crate::sync::{Collection, ContentError, ContentStore, Item, Key, Kind, sha256};
+
+/// Where one kind of content lives.
+struct Tables {
+    collections: &'static str,
+    items: &'static str,
+    collection: &'static str,
+    name: &'static str,
+}
+
+fn tables(kind: Kind) -> Tables {
+    match kind {
+        Kind::Template => Tables {
+            collections: "template_sets",
+            items: "templates",
+            collection: "set_name",
+            name: "title",
+        },
+        Kind::Stylesheet => Tables {
+            collections: "themes",
+            items: "stylesheets",
+            collection: "theme",
+            name: "name",
+        },
+    }
+}
+
+impl Store {
+    fn storage(&self, err: sqlx::Error) -> ContentError {
+        ContentError::Storage(format!(
+            "cannot use the state database {}: {err}",
+            self.path().display()
+        ))
+    }
+}
+
+fn item(kind: Kind, collection: &str, row: &SqliteRow, with_content: bool) -> Item {
+    let content: String = row.get("content");
+    Item {
+        key: Key {
+            kind,
+            collection: collection.to_owned(),
+            name: row.get("item"),
+        },
+        size: content.len() as u64,
+        sha256: sha256(&content),
+        content: if with_content { content } else { String::new() },
+        version: row.get::<i64, _>("version") as u64,
+        updated_at: from_millis(row.get("updated_at")),
+    }
+}
+
+impl ContentStore for Store {
+    async fn collections(&self, kind: Kind) -> Result<Vec<Collection>, ContentError> {
+        let t = tables(kind);
+        let sql = format!(
+            "SELECT c.name AS name, COUNT(i.{name}) AS items, MAX(i.updated_at) AS updated_at \
+             FROM {collections} c LEFT JOIN {items} i ON i.{collection} = c.name GROUP BY c.name ORDER BY c.name",
+            name = t.name,
+            collections = t.collections,
+            items = t.items,
+            collection = t.collection
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .fetch_all(self.pool())
+            .await
+            .map_err(|e| self.storage(e))?;
+        Ok(rows
+            .iter()
+            .map(|row| Collection {
+                name: row.get("name"),
+                items: row.get::<i64, _>("items") as u32,
+                updated_at: row.get::<Option<i64>, _>("updated_at").map(from_millis),
+            })
+            .collect())
+    }
+
+    async fn items(
+        &self,
+        kind: Kind,
+        collection: &str,
+        with_content: bool,
+    ) -> Result<Vec<Item>, ContentError> {
+        let t = tables(kind);
+        let exists = sqlx::query(AssertSqlSafe(format!(
+            "SELECT 1 FROM {} WHERE name = ?",
+            t.collections
+        )))
+        .bind(collection)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(|e| self.storage(e))?;
+        if exists.is_none() {
+            return Err(ContentError::NotFound(format!(
+                "no {} {collection:?}",
+                collection_word(kind)
+            )));
+        }
+        let sql = format!(
+            "SELECT {name} AS item, content, version, updated_at FROM {items} WHERE {collection} = ? ORDER BY {name}",
+            name = t.name,
+            items = t.items,
+            collection = t.collection
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(collection)
+            .fetch_all(self.pool())
+            .await
+            .map_err(|e| self.storage(e))?;
+        Ok(rows
+            .iter()
+            .map(|row| item(kind, collection, row, with_content))
+            .collect())
+    }
+
+    async fn get(&self, key: &Key) -> Result<Item, ContentError> {
+        let t = tables(key.kind);
+        let sql = format!(
+            "SELECT {name} AS item, content, version, updated_at FROM {items} WHERE {collection} = ? AND {name} = ?",
+            name = t.name,
+            items = t.items,
+            collection = t.collection
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(&key.collection)
+            .bind(&key.name)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(|e| self.storage(e))?
+            .ok_or_else(|| ContentError::NotFound(format!("no {key}")))?;
+        Ok(item(key.kind, &key.collection, &row, true))
+    }
+
+    async fn put(
+        &self,
+        key: &Key,
+        content: &str,
+        expected: Option<u64>,
+    ) -> Result<(Item, bool), ContentError> {
+        let t = tables(key.kind);
+        let mut tx = self.pool().begin().await.map_err(|e| self.storage(e))?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT OR IGNORE INTO {} (name) VALUES (?)",
+            t.collections
+        )))
+        .bind(&key.collection)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.storage(e))?;
+        let current: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT version FROM {} WHERE {} = ? AND {} = ?",
+            t.items, t.collection, t.name
+        )))
+        .bind(&key.collection)
+        .bind(&key.name)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| self.storage(e))?;
+        let actual = current.unwrap_or(0) as u64;
+        if let Some(expected) = expected.filter(|&expected| expected != actual) {
+            return Err(ContentError::VersionMismatch {
+                key: key.to_string(),
+                expected,
+                actual,
+            });
+        }
+        let now = millis(SystemTime::now());
+        let version = actual + 1;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {items} ({collection}, {name}, content, version, updated_at) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT ({collection}, {name}) DO UPDATE SET content = excluded.content, \
+             version = excluded.version, updated_at = excluded.updated_at",
+            items = t.items,
+            collection = t.collection,
+            name = t.name
+        )))
+        .bind(&key.collection)
+        .bind(&key.name)
+        .bind(content)
+        .bind(version as i64)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.storage(e))?;
+        tx.commit().await.map_err(|e| self.storage(e))?;
+        let item = Item {
+            key: key.clone(),
+            content: content.to_owned(),
+            version,
+            updated_at: from_millis(now),
+            size: content.len() as u64,
+            sha256: sha256(content),
+        };
+        Ok((item, current.is_none()))
+    }
+
+    async fn delete(&self, key: &Key, expected: Option<u64>) -> Result<u64, ContentError> {
+        let t = tables(key.kind);
+        let mut tx = self.pool().begin().await.map_err(|e| self.storage(e))?;
+        let current: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT version FROM {} WHERE {} = ? AND {} = ?",
+            t.items, t.collection, t.name
+        )))
+        .bind(&key.collection)
+        .bind(&key.name)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| self.storage(e))?;
+        let actual = current.ok_or_else(|| ContentError::NotFound(format!("no {key}")))? as u64;
+        if let Some(expected) = expected.filter(|&expected| expected != actual) {
+            return Err(ContentError::VersionMismatch {
+                key: key.to_string(),
+                expected,
+                actual,
+            });
+        }
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {} WHERE {} = ? AND {} = ?",
+            t.items, t.collection, t.name
+        )))
+        .bind(&key.collection)
+        .bind(&key.name)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.storage(e))?;
+        tx.commit().await.map_err(|e| self.storage(e))?;
+        Ok(actual)
+    }
+}
+
+/// "template set" or "theme".
+fn collection_word(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Template => "template set",
+        Kind::Stylesheet => "theme",
+    }
+}

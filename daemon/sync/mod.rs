@@ -1,0 +1,201 @@
+//! Sync: database-held content — template sets of templates, themes of
+//! stylesheets — and its mirror on disk. This module holds the content
+//! model and the store interface; the database side is the daemon's SQLite
+//! (`store::content`), behind [`ContentStore`] so that another database
+//! (MyBB's MySQL) can take its place without touching the sync engine.
+
+pub mod names;
+
+use std::{future::Future, time::SystemTime};
+
+use sha2::{Digest, Sha256};
+
+/// Largest content accepted, in bytes.
+pub const MAX_CONTENT: usize = 2 << 20;
+
+/// The two kinds of synced content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Templates, in template sets.
+    Template,
+    /// Stylesheets, in themes.
+    Stylesheet,
+}
+
+/// Names one piece of content.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Key {
+    /// Template or stylesheet.
+    pub kind: Kind,
+    /// The template set or theme.
+    pub collection: String,
+    /// The template's title or the stylesheet's name.
+    pub name: String,
+}
+
+/// One template or stylesheet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Item {
+    /// What it is.
+    pub key: Key,
+    /// Its content (empty in listings without content).
+    pub content: String,
+    /// Incremented on every change; the compare-and-swap token.
+    pub version: u64,
+    /// When it last changed.
+    pub updated_at: SystemTime,
+    /// Size of the content in bytes.
+    pub size: u64,
+    /// SHA-256 of the content, lowercase hex.
+    pub sha256: String,
+}
+
+/// A template set or theme.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Collection {
+    /// Its name.
+    pub name: String,
+    /// How many items it holds.
+    pub items: u32,
+    /// When any of its items last changed.
+    pub updated_at: Option<SystemTime>,
+}
+
+/// Why a content operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ContentError {
+    /// A name or the content is not acceptable.
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// The field, as named in the API.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// No such collection or item.
+    #[error("{0}")]
+    NotFound(String),
+    /// The compare-and-swap failed.
+    #[error("{key} is at version {actual}, not {expected}")]
+    VersionMismatch {
+        /// What was written to.
+        key: String,
+        /// The version the caller expected.
+        expected: u64,
+        /// The current version (0: it does not exist).
+        actual: u64,
+    },
+    /// The database failed.
+    #[error("{0}")]
+    Storage(String),
+}
+
+/// The database side of sync.
+pub trait ContentStore: Send + Sync + 'static {
+    /// Every collection of `kind`, by name.
+    fn collections(
+        &self,
+        kind: Kind,
+    ) -> impl Future<Output = Result<Vec<Collection>, ContentError>> + Send;
+    /// The items of a collection, by name; NotFound for an unknown one.
+    fn items(
+        &self,
+        kind: Kind,
+        collection: &str,
+        with_content: bool,
+    ) -> impl Future<Output = Result<Vec<Item>, ContentError>> + Send;
+    /// One item with its content.
+    fn get(&self, key: &Key) -> impl Future<Output = Result<Item, ContentError>> + Send;
+    /// Creates or replaces an item (creating its collection), if its current
+    /// version is `expected` (0: it must not exist) when given. Returns the
+    /// item and whether it was created.
+    fn put(
+        &self,
+        key: &Key,
+        content: &str,
+        expected: Option<u64>,
+    ) -> impl Future<Output = Result<(Item, bool), ContentError>> + Send;
+    /// Deletes an item if its version is `expected` when given; returns the
+    /// deleted version.
+    fn delete(
+        &self,
+        key: &Key,
+        expected: Option<u64>,
+    ) -> impl Future<Output = Result<u64, ContentError>> + Send;
+}
+
+/// SHA-256 of `content`, lowercase hex.
+pub fn sha256(content: &str) -> String {
+    Sha256::digest(content.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// Checks content before it may be stored.
+pub fn validate_content(content: &str) -> Result<(), ContentError> {
+    if content.is_empty() {
+        return Err(ContentError::Invalid {
+            field: "content",
+            reason: "must not be empty (delete the item instead)".to_owned(),
+        });
+    }
+    if content.len() > MAX_CONTENT {
+        return Err(ContentError::Invalid {
+            field: "content",
+            reason: format!(
+                "{} bytes is more than the {MAX_CONTENT} allowed",
+                content.len()
+            ),
+        });
+    }
+    if content.contains('\0') {
+        return Err(ContentError::Invalid {
+            field: "content",
+            reason: "must not contain NUL".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.kind {
+            Kind::Template => "template",
+            Kind::Stylesheet => "stylesheet",
+        };
+        write!(f, "{kind} {}/{}", self.collection, self.name)
+    }
+}
+
+/// A template's group: its title's prefix before the first '_', else
+/// "ungrouped".
+pub fn template_group(title: &str) -> &str {
+    match title.split_once('_') {
+        Some((group, _)) if !group.is_empty() => group,
+        _ => "ungrouped",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_come_from_the_title_prefix() {
+        assert_eq!(template_group("header_welcomeblock"), "header");
+        assert_eq!(template_group("index"), "ungrouped");
+        assert_eq!(template_group("_odd"), "ungrouped");
+    }
+
+    #[test]
+    fn content_limits() {
+        assert!(validate_content("x").is_ok());
+        assert!(validate_content("").is_err());
+        assert!(validate_content(&"x".repeat(MAX_CONTENT + 1)).is_err());
+        assert_eq!(
+            sha256("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
