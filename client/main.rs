@@ -174,6 +174,9 @@ enum Command {
     /// Stylesheets in themes: ls [THEME], get THEME NAME, put THEME NAME, rm THEME NAME
     #[command(subcommand)]
     Stylesheet(content::ContentCommand),
+    /// Template and stylesheet sync with files: export
+    #[command(subcommand)]
+    Sync(content::SyncCommand),
     /// Declarative workspaces: ls, show, apply, check
     #[command(subcommand)]
     Workspace(workspaces::WorkspaceCommand),
@@ -286,6 +289,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Validate { fix } => daemon::validate(&connection, fix, json).await,
         Command::Workspace(command) => workspaces::run(&connection, json, command).await,
+        Command::Sync(command) => content::sync(&connection, json, command).await,
         Command::Template(command) => {
             content::run(&connection, json, content::Content::Templates, command).await
         }

@@ -57,3 +57,9 @@ pub fn table<const N: usize>(rows: &[[String; N]]) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// A protobuf duration in milliseconds, e.g. "12.3ms".
+pub fn millis(duration: Option<&pbjson_types::Duration>) -> String {
+    let seconds = duration.map_or(0.0, |d| d.seconds as f64 + f64::from(d.nanos) / 1e9);
+    format!("{:.1}ms", seconds * 1000.0)
+}

@@ -133,6 +133,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 format!("cannot watch {}: {err}", config.workspaces_dir.display()),
             )
         })?;
+    let sync_root = config.sync_root.clone();
+    match crate::sync::atomic::remove_stale_temps(&sync_root) {
+        Ok(0) => {}
+        Ok(removed) => {
+            tracing::info!(removed, root = %sync_root.display(), "removed temp files of an interrupted export")
+        }
+        Err(err) => tracing::warn!(%err, root = %sync_root.display(), "cannot clean the sync root"),
+    }
     let config_keeps_instances = config.keep_instances_on_exit;
     let info = Arc::new(DaemonInfo {
         started_at: SystemTime::now(),
@@ -160,7 +168,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         // Content larger than the store accepts must still arrive, so that
         // the answer names the limit rather than the transport's.
         .add_service(guarded(
-            SyncServer::new(sync::SyncApi::new(store)).max_decoding_message_size(MAX_REQUEST),
+            SyncServer::new(sync::SyncApi::new(store.clone(), store, sync_root))
+                .max_decoding_message_size(MAX_REQUEST),
             gate,
         ));
 

@@ -2,18 +2,22 @@
 //! work against a [`ContentStore`]; export, the watcher and the reconciler
 //! do not exist yet, and their RPCs answer UNIMPLEMENTED naming them.
 
-use std::sync::Arc;
+use std::{path::PathBuf, sync::Arc};
 
 use tonic::{Request, Response, Status, codegen::BoxStream};
 
 use super::{not_yet, timestamp};
 use crate::{
     proto::v1::{self as pb, sync_server::Sync},
-    sync::{ContentError, ContentStore, Item, Key, Kind, names, template_group, validate_content},
+    store::Store,
+    sync::{
+        ContentError, ContentStore, Item, Key, Kind,
+        export::{ExportSummary, export},
+        gate::PauseGate,
+        names, template_group, validate_content,
+    },
 };
 
-/// Atomic exports.
-const EXPORT: &str = "atomic template and stylesheet export";
 /// The file watcher.
 const WATCHER: &str = "the sync file watcher";
 /// Three-way reconciliation.
@@ -21,12 +25,33 @@ const RECONCILER: &str = "the sync reconciler";
 
 /// Serves `outpost.v1.Sync` over a content store.
 pub(crate) struct SyncApi<S> {
+    /// The database side.
     store: Arc<S>,
+    /// The daemon's own database, which keeps the sync base state.
+    state: Arc<Store>,
+    /// The sync root.
+    root: PathBuf,
+    /// Pauses the watcher while exports run.
+    gate: PauseGate,
 }
 
 impl<S> SyncApi<S> {
-    pub(crate) fn new(store: Arc<S>) -> Self {
-        Self { store }
+    pub(crate) fn new(store: Arc<S>, state: Arc<Store>, root: PathBuf) -> Self {
+        Self {
+            store,
+            state,
+            root,
+            gate: PauseGate::default(),
+        }
+    }
+}
+
+fn summary(summary: ExportSummary) -> pb::ExportSummary {
+    pb::ExportSummary {
+        written: summary.written,
+        unchanged: summary.unchanged,
+        conflicts: summary.conflicts,
+        elapsed: Some(summary.elapsed.into()),
     }
 }
 
@@ -117,6 +142,26 @@ impl<S: ContentStore> SyncApi<S> {
     ) -> Result<(Item, bool), Status> {
         validate_content(content).map_err(status)?;
         self.store.put(key, content, expected).await.map_err(status)
+    }
+
+    async fn export(
+        &self,
+        kind: Kind,
+        field: &'static str,
+        collection: &str,
+    ) -> Result<pb::ExportSummary, Status> {
+        names::validate(field, collection).map_err(status)?;
+        export(
+            &*self.store,
+            &self.state,
+            &self.gate,
+            &self.root,
+            kind,
+            collection,
+        )
+        .await
+        .map(summary)
+        .map_err(status)
     }
 
     async fn items(
@@ -304,16 +349,26 @@ impl<S: ContentStore> Sync for SyncApi<S> {
 
     async fn export_templates(
         &self,
-        _: Request<pb::ExportTemplatesRequest>,
+        request: Request<pb::ExportTemplatesRequest>,
     ) -> Reply<pb::ExportTemplatesResponse> {
-        Err(not_yet("ExportTemplates", EXPORT))
+        let summary = self
+            .export(Kind::Template, "set", &request.into_inner().set)
+            .await?;
+        Ok(Response::new(pb::ExportTemplatesResponse {
+            summary: Some(summary),
+        }))
     }
 
     async fn export_stylesheets(
         &self,
-        _: Request<pb::ExportStylesheetsRequest>,
+        request: Request<pb::ExportStylesheetsRequest>,
     ) -> Reply<pb::ExportStylesheetsResponse> {
-        Err(not_yet("ExportStylesheets", EXPORT))
+        let summary = self
+            .export(Kind::Stylesheet, "theme", &request.into_inner().theme)
+            .await?;
+        Ok(Response::new(pb::ExportStylesheetsResponse {
+            summary: Some(summary),
+        }))
     }
 
     async fn rescan(&self, _: Request<pb::RescanRequest>) -> Reply<pb::RescanResponse> {

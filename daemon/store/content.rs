@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use sqlx::{AssertSqlSafe, Row, sqlite::SqliteRow};
 
 use super::{Store, from_millis, millis};
-use crate::sync::{Collection, ContentError, ContentStore, Item, Key, Kind, sha256};
+use crate::sync::{Collection, ContentError, ContentStore, Item, Key, Kind, export::Base, sha256};
 
 /// Where one kind of content lives.
 struct Tables {
@@ -244,5 +244,70 @@ fn collection_word(kind: Kind) -> &'static str {
     match kind {
         Kind::Template => "template set",
         Kind::Stylesheet => "theme",
+    }
+}
+
+/// The name a kind has in `sync_base`.
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Template => "template",
+        Kind::Stylesheet => "stylesheet",
+    }
+}
+
+impl Store {
+    /// The base state of every entity of a collection, by item name.
+    pub async fn bases(
+        &self,
+        kind: Kind,
+        collection: &str,
+    ) -> Result<std::collections::HashMap<String, Base>, ContentError> {
+        let rows = sqlx::query(
+            "SELECT name, sha256, db_version, file_size, file_mtime, file_inode FROM sync_base \
+             WHERE kind = ? AND collection = ?",
+        )
+        .bind(kind_name(kind))
+        .bind(collection)
+        .fetch_all(self.pool())
+        .await
+        .map_err(|e| self.storage(e))?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let base = Base {
+                    sha256: row.get("sha256"),
+                    db_version: row.get::<i64, _>("db_version") as u64,
+                    stat: (
+                        row.get::<i64, _>("file_size") as u64,
+                        row.get("file_mtime"),
+                        row.get::<i64, _>("file_inode") as u64,
+                    ),
+                };
+                (row.get("name"), base)
+            })
+            .collect())
+    }
+
+    /// Records what both sides agreed on, in one transaction.
+    pub async fn set_bases(&self, bases: &[(Key, Base)]) -> Result<(), ContentError> {
+        let mut tx = self.pool().begin().await.map_err(|e| self.storage(e))?;
+        for (key, base) in bases {
+            sqlx::query(
+                "INSERT OR REPLACE INTO sync_base (kind, collection, name, sha256, db_version, file_size, file_mtime, file_inode) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(kind_name(key.kind))
+            .bind(&key.collection)
+            .bind(&key.name)
+            .bind(&base.sha256)
+            .bind(base.db_version as i64)
+            .bind(base.stat.0 as i64)
+            .bind(base.stat.1)
+            .bind(base.stat.2 as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.storage(e))?;
+        }
+        tx.commit().await.map_err(|e| self.storage(e))
     }
 }

@@ -4,6 +4,10 @@
 //! (`store::content`), behind [`ContentStore`] so that another database
 //! (MyBB's MySQL) can take its place without touching the sync engine.
 
+pub mod atomic;
+pub mod export;
+pub mod gate;
+pub mod layout;
 pub mod names;
 
 use std::{future::Future, time::SystemTime};

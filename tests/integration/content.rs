@@ -8,7 +8,7 @@ use nix::sys::signal::Signal;
 use outpost::proto::v1 as pb;
 use tonic::Code;
 
-use crate::harness::{Daemon, START_DEADLINE, stderr, stdout};
+use crate::harness::{Daemon, START_DEADLINE, eventually, stderr, stdout};
 
 fn key(set: &str, title: &str) -> Option<pb::TemplateKey> {
     Some(pb::TemplateKey {
@@ -212,4 +212,210 @@ fn the_cli_puts_from_stdin_and_gets_the_exact_content_back() {
         "{}",
         stderr(&output)
     );
+}
+
+/// Every file under `dir`, recursively, relative to it.
+fn files(dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(current) = pending.pop() {
+        for entry in std::fs::read_dir(&current).into_iter().flatten().flatten() {
+            if entry.file_type().unwrap().is_dir() {
+                pending.push(entry.path());
+            } else {
+                found.push(
+                    entry
+                        .path()
+                        .strip_prefix(dir)
+                        .unwrap()
+                        .display()
+                        .to_string(),
+                );
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+async fn export(sync: &mut SyncClient, set: &str) -> pb::ExportSummary {
+    sync.export_templates(pb::ExportTemplatesRequest {
+        set: set.to_owned(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .summary
+    .unwrap()
+}
+
+type SyncClient = pb::sync_client::SyncClient<outpost::endpoint::AuthChannel>;
+
+#[tokio::test]
+async fn export_writes_whole_files_and_never_overwrites_a_disk_edit() {
+    let daemon = Daemon::start();
+    let mut sync = daemon.connect().await.sync();
+    for (title, content) in [
+        ("header_welcome", "<b>hi</b>"),
+        ("header_nav", "<nav/>"),
+        ("index", "<main/>"),
+    ] {
+        sync.put_template(put("Default", title, content, None))
+            .await
+            .unwrap();
+    }
+    let root = daemon
+        .data_dir
+        .join("sync")
+        .join("templates")
+        .join("Default");
+    let summary = export(&mut sync, "Default").await;
+    assert_eq!(
+        (summary.written, summary.unchanged, summary.conflicts),
+        (3, 0, 0)
+    );
+    assert_eq!(
+        files(&root),
+        [
+            "header/header_nav.html",
+            "header/header_welcome.html",
+            "ungrouped/index.html"
+        ]
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("header/header_welcome.html")).unwrap(),
+        "<b>hi</b>"
+    );
+
+    let again = export(&mut sync, "Default").await;
+    assert_eq!(
+        (again.written, again.unchanged),
+        (0, 3),
+        "nothing rewritten"
+    );
+
+    // Changed only in the database: exported.
+    sync.put_template(put("Default", "header_nav", "<nav>2</nav>", None))
+        .await
+        .unwrap();
+    // Changed on disk (and, for index, in the database too): left alone.
+    std::fs::write(
+        root.join("header/header_welcome.html"),
+        "<b>edited on disk</b>",
+    )
+    .unwrap();
+    std::fs::write(root.join("ungrouped/index.html"), "<main>disk</main>").unwrap();
+    sync.put_template(put("Default", "index", "<main>db</main>", None))
+        .await
+        .unwrap();
+    let mixed = export(&mut sync, "Default").await;
+    assert_eq!((mixed.written, mixed.unchanged, mixed.conflicts), (1, 0, 2));
+    assert_eq!(
+        std::fs::read_to_string(root.join("header/header_nav.html")).unwrap(),
+        "<nav>2</nav>"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("header/header_welcome.html")).unwrap(),
+        "<b>edited on disk</b>"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("ungrouped/index.html")).unwrap(),
+        "<main>disk</main>"
+    );
+    assert!(
+        files(&root).iter().all(|name| !name.contains(".outpost-")),
+        "no temp file left"
+    );
+
+    let output = daemon.ctl(&["sync", "export", "templates", "Default"]);
+    assert_eq!(output.status.code(), Some(1), "conflicts exit 1");
+    assert!(
+        stdout(&output).contains("2 conflicts"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+/// The content of generated template `i`: about 5 KiB, recognisable whole.
+fn generated(i: usize) -> String {
+    format!(
+        "<!-- start {i} -->\n{}\n<!-- end {i} -->\n",
+        "x".repeat(5000)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_during_an_export_leaves_no_partial_file_and_no_temp() {
+    let mut daemon = Daemon::start();
+    let connection = daemon.connect().await;
+    let writers: Vec<_> = (0..10)
+        .map(|client| {
+            let mut sync = connection.sync();
+            tokio::spawn(async move {
+                for i in (client..1000).step_by(10) {
+                    sync.put_template(put("Big", &format!("t{i:04}"), &generated(i), None))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let root = daemon.data_dir.join("sync").join("templates").join("Big");
+    let mut sync = connection.sync();
+    let exporting = tokio::spawn(async move {
+        let _ = sync
+            .export_templates(pb::ExportTemplatesRequest {
+                set: "Big".to_owned(),
+            })
+            .await;
+    });
+    eventually("the export to start writing", START_DEADLINE, || async {
+        let written = files(&root).len();
+        (written > 0).then_some(())
+    })
+    .await;
+    daemon.signal(Signal::SIGKILL);
+    daemon.wait_exit(START_DEADLINE);
+    let _ = exporting.await;
+
+    for name in files(&root)
+        .iter()
+        .filter(|name| !name.contains(".outpost-"))
+    {
+        let i: usize = name
+            .trim_start_matches("ungrouped/t")
+            .trim_end_matches(".html")
+            .parse()
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.join(name)).unwrap(),
+            generated(i),
+            "{name} is whole"
+        );
+    }
+    daemon.respawn(&[]);
+    assert!(
+        files(&root).iter().all(|name| !name.contains(".outpost-")),
+        "start-up removed the temps: {:?}",
+        files(&root)
+            .iter()
+            .filter(|n| n.contains(".outpost-"))
+            .collect::<Vec<_>>()
+    );
+    let mut sync = daemon.connect().await.sync();
+    let listed = sync
+        .list_templates(pb::ListTemplatesRequest {
+            set: "Big".to_owned(),
+            include_content: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.templates.len(), 1000, "the database is intact");
+    let finished = export(&mut sync, "Big").await;
+    assert_eq!(finished.written + finished.unchanged, 1000);
+    assert_eq!(finished.conflicts, 0);
 }

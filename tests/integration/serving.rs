@@ -1,7 +1,7 @@
 //! The daemon serves its contract: health, GetDaemonStatus, honest
 //! UNIMPLEMENTED answers, and outpostctl's view of it.
 
-use outpost::proto::v1::{ExportTemplatesRequest, GetDaemonStatusRequest, InstanceState};
+use outpost::proto::v1::{GetDaemonStatusRequest, GetSyncStatusRequest, InstanceState};
 use tonic::Code;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 
@@ -72,16 +72,12 @@ async fn unbuilt_rpcs_answer_unimplemented_naming_the_capability() {
     let connection = daemon.connect().await;
     let status = connection
         .sync()
-        .export_templates(ExportTemplatesRequest {
-            set: "Default".to_owned(),
-        })
+        .get_sync_status(GetSyncStatusRequest {})
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented);
     assert!(
-        status
-            .message()
-            .contains("atomic template and stylesheet export"),
+        status.message().contains("the sync file watcher"),
         "{}",
         status.message()
     );
