@@ -43,6 +43,35 @@ impl Store {
             self.path().display()
         ))
     }
+    /// The current version of `key` (None: it does not exist), failing
+    /// the compare-and-swap when `expected` is given and differs (0 stands
+    /// for "does not exist").
+    async fn checked_version(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        key: &Key,
+        expected: Option<u64>,
+    ) -> Result<Option<u64>, ContentError> {
+        let t = tables(key.kind);
+        let current: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT version FROM {} WHERE {} = ? AND {} = ?",
+            t.items, t.collection, t.name
+        )))
+        .bind(&key.collection)
+        .bind(&key.name)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(|e| self.storage(e))?;
+        let actual = current.unwrap_or(0) as u64;
+        match expected {
+            Some(expected) if expected != actual => Err(ContentError::VersionMismatch {
+                key: key.to_string(),
+                expected,
+                actual,
+            }),
+            _ => Ok(current.map(|version| version as u64)),
+        }
+    }
 }
 
 fn item(kind: Kind, collection: &str, row: &SqliteRow, with_content: bool) -> Item {
@@ -158,23 +187,8 @@ impl ContentStore for Store {
         .execute(&mut *tx)
         .await
         .map_err(|e| self.storage(e))?;
-        let current: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT version FROM {} WHERE {} = ? AND {} = ?",
-            t.items, t.collection, t.name
-        )))
-        .bind(&key.collection)
-        .bind(&key.name)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(|e| self.storage(e))?;
-        let actual = current.unwrap_or(0) as u64;
-        if let Some(expected) = expected.filter(|&expected| expected != actual) {
-            return Err(ContentError::VersionMismatch {
-                key: key.to_string(),
-                expected,
-                actual,
-            });
-        }
+        let current = self.checked_version(&mut tx, key, expected).await?;
+        let actual = current.unwrap_or(0);
         let now = millis(SystemTime::now());
         let version = actual + 1;
         sqlx::query(AssertSqlSafe(format!(
@@ -208,23 +222,10 @@ impl ContentStore for Store {
     async fn delete(&self, key: &Key, expected: Option<u64>) -> Result<u64, ContentError> {
         let t = tables(key.kind);
         let mut tx = self.pool().begin().await.map_err(|e| self.storage(e))?;
-        let current: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT version FROM {} WHERE {} = ? AND {} = ?",
-            t.items, t.collection, t.name
-        )))
-        .bind(&key.collection)
-        .bind(&key.name)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(|e| self.storage(e))?;
-        let actual = current.ok_or_else(|| ContentError::NotFound(format!("no {key}")))? as u64;
-        if let Some(expected) = expected.filter(|&expected| expected != actual) {
-            return Err(ContentError::VersionMismatch {
-                key: key.to_string(),
-                expected,
-                actual,
-            });
-        }
+        let actual = self
+            .checked_version(&mut tx, key, expected)
+            .await?
+            .ok_or_else(|| ContentError::NotFound(format!("no {key}")))?;
         sqlx::query(AssertSqlSafe(format!(
             "DELETE FROM {} WHERE {} = ? AND {} = ?",
             t.items, t.collection, t.name
