@@ -303,3 +303,51 @@ fn check_validates_a_file_without_a_daemon() {
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("retsart"), "{}", stderr(&output));
 }
+
+#[tokio::test]
+async fn a_vim_style_save_never_removes_the_workspace_in_between() {
+    let daemon = Daemon::start();
+    let connection = daemon.connect().await;
+    let file = workspace_dir(&daemon).join("shop.toml");
+    save(&file, &shop(&["web", "api"], "MODE = \"a\""));
+    let before = shop_instances(&connection, "two instances", |i| i.len() == 2).await;
+    let mut stream = watch(&connection, 0).await;
+    next(&mut stream).await;
+
+    // vim's default save: rename the file to a backup, create it anew,
+    // write it, remove the backup. The file is missing for a moment.
+    let backup = file.with_extension("toml~");
+    fs::rename(&file, &backup).unwrap();
+    save_in_place_new(&file, &shop(&["web", "api"], "MODE = \"b\""));
+    fs::remove_file(&backup).unwrap();
+
+    let after = shop_instances(&connection, "web on its new spec", |i| {
+        i.get("shop.web")
+            .is_some_and(|web| web.spec.as_ref().unwrap().env["MODE"] == "b")
+    })
+    .await;
+    assert_eq!(
+        after["shop.api"].pid, before["shop.api"].pid,
+        "api was never removed"
+    );
+    // No event deleted an instance on the way.
+    while let Ok(Ok(Some(message))) =
+        tokio::time::timeout(std::time::Duration::from_millis(50), stream.message()).await
+    {
+        if let Some(Payload::Events(events)) = message.payload {
+            assert!(
+                !events
+                    .events
+                    .iter()
+                    .any(|e| matches!(e.change, Some(Change::InstanceDeleted(_)))),
+                "an instance was deleted during the save"
+            );
+        }
+    }
+}
+
+/// Creates `path` and writes it in two steps, as an editor creating a file.
+fn save_in_place_new(path: &Path, text: &str) {
+    fs::write(path, "").unwrap();
+    save_in_place(path, text);
+}
