@@ -35,7 +35,10 @@ use crate::{
 };
 
 /// Trailing debounce of file events.
-const DEBOUNCE: Duration = Duration::from_millis(50);
+const DEBOUNCE: Duration = Duration::from_millis(100);
+/// How often the debouncer looks for events due. Its default (a quarter
+/// of the debounce) would wake an idle daemon dozens of times a second.
+const DEBOUNCE_TICK: Duration = Duration::from_millis(100);
 /// How long a missing, empty or changing file is given to settle.
 const SETTLE: Duration = Duration::from_millis(300);
 /// How often a file is looked at before it counts as settled as it is.
@@ -88,34 +91,33 @@ impl Workspaces {
             locks: Mutex::new(HashMap::new()),
         });
         let (hints, mut receiver) = mpsc::unbounded_channel::<Option<PathBuf>>();
-        let mut debouncer =
-            new_debouncer(
-                DEBOUNCE,
-                None,
-                move |result: DebounceEventResult| match result {
-                    Ok(events) => {
-                        for event in events {
-                            // Reading a file is an event too: only changes count.
-                            if matches!(event.kind, EventKind::Access(_)) {
-                                continue;
-                            }
-                            if event.need_rescan() || matches!(event.kind, EventKind::Other) {
-                                let _ = hints.send(None);
-                            }
-                            for path in &event.paths {
-                                let _ = hints.send(Some(path.clone()));
-                            }
+        let mut debouncer = new_debouncer(
+            DEBOUNCE,
+            Some(DEBOUNCE_TICK),
+            move |result: DebounceEventResult| match result {
+                Ok(events) => {
+                    for event in events {
+                        // Reading a file is an event too: only changes count.
+                        if matches!(event.kind, EventKind::Access(_)) {
+                            continue;
+                        }
+                        if event.need_rescan() || matches!(event.kind, EventKind::Other) {
+                            let _ = hints.send(None);
+                        }
+                        for path in &event.paths {
+                            let _ = hints.send(Some(path.clone()));
                         }
                     }
-                    Err(errors) => {
-                        for error in errors {
-                            tracing::warn!(%error, "workspace watcher error; rescanning");
-                        }
-                        let _ = hints.send(None);
+                }
+                Err(errors) => {
+                    for error in errors {
+                        tracing::warn!(%error, "workspace watcher error; rescanning");
                     }
-                },
-            )
-            .map_err(std::io::Error::other)?;
+                    let _ = hints.send(None);
+                }
+            },
+        )
+        .map_err(std::io::Error::other)?;
         debouncer
             .watch(&dir, RecursiveMode::NonRecursive)
             .map_err(std::io::Error::other)?;

@@ -771,8 +771,10 @@ impl Actor {
         };
         self.status.last_exit = Some(exit);
         let message = format!("process exited with {}", outcome.describe());
-        // Publish first (exit-to-event latency), then clean up the group.
+        // Publish first (exit-to-event latency), and let the tasks that
+        // stream the event run before the group clean-up scans /proc.
         self.on_failure(Reason::ProcessExit, message, Some(exit));
+        tokio::task::yield_now().await;
         if !matches!(process, Process::External { .. }) {
             let info = process.info();
             let spec = &self.status.spec;
@@ -823,9 +825,16 @@ impl<'a> Members<'a> {
         }
     }
 
+    /// Scans /proc for the instance's processes. The scan is blocking
+    /// work: the runtime moves other tasks off this thread meanwhile, so
+    /// many stops at once never starve the daemon's other work.
+    fn scan(&self) -> Vec<process::ProcEntry> {
+        tokio::task::block_in_place(|| process::members(&process::scan(), self.pgid, self.id))
+    }
+
     /// The members alive now (not zombies), remembering them.
     fn live(&mut self) -> Vec<i32> {
-        let members = process::members(&process::scan(), self.pgid, self.id);
+        let members = self.scan();
         self.seen.extend(members.iter().map(|p| p.pid));
         members
             .into_iter()
@@ -840,7 +849,7 @@ impl<'a> Members<'a> {
     fn gone(&mut self) -> bool {
         let me = std::process::id() as i32;
         let lingers = |p: &process::ProcEntry| p.state != 'Z' || p.ppid == me;
-        let members = process::members(&process::scan(), self.pgid, self.id);
+        let members = self.scan();
         self.seen.extend(members.iter().map(|p| p.pid));
         !members.iter().any(lingers)
             && self
