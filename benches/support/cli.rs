@@ -1,0 +1,74 @@
+//! Wall time of `outpostctl` invocations, one process after another.
+
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use super::{
+    BoxError,
+    report::{millis, percentile, verdict},
+    server::without_outpost_env,
+};
+
+/// Unmeasured invocations before the measured ones.
+const CLI_WARM_UP: usize = 20;
+/// Measured invocations.
+const CLI_RUNS: usize = 200;
+
+/// Runs `outpostctl ARGS…` against the daemon on `socket`, one process after
+/// another; returns the wall time of each measured run, ascending.
+pub fn time_cli(socket: &Path, args: &[&str]) -> Result<Vec<Duration>, BoxError> {
+    let address = format!("unix://{}", socket.display());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_outpostctl"));
+    command
+        .args(["--addr", address.as_str()])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    without_outpost_env(&mut command);
+
+    for _ in 0..CLI_WARM_UP {
+        run_once(&mut command, args)?;
+    }
+    let mut times = (0..CLI_RUNS)
+        .map(|_| run_once(&mut command, args))
+        .collect::<Result<Vec<_>, _>>()?;
+    times.sort_unstable();
+    Ok(times)
+}
+
+/// Runs `command` (`outpostctl ARGS…`) to completion; returns its wall
+/// time, or its stderr if it failed.
+fn run_once(command: &mut Command, args: &[&str]) -> Result<Duration, BoxError> {
+    let start = Instant::now();
+    let output = command.output()?;
+    let elapsed = start.elapsed();
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let args = args.join(" ");
+        return Err(format!("outpostctl {args} failed ({}): {stderr}", output.status).into());
+    }
+    Ok(elapsed)
+}
+
+/// Prints the wall times (`times` ascending) of `outpostctl ARGS…` and
+/// whether the median is within `target`.
+pub fn print_cli(args: &[&str], times: &[Duration], target: Duration) {
+    let median = percentile(times, 0.50);
+    println!(
+        "outpostctl {}, {} runs one after another: median {:.2} ms, p90 {:.2} ms, min {:.2} ms",
+        args.join(" "),
+        times.len(),
+        millis(median),
+        millis(percentile(times, 0.90)),
+        millis(times.first().copied().unwrap_or_default())
+    );
+    println!(
+        "  median target <= {:.0} ms: {}",
+        millis(target),
+        verdict(median <= target)
+    );
+}
