@@ -438,7 +438,9 @@ fn diff(current: &BTreeMap<String, InstanceSpec>, desired: &[InstanceSpec]) -> W
 /// missing. A file that is empty or changes while being read (an editor
 /// mid-save) is read again after a grace period.
 async fn settled_text(file: &Path) -> Option<String> {
-    for attempt in 1..=SETTLE_TRIES {
+    let mut attempt = 1;
+    loop {
+        let last = attempt == SETTLE_TRIES;
         let before = fs::metadata(file).ok();
         let text = fs::read_to_string(file).ok();
         let after = fs::metadata(file).ok();
@@ -449,14 +451,13 @@ async fn settled_text(file: &Path) -> Option<String> {
             _ => false,
         };
         match text {
-            Some(text) if stable && (!text.trim().is_empty() || attempt == SETTLE_TRIES) => {
-                return Some(text);
-            }
-            None if attempt == SETTLE_TRIES => return None,
-            _ => tokio::time::sleep(SETTLE).await,
+            Some(text) if last || (stable && !text.trim().is_empty()) => return Some(text),
+            None if last => return None,
+            _ => {}
         }
+        attempt += 1;
+        tokio::time::sleep(SETTLE).await;
     }
-    fs::read_to_string(file).ok()
 }
 
 #[cfg(test)]

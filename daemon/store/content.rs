@@ -36,6 +36,15 @@ fn tables(kind: Kind) -> Tables {
     }
 }
 
+/// The columns `item` reads, of the items of one collection (bind the
+/// collection).
+fn select_items(t: &Tables) -> String {
+    format!(
+        "SELECT {} AS item, content, version, updated_at FROM {} WHERE {} = ?",
+        t.name, t.items, t.collection
+    )
+}
+
 impl Store {
     fn storage(&self, err: sqlx::Error) -> ContentError {
         ContentError::Storage(format!(
@@ -136,12 +145,7 @@ impl ContentStore for Store {
                 collection_word(kind)
             )));
         }
-        let sql = format!(
-            "SELECT {name} AS item, content, version, updated_at FROM {items} WHERE {collection} = ? ORDER BY {name}",
-            name = t.name,
-            items = t.items,
-            collection = t.collection
-        );
+        let sql = format!("{} ORDER BY {}", select_items(&t), t.name);
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(collection)
             .fetch_all(self.pool())
@@ -155,12 +159,7 @@ impl ContentStore for Store {
 
     async fn get(&self, key: &Key) -> Result<Item, ContentError> {
         let t = tables(key.kind);
-        let sql = format!(
-            "SELECT {name} AS item, content, version, updated_at FROM {items} WHERE {collection} = ? AND {name} = ?",
-            name = t.name,
-            items = t.items,
-            collection = t.collection
-        );
+        let sql = format!("{} AND {} = ?", select_items(&t), t.name);
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(&key.collection)
             .bind(&key.name)
