@@ -275,7 +275,7 @@ pub async fn run(
     }
 }
 
-fn done(result: std::io::Result<()>) -> Result<ExitCode, Failure> {
+pub(crate) fn done(result: std::io::Result<()>) -> Result<ExitCode, Failure> {
     result?;
     Ok(ExitCode::SUCCESS)
 }
@@ -321,74 +321,4 @@ fn print_items(rows: Vec<Row>) -> Result<ExitCode, Failure> {
     );
     output::table(&table)?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// `outpostctl sync …`.
-#[derive(Debug, Subcommand)]
-pub enum SyncCommand {
-    /// Write a template set or theme to the sync root, atomically; files changed on disk are left alone
-    Export {
-        #[command(subcommand)]
-        what: ExportTarget,
-    },
-}
-
-/// What `sync export` writes.
-#[derive(Debug, Subcommand)]
-pub enum ExportTarget {
-    /// The templates of a template set
-    Templates {
-        /// The template set
-        set: String,
-    },
-    /// The stylesheets of a theme
-    Stylesheets {
-        /// The theme
-        theme: String,
-    },
-}
-
-/// Runs a sync command.
-pub async fn sync(
-    connection: &Connection,
-    json: bool,
-    command: SyncCommand,
-) -> Result<ExitCode, Failure> {
-    let SyncCommand::Export { what } = command;
-    let mut client = connection.sync();
-    let summary = match what {
-        ExportTarget::Templates { set } => {
-            let response = client
-                .export_templates(pb::ExportTemplatesRequest { set })
-                .await?
-                .into_inner();
-            if json {
-                return done(output::json(&response));
-            }
-            response.summary
-        }
-        ExportTarget::Stylesheets { theme } => {
-            let response = client
-                .export_stylesheets(pb::ExportStylesheetsRequest { theme })
-                .await?
-                .into_inner();
-            if json {
-                return done(output::json(&response));
-            }
-            response.summary
-        }
-    }
-    .unwrap_or_default();
-    println!(
-        "{} written, {} unchanged, {} conflicts (changed on disk, left alone) in {}",
-        summary.written,
-        summary.unchanged,
-        summary.conflicts,
-        output::millis(summary.elapsed.as_ref())
-    );
-    Ok(if summary.conflicts > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
 }

@@ -5,6 +5,7 @@ mod daemon;
 mod failure;
 mod instances;
 mod output;
+mod sync;
 mod workspaces;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
@@ -174,9 +175,9 @@ enum Command {
     /// Stylesheets in themes: ls [THEME], get THEME NAME, put THEME NAME, rm THEME NAME
     #[command(subcommand)]
     Stylesheet(content::ContentCommand),
-    /// Template and stylesheet sync with files: export
+    /// Template and stylesheet sync with files: status, events, conflicts, resolve, pause, resume, rescan, export
     #[command(subcommand)]
-    Sync(content::SyncCommand),
+    Sync(sync::SyncCommand),
     /// Declarative workspaces: ls, show, apply, check
     #[command(subcommand)]
     Workspace(workspaces::WorkspaceCommand),
@@ -289,7 +290,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Validate { fix } => daemon::validate(&connection, fix, json).await,
         Command::Workspace(command) => workspaces::run(&connection, json, command).await,
-        Command::Sync(command) => content::sync(&connection, json, command).await,
+        Command::Sync(command) => sync::run(&connection, json, command).await,
         Command::Template(command) => {
             content::run(&connection, json, content::Content::Templates, command).await
         }

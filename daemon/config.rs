@@ -6,6 +6,7 @@ use std::{
     net::{Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
     str::FromStr,
+    time::Duration,
 };
 
 use clap::Parser;
@@ -68,6 +69,26 @@ pub struct DaemonArgs {
     /// Root directory of template and stylesheet sync [default: DATA_DIR/sync]
     #[arg(long, env = "OUTPOST_SYNC_ROOT", value_name = "DIR")]
     pub sync_root: Option<PathBuf>,
+
+    /// Quiet time after the last file event before a synced file is read
+    #[arg(
+        long,
+        env = "OUTPOST_SYNC_DEBOUNCE",
+        value_name = "DURATION",
+        default_value = "100ms",
+        value_parser = humantime::parse_duration
+    )]
+    pub sync_debounce: Duration,
+
+    /// How long a synced file that is empty, missing or still being written is waited for
+    #[arg(
+        long,
+        env = "OUTPOST_SYNC_SETTLE",
+        value_name = "DURATION",
+        default_value = "1s",
+        value_parser = humantime::parse_duration
+    )]
+    pub sync_settle: Duration,
 
     /// Directory of workspace files [default: $XDG_CONFIG_HOME/outpost/workspaces]
     #[arg(long, env = "OUTPOST_WORKSPACES_DIR", value_name = "DIR")]
@@ -200,6 +221,8 @@ pub struct Config {
     pub max_instances: u32,
     /// Root of content sync.
     pub sync_root: PathBuf,
+    /// How the sync engine waits for writers.
+    pub sync: crate::sync::engine::Settings,
     /// Directory of workspace files.
     pub workspaces_dir: PathBuf,
     /// Leave instances running at shutdown.
@@ -239,6 +262,10 @@ impl Config {
             port_range: args.port_range,
             max_instances: args.max_instances,
             sync_root,
+            sync: crate::sync::engine::Settings {
+                debounce: args.sync_debounce,
+                settle: args.sync_settle,
+            },
             workspaces_dir,
             keep_instances_on_exit: args.keep_instances_on_exit,
         })
@@ -270,7 +297,7 @@ impl fmt::Display for Config {
         let listen: Vec<String> = self.listen.iter().map(ToString::to_string).collect();
         write!(
             f,
-            "data_dir={} socket={} listen=[{}] token={} port_range={} max_instances={} sync_root={} workspaces_dir={} keep_instances_on_exit={}",
+            "data_dir={} socket={} listen=[{}] token={} port_range={} max_instances={} sync_root={} sync_debounce={:?} sync_settle={:?} workspaces_dir={} keep_instances_on_exit={}",
             show(&self.data_dir),
             show(&self.socket),
             listen.join(","),
@@ -278,6 +305,8 @@ impl fmt::Display for Config {
             self.port_range,
             self.max_instances,
             show(&self.sync_root),
+            self.sync.debounce,
+            self.sync.settle,
             show(&self.workspaces_dir),
             self.keep_instances_on_exit,
         )

@@ -37,6 +37,7 @@ use crate::{
         v1::{orchestrator_server::OrchestratorServer, sync_server::SyncServer},
     },
     store::{self, Store},
+    sync::engine::SyncEngine,
     workspaces::Workspaces,
 };
 use access::Gate;
@@ -133,14 +134,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 format!("cannot watch {}: {err}", config.workspaces_dir.display()),
             )
         })?;
-    let sync_root = config.sync_root.clone();
-    match crate::sync::atomic::remove_stale_temps(&sync_root) {
-        Ok(0) => {}
-        Ok(removed) => {
-            tracing::info!(removed, root = %sync_root.display(), "removed temp files of an interrupted export")
-        }
-        Err(err) => tracing::warn!(%err, root = %sync_root.display(), "cannot clean the sync root"),
-    }
+    let sync = SyncEngine::start(
+        store.clone(),
+        store.clone(),
+        config.sync_root.clone(),
+        config.sync,
+    )
+    .await
+    .map_err(|err| ConfigError::new(crate::config::setting::SYNC_ROOT, err.to_string()))?;
     let config_keeps_instances = config.keep_instances_on_exit;
     let info = Arc::new(DaemonInfo {
         started_at: SystemTime::now(),
@@ -168,7 +169,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         // Content larger than the store accepts must still arrive, so that
         // the answer names the limit rather than the transport's.
         .add_service(guarded(
-            SyncServer::new(sync::SyncApi::new(store.clone(), store, sync_root))
+            SyncServer::new(sync::SyncApi::new(store, sync.clone(), stop.clone()))
                 .max_decoding_message_size(MAX_REQUEST),
             gate,
         ));
@@ -222,6 +223,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     if closed.is_err() {
         servers.abort_all();
     }
+    sync.stop().await;
     if config_keeps_instances {
         tracing::info!("leaving instances running for the next daemon (--keep-instances-on-exit)");
     } else {
@@ -253,12 +255,4 @@ fn timestamp(time: SystemTime) -> pbjson_types::Timestamp {
 /// Puts `gate` in front of `service`.
 fn guarded<S: NamedService, G: Interceptor>(service: S, gate: G) -> InterceptedService<S, G> {
     InterceptedService::new(service, gate)
-}
-
-/// The answer of an RPC whose capability this daemon does not have yet.
-fn not_yet(rpc: &str, capability: &str) -> tonic::Status {
-    tonic::Status::unimplemented(format!(
-        "{rpc} is not available yet: outpostd {} does not have {capability}",
-        env!("CARGO_PKG_VERSION")
-    ))
 }

@@ -1,47 +1,45 @@
-//! gRPC front of the Sync service. The content RPCs (the "database side")
-//! work against a [`ContentStore`]; export, the watcher and the reconciler
-//! do not exist yet, and their RPCs answer UNIMPLEMENTED naming them.
+//! gRPC front of the Sync service: the content RPCs (the "database side")
+//! over a [`ContentStore`], and the watcher, reconciler and export through
+//! the [`SyncEngine`].
 
-use std::{path::PathBuf, sync::Arc};
+use std::sync::Arc;
 
+use tokio::sync::{broadcast::error::RecvError, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, codegen::BoxStream};
 
-use super::{not_yet, timestamp};
+use super::timestamp;
 use crate::{
     proto::v1::{self as pb, sync_server::Sync},
-    store::Store,
     sync::{
-        ContentError, ContentStore, Item, Key, Kind,
-        export::{ExportSummary, export},
-        gate::PauseGate,
+        Conflict, ContentError, ContentStore, Item, Key, Kind,
+        engine::{RescanSummary, SyncEngine, WatcherState},
+        events::{EventKind, Start, SyncEvent, Tally},
+        export::ExportSummary,
         names, template_group, validate_content,
     },
 };
 
-/// The file watcher.
-const WATCHER: &str = "the sync file watcher";
-/// Three-way reconciliation.
-const RECONCILER: &str = "the sync reconciler";
+/// Most events sent in one message of a sync event stream.
+const EVENT_BATCH: usize = 256;
 
 /// Serves `outpost.v1.Sync` over a content store.
 pub(crate) struct SyncApi<S> {
     /// The database side.
     store: Arc<S>,
-    /// The daemon's own database, which keeps the sync base state.
-    state: Arc<Store>,
-    /// The sync root.
-    root: PathBuf,
-    /// Pauses the watcher while exports run.
-    gate: PauseGate,
+    /// Watcher, reconciler and export.
+    engine: Arc<SyncEngine<S>>,
+    /// Ends event streams when the daemon stops.
+    stop: CancellationToken,
 }
 
 impl<S> SyncApi<S> {
-    pub(crate) fn new(store: Arc<S>, state: Arc<Store>, root: PathBuf) -> Self {
+    pub(crate) fn new(store: Arc<S>, engine: Arc<SyncEngine<S>>, stop: CancellationToken) -> Self {
         Self {
             store,
-            state,
-            root,
-            gate: PauseGate::default(),
+            engine,
+            stop,
         }
     }
 }
@@ -64,6 +62,7 @@ fn status(err: ContentError) -> Status {
         ContentError::Invalid { .. } => Status::invalid_argument(message),
         ContentError::NotFound(_) => Status::not_found(message),
         ContentError::VersionMismatch { .. } => Status::aborted(message),
+        ContentError::Refused(_) => Status::failed_precondition(message),
         ContentError::Storage(_) => Status::unavailable(message),
     }
 }
@@ -141,7 +140,22 @@ impl<S: ContentStore> SyncApi<S> {
         expected: Option<u64>,
     ) -> Result<(Item, bool), Status> {
         validate_content(content).map_err(status)?;
-        self.store.put(key, content, expected).await.map_err(status)
+        let (item, created) = self
+            .store
+            .put(key, content, expected)
+            .await
+            .map_err(status)?;
+        let what = if created { "created" } else { "updated" };
+        self.engine
+            .content_changed(key, item.version, &format!("{key} {what} through the API"));
+        Ok((item, created))
+    }
+
+    async fn delete(&self, key: &Key, expected: Option<u64>) -> Result<u64, Status> {
+        let version = self.store.delete(key, expected).await.map_err(status)?;
+        self.engine
+            .content_changed(key, 0, &format!("{key} deleted through the API"));
+        Ok(version)
     }
 
     async fn export(
@@ -151,17 +165,11 @@ impl<S: ContentStore> SyncApi<S> {
         collection: &str,
     ) -> Result<pb::ExportSummary, Status> {
         names::validate(field, collection).map_err(status)?;
-        export(
-            &*self.store,
-            &self.state,
-            &self.gate,
-            &self.root,
-            kind,
-            collection,
-        )
-        .await
-        .map(summary)
-        .map_err(status)
+        self.engine
+            .export(kind, collection)
+            .await
+            .map(summary)
+            .map_err(status)
     }
 
     async fn items(
@@ -247,11 +255,7 @@ impl<S: ContentStore> Sync for SyncApi<S> {
     ) -> Reply<pb::DeleteTemplateResponse> {
         let request = request.into_inner();
         let key = template_key(request.key)?;
-        let deleted_version = self
-            .store
-            .delete(&key, request.expected_version)
-            .await
-            .map_err(status)?;
+        let deleted_version = self.delete(&key, request.expected_version).await?;
         Ok(Response::new(pb::DeleteTemplateResponse {
             deleted_version,
         }))
@@ -328,11 +332,7 @@ impl<S: ContentStore> Sync for SyncApi<S> {
     ) -> Reply<pb::DeleteStylesheetResponse> {
         let request = request.into_inner();
         let key = stylesheet_key(request.key)?;
-        let deleted_version = self
-            .store
-            .delete(&key, request.expected_version)
-            .await
-            .map_err(status)?;
+        let deleted_version = self.delete(&key, request.expected_version).await?;
         Ok(Response::new(pb::DeleteStylesheetResponse {
             deleted_version,
         }))
@@ -342,9 +342,32 @@ impl<S: ContentStore> Sync for SyncApi<S> {
 
     async fn watch_sync_events(
         &self,
-        _: Request<pb::WatchSyncEventsRequest>,
+        request: Request<pb::WatchSyncEventsRequest>,
     ) -> Reply<Self::WatchSyncEventsStream> {
-        Err(not_yet("WatchSyncEvents", WATCHER))
+        let request = request.into_inner();
+        let mut kinds = Vec::new();
+        for &kind in &request.kinds {
+            match pb::SyncEventKind::try_from(kind) {
+                Ok(pb::SyncEventKind::Unspecified) | Err(_) => {
+                    return Err(Status::invalid_argument(format!(
+                        "kinds: {kind} is not a sync event kind"
+                    )));
+                }
+                Ok(kind) => kinds.push(kind as i32),
+            }
+        }
+        let since = Some(request.since_revision).filter(|&revision| revision > 0);
+        let (sender, receiver) = mpsc::channel(16);
+        let engine = self.engine.clone();
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = sender.closed() => {}
+                () = pump_events(&engine, since, &kinds, &sender) => {}
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 
     async fn export_templates(
@@ -372,41 +395,289 @@ impl<S: ContentStore> Sync for SyncApi<S> {
     }
 
     async fn rescan(&self, _: Request<pb::RescanRequest>) -> Reply<pb::RescanResponse> {
-        Err(not_yet("Rescan", WATCHER))
+        let summary: RescanSummary = self.engine.rescan().await.map_err(status)?;
+        Ok(Response::new(pb::RescanResponse {
+            scanned: summary.scanned,
+            imported: summary.imported,
+            exported: summary.exported,
+            conflicts: summary.conflicts,
+            skipped: summary.skipped,
+            elapsed: Some(summary.elapsed.into()),
+        }))
     }
 
     async fn pause_watcher(
         &self,
         _: Request<pb::PauseWatcherRequest>,
     ) -> Reply<pb::PauseWatcherResponse> {
-        Err(not_yet("PauseWatcher", WATCHER))
+        let was_paused = self.engine.pause();
+        Ok(Response::new(pb::PauseWatcherResponse {
+            state: watcher_state(self.engine.watcher_state()) as i32,
+            was_paused,
+        }))
     }
 
     async fn resume_watcher(
         &self,
         _: Request<pb::ResumeWatcherRequest>,
     ) -> Reply<pb::ResumeWatcherResponse> {
-        Err(not_yet("ResumeWatcher", WATCHER))
+        let queued_changes = self.engine.dirty() as u32;
+        self.engine.resume();
+        Ok(Response::new(pb::ResumeWatcherResponse {
+            state: watcher_state(self.engine.watcher_state()) as i32,
+            queued_changes,
+        }))
     }
 
     async fn get_sync_status(
         &self,
         _: Request<pb::GetSyncStatusRequest>,
     ) -> Reply<pb::GetSyncStatusResponse> {
-        Err(not_yet("GetSyncStatus", WATCHER))
+        let (_, tally) = self.engine.board().tally();
+        Ok(Response::new(sync_status(&self.engine, tally)))
     }
 
     async fn list_conflicts(
         &self,
         _: Request<pb::ListConflictsRequest>,
     ) -> Reply<pb::ListConflictsResponse> {
-        Err(not_yet("ListConflicts", RECONCILER))
+        let conflicts = self.engine.conflicts().await.map_err(status)?;
+        Ok(Response::new(pb::ListConflictsResponse {
+            conflicts: conflicts.into_iter().map(conflict).collect(),
+        }))
     }
 
     async fn resolve_conflict(
         &self,
-        _: Request<pb::ResolveConflictRequest>,
+        request: Request<pb::ResolveConflictRequest>,
     ) -> Reply<pb::ResolveConflictResponse> {
-        Err(not_yet("ResolveConflict", RECONCILER))
+        let request = request.into_inner();
+        if request.conflict_id.is_empty() {
+            return Err(Status::invalid_argument("conflict_id: is required"));
+        }
+        let keep_disk = match pb::Resolution::try_from(request.resolution) {
+            Ok(pb::Resolution::KeepDisk) => true,
+            Ok(pb::Resolution::KeepDatabase) => false,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "resolution: must be KEEP_DISK or KEEP_DATABASE",
+                ));
+            }
+        };
+        let (key, version) = self
+            .engine
+            .resolve(&request.conflict_id, keep_disk)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ResolveConflictResponse {
+            key: Some(content_key(&key)),
+            version,
+        }))
+    }
+}
+
+fn watcher_state(state: WatcherState) -> pb::WatcherState {
+    match state {
+        WatcherState::Watching => pb::WatcherState::Watching,
+        WatcherState::Paused => pb::WatcherState::Paused,
+        WatcherState::Stopped => pb::WatcherState::Stopped,
+    }
+}
+
+fn sync_status<S: ContentStore>(engine: &SyncEngine<S>, tally: Tally) -> pb::GetSyncStatusResponse {
+    let gate = engine.gate();
+    pb::GetSyncStatusResponse {
+        state: watcher_state(engine.watcher_state()) as i32,
+        root: engine.root().display().to_string(),
+        paused_by_user: gate.paused_by_user(),
+        active_exports: gate.active_exports(),
+        dirty_count: engine.dirty() as u32,
+        last_rescan_at: tally.last_rescan_at.map(timestamp),
+        counters: Some(pb::SyncCounters {
+            synced: tally.synced,
+            skipped_empty: tally.skipped_empty,
+            rejected: tally.rejected,
+            conflicts: tally.conflicts,
+        }),
+        open_conflicts: tally.open_conflicts,
+        last_error: tally.last_error.unwrap_or_default(),
+    }
+}
+
+fn content_key(key: &Key) -> pb::ContentKey {
+    let key_message = match key.kind {
+        Kind::Template => pb::content_key::Key::Template(pb::TemplateKey {
+            set: key.collection.clone(),
+            title: key.name.clone(),
+        }),
+        Kind::Stylesheet => pb::content_key::Key::Stylesheet(pb::StylesheetKey {
+            theme: key.collection.clone(),
+            name: key.name.clone(),
+        }),
+    };
+    pb::ContentKey {
+        key: Some(key_message),
+    }
+}
+
+fn conflict(conflict: Conflict) -> pb::Conflict {
+    pb::Conflict {
+        key: Some(content_key(&conflict.key)),
+        id: conflict.id,
+        path: conflict.path.display().to_string(),
+        conflict_copy_path: conflict.copy_path.display().to_string(),
+        database_version: conflict.db_version,
+        database_sha256: conflict.db_sha256,
+        disk_sha256: conflict.disk_sha256,
+        detected_at: Some(timestamp(conflict.detected_at)),
+    }
+}
+
+fn event_kind(kind: EventKind) -> pb::SyncEventKind {
+    match kind {
+        EventKind::Imported => pb::SyncEventKind::Imported,
+        EventKind::Exported => pb::SyncEventKind::Exported,
+        EventKind::SkippedEmpty => pb::SyncEventKind::SkippedEmpty,
+        EventKind::Rejected => pb::SyncEventKind::Rejected,
+        EventKind::Conflict => pb::SyncEventKind::Conflict,
+        EventKind::ConflictResolved => pb::SyncEventKind::ConflictResolved,
+        EventKind::Orphaned => pb::SyncEventKind::Orphaned,
+        EventKind::Paused => pb::SyncEventKind::Paused,
+        EventKind::Resumed => pb::SyncEventKind::Resumed,
+        EventKind::Rescanned => pb::SyncEventKind::Rescanned,
+        EventKind::ExportFinished => pb::SyncEventKind::ExportFinished,
+        EventKind::WatcherError => pb::SyncEventKind::WatcherError,
+        EventKind::ContentChanged => pb::SyncEventKind::ContentChanged,
+    }
+}
+
+fn sync_event(event: &SyncEvent) -> pb::SyncEvent {
+    let notice = &event.notice;
+    pb::SyncEvent {
+        revision: event.revision,
+        time: Some(timestamp(event.time)),
+        kind: event_kind(notice.kind) as i32,
+        key: notice.key.as_ref().map(content_key),
+        path: notice
+            .path
+            .as_ref()
+            .map(|path| path.display().to_string())
+            .unwrap_or_default(),
+        version: notice.version,
+        message: notice.message.clone(),
+    }
+}
+
+type EventSender = mpsc::Sender<Result<pb::WatchSyncEventsResponse, Status>>;
+
+/// Sends a snapshot of the status at `revision`; false when the client
+/// is gone.
+async fn send_snapshot<S: ContentStore>(
+    sender: &EventSender,
+    engine: &SyncEngine<S>,
+    revision: u64,
+    tally: Tally,
+    resync: bool,
+) -> bool {
+    let kind = if resync {
+        pb::SyncSnapshotKind::Resync
+    } else {
+        pb::SyncSnapshotKind::Initial
+    };
+    let snapshot = pb::SyncSnapshot {
+        revision,
+        kind: kind as i32,
+        status: Some(sync_status(engine, tally)),
+    };
+    let message = pb::WatchSyncEventsResponse {
+        payload: Some(pb::watch_sync_events_response::Payload::Snapshot(snapshot)),
+    };
+    sender.send(Ok(message)).await.is_ok()
+}
+
+/// Sends the events of `kinds` (all when empty); false when the client
+/// is gone.
+async fn send_events(
+    sender: &EventSender,
+    events: &[std::sync::Arc<SyncEvent>],
+    kinds: &[i32],
+) -> bool {
+    let events: Vec<pb::SyncEvent> = events
+        .iter()
+        .map(|event| sync_event(event))
+        .filter(|event| kinds.is_empty() || kinds.contains(&event.kind))
+        .collect();
+    if events.is_empty() {
+        return true;
+    }
+    let message = pb::WatchSyncEventsResponse {
+        payload: Some(pb::watch_sync_events_response::Payload::Events(
+            pb::SyncEvents { events },
+        )),
+    };
+    sender.send(Ok(message)).await.is_ok()
+}
+
+/// Streams a subscription: its start, then live events in batches; a
+/// client that falls behind the bus gets a RESYNC snapshot.
+async fn pump_events<S: ContentStore>(
+    engine: &SyncEngine<S>,
+    since: Option<u64>,
+    kinds: &[i32],
+    sender: &EventSender,
+) {
+    let subscription = engine.board().subscribe(since);
+    let mut events = subscription.events;
+    let mut last = since.unwrap_or(0);
+    match subscription.start {
+        Start::Snapshot {
+            revision,
+            tally,
+            resync,
+        } => {
+            last = revision;
+            if !send_snapshot(sender, engine, revision, tally, resync).await {
+                return;
+            }
+        }
+        Start::Replay(replay) => {
+            for chunk in replay.chunks(EVENT_BATCH) {
+                last = chunk.last().map_or(last, |event| event.revision);
+                if !send_events(sender, chunk, kinds).await {
+                    return;
+                }
+            }
+        }
+    }
+    loop {
+        let mut batch = Vec::new();
+        let mut lagged = false;
+        match events.recv().await {
+            Ok(event) => batch.push(event),
+            Err(RecvError::Lagged(_)) => lagged = true,
+            Err(RecvError::Closed) => return,
+        }
+        while !lagged && batch.len() < EVENT_BATCH {
+            match events.try_recv() {
+                Ok(event) => batch.push(event),
+                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => lagged = true,
+                Err(_) => break,
+            }
+        }
+        // Events up to `last` were covered by the start already.
+        batch.retain(|event| event.revision > last);
+        if let Some(event) = batch.last() {
+            last = event.revision;
+        }
+        if !send_events(sender, &batch, kinds).await {
+            return;
+        }
+        if lagged {
+            let (revision, tally) = engine.board().tally();
+            last = revision;
+            if !send_snapshot(sender, engine, revision, tally, true).await {
+                return;
+            }
+        }
     }
 }

@@ -5,12 +5,17 @@
 //! (MyBB's MySQL) can take its place without touching the sync engine.
 
 pub mod atomic;
+pub mod engine;
+pub mod events;
 pub mod export;
+pub mod file;
 pub mod gate;
 pub mod layout;
 pub mod names;
+pub mod reconcile;
+mod watcher;
 
-use std::{future::Future, time::SystemTime};
+use std::{future::Future, path::PathBuf, time::SystemTime};
 
 use sha2::{Digest, Sha256};
 
@@ -18,7 +23,7 @@ use sha2::{Digest, Sha256};
 pub const MAX_CONTENT: usize = 2 << 20;
 
 /// The two kinds of synced content.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
     /// Templates, in template sets.
     Template,
@@ -27,7 +32,7 @@ pub enum Kind {
 }
 
 /// Names one piece of content.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key {
     /// Template or stylesheet.
     pub kind: Kind,
@@ -65,6 +70,28 @@ pub struct Collection {
     pub updated_at: Option<SystemTime>,
 }
 
+/// A change made differently on disk and in the database: the database
+/// version was kept, the disk version waits in a conflict copy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conflict {
+    /// Identifier to resolve it by.
+    pub id: String,
+    /// The content.
+    pub key: Key,
+    /// The synced file (holds the database version).
+    pub path: PathBuf,
+    /// The copy holding the disk version.
+    pub copy_path: PathBuf,
+    /// The database version kept.
+    pub db_version: u64,
+    /// SHA-256 of the database content.
+    pub db_sha256: String,
+    /// SHA-256 of the disk content.
+    pub disk_sha256: String,
+    /// When it was detected.
+    pub detected_at: SystemTime,
+}
+
 /// Why a content operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ContentError {
@@ -89,6 +116,10 @@ pub enum ContentError {
         /// The current version (0: it does not exist).
         actual: u64,
     },
+    /// The request cannot be carried out in the current state (a symbolic
+    /// link where a directory must be, a conflict copy gone).
+    #[error("{0}")]
+    Refused(String),
     /// The database failed.
     #[error("{0}")]
     Storage(String),

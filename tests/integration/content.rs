@@ -255,6 +255,10 @@ type SyncClient = pb::sync_client::SyncClient<outpost::endpoint::AuthChannel>;
 async fn export_writes_whole_files_and_never_overwrites_a_disk_edit() {
     let daemon = Daemon::start();
     let mut sync = daemon.connect().await.sync();
+    // Export's own decisions, with the reconciler held back.
+    sync.pause_watcher(pb::PauseWatcherRequest {})
+        .await
+        .unwrap();
     for (title, content) in [
         ("header_welcome", "<b>hi</b>"),
         ("header_nav", "<nav/>"),

@@ -1,7 +1,9 @@
 //! The daemon serves its contract: health, GetDaemonStatus, honest
 //! UNIMPLEMENTED answers, and outpostctl's view of it.
 
-use outpost::proto::v1::{GetDaemonStatusRequest, GetSyncStatusRequest, InstanceState};
+use outpost::proto::v1::{
+    GetDaemonStatusRequest, GetSyncStatusRequest, InstanceState, WatcherState,
+};
 use tonic::Code;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 
@@ -67,26 +69,25 @@ async fn daemon_status_describes_this_daemon() {
 }
 
 #[tokio::test]
-async fn unbuilt_rpcs_answer_unimplemented_naming_the_capability() {
+async fn sync_status_reports_a_watching_watcher_on_the_configured_root() {
     let daemon = Daemon::start();
     let connection = daemon.connect().await;
     let status = connection
         .sync()
         .get_sync_status(GetSyncStatusRequest {})
         .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::Unimplemented);
-    assert!(
-        status.message().contains("the sync file watcher"),
-        "{}",
-        status.message()
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.state(), WatcherState::Watching);
+    assert_eq!(
+        status.root,
+        daemon.data_dir.join("sync").display().to_string()
     );
-    // The daemon keeps serving after answering errors.
-    connection
-        .orchestrator()
-        .get_daemon_status(GetDaemonStatusRequest {})
-        .await
-        .unwrap();
+    assert!(status.last_error.is_empty(), "{}", status.last_error);
+    let output = daemon.ctl(&["sync", "status", "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("valid JSON");
+    assert_eq!(json["state"], "WATCHER_STATE_WATCHING");
 }
 
 #[test]

@@ -1,0 +1,319 @@
+//! `outpostctl sync …`: the watcher and reconciler, conflicts, export.
+
+use std::process::ExitCode;
+
+use clap::{Subcommand, ValueEnum};
+use outpost::{
+    endpoint::Connection,
+    proto::v1::{self as pb, content_key::Key, watch_sync_events_response::Payload},
+};
+
+use crate::{content::done, failure::Failure, output};
+
+/// `outpostctl sync …`.
+#[derive(Debug, Subcommand)]
+pub enum SyncCommand {
+    /// Show the watcher's state and what the reconciler did
+    Status,
+    /// Follow sync events, one line each
+    Events {
+        /// Resume after this revision
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+    },
+    /// List unresolved conflicts
+    Conflicts,
+    /// Resolve a conflict by keeping one side
+    Resolve {
+        /// The conflict's id (see `sync conflicts`)
+        id: String,
+        /// Which side wins
+        #[arg(long, value_enum)]
+        keep: Side,
+    },
+    /// Pause the watcher; changes are kept and processed on resume
+    Pause,
+    /// Resume the watcher
+    Resume,
+    /// Look at every file and synced item now
+    Rescan,
+    /// Write a template set or theme to the sync root, atomically; files changed on disk are left alone
+    Export {
+        #[command(subcommand)]
+        what: ExportTarget,
+    },
+}
+
+/// The side of a conflict that wins.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Side {
+    /// The disk version (the conflict copy) goes to the database
+    Disk,
+    /// The database version stays; the conflict copy is removed
+    Database,
+}
+
+/// What `sync export` writes.
+#[derive(Debug, Subcommand)]
+pub enum ExportTarget {
+    /// The templates of a template set
+    Templates {
+        /// The template set
+        set: String,
+    },
+    /// The stylesheets of a theme
+    Stylesheets {
+        /// The theme
+        theme: String,
+    },
+}
+
+/// Runs a sync command.
+pub async fn run(
+    connection: &Connection,
+    json: bool,
+    command: SyncCommand,
+) -> Result<ExitCode, Failure> {
+    let mut client = connection.sync();
+    match command {
+        SyncCommand::Status => {
+            let status = client
+                .get_sync_status(pb::GetSyncStatusRequest {})
+                .await?
+                .into_inner();
+            if json {
+                return done(output::json(&status));
+            }
+            print_status(&status)
+        }
+        SyncCommand::Events { since } => {
+            let mut stream = client
+                .watch_sync_events(pb::WatchSyncEventsRequest {
+                    since_revision: since,
+                    kinds: Vec::new(),
+                })
+                .await?
+                .into_inner();
+            while let Some(message) = stream.message().await? {
+                if json {
+                    output::json_line(&message)?;
+                    continue;
+                }
+                match message.payload {
+                    Some(Payload::Snapshot(snapshot)) => println!(
+                        "revision {}: {} ({})",
+                        snapshot.revision,
+                        state_name(snapshot.status.as_ref().map_or(0, |s| s.state)),
+                        if snapshot.kind == pb::SyncSnapshotKind::Resync as i32 {
+                            "resync: events were skipped"
+                        } else {
+                            "live from here"
+                        }
+                    ),
+                    Some(Payload::Events(batch)) => {
+                        for event in batch.events {
+                            println!("{}", event_line(&event));
+                        }
+                    }
+                    None => {}
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SyncCommand::Conflicts => {
+            let response = client
+                .list_conflicts(pb::ListConflictsRequest {})
+                .await?
+                .into_inner();
+            if json {
+                return done(output::json(&response));
+            }
+            let mut table =
+                vec![["ID", "CONTENT", "DB VERSION", "DISK VERSION IN"].map(str::to_owned)];
+            table.extend(response.conflicts.into_iter().map(|conflict| {
+                [
+                    conflict.id,
+                    key_name(conflict.key.as_ref()),
+                    conflict.database_version.to_string(),
+                    conflict.conflict_copy_path,
+                ]
+            }));
+            done(output::table(&table))
+        }
+        SyncCommand::Resolve { id, keep } => {
+            let resolution = match keep {
+                Side::Disk => pb::Resolution::KeepDisk,
+                Side::Database => pb::Resolution::KeepDatabase,
+            };
+            let response = client
+                .resolve_conflict(pb::ResolveConflictRequest {
+                    conflict_id: id.clone(),
+                    resolution: resolution as i32,
+                })
+                .await?
+                .into_inner();
+            if json {
+                return done(output::json(&response));
+            }
+            println!(
+                "resolved {id}: {} is at version {}",
+                key_name(response.key.as_ref()),
+                response.version
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        SyncCommand::Pause => {
+            let response = client
+                .pause_watcher(pb::PauseWatcherRequest {})
+                .await?
+                .into_inner();
+            if json {
+                return done(output::json(&response));
+            }
+            println!(
+                "{}",
+                if response.was_paused {
+                    "already paused"
+                } else {
+                    "paused: changes are kept until resume"
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        SyncCommand::Resume => {
+            let response = client
+                .resume_watcher(pb::ResumeWatcherRequest {})
+                .await?
+                .into_inner();
+            if json {
+                return done(output::json(&response));
+            }
+            println!(
+                "{} ({} changes queued)",
+                state_name(response.state),
+                response.queued_changes
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        SyncCommand::Rescan => {
+            let response = client.rescan(pb::RescanRequest {}).await?.into_inner();
+            if json {
+                return done(output::json(&response));
+            }
+            println!(
+                "{} scanned: {} imported, {} exported, {} conflicts, {} skipped in {}",
+                response.scanned,
+                response.imported,
+                response.exported,
+                response.conflicts,
+                response.skipped,
+                output::millis(response.elapsed.as_ref())
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        SyncCommand::Export { what } => export(&mut client, json, what).await,
+    }
+}
+
+async fn export(
+    client: &mut pb::sync_client::SyncClient<outpost::endpoint::AuthChannel>,
+    json: bool,
+    what: ExportTarget,
+) -> Result<ExitCode, Failure> {
+    let summary = match what {
+        ExportTarget::Templates { set } => {
+            let response = client
+                .export_templates(pb::ExportTemplatesRequest { set })
+                .await?
+                .into_inner();
+            if json {
+                return done(output::json(&response));
+            }
+            response.summary
+        }
+        ExportTarget::Stylesheets { theme } => {
+            let response = client
+                .export_stylesheets(pb::ExportStylesheetsRequest { theme })
+                .await?
+                .into_inner();
+            if json {
+                return done(output::json(&response));
+            }
+            response.summary
+        }
+    }
+    .unwrap_or_default();
+    println!(
+        "{} written, {} unchanged, {} conflicts (changed on disk, left alone) in {}",
+        summary.written,
+        summary.unchanged,
+        summary.conflicts,
+        output::millis(summary.elapsed.as_ref())
+    );
+    Ok(if summary.conflicts > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_status(status: &pb::GetSyncStatusResponse) -> Result<ExitCode, Failure> {
+    let counters = status.counters.unwrap_or_default();
+    let last_rescan = status
+        .last_rescan_at
+        .as_ref()
+        .map_or_else(|| "never".to_owned(), |at| ago(at.seconds));
+    output::rows(&[
+        ("state", state_name(status.state).to_owned()),
+        ("root", status.root.clone()),
+        ("paused by user", status.paused_by_user.to_string()),
+        ("exports running", status.active_exports.to_string()),
+        ("waiting", status.dirty_count.to_string()),
+        ("last rescan", last_rescan),
+        ("synced", counters.synced.to_string()),
+        ("skipped (empty)", counters.skipped_empty.to_string()),
+        ("rejected", counters.rejected.to_string()),
+        (
+            "conflicts",
+            format!("{} ({} open)", counters.conflicts, status.open_conflicts),
+        ),
+        ("last error", status.last_error.clone()),
+    ])?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A time given in seconds since the epoch, as "Ns ago".
+fn ago(seconds: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    format!("{}s ago", (now - seconds).max(0))
+}
+
+fn state_name(state: i32) -> &'static str {
+    match pb::WatcherState::try_from(state) {
+        Ok(pb::WatcherState::Watching) => "watching",
+        Ok(pb::WatcherState::Paused) => "paused",
+        Ok(pb::WatcherState::Stopped) => "stopped",
+        _ => "unknown",
+    }
+}
+
+fn key_name(key: Option<&pb::ContentKey>) -> String {
+    match key.and_then(|key| key.key.as_ref()) {
+        Some(Key::Template(key)) => format!("template {}/{}", key.set, key.title),
+        Some(Key::Stylesheet(key)) => format!("stylesheet {}/{}", key.theme, key.name),
+        None => String::new(),
+    }
+}
+
+fn event_line(event: &pb::SyncEvent) -> String {
+    let kind = pb::SyncEventKind::try_from(event.kind)
+        .map(|kind| {
+            kind.as_str_name()
+                .trim_start_matches("SYNC_EVENT_KIND_")
+                .to_lowercase()
+        })
+        .unwrap_or_default();
+    format!("{:>6}  {kind:<17} {}", event.revision, event.message)
+}

@@ -1,0 +1,311 @@
+//! The sync event bus: everything the watcher and reconciler did or saw,
+//! each event with a monotonically increasing revision, a bounded history
+//! for resuming subscribers, and the running tallies that `GetSyncStatus`
+//! reports — updated under the same lock as the revision, so a snapshot
+//! is exactly the tallies at its revision.
+
+use std::{
+    collections::VecDeque,
+    path::PathBuf,
+    sync::{Arc, Mutex, MutexGuard},
+    time::SystemTime,
+};
+
+use tokio::sync::broadcast;
+
+use super::Key;
+
+/// Events kept for resuming subscribers (and the broadcast buffer size).
+pub const HISTORY: usize = 4096;
+
+/// What happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// A file's content was written to the database.
+    Imported,
+    /// Database content was written to a file (or a file removed).
+    Exported,
+    /// A 0-byte file was skipped.
+    SkippedEmpty,
+    /// A file was rejected.
+    Rejected,
+    /// Both sides changed differently.
+    Conflict,
+    /// A conflict was resolved.
+    ConflictResolved,
+    /// A file is gone; its content is kept.
+    Orphaned,
+    /// The watcher was paused by a user.
+    Paused,
+    /// The watcher was resumed by a user.
+    Resumed,
+    /// A rescan finished.
+    Rescanned,
+    /// An export finished.
+    ExportFinished,
+    /// The watcher failed.
+    WatcherError,
+    /// Content was changed through the API.
+    ContentChanged,
+}
+
+/// What a new event says; the board adds revision and time.
+#[derive(Clone, Debug)]
+pub struct Notice {
+    /// What happened.
+    pub kind: EventKind,
+    /// The content concerned.
+    pub key: Option<Key>,
+    /// The file concerned.
+    pub path: Option<PathBuf>,
+    /// The content's database version after the event (0: none).
+    pub version: u64,
+    /// Details.
+    pub message: String,
+}
+
+impl Notice {
+    /// A notice of `kind` saying `message`.
+    pub fn new(kind: EventKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            key: None,
+            path: None,
+            version: 0,
+            message: message.into(),
+        }
+    }
+
+    /// About this content.
+    pub fn key(mut self, key: &Key) -> Self {
+        self.key = Some(key.clone());
+        self
+    }
+
+    /// About this file.
+    pub fn path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.path = Some(path.into());
+        self
+    }
+
+    /// With the content's version after the event.
+    pub fn version(mut self, version: u64) -> Self {
+        self.version = version;
+        self
+    }
+}
+
+/// One event on the bus.
+#[derive(Clone, Debug)]
+pub struct SyncEvent {
+    /// Monotonically increasing, from 1.
+    pub revision: u64,
+    /// When it happened.
+    pub time: SystemTime,
+    /// What it says.
+    pub notice: Notice,
+}
+
+/// What the reconciler did since the daemon started.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Entities brought in line, either way.
+    pub synced: u64,
+    /// 0-byte files skipped.
+    pub skipped_empty: u64,
+    /// Files rejected.
+    pub rejected: u64,
+    /// Conflicts detected.
+    pub conflicts: u64,
+    /// Conflicts not resolved yet.
+    pub open_conflicts: u32,
+    /// When the last rescan finished.
+    pub last_rescan_at: Option<SystemTime>,
+    /// The last error, if any.
+    pub last_error: Option<String>,
+}
+
+impl Tally {
+    fn count(&mut self, notice: &Notice, time: SystemTime) {
+        match notice.kind {
+            EventKind::Imported | EventKind::Exported => self.synced += 1,
+            EventKind::SkippedEmpty => self.skipped_empty += 1,
+            EventKind::Rejected => self.rejected += 1,
+            EventKind::Conflict => {
+                self.conflicts += 1;
+                self.open_conflicts += 1;
+            }
+            EventKind::ConflictResolved => {
+                self.open_conflicts = self.open_conflicts.saturating_sub(1)
+            }
+            EventKind::Rescanned => self.last_rescan_at = Some(time),
+            EventKind::WatcherError => self.last_error = Some(notice.message.clone()),
+            EventKind::Orphaned
+            | EventKind::Paused
+            | EventKind::Resumed
+            | EventKind::ExportFinished
+            | EventKind::ContentChanged => {}
+        }
+    }
+}
+
+/// How a subscription starts.
+#[derive(Debug)]
+pub enum Start {
+    /// With the tallies at a revision; `resync` when events were skipped.
+    Snapshot {
+        /// The revision.
+        revision: u64,
+        /// The tallies at it.
+        tally: Tally,
+        /// True when the asked-for revision is no longer held.
+        resync: bool,
+    },
+    /// With the events after the asked-for revision.
+    Replay(Vec<Arc<SyncEvent>>),
+}
+
+/// A live subscription: its start, then everything from `events`.
+pub struct Subscription {
+    /// What to send first.
+    pub start: Start,
+    /// Events after the start; may repeat revisions already covered.
+    pub events: broadcast::Receiver<Arc<SyncEvent>>,
+}
+
+struct Inner {
+    revision: u64,
+    tally: Tally,
+    history: VecDeque<Arc<SyncEvent>>,
+    sender: broadcast::Sender<Arc<SyncEvent>>,
+}
+
+/// The event bus of sync.
+pub struct SyncBoard {
+    inner: Mutex<Inner>,
+}
+
+impl SyncBoard {
+    /// A board whose tallies start with `open_conflicts` from the store.
+    pub fn new(open_conflicts: u32) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                revision: 0,
+                tally: Tally {
+                    open_conflicts,
+                    ..Tally::default()
+                },
+                history: VecDeque::with_capacity(HISTORY),
+                sender: broadcast::channel(HISTORY).0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Publishes a notice (and logs it).
+    pub fn publish(&self, notice: Notice) -> Arc<SyncEvent> {
+        let path = notice.path.as_ref().map(|p| p.display().to_string());
+        match notice.kind {
+            EventKind::SkippedEmpty | EventKind::Rejected | EventKind::WatcherError => {
+                tracing::warn!(kind = ?notice.kind, path, message = %notice.message, "sync")
+            }
+            _ => tracing::debug!(kind = ?notice.kind, path, message = %notice.message, "sync"),
+        }
+        let mut inner = self.lock();
+        inner.revision += 1;
+        let time = SystemTime::now();
+        inner.tally.count(&notice, time);
+        let event = Arc::new(SyncEvent {
+            revision: inner.revision,
+            time,
+            notice,
+        });
+        if inner.history.len() == HISTORY {
+            inner.history.pop_front();
+        }
+        inner.history.push_back(event.clone());
+        // No receivers is fine: nobody is watching.
+        let _ = inner.sender.send(event.clone());
+        event
+    }
+
+    /// The current revision and tallies.
+    pub fn tally(&self) -> (u64, Tally) {
+        let inner = self.lock();
+        (inner.revision, inner.tally.clone())
+    }
+
+    /// Subscribes; `since` resumes after that revision when the history
+    /// still holds every event after it.
+    pub fn subscribe(&self, since: Option<u64>) -> Subscription {
+        let inner = self.lock();
+        let events = inner.sender.subscribe();
+        let oldest = inner
+            .history
+            .front()
+            .map_or(inner.revision + 1, |event| event.revision);
+        let start = match since {
+            Some(since) if since <= inner.revision && since + 1 >= oldest => Start::Replay(
+                inner
+                    .history
+                    .iter()
+                    .filter(|event| event.revision > since)
+                    .cloned()
+                    .collect(),
+            ),
+            _ => Start::Snapshot {
+                revision: inner.revision,
+                tally: inner.tally.clone(),
+                resync: since.is_some(),
+            },
+        };
+        Subscription { start, events }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tallies_follow_the_events() {
+        let board = SyncBoard::new(1);
+        board.publish(Notice::new(EventKind::Imported, ""));
+        board.publish(Notice::new(EventKind::Conflict, ""));
+        board.publish(Notice::new(EventKind::ConflictResolved, ""));
+        board.publish(Notice::new(EventKind::WatcherError, "boom"));
+        let (revision, tally) = board.tally();
+        assert_eq!(revision, 4);
+        assert_eq!(
+            (tally.synced, tally.conflicts, tally.open_conflicts),
+            (1, 1, 1)
+        );
+        assert_eq!(tally.last_error.as_deref(), Some("boom"));
+    }
+
+    #[test]
+    fn subscribers_resume_without_a_gap_or_get_a_resync() {
+        let board = SyncBoard::new(0);
+        for _ in 0..HISTORY + 10 {
+            board.publish(Notice::new(EventKind::Imported, ""));
+        }
+        let Start::Replay(events) = board.subscribe(Some(HISTORY as u64)).start else {
+            panic!("still held")
+        };
+        assert_eq!(events.first().map(|e| e.revision), Some(HISTORY as u64 + 1));
+        assert_eq!(events.len(), 10);
+        assert!(matches!(
+            board.subscribe(Some(3)).start,
+            Start::Snapshot { resync: true, .. }
+        ));
+        assert!(matches!(
+            board.subscribe(None).start,
+            Start::Snapshot { resync: false, .. }
+        ));
+    }
+}

@@ -1,0 +1,114 @@
+//! File events → hints. The sync root is watched recursively (directories,
+//! never single files); an event only names paths that may have changed,
+//! and what a writer is doing to them: writing, done (close-write), or
+//! anything else. Reads (open, close-nowrite) and metadata changes are
+//! not changes; editor droppings are dropped here already.
+
+use std::path::Path;
+
+use notify::{
+    ErrorKind, Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher,
+    event::{AccessKind, AccessMode, CreateKind, ModifyKind},
+};
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::{
+    engine::{Hint, Signal},
+    layout,
+};
+
+/// Watches `root`, sending hints; the error says why it cannot.
+pub(super) fn watch(
+    root: &Path,
+    hints: UnboundedSender<Hint>,
+) -> Result<RecommendedWatcher, String> {
+    let mut watcher =
+        notify::recommended_watcher(move |result: notify::Result<Event>| match result {
+            Ok(event) => {
+                if event.need_rescan() {
+                    let _ = hints.send(Hint::Rescan);
+                }
+                let Some(signal) = signal(&event.kind) else {
+                    return;
+                };
+                for path in event.paths {
+                    let ignored = path
+                        .file_name()
+                        .is_some_and(|name| layout::is_ignored(&name.to_string_lossy()));
+                    if !ignored {
+                        let _ = hints.send(Hint::Path(path, signal));
+                    }
+                }
+            }
+            Err(err) => {
+                let _ = hints.send(Hint::Failed(describe(&err)));
+            }
+        })
+        .map_err(|err| describe(&err))?;
+    watcher
+        .watch(root, RecursiveMode::Recursive)
+        .map_err(|err| format!("cannot watch {}: {}", root.display(), describe(&err)))?;
+    Ok(watcher)
+}
+
+/// What an event says a writer is doing; None when it is no change.
+fn signal(kind: &EventKind) -> Option<Signal> {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(Signal::Closed),
+        EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(_)) => None,
+        EventKind::Modify(ModifyKind::Data(_)) => Some(Signal::Writing),
+        EventKind::Create(CreateKind::Folder) => Some(Signal::Dir),
+        _ => Some(Signal::Changed),
+    }
+}
+
+/// A watcher error, with what to do about a full watch table.
+fn describe(err: &notify::Error) -> String {
+    match err.kind {
+        ErrorKind::MaxFilesWatch => format!(
+            "{err}: the inotify watch limit is reached; raise fs.inotify.max_user_watches \
+             (sysctl fs.inotify.max_user_watches=524288) and rescan"
+        ),
+        _ => format!("file watcher error: {err}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{DataChange, RemoveKind, RenameMode};
+
+    #[test]
+    fn reads_are_not_changes_and_writers_are_followed() {
+        assert_eq!(
+            signal(&EventKind::Access(AccessKind::Open(AccessMode::Any))),
+            None
+        );
+        assert_eq!(
+            signal(&EventKind::Access(AccessKind::Close(AccessMode::Read))),
+            None
+        );
+        assert_eq!(
+            signal(&EventKind::Modify(ModifyKind::Data(DataChange::Any))),
+            Some(Signal::Writing)
+        );
+        assert_eq!(
+            signal(&EventKind::Access(AccessKind::Close(AccessMode::Write))),
+            Some(Signal::Closed)
+        );
+        assert_eq!(
+            signal(&EventKind::Modify(ModifyKind::Name(RenameMode::To))),
+            Some(Signal::Changed)
+        );
+        assert_eq!(
+            signal(&EventKind::Remove(RemoveKind::File)),
+            Some(Signal::Changed)
+        );
+    }
+
+    #[test]
+    fn a_full_watch_table_names_the_setting() {
+        let err = notify::Error::new(ErrorKind::MaxFilesWatch);
+        assert!(describe(&err).contains("fs.inotify.max_user_watches"));
+    }
+}
