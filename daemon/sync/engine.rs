@@ -617,7 +617,7 @@ impl<S: ContentStore> SyncEngine<S> {
                     Notice::new(
                         EventKind::SkippedEmpty,
                         format!(
-                            "{} is empty: not imported (the database keeps its content)",
+                            "{} is empty: not imported; the database is left as it is",
                             path.display()
                         ),
                     )
