@@ -6,6 +6,7 @@
 //! `outpost.v1` contract ([`proto`]), default locations ([`paths`]), the
 //! bearer token ([`token`]) and the client endpoint helper ([`endpoint`]).
 
+pub mod bus;
 pub mod config;
 pub mod endpoint;
 pub mod orchestrator;

@@ -8,7 +8,7 @@
 //! from the revision it asks for; everything after comes from the broadcast.
 
 use std::{
-    collections::{BTreeMap, VecDeque},
+    collections::BTreeMap,
     sync::{Arc, Mutex, MutexGuard},
     time::SystemTime,
 };
@@ -16,6 +16,7 @@ use std::{
 use tokio::sync::broadcast;
 
 use super::status::{InstanceState, InstanceStatus, Reason};
+use crate::bus::{Begin, Bus, Revisioned};
 
 /// Events kept for resuming subscribers (and the broadcast buffer size).
 pub const HISTORY: usize = 8192;
@@ -127,11 +128,15 @@ pub struct Subscription {
     pub events: broadcast::Receiver<Arc<Event>>,
 }
 
+impl Revisioned for Event {
+    fn revision(&self) -> u64 {
+        self.revision
+    }
+}
+
 struct Board {
-    revision: u64,
+    bus: Bus<Event>,
     instances: BTreeMap<String, InstanceStatus>,
-    history: VecDeque<Arc<Event>>,
-    sender: broadcast::Sender<Arc<Event>>,
 }
 
 /// The event bus and the current status of every instance.
@@ -143,10 +148,8 @@ impl Default for StatusBoard {
     fn default() -> Self {
         Self {
             board: Mutex::new(Board {
-                revision: 0,
+                bus: Bus::new(HISTORY),
                 instances: BTreeMap::new(),
-                history: VecDeque::with_capacity(HISTORY),
-                sender: broadcast::channel(HISTORY).0,
             }),
         }
     }
@@ -162,7 +165,6 @@ impl StatusBoard {
     /// Publishes a change and returns its event.
     pub fn publish(&self, change: Change) -> Arc<Event> {
         let mut board = self.lock();
-        board.revision += 1;
         match &change {
             Change::Instance { status, .. } => {
                 board.instances.insert(status.id.clone(), status.clone());
@@ -172,18 +174,11 @@ impl StatusBoard {
             }
             Change::Workspace(_) => {}
         }
-        let event = Arc::new(Event {
-            revision: board.revision,
+        board.bus.publish(|revision| Event {
+            revision,
             time: SystemTime::now(),
             change,
-        });
-        if board.history.len() == HISTORY {
-            board.history.pop_front();
-        }
-        board.history.push_back(event.clone());
-        // No receivers is fine: nobody is watching.
-        let _ = board.sender.send(event.clone());
-        event
+        })
     }
 
     /// Records activity on an instance. Not an event: activity is not a
@@ -213,7 +208,7 @@ impl StatusBoard {
     pub fn snapshot(&self, kind: SnapshotKind) -> Snapshot {
         let board = self.lock();
         Snapshot {
-            revision: board.revision,
+            revision: board.bus.revision(),
             kind,
             instances: board.instances.values().cloned().collect(),
         }
@@ -223,29 +218,16 @@ impl StatusBoard {
     /// still holds every event after it.
     pub fn subscribe(&self, since: Option<u64>) -> Subscription {
         let board = self.lock();
-        let events = board.sender.subscribe();
-        let oldest = board
-            .history
-            .front()
-            .map_or(board.revision + 1, |e| e.revision);
-        let start = match since {
-            // Everything after `since` is still held (or nothing happened).
-            Some(since) if since <= board.revision && since + 1 >= oldest => Start::Replay(
-                board
-                    .history
-                    .iter()
-                    .filter(|event| event.revision > since)
-                    .cloned()
-                    .collect(),
-            ),
-            Some(_) => Start::Snapshot(Snapshot {
-                revision: board.revision,
-                kind: SnapshotKind::Resync,
-                instances: board.instances.values().cloned().collect(),
-            }),
-            None => Start::Snapshot(Snapshot {
-                revision: board.revision,
-                kind: SnapshotKind::Initial,
+        let (begin, events) = board.bus.subscribe(since);
+        let start = match begin {
+            Begin::Replay(events) => Start::Replay(events),
+            Begin::Snapshot { resync } => Start::Snapshot(Snapshot {
+                revision: board.bus.revision(),
+                kind: if resync {
+                    SnapshotKind::Resync
+                } else {
+                    SnapshotKind::Initial
+                },
                 instances: board.instances.values().cloned().collect(),
             }),
         };

@@ -3,7 +3,7 @@
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
-use tokio::sync::{broadcast::error::TryRecvError, mpsc};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, codegen::BoxStream};
@@ -574,30 +574,11 @@ async fn pump_status(
             }
         }
     }
-    loop {
-        let mut batch = Vec::new();
-        let mut lagged = false;
-        match events.recv().await {
-            Ok(event) => batch.push(event),
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => lagged = true,
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-        }
-        while !lagged && batch.len() < EVENT_BATCH {
-            match events.try_recv() {
-                Ok(event) => batch.push(event),
-                Err(TryRecvError::Lagged(_)) => lagged = true,
-                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
-            }
-        }
-        // Events up to `last` were covered by the start already.
-        batch.retain(|event| event.revision > last);
-        if let Some(event) = batch.last() {
-            last = event.revision;
-        }
-        if !send_events(sender, batch.iter().map(AsRef::as_ref), filter).await {
+    while let Some(batch) = crate::bus::next_batch(&mut events, &mut last, EVENT_BATCH).await {
+        if !send_events(sender, batch.events.iter().map(AsRef::as_ref), filter).await {
             return;
         }
-        if lagged {
+        if batch.lagged {
             let snapshot = orchestrator.resync();
             last = snapshot.revision;
             if !send_snapshot(sender, &snapshot, filter).await {

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{broadcast::error::RecvError, mpsc};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, codegen::BoxStream};
@@ -649,30 +649,11 @@ async fn pump_events<S: ContentStore>(
             }
         }
     }
-    loop {
-        let mut batch = Vec::new();
-        let mut lagged = false;
-        match events.recv().await {
-            Ok(event) => batch.push(event),
-            Err(RecvError::Lagged(_)) => lagged = true,
-            Err(RecvError::Closed) => return,
-        }
-        while !lagged && batch.len() < EVENT_BATCH {
-            match events.try_recv() {
-                Ok(event) => batch.push(event),
-                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => lagged = true,
-                Err(_) => break,
-            }
-        }
-        // Events up to `last` were covered by the start already.
-        batch.retain(|event| event.revision > last);
-        if let Some(event) = batch.last() {
-            last = event.revision;
-        }
-        if !send_events(sender, &batch, kinds).await {
+    while let Some(batch) = crate::bus::next_batch(&mut events, &mut last, EVENT_BATCH).await {
+        if !send_events(sender, &batch.events, kinds).await {
             return;
         }
-        if lagged {
+        if batch.lagged {
             let (revision, tally) = engine.board().tally();
             last = revision;
             if !send_snapshot(sender, engine, revision, tally, true).await {

@@ -5,7 +5,6 @@
 //! is exactly the tallies at its revision.
 
 use std::{
-    collections::VecDeque,
     path::PathBuf,
     sync::{Arc, Mutex, MutexGuard},
     time::SystemTime,
@@ -14,6 +13,7 @@ use std::{
 use tokio::sync::broadcast;
 
 use super::Key;
+use crate::bus::{Begin, Bus, Revisioned};
 
 /// Events kept for resuming subscribers (and the broadcast buffer size).
 pub const HISTORY: usize = 4096;
@@ -106,6 +106,12 @@ pub struct SyncEvent {
     pub notice: Notice,
 }
 
+impl Revisioned for SyncEvent {
+    fn revision(&self) -> u64 {
+        self.revision
+    }
+}
+
 /// What the reconciler did since the daemon started.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Tally {
@@ -174,10 +180,8 @@ pub struct Subscription {
 }
 
 struct Inner {
-    revision: u64,
+    bus: Bus<SyncEvent>,
     tally: Tally,
-    history: VecDeque<Arc<SyncEvent>>,
-    sender: broadcast::Sender<Arc<SyncEvent>>,
 }
 
 /// The event bus of sync.
@@ -190,13 +194,11 @@ impl SyncBoard {
     pub fn new(open_conflicts: u32) -> Self {
         Self {
             inner: Mutex::new(Inner {
-                revision: 0,
+                bus: Bus::new(HISTORY),
                 tally: Tally {
                     open_conflicts,
                     ..Tally::default()
                 },
-                history: VecDeque::with_capacity(HISTORY),
-                sender: broadcast::channel(HISTORY).0,
             }),
         }
     }
@@ -217,51 +219,32 @@ impl SyncBoard {
             _ => tracing::debug!(kind = ?notice.kind, path, message = %notice.message, "sync"),
         }
         let mut inner = self.lock();
-        inner.revision += 1;
         let time = SystemTime::now();
         inner.tally.count(&notice, time);
-        let event = Arc::new(SyncEvent {
-            revision: inner.revision,
+        inner.bus.publish(|revision| SyncEvent {
+            revision,
             time,
             notice,
-        });
-        if inner.history.len() == HISTORY {
-            inner.history.pop_front();
-        }
-        inner.history.push_back(event.clone());
-        // No receivers is fine: nobody is watching.
-        let _ = inner.sender.send(event.clone());
-        event
+        })
     }
 
     /// The current revision and tallies.
     pub fn tally(&self) -> (u64, Tally) {
         let inner = self.lock();
-        (inner.revision, inner.tally.clone())
+        (inner.bus.revision(), inner.tally.clone())
     }
 
     /// Subscribes; `since` resumes after that revision when the history
     /// still holds every event after it.
     pub fn subscribe(&self, since: Option<u64>) -> Subscription {
         let inner = self.lock();
-        let events = inner.sender.subscribe();
-        let oldest = inner
-            .history
-            .front()
-            .map_or(inner.revision + 1, |event| event.revision);
-        let start = match since {
-            Some(since) if since <= inner.revision && since + 1 >= oldest => Start::Replay(
-                inner
-                    .history
-                    .iter()
-                    .filter(|event| event.revision > since)
-                    .cloned()
-                    .collect(),
-            ),
-            _ => Start::Snapshot {
-                revision: inner.revision,
+        let (begin, events) = inner.bus.subscribe(since);
+        let start = match begin {
+            Begin::Replay(events) => Start::Replay(events),
+            Begin::Snapshot { resync } => Start::Snapshot {
+                revision: inner.bus.revision(),
                 tally: inner.tally.clone(),
-                resync: since.is_some(),
+                resync,
             },
         };
         Subscription { start, events }
@@ -286,26 +269,5 @@ mod tests {
             (1, 1, 1)
         );
         assert_eq!(tally.last_error.as_deref(), Some("boom"));
-    }
-
-    #[test]
-    fn subscribers_resume_without_a_gap_or_get_a_resync() {
-        let board = SyncBoard::new(0);
-        for _ in 0..HISTORY + 10 {
-            board.publish(Notice::new(EventKind::Imported, ""));
-        }
-        let Start::Replay(events) = board.subscribe(Some(HISTORY as u64)).start else {
-            panic!("still held")
-        };
-        assert_eq!(events.first().map(|e| e.revision), Some(HISTORY as u64 + 1));
-        assert_eq!(events.len(), 10);
-        assert!(matches!(
-            board.subscribe(Some(3)).start,
-            Start::Snapshot { resync: true, .. }
-        ));
-        assert!(matches!(
-            board.subscribe(None).start,
-            Start::Snapshot { resync: false, .. }
-        ));
     }
 }

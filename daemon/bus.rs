@@ -1,0 +1,179 @@
+//! A revisioned event bus, shared by the instance status board and the
+//! sync board: every event gets the next revision, is kept in a bounded
+//! history and broadcast. A subscriber resumes from a revision without a
+//! gap while the history still holds everything after it, and is told to
+//! start from a snapshot otherwise. The owner keeps the bus behind its own
+//! lock, together with the state its snapshots show.
+
+use std::{collections::VecDeque, sync::Arc};
+
+use tokio::sync::broadcast::{self, Receiver, error::RecvError, error::TryRecvError};
+
+/// An event that knows its revision.
+pub trait Revisioned {
+    /// Its revision, from 1.
+    fn revision(&self) -> u64;
+}
+
+/// How a subscription begins.
+#[derive(Debug)]
+pub enum Begin<E> {
+    /// With these events after the asked-for revision.
+    Replay(Vec<Arc<E>>),
+    /// With a snapshot of the owner's state at the bus's revision;
+    /// `resync` when the asked-for revision is no longer held.
+    Snapshot {
+        /// Events were skipped.
+        resync: bool,
+    },
+}
+
+/// The bus.
+pub struct Bus<E> {
+    revision: u64,
+    history: VecDeque<Arc<E>>,
+    capacity: usize,
+    sender: broadcast::Sender<Arc<E>>,
+}
+
+impl<E: Revisioned> Bus<E> {
+    /// A bus keeping `capacity` events (also the broadcast buffer).
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            revision: 0,
+            history: VecDeque::with_capacity(capacity),
+            capacity,
+            sender: broadcast::channel(capacity).0,
+        }
+    }
+
+    /// The revision of the last event.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// Publishes the event `make` builds for the next revision.
+    pub fn publish(&mut self, make: impl FnOnce(u64) -> E) -> Arc<E> {
+        self.revision += 1;
+        let event = Arc::new(make(self.revision));
+        if self.history.len() == self.capacity {
+            self.history.pop_front();
+        }
+        self.history.push_back(event.clone());
+        // No receivers is fine: nobody is watching.
+        let _ = self.sender.send(event.clone());
+        event
+    }
+
+    /// Subscribes; `since` resumes after that revision when the history
+    /// still holds every event after it.
+    pub fn subscribe(&self, since: Option<u64>) -> (Begin<E>, Receiver<Arc<E>>) {
+        let events = self.sender.subscribe();
+        let oldest = self
+            .history
+            .front()
+            .map_or(self.revision + 1, |event| event.revision());
+        let begin = match since {
+            Some(since) if since <= self.revision && since + 1 >= oldest => Begin::Replay(
+                self.history
+                    .iter()
+                    .filter(|event| event.revision() > since)
+                    .cloned()
+                    .collect(),
+            ),
+            _ => Begin::Snapshot {
+                resync: since.is_some(),
+            },
+        };
+        (begin, events)
+    }
+}
+
+/// Live events for one subscriber.
+pub struct Batch<E> {
+    /// Events after the last one delivered, in order.
+    pub events: Vec<Arc<E>>,
+    /// The subscriber fell behind and events were lost: send a snapshot.
+    pub lagged: bool,
+}
+
+/// Waits for the next events after revision `last` (at most `max`) and
+/// advances `last`; None once the bus is gone.
+pub async fn next_batch<E: Revisioned>(
+    events: &mut Receiver<Arc<E>>,
+    last: &mut u64,
+    max: usize,
+) -> Option<Batch<E>> {
+    let mut batch = Batch {
+        events: Vec::new(),
+        lagged: false,
+    };
+    match events.recv().await {
+        Ok(event) => batch.events.push(event),
+        Err(RecvError::Lagged(_)) => batch.lagged = true,
+        Err(RecvError::Closed) => return None,
+    }
+    while !batch.lagged && batch.events.len() < max {
+        match events.try_recv() {
+            Ok(event) => batch.events.push(event),
+            Err(TryRecvError::Lagged(_)) => batch.lagged = true,
+            Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+        }
+    }
+    // Events up to `last` were delivered already (by the replay).
+    batch.events.retain(|event| event.revision() > *last);
+    if let Some(event) = batch.events.last() {
+        *last = event.revision();
+    }
+    Some(batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Numbered(u64);
+
+    impl Revisioned for Numbered {
+        fn revision(&self) -> u64 {
+            self.0
+        }
+    }
+
+    #[test]
+    fn subscribers_resume_without_a_gap_or_are_told_to_resync() {
+        let mut bus = Bus::new(4);
+        for _ in 0..6 {
+            bus.publish(Numbered);
+        }
+        let (Begin::Replay(events), _) = bus.subscribe(Some(2)) else {
+            panic!("3..=6 are held")
+        };
+        assert_eq!(events.iter().map(|e| e.0).collect::<Vec<_>>(), [3, 4, 5, 6]);
+        assert!(matches!(
+            bus.subscribe(Some(1)).0,
+            Begin::Snapshot { resync: true }
+        ));
+        assert!(matches!(
+            bus.subscribe(None).0,
+            Begin::Snapshot { resync: false }
+        ));
+        assert!(matches!(bus.subscribe(Some(6)).0, Begin::Replay(events) if events.is_empty()));
+    }
+
+    #[tokio::test]
+    async fn batches_skip_what_was_replayed_and_report_lag() {
+        let mut bus = Bus::new(2);
+        let (_, mut events) = bus.subscribe(None);
+        bus.publish(Numbered);
+        bus.publish(Numbered);
+        let mut last = 1;
+        let batch = next_batch(&mut events, &mut last, 10).await.unwrap();
+        assert_eq!(batch.events.iter().map(|e| e.0).collect::<Vec<_>>(), [2]);
+        assert_eq!(last, 2);
+        for _ in 0..3 {
+            bus.publish(Numbered);
+        }
+        assert!(next_batch(&mut events, &mut last, 10).await.unwrap().lagged);
+    }
+}
