@@ -21,8 +21,8 @@ use tonic::Code;
 use crate::{
     harness::{Daemon, eventually},
     sync_support::{
-        EVENT_DEADLINE, Mirrored, about, generated, quiesce, sha256, status, sync_daemon, template,
-        templates,
+        EVENT_DEADLINE, Mirrored, about, generated, put, quiesce, sha256, status, sync_daemon,
+        template, templates,
     },
 };
 
@@ -407,13 +407,13 @@ async fn a_template_changed_in_the_database_and_on_disk_at_once_is_one_conflict(
         "<b>saved in the admin panel</b>",
     );
     fs::write(&file, disk).unwrap();
-    let put = m
+    let admin = m
         .sync
-        .put_template(crate::sync_support::put(SET, TITLE, database, Some(1)))
+        .put_template(put(SET, TITLE, database, Some(1)))
         .await
         .expect("the admin panel read version 1")
         .into_inner();
-    assert_eq!(put.template.unwrap().version, 2);
+    assert_eq!(admin.template.unwrap().version, 2);
 
     let detected = m
         .events

@@ -350,3 +350,21 @@ impl Mirrored {
         self.dir.join(relative)
     }
 }
+
+/// Waits until the sync counters satisfy `wanted` (they may be updated
+/// just after the event that reports the change); returns them.
+pub async fn counters_reach(
+    sync: &mut SyncClient,
+    what: &str,
+    wanted: impl Fn(&pb::SyncCounters) -> bool,
+) -> pb::SyncCounters {
+    let wanted = &wanted;
+    eventually(what, EVENT_DEADLINE, || {
+        let mut sync = sync.clone();
+        async move {
+            let counters = status(&mut sync).await.counters.unwrap_or_default();
+            wanted(&counters).then_some(counters)
+        }
+    })
+    .await
+}

@@ -13,7 +13,7 @@ use std::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use nix::sys::signal::Signal;
@@ -23,8 +23,8 @@ use tonic::Code;
 use crate::{
     harness::{START_DEADLINE, eventually, stderr, stdout, wait_until},
     sync_support::{
-        EVENT_DEADLINE, Mirrored, SyncClient, SyncEvents, about, at, export, files, key, put,
-        quiesce, settled, status, sync_daemon, sync_root, template, templates,
+        EVENT_DEADLINE, Mirrored, SyncClient, SyncEvents, about, at, counters_reach, export, files,
+        key, put, quiesce, settled, status, sync_daemon, sync_root, template, templates,
     },
 };
 
@@ -814,21 +814,31 @@ async fn the_status_counts_what_the_reconciler_did() {
     m.events
         .wait_for("IMPORTED", |e| about(e, K::Imported, SET, "header_welcome"))
         .await;
-    let after_import = status(&mut m.sync).await.counters.unwrap();
+    let after_import = counters_reach(&mut m.sync, "synced to count it", |c| {
+        c.synced > counted.synced
+    })
+    .await;
     assert_eq!(after_import.synced, counted.synced + 1);
 
     File::create(&file).unwrap();
     m.events
         .wait_for("SKIPPED_EMPTY", |e| at(e, K::SkippedEmpty, &file))
         .await;
-    assert_eq!(status(&mut m.sync).await.counters.unwrap().skipped_empty, 1);
+    let after_empty = counters_reach(&mut m.sync, "skipped_empty to count it", |c| {
+        c.skipped_empty > 0
+    })
+    .await;
+    assert_eq!(after_empty.skipped_empty, 1);
 
     fs::write(&file, b"\xff\xfe").unwrap();
     m.events
         .wait_for("REJECTED", |e| at(e, K::Rejected, &file))
         .await;
-    let last = status(&mut m.sync).await.counters.unwrap();
-    assert_eq!((last.rejected, last.synced), (1, after_import.synced));
+    let last = counters_reach(&mut m.sync, "rejected to count it", |c| c.rejected > 0).await;
+    assert_eq!(
+        (last.rejected, last.skipped_empty, last.synced),
+        (1, 1, after_import.synced)
+    );
 }
 
 /// The kinds of the events on one line of `sync events --json` output:
@@ -898,25 +908,34 @@ async fn the_cli_shows_pauses_resumes_rescans_and_follows_events() {
         .spawn()
         .unwrap();
     let (line_tx, lines) = std::sync::mpsc::channel();
-    let stdout = follower.stdout.take().unwrap();
+    let output = follower.stdout.take().unwrap();
     thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in BufReader::new(output).lines().map_while(Result::ok) {
             let _ = line_tx.send(line);
         }
     });
-    let next_line = || lines.recv_timeout(EVENT_DEADLINE).expect("a line in time");
-    // The first line is the snapshot: the follower is subscribed.
-    next_line();
-    fs::write(m.file("footer/footer_links.html"), "<a>followed</a>").unwrap();
+    // Edits until one is followed: the follower may subscribe only after
+    // the first edit, whose event it then never sees.
+    let file = m.file("footer/footer_links.html");
     let mut seen = Vec::new();
-    while !seen.last().is_some_and(|line: &String| {
-        event_kinds(line)
-            .iter()
-            .any(|kind| kind == "SYNC_EVENT_KIND_IMPORTED")
-    }) {
-        seen.push(next_line());
+    'edits: for attempt in 0..10 {
+        fs::write(&file, format!("<a>followed {attempt}</a>")).unwrap();
+        let give_up = Instant::now() + Duration::from_secs(3);
+        while let Ok(line) = lines.recv_timeout(give_up.saturating_duration_since(Instant::now())) {
+            let imported = event_kinds(&line)
+                .iter()
+                .any(|kind| kind == "SYNC_EVENT_KIND_IMPORTED");
+            seen.push(line);
+            if imported {
+                break 'edits;
+            }
+        }
     }
     follower.kill().unwrap();
     follower.wait().unwrap();
-    assert!(seen.last().unwrap().contains("footer_links"), "{seen:#?}");
+    assert!(
+        seen.last()
+            .is_some_and(|line| line.contains("footer_links.html")),
+        "an IMPORTED line: {seen:#?}"
+    );
 }
