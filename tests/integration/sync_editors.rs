@@ -143,7 +143,8 @@ async fn vscode_truncate_then_chunks_never_puts_a_prefix_in_the_database() {
             let meanwhile = template(&mut m.sync, SET, TITLE).await;
             assert!(
                 meanwhile.version == 1 && meanwhile.content == original(),
-                "chunk {n} of 4 not written yet, and the database has version {} of {} bytes",
+                "chunk {} of 4 not written yet, and the database has version {} of {} bytes",
+                n + 1,
                 meanwhile.version,
                 meanwhile.size_bytes
             );
