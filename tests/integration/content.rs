@@ -8,27 +8,10 @@ use nix::sys::signal::Signal;
 use outpost::proto::v1 as pb;
 use tonic::Code;
 
-use crate::harness::{Daemon, START_DEADLINE, eventually, stderr, stdout};
-
-fn key(set: &str, title: &str) -> Option<pb::TemplateKey> {
-    Some(pb::TemplateKey {
-        set: set.to_owned(),
-        title: title.to_owned(),
-    })
-}
-
-fn put(
-    set: &str,
-    title: &str,
-    content: &str,
-    expected_version: Option<u64>,
-) -> pb::PutTemplateRequest {
-    pb::PutTemplateRequest {
-        key: key(set, title),
-        content: content.to_owned(),
-        expected_version,
-    }
-}
+use crate::{
+    harness::{Daemon, START_DEADLINE, eventually, stderr, stdout},
+    sync_support::{export, files, generated, key, put},
+};
 
 #[tokio::test]
 async fn templates_are_stored_versioned_and_swapped_only_when_expected() {
@@ -214,43 +197,6 @@ fn the_cli_puts_from_stdin_and_gets_the_exact_content_back() {
     );
 }
 
-/// Every file under `dir`, recursively, relative to it.
-fn files(dir: &std::path::Path) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut pending = vec![dir.to_owned()];
-    while let Some(current) = pending.pop() {
-        for entry in std::fs::read_dir(&current).into_iter().flatten().flatten() {
-            if entry.file_type().unwrap().is_dir() {
-                pending.push(entry.path());
-            } else {
-                found.push(
-                    entry
-                        .path()
-                        .strip_prefix(dir)
-                        .unwrap()
-                        .display()
-                        .to_string(),
-                );
-            }
-        }
-    }
-    found.sort();
-    found
-}
-
-async fn export(sync: &mut SyncClient, set: &str) -> pb::ExportSummary {
-    sync.export_templates(pb::ExportTemplatesRequest {
-        set: set.to_owned(),
-    })
-    .await
-    .unwrap()
-    .into_inner()
-    .summary
-    .unwrap()
-}
-
-type SyncClient = pb::sync_client::SyncClient<outpost::endpoint::AuthChannel>;
-
 #[tokio::test]
 async fn export_writes_whole_files_and_never_overwrites_a_disk_edit() {
     let daemon = Daemon::start();
@@ -338,14 +284,6 @@ async fn export_writes_whole_files_and_never_overwrites_a_disk_edit() {
         "{}",
         stdout(&output)
     );
-}
-
-/// The content of generated template `i`: about 5 KiB, recognisable whole.
-fn generated(i: usize) -> String {
-    format!(
-        "<!-- start {i} -->\n{}\n<!-- end {i} -->\n",
-        "x".repeat(5000)
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,941 @@
+//! The sync watcher and reconciler against a running daemon: what a change
+//! of a file does to the database and back, what is refused or ignored,
+//! pause and resume, exports with the watcher on, the start-up rescan, the
+//! status and the CLI.
+
+use std::{
+    fs::{self, File},
+    io::{BufRead, BufReader, Read, Seek},
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use nix::sys::signal::Signal;
+use outpost::proto::v1::{self as pb, SyncEventKind as K};
+use tonic::Code;
+
+use crate::{
+    harness::{START_DEADLINE, eventually, stderr, stdout, wait_until},
+    sync_support::{
+        EVENT_DEADLINE, Mirrored, SyncClient, SyncEvents, about, at, counters_reach, export, files,
+        key, put, quiesce, settled, status, sync_daemon, sync_root, template, templates,
+    },
+};
+
+/// The template set most tests use.
+const SET: &str = "Default";
+/// The original content of `header_welcome`.
+const WELCOME: &str = "<b>welcome</b>\n";
+/// The original content of `footer_links`.
+const LINKS: &str = "<a href=\"/\">home</a>\n";
+
+/// A daemon with [`SET`] mirrored: `header_welcome` and `footer_links`.
+async fn mirrored() -> Mirrored {
+    Mirrored::start(
+        sync_daemon(&[]),
+        SET,
+        &[("header_welcome", WELCOME), ("footer_links", LINKS)],
+    )
+    .await
+}
+
+/// Whether `sync` reports template `title` of [`SET`] as absent.
+async fn absent(sync: &mut SyncClient, title: &str) -> bool {
+    let result = sync
+        .get_template(pb::GetTemplateRequest {
+            key: key(SET, title),
+        })
+        .await;
+    matches!(result, Err(status) if status.code() == Code::NotFound)
+}
+
+#[tokio::test]
+async fn empty_file_rejected() {
+    let mut m = mirrored().await;
+    let file = m.file("header/header_welcome.html");
+    let new = m.file("header/header_new.html");
+    // Truncated to 0 bytes, as an interrupted save leaves a file, and a
+    // new file created empty.
+    File::create(&file).unwrap();
+    File::create(&new).unwrap();
+    for path in [&file, &new] {
+        let event = m
+            .events
+            .wait_for(&format!("SKIPPED_EMPTY of {}", path.display()), |e| {
+                at(e, K::SkippedEmpty, path)
+            })
+            .await;
+        assert!(Path::new(&event.path).is_absolute());
+    }
+    quiesce(&mut m.sync, &mut m.events).await;
+
+    let kept = template(&mut m.sync, SET, "header_welcome").await;
+    assert_eq!((kept.content.as_str(), kept.version), (WELCOME, 1));
+    assert!(absent(&mut m.sync, "header_new").await, "no empty template");
+    assert!(
+        m.events.matching(|e| e.kind() == K::Imported).is_empty(),
+        "nothing imported: {:#?}",
+        m.events.seen
+    );
+}
+
+#[tokio::test]
+async fn tiny_file_accepted() {
+    let mut m = mirrored().await;
+    let file = m.file("header/header_welcome.html");
+    fs::write(&file, "x").unwrap();
+    let imported = m
+        .events
+        .wait_for("the 1-byte file imported", |e| {
+            about(e, K::Imported, SET, "header_welcome")
+        })
+        .await;
+    assert_eq!((Path::new(&imported.path), imported.version), (&*file, 2));
+    let stored = template(&mut m.sync, SET, "header_welcome").await;
+    assert_eq!((stored.content.as_str(), stored.version), ("x", 2));
+
+    fs::write(m.file("header/header_one.html"), "y").unwrap();
+    let created = m
+        .events
+        .wait_for("a new 1-byte file imported", |e| {
+            about(e, K::Imported, SET, "header_one")
+        })
+        .await;
+    assert_eq!(created.version, 1);
+    assert_eq!(template(&mut m.sync, SET, "header_one").await.content, "y");
+}
+
+#[tokio::test]
+async fn file_deleted_during_processing() {
+    let mut m = mirrored().await;
+    let file = m.file("header/header_welcome.html");
+    let ghost = m.file("header/header_ghost.html");
+    // Each file changes and is gone before the debounce has passed: the
+    // reconciler's read finds nothing.
+    fs::write(&file, "<b>changed, then deleted</b>").unwrap();
+    fs::remove_file(&file).unwrap();
+    fs::write(&ghost, "<b>here for a moment</b>").unwrap();
+    fs::remove_file(&ghost).unwrap();
+
+    m.events
+        .wait_for("ORPHANED of the deleted file", |e| {
+            about(e, K::Orphaned, SET, "header_welcome") && Path::new(&e.path) == file
+        })
+        .await;
+    quiesce(&mut m.sync, &mut m.events).await;
+
+    let kept = template(&mut m.sync, SET, "header_welcome").await;
+    assert!(
+        [WELCOME, "<b>changed, then deleted</b>"].contains(&kept.content.as_str()),
+        "content kept whole: {kept:?}"
+    );
+    assert!(absent(&mut m.sync, "header_ghost").await);
+    assert!(
+        m.events
+            .matching(|e| e.kind() == K::WatcherError)
+            .is_empty()
+    );
+    let now = status(&mut m.sync).await;
+    assert_eq!(now.last_error, "", "handled without error");
+    assert_eq!(now.state(), pb::WatcherState::Watching);
+
+    // Still watching.
+    fs::write(m.file("footer/footer_links.html"), "<a>later</a>").unwrap();
+    m.events
+        .wait_for("a later edit imported", |e| {
+            about(e, K::Imported, SET, "footer_links")
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn validation_logs_warning() {
+    let mut m = mirrored().await;
+    let file = m.file("header/header_welcome.html");
+    // "café" in Latin-1: not UTF-8.
+    fs::write(&file, b"<b>caf\xe9</b>\n").unwrap();
+    let rejected = m
+        .events
+        .wait_for("REJECTED of the non-UTF-8 file", |e| {
+            at(e, K::Rejected, &file)
+        })
+        .await;
+    assert!(
+        rejected.message.to_lowercase().contains("utf"),
+        "the reason names UTF-8: {:?}",
+        rejected.message
+    );
+    quiesce(&mut m.sync, &mut m.events).await;
+    let kept = template(&mut m.sync, SET, "header_welcome").await;
+    assert_eq!((kept.content.as_str(), kept.version), (WELCOME, 1));
+    assert!(m.events.matching(|e| e.kind() == K::Imported).is_empty());
+    wait_until("a warning naming the file", START_DEADLINE, || {
+        m.daemon
+            .log
+            .text()
+            .lines()
+            .any(|line| line.contains("WARN") && line.contains("header_welcome.html"))
+    });
+}
+
+#[tokio::test]
+async fn events_queue_during_pause() {
+    let mut m = mirrored().await;
+    // Exports pause the watcher too; only what follows counts here.
+    let mark = m.events.mark();
+    let paused = m
+        .sync
+        .pause_watcher(pb::PauseWatcherRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(paused.state(), pb::WatcherState::Paused);
+    assert!(!paused.was_paused);
+    let during = status(&mut m.sync).await;
+    assert!(during.paused_by_user);
+    assert_eq!(during.state(), pb::WatcherState::Paused);
+
+    fs::write(m.file("header/header_welcome.html"), "<b>edited</b>").unwrap();
+    fs::write(m.file("header/header_queued.html"), "<b>new</b>").unwrap();
+    // Unpaused, the watcher would import both within the debounce. This
+    // is how long "nothing happens" is observed, not a wait for a result.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let still = template(&mut m.sync, SET, "header_welcome").await;
+    assert_eq!((still.content.as_str(), still.version), (WELCOME, 1));
+    assert!(absent(&mut m.sync, "header_queued").await);
+
+    let resumed = m
+        .sync
+        .resume_watcher(pb::ResumeWatcherRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resumed.state(), pb::WatcherState::Watching);
+    assert!(resumed.queued_changes >= 2, "{resumed:?}");
+    let resumed_at = m
+        .events
+        .wait_for("RESUMED", |e| e.kind() == K::Resumed && e.revision > mark)
+        .await
+        .revision;
+    for title in ["header_welcome", "header_queued"] {
+        let imported = m
+            .events
+            .wait_for(&format!("{title} imported"), |e| {
+                about(e, K::Imported, SET, title)
+            })
+            .await;
+        assert!(imported.revision > resumed_at, "imported only after resume");
+    }
+    assert_eq!(
+        template(&mut m.sync, SET, "header_welcome").await.content,
+        "<b>edited</b>"
+    );
+    assert_eq!(
+        template(&mut m.sync, SET, "header_queued").await.content,
+        "<b>new</b>"
+    );
+    let paused_at = m
+        .events
+        .wait_for("PAUSED", |e| e.kind() == K::Paused && e.revision > mark)
+        .await
+        .revision;
+    assert!(paused_at < resumed_at);
+}
+
+#[tokio::test]
+async fn watcher_ignores_tmp_files() {
+    let mut m = mirrored().await;
+    let header = m.file("header");
+    let ignored = [
+        ".outpost-1-2-header_welcome.html.tmp",
+        "header_welcome.html.outpost-conflict-abc123",
+        "header_welcome.html~",
+        ".#header_welcome.html",
+        "#header_welcome.html#",
+        ".header_welcome.html.swp",
+        ".header_welcome.html.swx",
+        "4913",
+        "header_welcome.html___jb_tmp___",
+        "header_welcome.html___jb_old___",
+        "sedAbC123",
+        ".goutputstream-XJ3K2Z",
+    ];
+    for name in ignored {
+        fs::write(header.join(name), "<p>junk</p>").unwrap();
+    }
+    // Renamed and removed as editors do, too.
+    fs::rename(header.join("4913"), header.join("4914")).unwrap();
+    fs::remove_file(header.join("sedAbC123")).unwrap();
+    // A real change after them: once it is in, they have been looked at.
+    fs::write(m.file("header/header_marker.html"), "<i>marker</i>").unwrap();
+    m.events
+        .wait_for("the marker imported", |e| {
+            about(e, K::Imported, SET, "header_marker")
+        })
+        .await;
+    let rescan = quiesce(&mut m.sync, &mut m.events).await;
+    assert_eq!((rescan.imported, rescan.conflicts), (0, 0), "{rescan:?}");
+
+    let named_ignored = |event: &pb::SyncEvent| {
+        let name = Path::new(&event.path).file_name().unwrap_or_default();
+        ignored
+            .iter()
+            .chain(&["4914"])
+            .any(|ignored| name == *ignored)
+    };
+    assert!(
+        m.events.matching(named_ignored).is_empty(),
+        "no event about an ignored file: {:#?}",
+        m.events.seen
+    );
+    let titles: Vec<String> = templates(&mut m.sync, SET)
+        .await
+        .into_iter()
+        .map(|t| t.key.unwrap().title)
+        .collect();
+    assert_eq!(titles, ["footer_links", "header_marker", "header_welcome"]);
+    assert_eq!(
+        template(&mut m.sync, SET, "header_welcome").await.content,
+        WELCOME
+    );
+    assert_eq!(status(&mut m.sync).await.counters.unwrap().rejected, 0);
+}
+
+/// Content `round` of generated template `i`: recognisable whole.
+fn round_content(round: usize, i: usize) -> String {
+    format!(
+        "<!-- round {round} of {i} -->\n{}\n<!-- end {round} of {i} -->\n",
+        "y".repeat(4000 + i)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_uses_atomic_pattern() {
+    const COUNT: usize = 100;
+    let daemon = sync_daemon(&[]);
+    let connection = daemon.connect().await;
+    let mut sync = connection.sync();
+    for i in 0..COUNT {
+        sync.put_template(put(
+            "Atomic",
+            &format!("page_{i:03}"),
+            &round_content(1, i),
+            None,
+        ))
+        .await
+        .unwrap();
+    }
+    let dir = sync_root(&mut sync).await.join("templates/Atomic/page");
+    let paths: Vec<PathBuf> = (0..COUNT)
+        .map(|i| dir.join(format!("page_{i:03}.html")))
+        .collect();
+
+    // A reader that looks at every file over and over while exports run:
+    // each read must be a whole version, and a file, once there, never
+    // goes missing.
+    let stop = Arc::new(AtomicBool::new(false));
+    let reads = Arc::new(AtomicUsize::new(0));
+    let reader = {
+        let (paths, stop, reads) = (paths.clone(), Arc::clone(&stop), Arc::clone(&reads));
+        thread::spawn(move || {
+            let mut present = vec![false; paths.len()];
+            while !stop.load(Ordering::Relaxed) {
+                for (i, path) in paths.iter().enumerate() {
+                    match fs::read(path) {
+                        Ok(bytes) => {
+                            let text = String::from_utf8(bytes).expect("whole UTF-8");
+                            assert!(
+                                text == round_content(1, i) || text == round_content(2, i),
+                                "{} read partial: {} bytes",
+                                path.display(),
+                                text.len()
+                            );
+                            present[i] = true;
+                        }
+                        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                            assert!(!present[i], "{} went missing", path.display());
+                        }
+                        Err(err) => panic!("{}: {err}", path.display()),
+                    }
+                    reads.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+
+    assert_eq!(export(&mut sync, "Atomic").await.written as usize, COUNT);
+    let mut old: Vec<File> = paths.iter().map(|p| File::open(p).unwrap()).collect();
+    // The set is mirrored: the new content flows to disk by itself, and
+    // an export at the same time writes what is still missing.
+    for i in 0..COUNT {
+        sync.put_template(put(
+            "Atomic",
+            &format!("page_{i:03}"),
+            &round_content(2, i),
+            None,
+        ))
+        .await
+        .unwrap();
+    }
+    let summary = export(&mut sync, "Atomic").await;
+    assert_eq!(summary.conflicts, 0, "{summary:?}");
+    assert_eq!((summary.written + summary.unchanged) as usize, COUNT);
+    eventually("every file to hold round 2", EVENT_DEADLINE, || {
+        let done = paths
+            .iter()
+            .enumerate()
+            .all(|(i, p)| fs::read_to_string(p).is_ok_and(|t| t == round_content(2, i)));
+        async move { done.then_some(()) }
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    reader.join().expect("no partial or missing file was read");
+    assert!(reads.load(Ordering::Relaxed) >= COUNT, "the reader ran");
+
+    // Each old file was replaced by a rename, never written in place: an
+    // open descriptor still reads the old content whole, from an inode
+    // that no name links to any more.
+    for (i, file) in old.iter_mut().enumerate() {
+        let mut text = String::new();
+        file.rewind().unwrap();
+        file.read_to_string(&mut text).unwrap();
+        assert_eq!(text, round_content(1, i), "page_{i:03} written in place");
+        assert_eq!(file.metadata().unwrap().nlink(), 0, "page_{i:03} replaced");
+    }
+    assert!(
+        files(&dir).iter().all(|name| name.ends_with(".html")),
+        "no temp left: {:?}",
+        files(&dir)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_with_watcher_active_no_corruption() {
+    const COUNT: usize = 200;
+    const ROUNDS: usize = 4;
+    let daemon = sync_daemon(&[]);
+    let connection = daemon.connect().await;
+    let mut sync = connection.sync();
+    let (mut events, _) = SyncEvents::open(&connection, &[]).await;
+    let mut versions = vec![0; COUNT];
+    for round in 0..ROUNDS {
+        // New content in the database (flowing to disk by itself once the
+        // set is mirrored), then an export racing with that.
+        for (i, version) in versions.iter_mut().enumerate() {
+            let written = sync
+                .put_template(put(
+                    "Race",
+                    &format!("t_{i:03}"),
+                    &round_content(round, i),
+                    None,
+                ))
+                .await
+                .unwrap()
+                .into_inner();
+            *version = written.template.unwrap().version;
+        }
+        let summary = export(&mut sync, "Race").await;
+        assert_eq!(summary.conflicts, 0, "round {round}: {summary:?}");
+    }
+    let finished = |events: &SyncEvents| events.matching(|e| e.kind() == K::ExportFinished).len();
+    while finished(&events) < ROUNDS {
+        events
+            .until("EXPORT_FINISHED of every export", |e| {
+                e.kind() == K::ExportFinished
+            })
+            .await;
+    }
+    quiesce(&mut sync, &mut events).await;
+
+    let echoes = events.matching(|e| e.kind() == K::Imported);
+    assert!(
+        echoes.is_empty(),
+        "the exports' own writes came back: {echoes:#?}"
+    );
+    for kind in [K::Conflict, K::SkippedEmpty, K::Rejected, K::Orphaned] {
+        assert!(events.matching(|e| e.kind() == kind).is_empty(), "{kind:?}");
+    }
+    let stored = templates(&mut sync, "Race").await;
+    assert_eq!(stored.len(), COUNT, "none lost");
+    let dir = sync_root(&mut sync).await.join("templates/Race/t");
+    for (i, template) in stored.iter().enumerate() {
+        let expected = round_content(ROUNDS - 1, i);
+        assert_eq!(
+            template.content, expected,
+            "t_{i:03} intact in the database"
+        );
+        assert_eq!(template.version, versions[i], "t_{i:03} not rewritten");
+        let on_disk = fs::read_to_string(dir.join(format!("t_{i:03}.html"))).unwrap();
+        assert_eq!(on_disk, expected, "t_{i:03} whole on disk");
+    }
+}
+
+#[tokio::test]
+async fn database_changes_flow_to_mirrored_sets_only() {
+    let mut m = mirrored().await;
+    let file = m.file("header/header_welcome.html");
+    m.sync
+        .put_template(put(
+            SET,
+            "header_welcome",
+            "<b>from the admin panel</b>",
+            None,
+        ))
+        .await
+        .unwrap();
+    let exported = m
+        .events
+        .wait_for("EXPORTED of the change", |e| {
+            about(e, K::Exported, SET, "header_welcome")
+        })
+        .await;
+    assert_eq!((Path::new(&exported.path), exported.version), (&*file, 2));
+    assert_eq!(
+        fs::read_to_string(&file).unwrap(),
+        "<b>from the admin panel</b>"
+    );
+    m.events
+        .wait_for("CONTENT_CHANGED of the put", |e| {
+            about(e, K::ContentChanged, SET, "header_welcome")
+        })
+        .await;
+
+    m.sync
+        .put_template(put("Unmirrored", "header_x", "<b>db only</b>", None))
+        .await
+        .unwrap();
+    m.sync
+        .put_template(put(SET, "header_added", "<b>added</b>", None))
+        .await
+        .unwrap();
+    m.events
+        .wait_for("EXPORTED of the new template", |e| {
+            about(e, K::Exported, SET, "header_added")
+        })
+        .await;
+    assert_eq!(
+        fs::read_to_string(m.file("header/header_added.html")).unwrap(),
+        "<b>added</b>"
+    );
+    quiesce(&mut m.sync, &mut m.events).await;
+    let root = sync_root(&mut m.sync).await;
+    assert!(
+        !root.join("templates/Unmirrored").exists(),
+        "a set without a directory is not mirrored"
+    );
+
+    // Stylesheets alike.
+    let css = |content: &str| pb::PutStylesheetRequest {
+        key: Some(pb::StylesheetKey {
+            theme: "Default".to_owned(),
+            name: "global.css".to_owned(),
+        }),
+        content: content.to_owned(),
+        expected_version: None,
+    };
+    m.sync.put_stylesheet(css("a { }")).await.unwrap();
+    m.sync
+        .export_stylesheets(pb::ExportStylesheetsRequest {
+            theme: "Default".to_owned(),
+        })
+        .await
+        .unwrap();
+    m.sync.put_stylesheet(css("b { }")).await.unwrap();
+    let sheet = root.join("stylesheets/Default/global.css");
+    m.events
+        .wait_for("EXPORTED of the stylesheet", |e| at(e, K::Exported, &sheet))
+        .await;
+    assert_eq!(fs::read_to_string(&sheet).unwrap(), "b { }");
+}
+
+#[tokio::test]
+async fn new_files_create_templates_sets_and_stylesheets() {
+    let daemon = sync_daemon(&[]);
+    let connection = daemon.connect().await;
+    let mut sync = connection.sync();
+    let (mut events, _) = SyncEvents::open(&connection, &[]).await;
+    let root = sync_root(&mut sync).await;
+    let set = root.join("templates/NewSet");
+    fs::create_dir_all(set.join("header")).unwrap();
+    fs::write(set.join("header/header_new.html"), "<b>new</b>").unwrap();
+    let imported = events
+        .wait_for("the new file imported", |e| {
+            about(e, K::Imported, "NewSet", "header_new")
+        })
+        .await;
+    assert_eq!(imported.version, 1);
+    let sets = sync
+        .list_template_sets(pb::ListTemplateSetsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .sets;
+    assert!(sets.iter().any(|s| s.name == "NewSet"), "{sets:?}");
+    assert_eq!(
+        template(&mut sync, "NewSet", "header_new").await.content,
+        "<b>new</b>"
+    );
+
+    // In the wrong group's directory: refused.
+    fs::create_dir_all(set.join("footer")).unwrap();
+    let misplaced = set.join("footer/header_misplaced.html");
+    fs::write(&misplaced, "<b>lost?</b>").unwrap();
+    let rejected = events
+        .wait_for("REJECTED of the misplaced file", |e| {
+            at(e, K::Rejected, &misplaced)
+        })
+        .await;
+    assert!(!rejected.message.is_empty());
+
+    let theme = root.join("stylesheets/NewTheme");
+    fs::create_dir_all(&theme).unwrap();
+    let sheet = theme.join("global.css");
+    fs::write(&sheet, "body { color: red }").unwrap();
+    events
+        .wait_for("the new stylesheet imported", |e| {
+            at(e, K::Imported, &sheet)
+        })
+        .await;
+    let stored = sync
+        .get_stylesheet(pb::GetStylesheetRequest {
+            key: Some(pb::StylesheetKey {
+                theme: "NewTheme".to_owned(),
+                name: "global.css".to_owned(),
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .stylesheet
+        .unwrap();
+    assert_eq!(stored.content, "body { color: red }");
+
+    quiesce(&mut sync, &mut events).await;
+    let titles: Vec<String> = templates(&mut sync, "NewSet")
+        .await
+        .into_iter()
+        .map(|t| t.key.unwrap().title)
+        .collect();
+    assert_eq!(titles, ["header_new"], "the misplaced file created nothing");
+}
+
+#[tokio::test]
+async fn a_file_deleted_on_disk_is_orphaned_and_its_content_kept() {
+    let mut m = mirrored().await;
+    let file = m.file("header/header_welcome.html");
+    fs::remove_file(&file).unwrap();
+    let orphaned = m
+        .events
+        .wait_for("ORPHANED", |e| about(e, K::Orphaned, SET, "header_welcome"))
+        .await;
+    assert_eq!(Path::new(&orphaned.path), file);
+    quiesce(&mut m.sync, &mut m.events).await;
+    let kept = template(&mut m.sync, SET, "header_welcome").await;
+    assert_eq!((kept.content.as_str(), kept.version), (WELCOME, 1));
+    assert_eq!(templates(&mut m.sync, SET).await.len(), 2);
+}
+
+#[tokio::test]
+async fn an_api_delete_removes_the_unchanged_file() {
+    let mut m = mirrored().await;
+    let file = m.file("header/header_welcome.html");
+    m.sync
+        .delete_template(pb::DeleteTemplateRequest {
+            key: key(SET, "header_welcome"),
+            expected_version: Some(1),
+        })
+        .await
+        .unwrap();
+    m.events
+        .wait_for("CONTENT_CHANGED of the delete", |e| {
+            about(e, K::ContentChanged, SET, "header_welcome")
+        })
+        .await;
+    wait_until("the file to be removed", EVENT_DEADLINE, || !file.exists());
+    quiesce(&mut m.sync, &mut m.events).await;
+    assert!(
+        absent(&mut m.sync, "header_welcome").await,
+        "not re-imported"
+    );
+    assert!(m.file("footer/footer_links.html").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_and_resume_are_idempotent_from_concurrent_callers() {
+    let mut m = mirrored().await;
+    // Exports pause the watcher too; only what follows counts here.
+    let mark = m.events.mark();
+    let pauses: Vec<_> = (0..8)
+        .map(|_| {
+            let mut sync = m.connection.sync();
+            tokio::spawn(async move {
+                sync.pause_watcher(pb::PauseWatcherRequest {})
+                    .await
+                    .unwrap()
+                    .into_inner()
+            })
+        })
+        .collect();
+    let mut first = 0;
+    for pause in pauses {
+        let response = pause.await.unwrap();
+        assert_eq!(response.state(), pb::WatcherState::Paused);
+        first += usize::from(!response.was_paused);
+    }
+    assert_eq!(first, 1, "exactly one caller paused a running watcher");
+    assert!(status(&mut m.sync).await.paused_by_user);
+
+    let resumes: Vec<_> = (0..8)
+        .map(|_| {
+            let mut sync = m.connection.sync();
+            tokio::spawn(async move {
+                sync.resume_watcher(pb::ResumeWatcherRequest {})
+                    .await
+                    .unwrap()
+                    .into_inner()
+            })
+        })
+        .collect();
+    for resume in resumes {
+        assert_eq!(resume.await.unwrap().state(), pb::WatcherState::Watching);
+    }
+    let now = status(&mut m.sync).await;
+    assert!(!now.paused_by_user);
+    assert_eq!(now.state(), pb::WatcherState::Watching);
+
+    // One pause and one resume happened; the watcher works.
+    fs::write(m.file("footer/footer_links.html"), "<a>after</a>").unwrap();
+    m.events
+        .wait_for("an edit imported after resuming", |e| {
+            about(e, K::Imported, SET, "footer_links")
+        })
+        .await;
+    quiesce(&mut m.sync, &mut m.events).await;
+    for kind in [K::Paused, K::Resumed] {
+        let count = m
+            .events
+            .matching(|e| e.kind() == kind && e.revision > mark)
+            .len();
+        assert_eq!(count, 1, "one {kind:?} event");
+    }
+}
+
+#[tokio::test]
+async fn the_start_up_rescan_picks_up_edits_made_while_the_daemon_was_down() {
+    let Mirrored {
+        mut daemon,
+        connection,
+        sync,
+        events,
+        dir,
+    } = mirrored().await;
+    drop((connection, sync, events));
+    daemon.signal(Signal::SIGTERM);
+    daemon.wait_exit(START_DEADLINE);
+
+    fs::write(
+        dir.join("header/header_welcome.html"),
+        "<b>offline edit</b>",
+    )
+    .unwrap();
+    fs::write(dir.join("header/header_offline.html"), "<b>offline new</b>").unwrap();
+    daemon.respawn(&[]);
+    let mut sync = daemon.connect().await.sync();
+    eventually("the offline edits imported", EVENT_DEADLINE, || {
+        let mut sync = sync.clone();
+        async move {
+            let edited = sync
+                .get_template(pb::GetTemplateRequest {
+                    key: key(SET, "header_welcome"),
+                })
+                .await
+                .ok()?
+                .into_inner()
+                .template?;
+            let created = sync
+                .get_template(pb::GetTemplateRequest {
+                    key: key(SET, "header_offline"),
+                })
+                .await
+                .ok()?
+                .into_inner()
+                .template?;
+            (edited.content == "<b>offline edit</b>" && created.content == "<b>offline new</b>")
+                .then_some((edited.version, created.version))
+        }
+    })
+    .await;
+    settled(&mut sync).await;
+    let now = status(&mut sync).await;
+    assert!(now.last_rescan_at.is_some(), "{now:?}");
+    assert_eq!(now.state(), pb::WatcherState::Watching);
+    assert_eq!(
+        template(&mut sync, SET, "footer_links").await.content,
+        LINKS,
+        "untouched"
+    );
+}
+
+#[tokio::test]
+async fn the_status_counts_what_the_reconciler_did() {
+    let mut m = mirrored().await;
+    let before = status(&mut m.sync).await;
+    assert_eq!(
+        Path::new(&before.root),
+        m.daemon.data_dir.join("sync"),
+        "the default root"
+    );
+    assert_eq!(before.state(), pb::WatcherState::Watching);
+    assert_eq!(
+        (
+            before.active_exports,
+            before.dirty_count,
+            before.open_conflicts
+        ),
+        (0, 0, 0)
+    );
+    assert!(!before.paused_by_user);
+    assert!(before.last_rescan_at.is_some(), "the start-up rescan ran");
+    assert_eq!(before.last_error, "");
+    let counted = before.counters.unwrap();
+    assert_eq!(
+        (counted.skipped_empty, counted.rejected, counted.conflicts),
+        (0, 0, 0)
+    );
+
+    let file = m.file("header/header_welcome.html");
+    fs::write(&file, "<b>imported</b>").unwrap();
+    m.events
+        .wait_for("IMPORTED", |e| about(e, K::Imported, SET, "header_welcome"))
+        .await;
+    let after_import = counters_reach(&mut m.sync, "synced to count it", |c| {
+        c.synced > counted.synced
+    })
+    .await;
+    assert_eq!(after_import.synced, counted.synced + 1);
+
+    File::create(&file).unwrap();
+    m.events
+        .wait_for("SKIPPED_EMPTY", |e| at(e, K::SkippedEmpty, &file))
+        .await;
+    let after_empty = counters_reach(&mut m.sync, "skipped_empty to count it", |c| {
+        c.skipped_empty > 0
+    })
+    .await;
+    assert_eq!(after_empty.skipped_empty, 1);
+
+    fs::write(&file, b"\xff\xfe").unwrap();
+    m.events
+        .wait_for("REJECTED", |e| at(e, K::Rejected, &file))
+        .await;
+    let last = counters_reach(&mut m.sync, "rejected to count it", |c| c.rejected > 0).await;
+    assert_eq!(
+        (last.rejected, last.skipped_empty, last.synced),
+        (1, 1, after_import.synced)
+    );
+}
+
+/// The kinds of the events on one line of `sync events --json` output:
+/// a line holds one event, or one batch of them.
+fn event_kinds(line: &str) -> Vec<String> {
+    let json: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+    let events = match json["events"]["events"].as_array() {
+        Some(batch) => batch.clone(),
+        None => vec![json],
+    };
+    events
+        .iter()
+        .filter_map(|event| event["kind"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_cli_shows_pauses_resumes_rescans_and_follows_events() {
+    let m = mirrored().await;
+    let json = |args: &[&str]| {
+        let output = m.daemon.ctl(args);
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    let shown = json(&["sync", "status", "--json"]);
+    assert_eq!(shown["state"], "WATCHER_STATE_WATCHING");
+    assert!(shown["root"].as_str().unwrap().ends_with("sync"));
+    assert_eq!(shown["paused_by_user"], false);
+    assert!(
+        shown["counters"]["synced"].is_string(),
+        "uint64 as a string"
+    );
+
+    assert_eq!(
+        json(&["sync", "pause", "--json"]),
+        serde_json::json!({"state": "WATCHER_STATE_PAUSED", "was_paused": false})
+    );
+    assert_eq!(json(&["sync", "pause", "--json"])["was_paused"], true);
+    assert_eq!(
+        json(&["sync", "resume", "--json"])["state"],
+        "WATCHER_STATE_WATCHING"
+    );
+    let rescan = json(&["sync", "rescan", "--json"]);
+    assert_eq!(rescan["imported"], 0);
+    assert!(rescan["scanned"].as_u64().unwrap() >= 2, "{rescan}");
+    assert_eq!(
+        json(&["sync", "conflicts", "--json"])["conflicts"],
+        serde_json::json!([])
+    );
+
+    let unknown = m
+        .daemon
+        .ctl(&["sync", "resolve", "no-such-id", "--keep", "disk"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        stderr(&unknown).contains("not found"),
+        "{}",
+        stderr(&unknown)
+    );
+    assert!(stdout(&unknown).is_empty());
+
+    // `sync events` follows live: one line per event as it happens.
+    let mut follower = crate::harness::ctl_command()
+        .args(["--addr", &m.daemon.unix_address().to_string()])
+        .args(["sync", "events", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (line_tx, lines) = std::sync::mpsc::channel();
+    let output = follower.stdout.take().unwrap();
+    thread::spawn(move || {
+        for line in BufReader::new(output).lines().map_while(Result::ok) {
+            let _ = line_tx.send(line);
+        }
+    });
+    // Edits until one is followed: the follower may subscribe only after
+    // the first edit, whose event it then never sees.
+    let file = m.file("footer/footer_links.html");
+    let mut seen = Vec::new();
+    'edits: for attempt in 0..10 {
+        fs::write(&file, format!("<a>followed {attempt}</a>")).unwrap();
+        let give_up = Instant::now() + Duration::from_secs(3);
+        while let Ok(line) = lines.recv_timeout(give_up.saturating_duration_since(Instant::now())) {
+            let imported = event_kinds(&line)
+                .iter()
+                .any(|kind| kind == "SYNC_EVENT_KIND_IMPORTED");
+            seen.push(line);
+            if imported {
+                break 'edits;
+            }
+        }
+    }
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+    assert!(
+        seen.last()
+            .is_some_and(|line| line.contains("footer_links.html")),
+        "an IMPORTED line: {seen:#?}"
+    );
+}
