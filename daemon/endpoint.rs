@@ -19,6 +19,10 @@ use crate::{
     token::Token,
 };
 
+
+/// Largest Sync response a client accepts: a listing with content of
+/// 10,000 templates of 5 KiB.
+pub const MAX_SYNC_RESPONSE: usize = 64 << 20;
 /// Where a daemon listens: `unix:///path/to/sock` or `http://host:port`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Address {
@@ -167,9 +171,11 @@ impl Connection {
         OrchestratorClient::new(self.intercepted())
     }
 
-    /// A client of the Sync service.
+    /// A client of the Sync service. It accepts responses up to
+    /// [`MAX_SYNC_RESPONSE`]: a listing with content of a large template
+    /// set is bigger than tonic's default 4 MiB.
     pub fn sync(&self) -> SyncClient<AuthChannel> {
-        SyncClient::new(self.intercepted())
+        SyncClient::new(self.intercepted()).max_decoding_message_size(MAX_SYNC_RESPONSE)
     }
 
     /// A client of `grpc.health.v1.Health`.
