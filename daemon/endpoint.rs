@@ -19,7 +19,6 @@ use crate::{
     token::Token,
 };
 
-
 /// Largest Sync response a client accepts: a listing with content of
 /// 10,000 templates of 5 KiB.
 pub const MAX_SYNC_RESPONSE: usize = 64 << 20;

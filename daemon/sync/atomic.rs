@@ -60,7 +60,14 @@ impl Batch {
 
     /// Makes the staged temps durable, renames each over its target, then
     /// fsyncs each directory once.
-    pub fn commit(mut self) -> io::Result<()> {
+    pub fn commit(self) -> io::Result<()> {
+        self.commit_if(|_| true).map(drop)
+    }
+
+    /// Like [`Batch::commit`], but a target for which `unchanged` says no
+    /// (asked after the temps are durable, right before the renames) is
+    /// left alone and its temp removed. Returns those targets.
+    pub fn commit_if(mut self, unchanged: impl Fn(&Path) -> bool) -> io::Result<Vec<PathBuf>> {
         // One directory per file system: syncfs there flushes every temp.
         let mut file_systems = BTreeMap::new();
         for (temp, _) in &self.staged {
@@ -73,7 +80,13 @@ impl Batch {
             nix::unistd::syncfs(File::open(dir)?)?;
         }
         let mut dirs = BTreeSet::new();
+        let mut left_alone = Vec::new();
         while let Some((temp, target)) = self.staged.pop() {
+            if !unchanged(&target) {
+                fs::remove_file(&temp)?;
+                left_alone.push(target);
+                continue;
+            }
             if let Err(err) = fs::rename(&temp, &target) {
                 let _ = fs::remove_file(&temp);
                 return Err(err);
@@ -85,7 +98,7 @@ impl Batch {
         for dir in dirs {
             File::open(&dir)?.sync_all()?;
         }
-        Ok(())
+        Ok(left_alone)
     }
 }
 
@@ -173,6 +186,21 @@ mod tests {
         drop(batch);
         assert!(temps(dir.path()).is_empty(), "no temp left behind");
         assert!(!dir.path().join("a.html").exists(), "nothing half-exported");
+    }
+
+    #[test]
+    fn a_target_changed_before_the_rename_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (kept, changed) = (dir.path().join("a.html"), dir.path().join("b.html"));
+        let mut batch = Batch::default();
+        batch.stage(&kept, b"new a").unwrap();
+        batch.stage(&changed, b"new b").unwrap();
+        fs::write(&changed, "edited meanwhile").unwrap();
+        let left_alone = batch.commit_if(|target| target != changed).unwrap();
+        assert_eq!(left_alone, std::slice::from_ref(&changed));
+        assert_eq!(fs::read_to_string(&kept).unwrap(), "new a");
+        assert_eq!(fs::read_to_string(&changed).unwrap(), "edited meanwhile");
+        assert!(temps(dir.path()).is_empty());
     }
 
     #[test]

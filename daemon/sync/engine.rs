@@ -796,10 +796,11 @@ impl<S: ContentStore> SyncEngine<S> {
                 batch.stage(copy_path, text.as_bytes())?;
             }
             batch.stage(&path, content.as_bytes())?;
-            if file::stat(&path).ok() != expected {
+            let left_alone =
+                batch.commit_if(|target| target != path || file::stat(&path).ok() == expected)?;
+            if !left_alone.is_empty() {
                 return Ok(None);
             }
-            batch.commit()?;
             file::stat(&path).map(Some)
         })
         .await
@@ -821,6 +822,8 @@ impl<S: ContentStore> SyncEngine<S> {
         let copy_path = layout::conflict_copy(path, &id);
         let copy = Some((copy_path.clone(), disk_text.to_owned()));
         let Some(stat) = self.write(path, item, expected, copy).await? else {
+            // The file changed again first: decide afresh, without this copy.
+            let _ = fs::remove_file(&copy_path);
             return Ok(Outcome::Retry {
                 after: self.settings.debounce,
                 tries: 0,

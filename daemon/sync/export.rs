@@ -66,7 +66,8 @@ fn write(
     let failed = |err: io::Error| ContentError::Storage(format!("cannot export: {err}"));
     let mut summary = ExportSummary::default();
     let mut batch = Batch::default();
-    let mut staged: Vec<(PathBuf, Item)> = Vec::new();
+    // What was staged, with the stat its target had when it was read.
+    let mut staged: Vec<(PathBuf, Item, Option<Stat>)> = Vec::new();
     let mut agreed = Vec::new();
     for item in items {
         let path = layout::path(root, &item.key);
@@ -77,7 +78,7 @@ fn write(
                 summary.unchanged += 1;
                 agreed.push((item.key.clone(), base(&item, stat)));
             }
-            Disk::Content { sha256, .. }
+            Disk::Content { sha256, stat, .. }
                 if bases
                     .get(&item.key.name)
                     .is_some_and(|base| base.sha256 == sha256) =>
@@ -85,21 +86,32 @@ fn write(
                 batch
                     .stage(&path, item.content.as_bytes())
                     .map_err(failed)?;
-                staged.push((path, item));
+                staged.push((path, item, Some(stat)));
             }
             Disk::Missing => {
                 batch
                     .stage(&path, item.content.as_bytes())
                     .map_err(failed)?;
-                staged.push((path, item));
+                staged.push((path, item, None));
             }
             // Changed on disk, being written, or not content at all (a
             // link, a directory): never overwritten.
             _ => summary.conflicts += 1,
         }
     }
-    batch.commit().map_err(failed)?;
-    for (path, item) in staged {
+    // A file edited while the export ran is left alone too.
+    let expected: HashMap<&Path, Option<Stat>> = staged
+        .iter()
+        .map(|(path, _, stat)| (path.as_path(), *stat))
+        .collect();
+    let left_alone = batch
+        .commit_if(|target| file::stat(target).ok() == expected[target])
+        .map_err(failed)?;
+    for (path, item, _) in staged {
+        if left_alone.contains(&path) {
+            summary.conflicts += 1;
+            continue;
+        }
         summary.written += 1;
         let stat = file::stat(&path).map_err(failed)?;
         agreed.push((item.key.clone(), base(&item, stat)));
