@@ -203,9 +203,14 @@ async fn events_queue_during_pause() {
 
     fs::write(m.file("header/header_welcome.html"), "<b>edited</b>").unwrap();
     fs::write(m.file("header/header_queued.html"), "<b>new</b>").unwrap();
-    // Unpaused, the watcher would import both within the debounce. This
-    // is how long "nothing happens" is observed, not a wait for a result.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Once the engine holds both paths, it has seen the changes and,
+    // paused, acted on neither.
+    let connection = m.connection.clone();
+    eventually("both changes queued", START_DEADLINE, || {
+        let mut sync = connection.sync();
+        async move { (status(&mut sync).await.dirty_count >= 2).then_some(()) }
+    })
+    .await;
     let still = template(&mut m.sync, SET, "header_welcome").await;
     assert_eq!((still.content.as_str(), still.version), (WELCOME, 1));
     assert!(absent(&mut m.sync, "header_queued").await);
