@@ -25,7 +25,7 @@
 //!
 //! Each target is printed as met or not; nothing here asserts on timing.
 
-mod support;
+use outpost_bench_support as support;
 
 use std::{
     fs,
@@ -124,7 +124,7 @@ fn bench() -> Result<(), BoxError> {
 
 /// Starts a release `outpostd` with its data under `dir`.
 fn start_daemon(dir: &Path) -> Result<ServerProcess, BoxError> {
-    let mut command = daemon_command(dir);
+    let mut command = daemon_command(env!("CARGO_BIN_EXE_outpostd"), dir);
     command
         .args(["--max-instances", MAX_INSTANCES])
         .args(["--port-range", PORT_RANGE]);
@@ -151,7 +151,7 @@ fn small_fleet(runtime: &Runtime, dir: &Path) -> Result<(), BoxError> {
     runtime.block_on(small_fleet_rpc(&socket, &baseline_socket))?;
     drop(baseline);
 
-    let times = time_cli(&socket, &CLI_ARGS)?;
+    let times = time_cli(env!("CARGO_BIN_EXE_outpostctl"), &socket, &CLI_ARGS)?;
     print_cli(&CLI_ARGS, &times, TARGET_CLI_MEDIAN);
     drop(daemon);
     Ok(())

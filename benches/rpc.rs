@@ -17,7 +17,7 @@
 //! vary between runs on shared machines; compare the ratios printed by one
 //! run. Nothing here asserts on timing.
 
-mod support;
+use outpost_bench_support as support;
 
 use std::{path::Path, process::ExitCode, time::Duration};
 
@@ -57,7 +57,11 @@ fn bench() -> Result<(), BoxError> {
     let daemon_dir = dir.path().join("daemon");
     let daemon_socket = daemon_socket(&daemon_dir);
     let baseline_socket = dir.path().join("baseline.sock");
-    let daemon = ServerProcess::start("outpostd", daemon_command(&daemon_dir), STOP_TIMEOUT)?;
+    let daemon = ServerProcess::start(
+        "outpostd",
+        daemon_command(env!("CARGO_BIN_EXE_outpostd"), &daemon_dir),
+        STOP_TIMEOUT,
+    )?;
     let baseline = ServerProcess::start(
         "baseline",
         baseline_command(&baseline_socket)?,
@@ -70,16 +74,20 @@ fn bench() -> Result<(), BoxError> {
     drop(baseline);
 
     println!();
-    let cli = time_cli(&daemon_socket, &CLI_ARGS)?;
+    let cli = time_cli(env!("CARGO_BIN_EXE_outpostctl"), &daemon_socket, &CLI_ARGS)?;
     print_cli(&CLI_ARGS, &cli, TARGET_CLI_MEDIAN);
     drop(daemon);
     Ok(())
 }
 
 /// The daemon's method under test: `GetDaemonStatus`.
-impl UnaryCall for OrchestratorClient<AuthChannel> {
+#[derive(Clone)]
+struct DaemonStatusCall(OrchestratorClient<AuthChannel>);
+
+impl UnaryCall for DaemonStatusCall {
     async fn call(&mut self) -> Result<(), Status> {
-        self.get_daemon_status(GetDaemonStatusRequest {})
+        self.0
+            .get_daemon_status(GetDaemonStatusRequest {})
             .await
             .map(drop)
     }
@@ -88,7 +96,7 @@ impl UnaryCall for OrchestratorClient<AuthChannel> {
 /// Measures the baseline and the daemon at each load level.
 async fn compare_rpc(baseline: &Path, daemon: &Path) -> Result<(), BoxError> {
     let health = connect(baseline).await?.health();
-    let orchestrator = connect(daemon).await?.orchestrator();
+    let orchestrator = DaemonStatusCall(connect(daemon).await?.orchestrator());
     for in_flight in IN_FLIGHT {
         let (base, ours) = compare_at(in_flight, &health, &orchestrator).await?;
         print_load("bare tonic Health/Check", in_flight, &base);

@@ -22,11 +22,7 @@
 //! next. Each target is printed as met or not; nothing here asserts on
 //! timing.
 
-#[expect(
-    dead_code,
-    reason = "this benchmark needs no baseline server, unary load driver or CLI timing"
-)]
-mod support;
+use outpost_bench_support as support;
 
 use std::{
     fs::OpenOptions,
@@ -115,7 +111,7 @@ fn bench() -> Result<(), BoxError> {
 
 /// Starts a release `outpostd` with its data (and sync root) under `dir`.
 fn start_daemon(dir: &Path) -> Result<ServerProcess, BoxError> {
-    let mut command = daemon_command(dir);
+    let mut command = daemon_command(env!("CARGO_BIN_EXE_outpostd"), dir);
     command
         .arg("--sync-debounce")
         .arg(format!("{}ms", DEBOUNCE.as_millis()));

@@ -17,11 +17,12 @@ const CLI_WARM_UP: usize = 20;
 /// Measured invocations.
 const CLI_RUNS: usize = 200;
 
-/// Runs `outpostctl ARGS…` against the daemon on `socket`, one process after
-/// another; returns the wall time of each measured run, ascending.
-pub fn time_cli(socket: &Path, args: &[&str]) -> Result<Vec<Duration>, BoxError> {
+/// Runs `outpostctl ARGS…` (the binary at `outpostctl`) against the daemon
+/// on `socket`, one process after another; returns the wall time of each
+/// measured run, ascending.
+pub fn time_cli(outpostctl: &str, socket: &Path, args: &[&str]) -> Result<Vec<Duration>, BoxError> {
     let address = format!("unix://{}", socket.display());
-    let mut command = Command::new(env!("CARGO_BIN_EXE_outpostctl"));
+    let mut command = Command::new(outpostctl);
     command
         .args(["--addr", address.as_str()])
         .args(args)

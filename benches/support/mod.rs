@@ -2,7 +2,8 @@
 //! baseline server as child processes, the unary load driver, timing
 //! `outpostctl` invocations, and printing results.
 //!
-//! Each benchmark binary includes this module (`mod support;`) and hands its
+//! A crate of its own (a dev-dependency of `outpost`). Each benchmark binary
+//! imports it (`use outpost_bench_support as support;`) and hands its
 //! work to [`run`], which also lets the binary act as the baseline server
 //! when it is re-executed for that (see [`server`]).
 

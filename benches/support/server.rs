@@ -67,10 +67,10 @@ pub fn baseline_command(socket: &Path) -> std::io::Result<Command> {
     Ok(command)
 }
 
-/// `outpostd` with everything under `dir`, free of the caller's `OUTPOST_*`
-/// settings. Callers may add arguments.
-pub fn daemon_command(dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_outpostd"));
+/// The `outpostd` binary at `outpostd` with everything under `dir`, free of
+/// the caller's `OUTPOST_*` settings. Callers may add arguments.
+pub fn daemon_command(outpostd: &str, dir: &Path) -> Command {
+    let mut command = Command::new(outpostd);
     command
         .arg("--data-dir")
         .arg(dir)
