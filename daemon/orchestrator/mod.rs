@@ -12,6 +12,7 @@ pub mod ports;
 pub mod process;
 pub mod reaper;
 pub mod registry;
+pub mod scanner;
 pub mod spec;
 pub mod status;
 pub mod usage;
@@ -37,6 +38,7 @@ use logs::LogFiles;
 use ports::{PortError, PortPool};
 use reaper::Reaper;
 use registry::{InstanceHandle, Registry};
+use scanner::Scanner;
 use spec::{InstanceSpec, PortChoice};
 use status::{InstanceKind, InstanceState, InstanceStatus, ProcessInfo, Reason};
 
@@ -121,6 +123,8 @@ pub struct Shared {
     /// Persists every change.
     pub writer: StoreWriter,
     reaper: Arc<Reaper>,
+    /// The shared /proc scans.
+    scanner: Arc<Scanner>,
     logs_root: PathBuf,
     data_dir: PathBuf,
     boot_id: String,
@@ -232,7 +236,7 @@ pub struct ExternalInput {
 pub struct Orchestrator {
     shared: Arc<Shared>,
     registry: Mutex<Registry>,
-    usage: usage::UsageSampler,
+    usage: Arc<usage::UsageSampler>,
 }
 
 impl Orchestrator {
@@ -246,11 +250,13 @@ impl Orchestrator {
         std::fs::create_dir_all(&logs_root).map_err(StartError::Io)?;
         let stored = store.load().await?;
         let boot_id = process::boot_id();
+        let scanner = Arc::new(Scanner::default());
         let orchestrator = Arc::new(Self {
             shared: Arc::new(Shared {
                 board: StatusBoard::default(),
                 writer: StoreWriter::start(store, boot_id.clone()),
                 reaper: Reaper::start().map_err(StartError::Io)?,
+                scanner: Arc::clone(&scanner),
                 logs_root,
                 data_dir: config.data_dir,
                 boot_id,
@@ -259,7 +265,7 @@ impl Orchestrator {
                 PortPool::new(config.port_range),
                 config.max_instances,
             )),
-            usage: usage::UsageSampler::default(),
+            usage: usage::UsageSampler::new(scanner),
         });
         orchestrator.recover(stored);
         orchestrator.shared.writer.flush().await?;
@@ -521,7 +527,7 @@ impl Orchestrator {
         {
             return;
         }
-        let usage = self.usage.sample();
+        let usage = self.usage.latest();
         for status in statuses
             .iter_mut()
             .filter(|s| s.kind == InstanceKind::Managed)
