@@ -19,7 +19,7 @@ pub mod usage;
 pub mod validate;
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     os::fd::OwnedFd,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, MutexGuard},
@@ -288,21 +288,55 @@ impl Orchestrator {
     /// under the identity it recorded (pid, start time, boot id) is
     /// re-adopted; one that is gone counts as an exit and its restart
     /// policy applies; stopped instances stay stopped; pending restarts
-    /// keep their schedule.
+    /// keep their schedule. An instance that should run but whose recorded
+    /// process is gone may have a newer process the earlier daemon spawned
+    /// and died before recording (a restart): a live group leader carrying
+    /// this daemon's marker for the instance is adopted instead of starting
+    /// a duplicate.
     fn recover(&self, stored: Vec<StoredInstance>) {
         let mut registry = self.registry();
-        for StoredInstance { status, boot_id } in stored {
+        let mut unrecorded: Option<HashMap<String, process::ProcEntry>> = None;
+        for StoredInstance {
+            mut status,
+            boot_id,
+        } in stored
+        {
             if let Some(port) = status.port
                 && let Err(err) = registry.ports.claim(&status.id, port)
             {
                 tracing::warn!(id = status.id, %err, "stored port allocation conflicts");
             }
-            let process = match (status.process, status.state.is_active()) {
-                (Some(info), true) if boot_id.as_deref() == Some(self.shared.boot_id.as_str()) => {
-                    adopt(&status.id, info)
-                }
+            let this_boot = boot_id.as_deref() == Some(self.shared.boot_id.as_str());
+            let mut process = match (status.process, status.state.is_active()) {
+                (Some(info), true) if this_boot => adopt(&status.id, info),
                 _ => None,
             };
+            let meant_to_run = matches!(
+                status.state,
+                InstanceState::Starting
+                    | InstanceState::Running
+                    | InstanceState::Stopping
+                    | InstanceState::Backoff
+                    | InstanceState::Error
+            );
+            if process.is_none() && meant_to_run && status.kind != InstanceKind::External {
+                let leaders = unrecorded.get_or_insert_with(|| {
+                    let table = process::ProcTable::scan(&mut process::MarkerCache::default());
+                    process::marked_leaders(&table, &self.shared.data_dir)
+                });
+                if let Some(entry) = leaders.remove(&status.id) {
+                    let info = ProcessInfo {
+                        pid: entry.pid as u32,
+                        pgid: entry.pgrp as u32,
+                        start_ticks: entry.start_ticks,
+                        started_at: process::started_at(entry.start_ticks),
+                    };
+                    process = adopt(&status.id, info);
+                    if process.is_some() && !status.state.is_active() {
+                        status.state = InstanceState::Running;
+                    }
+                }
+            }
             self.launch(&mut registry, status, Origin::Recovered(process));
         }
     }

@@ -9,6 +9,7 @@ use std::{
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Command, Stdio},
+    time::{Duration, SystemTime},
 };
 
 use nix::{
@@ -332,6 +333,37 @@ pub fn marker_of(pid: i32, data_dir: &Path) -> Option<String> {
     text(INSTANCE_MARKER)
         .filter(|_| ours)
         .map(|id| id.into_owned())
+}
+
+/// Live process group leaders that carry the marker of the daemon of
+/// `data_dir`, by the instance id in it; where one instance has several,
+/// the youngest. These are the processes a daemon spawned and may not have
+/// recorded before it died.
+pub fn marked_leaders(table: &ProcTable, data_dir: &Path) -> HashMap<String, ProcEntry> {
+    let mut leaders: HashMap<String, ProcEntry> = HashMap::new();
+    for entry in table
+        .entries()
+        .iter()
+        .filter(|p| p.pid == p.pgrp && p.state != 'Z')
+    {
+        if let Some(id) = marker_of(entry.pid, data_dir) {
+            let youngest = leaders.entry(id).or_insert(*entry);
+            if entry.start_ticks > youngest.start_ticks {
+                *youngest = *entry;
+            }
+        }
+    }
+    leaders
+}
+
+/// When a process that started `start_ticks` after boot was started.
+pub fn started_at(start_ticks: u64) -> SystemTime {
+    let uptime = fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or_default();
+    let started = start_ticks as f64 / rustix::param::clock_ticks_per_second() as f64;
+    SystemTime::now() - Duration::from_secs_f64((uptime - started).max(0.0))
 }
 
 /// The pids of processes with a socket listening on TCP `port` (IPv4 or

@@ -228,6 +228,47 @@ async fn a_reused_pid_is_neither_adopted_nor_signalled() {
 }
 
 #[tokio::test]
+async fn a_process_spawned_but_not_recorded_is_adopted_not_duplicated() {
+    let mut daemon = Daemon::start();
+    let connection = daemon.connect().await;
+    let mut sleeper = spec("unrecorded", "sleep", &["1000"]);
+    sleeper.restart = on_failure(0);
+    let instance = create(&connection, sleeper).await;
+    drop(connection);
+    crash(&mut daemon);
+    // A daemon that dies between spawning a restart and storing it leaves
+    // the record naming a process that is gone (simulated: the record
+    // points at a pid that has exited) while the new one runs.
+    let mut gone = Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
+    let database = daemon.data_dir.join("state.db");
+    let update = format!(
+        "import sqlite3; db = sqlite3.connect('{}'); db.execute('UPDATE instances SET pid = {pid}, pgid = {pid} WHERE name = \"unrecorded\"'); db.commit()",
+        database.display(),
+        pid = gone.id()
+    );
+    assert!(
+        Command::new("python3")
+            .args(["-c", &update])
+            .status()
+            .unwrap()
+            .success()
+    );
+
+    daemon.respawn(&[]);
+    let connection = daemon.connect().await;
+    let adopted = instances(&connection).await.remove("unrecorded").unwrap();
+    assert_eq!(adopted.state, pb::InstanceState::Running as i32);
+    assert_eq!(adopted.pid, instance.pid, "the running process was adopted");
+    assert_eq!(
+        marked_processes().get(&instance.id),
+        Some(&vec![instance.pid]),
+        "no duplicate was started"
+    );
+    stop(&connection, "unrecorded").await;
+}
+
+#[tokio::test]
 async fn twenty_crash_cycles_leave_exactly_one_process_per_instance() {
     let mut daemon = Daemon::start();
     let connection = daemon.connect().await;
