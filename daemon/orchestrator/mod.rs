@@ -321,7 +321,7 @@ impl Orchestrator {
             );
             if process.is_none() && meant_to_run && status.kind != InstanceKind::External {
                 let leaders = unrecorded.get_or_insert_with(|| {
-                    let table = process::ProcTable::scan(&mut process::MarkerCache::default());
+                    let table = process::ProcTable::scan(None);
                     process::marked_leaders(&table, &self.shared.data_dir)
                 });
                 if let Some(entry) = leaders.remove(&status.id) {

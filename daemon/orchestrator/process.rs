@@ -139,11 +139,12 @@ pub struct ProcTable {
 }
 
 impl ProcTable {
-    /// Reads every process from /proc. Environments are read only for
-    /// children of the daemon and of init (where escaped processes end up)
-    /// and only once per process, through `cache`, which is left holding
-    /// exactly the processes of this scan.
-    pub fn scan(cache: &mut MarkerCache) -> Self {
+    /// Reads every process from /proc. With a `cache`, instance markers
+    /// are read too: only for children of the daemon and of init (where
+    /// escaped processes end up) and only once per process, through the
+    /// cache, which is left holding exactly the processes of this scan.
+    /// Without one, [`ProcTable::members`] finds no escaped processes.
+    pub fn scan(mut cache: Option<&mut MarkerCache>) -> Self {
         let me = std::process::id() as i32;
         let mut buf = Vec::with_capacity(READ_BUFFER);
         let mut table = Self::default();
@@ -154,7 +155,9 @@ impl ProcTable {
             };
             table.children.entry(entry.ppid).or_default().push(pid);
             table.groups.entry(entry.pgrp).or_default().push(pid);
-            if entry.ppid == me || entry.ppid == 1 {
+            if let Some(cache) = cache.as_deref_mut()
+                && (entry.ppid == me || entry.ppid == 1)
+            {
                 let key = (pid, entry.start_ticks);
                 let marker = match cache.0.remove(&key) {
                     Some(marker) => marker,
@@ -167,7 +170,9 @@ impl ProcTable {
             }
             table.entries.push(entry);
         }
-        cache.0 = markers;
+        if let Some(cache) = cache {
+            cache.0 = markers;
+        }
         table
     }
 
@@ -426,7 +431,7 @@ mod tests {
     fn this_process_can_be_read() {
         let me = read_entry(std::process::id() as i32).unwrap();
         assert!(me.start_ticks > 0);
-        let table = ProcTable::scan(&mut MarkerCache::default());
+        let table = ProcTable::scan(Some(&mut MarkerCache::default()));
         let found = table.get(me.pid).map(|entry| entry.start_ticks);
         assert_eq!(found, Some(me.start_ticks));
     }

@@ -27,6 +27,9 @@ struct State {
     running: bool,
     /// Whether someone asked while a scan ran, and so needs the next one.
     again: bool,
+    /// Whether the next scan must read instance markers (someone looks for
+    /// an instance's members, not only for usage).
+    markers_wanted: bool,
     /// Environment markers, kept between scans.
     markers: MarkerCache,
 }
@@ -55,11 +58,14 @@ impl Scanner {
 
     /// The process table read by a scan that started after this call: a
     /// scan already running is too old (it may predate a signal the caller
-    /// just sent), so the caller waits for the next.
-    pub async fn fresh(self: &Arc<Self>) -> Arc<ProcTable> {
+    /// just sent), so the caller waits for the next. With `markers`, the
+    /// table also knows which escaped processes carry which instance's
+    /// marker (needed for [`ProcTable::members`], not for usage).
+    pub async fn fresh(self: &Arc<Self>, markers: bool) -> Arc<ProcTable> {
         let mut done = self.done.subscribe();
         let wanted = {
             let mut state = self.lock();
+            state.markers_wanted |= markers;
             if state.running {
                 state.again = true;
                 state.started + 1
@@ -80,12 +86,13 @@ impl Scanner {
     /// Runs scans until nobody waits for another one.
     async fn run(self: Arc<Self>) {
         loop {
-            let (number, mut markers) = {
+            let (number, with_markers, mut markers) = {
                 let mut state = self.lock();
-                (state.started, std::mem::take(&mut state.markers))
+                let with_markers = std::mem::take(&mut state.markers_wanted);
+                (state.started, with_markers, std::mem::take(&mut state.markers))
             };
             let scanned = tokio::task::spawn_blocking(move || {
-                let table = ProcTable::scan(&mut markers);
+                let table = ProcTable::scan(with_markers.then_some(&mut markers));
                 (table, markers)
             })
             .await;

@@ -78,7 +78,7 @@ impl UsageSampler {
 
     /// Takes a new sample.
     async fn refresh(self: Arc<Self>) {
-        let table = self.scanner.fresh().await;
+        let table = self.scanner.fresh(false).await;
         let mut state = self.lock();
         state.last = Some(sample(&table, state.last.as_ref()));
         state.refreshing = false;

@@ -58,7 +58,7 @@ pub fn check(
 ) -> Vec<Issue> {
     let by_id: HashMap<&str, &InstanceStatus> =
         instances.iter().map(|s| (s.id.as_str(), s)).collect();
-    let table = process::ProcTable::scan(&mut process::MarkerCache::default());
+    let table = process::ProcTable::scan(Some(&mut process::MarkerCache::default()));
     let mut issues = Vec::new();
 
     for status in instances
