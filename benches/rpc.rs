@@ -17,7 +17,9 @@
 //! vary between runs on shared machines; compare the ratios printed by one
 //! run. Nothing here asserts on timing.
 
-mod support;
+// Public: the shared helpers serve several benchmark binaries, each of
+// which uses only part of them.
+pub mod support;
 
 use std::{path::Path, process::ExitCode, time::Duration};
 
