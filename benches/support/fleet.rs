@@ -47,9 +47,10 @@ impl Calls {
     }
 }
 
-/// Creates `count` started instances named `PREFIX-NNNN` with the specs
-/// `spec` makes from those names, [`CREATE_IN_FLIGHT`] calls at a time;
-/// each must be in state `expected` when its creation returns.
+/// Creates `count` instances named `PREFIX-NNNN` with the specs `spec`
+/// makes from those names, [`CREATE_IN_FLIGHT`] calls at a time; each must
+/// be in state `expected` when its creation returns. Instances expected
+/// STOPPED are only stored, never started.
 pub async fn create_fleet(
     connection: &Connection,
     prefix: &'static str,
@@ -63,7 +64,7 @@ pub async fn create_fleet(
         async move {
             let request = pb::CreateInstanceRequest {
                 spec: Some(spec(&format!("{prefix}-{index:04}"))),
-                start: Some(true),
+                start: Some(expected != pb::InstanceState::Stopped),
             };
             let response = orchestrator.create_instance(request).await?.into_inner();
             let instance = response
