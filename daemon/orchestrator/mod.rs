@@ -46,6 +46,9 @@ use status::{InstanceKind, InstanceState, InstanceStatus, ProcessInfo, Reason};
 const COMMAND_QUEUE: usize = 32;
 /// How often log files are checked for rotation.
 const ROTATE_EVERY: Duration = Duration::from_secs(10);
+/// Most rotation rounds skipped for an instance whose logs did not grow:
+/// quiet logs are looked at every 10 s, 20 s, 40 s … up to every 320 s.
+const MAX_QUIET_SKIP: u32 = 31;
 
 /// Why an orchestrator call failed; the server maps each to a gRPC code.
 #[derive(Debug, thiserror::Error)]
@@ -273,12 +276,13 @@ impl Orchestrator {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(ROTATE_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let mut watched = HashMap::new();
             loop {
                 tick.tick().await;
                 let Some(orchestrator) = weak.upgrade() else {
                     break;
                 };
-                orchestrator.rotate_logs();
+                orchestrator.rotate_logs(&mut watched);
             }
         });
         Ok(orchestrator)
@@ -833,17 +837,62 @@ impl Orchestrator {
             .map_err(|err| OrchestratorError::Storage(err.to_string()))
     }
 
-    fn rotate_logs(&self) {
+    /// Rotates the logs that have grown too large. Logs that did not grow
+    /// since they were last looked at are looked at less and less often
+    /// (see [`MAX_QUIET_SKIP`]), and again every round once they grow, so
+    /// that a thousand quiet instances cost next to nothing.
+    fn rotate_logs(&self, watched: &mut HashMap<String, LogWatch>) {
         let ids: Vec<String> = self
             .registry()
             .handles()
             .map(|handle| handle.id.clone())
             .collect();
+        let present: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+        watched.retain(|id, _| present.contains(id.as_str()));
         for id in ids {
-            if let Err(err) = self.shared.logs(&id).rotate_if_larger(logs::ROTATE_AT) {
-                tracing::warn!(id, %err, "cannot rotate logs");
+            let watch = watched.entry(id.clone()).or_default();
+            if !watch.due() {
+                continue;
+            }
+            match self.shared.logs(&id).rotate_if_larger(logs::ROTATE_AT) {
+                Ok(sizes) => watch.looked(sizes),
+                Err(err) => tracing::warn!(id, %err, "cannot rotate logs"),
             }
         }
+    }
+}
+
+/// How the rotation check treats one instance's logs.
+#[derive(Default)]
+struct LogWatch {
+    /// Sizes of stdout and stderr when last looked at.
+    sizes: [u64; 2],
+    /// Rounds to skip after each look while the logs stay the same.
+    quiet: u32,
+    /// Rounds still to skip before the next look.
+    skip: u32,
+}
+
+impl LogWatch {
+    /// Whether this round looks at the logs (otherwise it is skipped).
+    fn due(&mut self) -> bool {
+        if self.skip == 0 {
+            return true;
+        }
+        self.skip -= 1;
+        false
+    }
+
+    /// Records the sizes found: the same as before doubles the rounds
+    /// skipped (up to [`MAX_QUIET_SKIP`]), a change skips none.
+    fn looked(&mut self, sizes: [u64; 2]) {
+        self.quiet = if sizes == self.sizes {
+            (self.quiet * 2 + 1).min(MAX_QUIET_SKIP)
+        } else {
+            0
+        };
+        self.skip = self.quiet;
+        self.sizes = sizes;
     }
 }
 
@@ -931,4 +980,42 @@ fn watch_external(pid: u32) -> Result<Process, OrchestratorError> {
         },
         pidfd,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rounds in which a watch looks at its logs, out of `rounds`, with the
+    /// sizes `size_at(round)` gives.
+    fn looks(rounds: u32, size_at: impl Fn(u32) -> u64) -> Vec<u32> {
+        let mut watch = LogWatch::default();
+        (0..rounds)
+            .filter(|&round| {
+                let due = watch.due();
+                if due {
+                    watch.looked([size_at(round), 0]);
+                }
+                due
+            })
+            .collect()
+    }
+
+    #[test]
+    fn quiet_logs_are_looked_at_less_and_less_often() {
+        assert_eq!(looks(100, |_| 0), [0, 2, 6, 14, 30, 62, 94]);
+    }
+
+    #[test]
+    fn growing_logs_are_looked_at_every_round() {
+        assert_eq!(looks(5, |round| u64::from(round) + 1), [0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn logs_that_start_growing_are_looked_at_every_round_again() {
+        // Quiet until round 40: the next look (round 62) sees the growth.
+        let growing_from_40 = |round: u32| u64::from(round.saturating_sub(40));
+        let expected = [0, 2, 6, 14, 30, 62, 63, 64, 65];
+        assert_eq!(looks(66, growing_from_40), expected);
+    }
 }

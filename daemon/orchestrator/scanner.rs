@@ -89,7 +89,11 @@ impl Scanner {
             let (number, with_markers, mut markers) = {
                 let mut state = self.lock();
                 let with_markers = std::mem::take(&mut state.markers_wanted);
-                (state.started, with_markers, std::mem::take(&mut state.markers))
+                (
+                    state.started,
+                    with_markers,
+                    std::mem::take(&mut state.markers),
+                )
             };
             let scanned = tokio::task::spawn_blocking(move || {
                 let table = ProcTable::scan(with_markers.then_some(&mut markers));
