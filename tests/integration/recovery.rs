@@ -342,6 +342,95 @@ async fn a_damaged_database_stops_the_daemon_and_leaves_processes_alone() {
     kill(Pid::from_raw(survivor.pid as i32), Signal::SIGKILL).unwrap();
 }
 
+/// A small tmpfs mounted over a directory for as long as it lives.
+struct SmallDisk {
+    path: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `size` (as `mount -o size=` takes it) over `path`,
+    /// keeping what `path` held.
+    fn mount_over(path: &std::path::Path, size: &str) -> Self {
+        let saved = tempfile::tempdir().unwrap();
+        copy_dir(path, saved.path());
+        let options = format!("size={size}");
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &options, "tmpfs"])
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(mounted.success(), "mount {}", path.display());
+        let disk = Self {
+            path: path.to_owned(),
+        };
+        copy_dir(saved.path(), path);
+        disk
+    }
+
+    /// Fills the disk with a file until no space is left.
+    fn fill(&self) {
+        let mut filler = fs::File::create(self.path.join("filler")).unwrap();
+        let block = vec![0u8; 4096];
+        while std::io::Write::write_all(&mut filler, &block).is_ok() {}
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
+}
+
+/// Copies the files of `from` (recursively) into the existing `to`.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_stops_the_daemon_naming_the_file_and_the_cause() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("skipped: mounting a small tmpfs as the data directory needs root");
+        return;
+    }
+    let mut daemon = Daemon::start();
+    let connection = daemon.connect().await;
+    let survivor = create(&connection, spec("survivor", "sleep", &["1000"])).await;
+    drop(connection);
+    crash(&mut daemon);
+    let disk = SmallDisk::mount_over(&daemon.data_dir, "1m");
+    disk.fill();
+
+    let output = crate::harness::daemon_command(&daemon.data_dir, &daemon.socket)
+        .output()
+        .unwrap();
+    drop(disk);
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    let database = daemon.data_dir.join("state.db");
+    assert!(
+        message.contains(&format!(
+            "outpostd: cannot write the state database {}",
+            database.display()
+        )),
+        "names the file: {message}"
+    );
+    assert!(
+        message.contains("disk is full"),
+        "names the cause: {message}"
+    );
+    assert!(exists(survivor.pid), "the instance's process is untouched");
+    kill(Pid::from_raw(survivor.pid as i32), Signal::SIGKILL).unwrap();
+}
+
 #[tokio::test]
 async fn a_newer_schema_is_refused() {
     let mut daemon = Daemon::start();
