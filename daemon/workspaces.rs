@@ -24,6 +24,7 @@ use std::{
 use notify::{RecursiveMode, event::EventKind};
 use notify_debouncer_full::{DebounceEventResult, new_debouncer};
 use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     orchestrator::{
@@ -66,6 +67,9 @@ pub enum ApplyError {
     /// No such workspace or file.
     #[error("{0}")]
     NotFound(String),
+    /// The daemon is shutting down: workspaces are no longer applied.
+    #[error("the daemon is shutting down")]
+    ShuttingDown,
 }
 
 /// The workspaces of one directory.
@@ -77,6 +81,9 @@ pub struct Workspaces {
     workers: Mutex<HashMap<String, watch::Sender<PathBuf>>>,
     /// Serialises applies of one workspace (worker and API alike).
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Cancelled by [`Workspaces::stop`]: the watcher and workers end, and
+    /// no apply starts any more.
+    stopped: CancellationToken,
 }
 
 impl Workspaces {
@@ -89,6 +96,7 @@ impl Workspaces {
             statuses: Mutex::new(BTreeMap::new()),
             workers: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
+            stopped: CancellationToken::new(),
         });
         let (hints, mut receiver) = mpsc::unbounded_channel::<Option<PathBuf>>();
         let mut debouncer = new_debouncer(
@@ -126,14 +134,44 @@ impl Workspaces {
             // The debouncer stops watching when dropped: it lives here.
             let _debouncer = debouncer;
             task.rescan();
-            while let Some(hint) = receiver.recv().await {
+            loop {
+                let hint = tokio::select! {
+                    hint = receiver.recv() => hint,
+                    () = task.stopped.cancelled() => None,
+                };
                 match hint {
-                    Some(path) => task.touch(&path),
-                    None => task.rescan(),
+                    Some(Some(path)) => task.touch(&path),
+                    Some(None) => task.rescan(),
+                    None => break,
                 }
             }
         });
         Ok(workspaces)
+    }
+
+    /// Stops watching and applying (for daemon shutdown, before the
+    /// instances are stopped, so that no apply starts one again): ends the
+    /// watcher and the workers, and waits up to `timeout` for applies in
+    /// progress to finish. Applies asked for afterwards fail with
+    /// [`ApplyError::ShuttingDown`].
+    pub async fn stop(&self, timeout: std::time::Duration) {
+        self.stopped.cancel();
+        let locks: Vec<_> = self
+            .locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let finished = tokio::time::timeout(timeout, async {
+            for lock in locks {
+                drop(lock.lock().await);
+            }
+        })
+        .await;
+        if finished.is_err() {
+            tracing::warn!(?timeout, "a workspace apply is still in progress");
+        }
     }
 
     /// Marks every workspace file of the directory (and every known
@@ -173,7 +211,11 @@ impl Workspaces {
         workers.insert(name.clone(), sender);
         let workspaces = self.clone();
         tokio::spawn(async move {
-            while receiver.changed().await.is_ok() {
+            loop {
+                tokio::select! {
+                    changed = receiver.changed() => if changed.is_err() { break },
+                    () = workspaces.stopped.cancelled() => break,
+                }
                 let file = receiver.borrow_and_update().clone();
                 workspaces.sync_file(&name, &file).await;
             }
@@ -220,6 +262,9 @@ impl Workspaces {
     ) -> Result<WorkspaceDiff, ApplyError> {
         let lock = self.lock_for(name);
         let _applying = lock.lock().await;
+        if self.stopped.is_cancelled() && !dry_run {
+            return Err(ApplyError::ShuttingDown);
+        }
         let workspace = match workspace_file::parse(file, text) {
             Ok(workspace) => workspace,
             Err(errors) => {
@@ -304,6 +349,9 @@ impl Workspaces {
     async fn remove(&self, name: &str, file: &Path) {
         let lock = self.lock_for(name);
         let _applying = lock.lock().await;
+        if self.stopped.is_cancelled() {
+            return;
+        }
         let current = self.owned(name);
         for instance in current.keys() {
             if let Err(err) = self

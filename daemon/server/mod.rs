@@ -160,7 +160,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             OrchestratorServer::new(orchestrator::OrchestratorApi::new(
                 info.clone(),
                 orchestrator.clone(),
-                workspaces,
+                workspaces.clone(),
                 stop.clone(),
             )),
             gate.clone(),
@@ -222,6 +222,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     if closed.is_err() {
         servers.abort_all();
     }
+    // No workspace apply may start an instance once they are being stopped.
+    workspaces.stop(DRAIN_TIMEOUT).await;
     if config_keeps_instances {
         tracing::info!("leaving instances running for the next daemon (--keep-instances-on-exit)");
     } else {
