@@ -545,8 +545,8 @@ async fn validate_reports_disagreements_and_fixes_only_what_is_provably_ours() {
 }
 
 #[tokio::test]
-async fn a_locked_database_fails_the_call_naming_the_file() {
-    let daemon = Daemon::start();
+async fn a_locked_database_fails_the_call_naming_the_file_and_the_change_is_stored_later() {
+    let mut daemon = Daemon::start();
     let connection = daemon.connect().await;
     let database = daemon.data_dir.join("state.db");
     // Another process takes the write lock and holds it until its stdin closes.
@@ -585,4 +585,21 @@ async fn a_locked_database_fails_the_call_naming_the_file() {
     assert!(status.message().contains("locked"), "{}", status.message());
     drop(holder.stdin.take());
     holder.wait().unwrap();
+
+    // The writer keeps trying: once the lock is gone, the change is stored
+    // (a later call succeeds only after it), and a new daemon knows it.
+    connection
+        .orchestrator()
+        .create_instance(pb::CreateInstanceRequest {
+            spec: Some(spec("after", "sleep", &["1000"])),
+            start: Some(false),
+        })
+        .await
+        .unwrap();
+    drop(connection);
+    crash(&mut daemon);
+    daemon.respawn(&[]);
+    let connection = daemon.connect().await;
+    let names: Vec<String> = instances(&connection).await.into_keys().collect();
+    assert_eq!(names, ["after", "blocked"]);
 }
