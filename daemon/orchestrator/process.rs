@@ -86,8 +86,20 @@ fn read_into(path: &str, buf: &mut Vec<u8>) -> io::Result<()> {
 const READ_BUFFER: usize = 4096;
 
 /// Reads one process's /proc entry into `buf`; `None` when it is gone.
+/// The kernel hands out the whole of `/proc/PID/stat` (well under
+/// [`READ_BUFFER`]) in one `read`, so one call is made, not one more to
+/// see the end of the file.
 fn read_entry_with(pid: i32, buf: &mut Vec<u8>) -> Option<ProcEntry> {
-    read_into(&format!("/proc/{pid}/stat"), buf).ok()?;
+    buf.clear();
+    buf.resize(READ_BUFFER, 0);
+    let mut file = fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+    let read = file.read(buf).ok()?;
+    if read == buf.len() {
+        // Longer than any stat line: read the rest the ordinary way.
+        file.read_to_end(buf).ok()?;
+    } else {
+        buf.truncate(read);
+    }
     parse_stat(pid, std::str::from_utf8(buf).ok()?)
 }
 
