@@ -8,10 +8,11 @@
 //! content, and an earlier version is never applied after a later one.
 //! Different workspaces apply in parallel.
 //!
-//! File events are hints (notify, directory watch, debounced); the file is
-//! read only once it is settled — it must exist, be non-empty and keep the
-//! same size and mtime across the read, else it is looked at again after a
-//! grace period. A file that stays missing removes its workspace.
+//! File events are hints (notify, directory watch, debounced per workspace
+//! by its worker); the file is read only once it is settled — it must
+//! exist, be non-empty and keep the same size and mtime across the read,
+//! else it is looked at again after a grace period. A file that stays
+//! missing removes its workspace.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -21,8 +22,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use notify::{RecursiveMode, event::EventKind};
-use notify_debouncer_full::{DebounceEventResult, new_debouncer};
+use notify::{RecursiveMode, Watcher, event::EventKind};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -35,11 +35,9 @@ use crate::{
     workspace_file::{self, Workspace},
 };
 
-/// Trailing debounce of file events.
+/// Trailing debounce of file events: a workspace is applied once no event
+/// about it came for this long.
 const DEBOUNCE: Duration = Duration::from_millis(100);
-/// How often the debouncer looks for events due. Its default (a quarter
-/// of the debounce) would wake an idle daemon dozens of times a second.
-const DEBOUNCE_TICK: Duration = Duration::from_millis(100);
 /// How long a missing, empty or changing file is given to settle.
 const SETTLE: Duration = Duration::from_millis(300);
 /// How often a file is looked at before it counts as settled as it is.
@@ -99,40 +97,37 @@ impl Workspaces {
             stopped: CancellationToken::new(),
         });
         let (hints, mut receiver) = mpsc::unbounded_channel::<Option<PathBuf>>();
-        let mut debouncer = new_debouncer(
-            DEBOUNCE,
-            Some(DEBOUNCE_TICK),
-            move |result: DebounceEventResult| match result {
-                Ok(events) => {
-                    for event in events {
-                        // Reading a file is an event too: only changes count.
-                        if matches!(event.kind, EventKind::Access(_)) {
-                            continue;
-                        }
-                        if event.need_rescan() || matches!(event.kind, EventKind::Other) {
-                            let _ = hints.send(None);
-                        }
-                        for path in &event.paths {
-                            let _ = hints.send(Some(path.clone()));
-                        }
+        // Raw events: the watcher's thread wakes only when one arrives (a
+        // debouncer thread would tick while the daemon idles); the workers
+        // debounce per workspace with a timer armed only by an event.
+        let mut watcher = notify::recommended_watcher(
+            move |result: notify::Result<notify::Event>| match result {
+                Ok(event) => {
+                    // Reading a file is an event too: only changes count.
+                    if matches!(event.kind, EventKind::Access(_)) {
+                        return;
+                    }
+                    if event.need_rescan() || matches!(event.kind, EventKind::Other) {
+                        let _ = hints.send(None);
+                    }
+                    for path in event.paths {
+                        let _ = hints.send(Some(path));
                     }
                 }
-                Err(errors) => {
-                    for error in errors {
-                        tracing::warn!(%error, "workspace watcher error; rescanning");
-                    }
+                Err(error) => {
+                    tracing::warn!(%error, "workspace watcher error; rescanning");
                     let _ = hints.send(None);
                 }
             },
         )
         .map_err(std::io::Error::other)?;
-        debouncer
+        watcher
             .watch(&dir, RecursiveMode::NonRecursive)
             .map_err(std::io::Error::other)?;
         let task = workspaces.clone();
         tokio::spawn(async move {
-            // The debouncer stops watching when dropped: it lives here.
-            let _debouncer = debouncer;
+            // The watcher stops watching when dropped: it lives here.
+            let _watcher = watcher;
             task.rescan();
             loop {
                 let hint = tokio::select! {
@@ -211,11 +206,23 @@ impl Workspaces {
         workers.insert(name.clone(), sender);
         let workspaces = self.clone();
         tokio::spawn(async move {
+            // The first look (at start-up or a new file) is not debounced.
+            let mut debounce = false;
             loop {
                 tokio::select! {
                     changed = receiver.changed() => if changed.is_err() { break },
                     () = workspaces.stopped.cancelled() => break,
                 }
+                // Trailing debounce: wait until no event came for DEBOUNCE.
+                while debounce {
+                    receiver.borrow_and_update();
+                    tokio::select! {
+                        () = tokio::time::sleep(DEBOUNCE) => {}
+                        () = workspaces.stopped.cancelled() => return,
+                    }
+                    debounce = receiver.has_changed().unwrap_or(false);
+                }
+                debounce = true;
                 let file = receiver.borrow_and_update().clone();
                 workspaces.sync_file(&name, &file).await;
             }
