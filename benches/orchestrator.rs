@@ -28,42 +28,43 @@
 use outpost_bench_support as support;
 
 use std::{
-    fs,
-    future::Future,
     path::Path,
     process::ExitCode,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
 };
 
 use nix::{
     sys::signal::{Signal, kill},
-    unistd::{Pid, SysconfVar, sysconf},
+    unistd::Pid,
 };
 use outpost::{
     endpoint::{AuthChannel, Connection},
-    proto::v1::{
-        self as pb, orchestrator_client::OrchestratorClient, status_event::Change,
-        watch_status_response::Payload,
-    },
+    proto::v1::{self as pb, orchestrator_client::OrchestratorClient},
 };
 use prost::Message;
-use tokio::{runtime::Runtime, task::JoinSet, time::timeout};
-use tonic::{Status, Streaming};
+use tokio::runtime::Runtime;
+use tonic::Status;
 
 use support::{
     BoxError,
     cli::{print_cli, time_cli},
     connect,
+    fleet::{Calls, create_fleet, expect_state, run_calls, sleeper},
+    kernel::{cpu_use, mib, peak_rss, rss},
     load::{LoadStats, Samples, UnaryCall, WARM_UP, WINDOW, compare_at},
     report::{micros, millis, percentile, print_header, print_load, print_ratio, verdict},
     runtime,
     server::{ServerProcess, baseline_command, daemon_command, daemon_socket},
+    watch::{Watch, is, open_watch, wait_for},
 };
 
+/// Every instance is a `sleep 1000` without a health check: RUNNING as soon
+/// as it is spawned.
+const RUNNING: pb::InstanceState = pb::InstanceState::Running;
 /// Instances of the daemon that the reads are measured on.
 const SMALL_FLEET: usize = 100;
 /// Instances of the daemon whose footprint is measured.
@@ -73,14 +74,10 @@ const MAX_INSTANCES: &str = "2000";
 /// `--port-range` of both daemons; the instances ask for no port, so it
 /// only keeps the daemons clear of a real daemon's default pool.
 const PORT_RANGE: &str = "47100-47199";
-/// `CreateInstance` calls kept in flight while creating a fleet.
-const CREATE_IN_FLIGHT: usize = 16;
 /// Kill rounds made, unmeasured, before the measured ones.
 const KILL_WARM_UP: usize = 10;
 /// Measured kill rounds.
 const KILL_ROUNDS: usize = 200;
-/// How long to wait for one expected `WatchStatus` event.
-const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time between two `GetDaemonStatus` probes while the large fleet stops.
 const PROBE_EVERY: Duration = Duration::from_millis(50);
 /// How long the daemon with the large fleet is watched while idle.
@@ -163,8 +160,8 @@ fn small_fleet(runtime: &Runtime, dir: &Path) -> Result<(), BoxError> {
 async fn small_fleet_rpc(socket: &Path, baseline_socket: &Path) -> Result<(), BoxError> {
     let connection = connect(socket).await?;
     let mut watch = open_watch(&connection).await?;
-    let created = create_fleet(&connection, "small", SMALL_FLEET).await?;
-    print_calls("created", &created);
+    let created = create_fleet(&connection, "small", SMALL_FLEET, sleeper, RUNNING).await?;
+    created.print("created");
 
     let target = created.instances.first().ok_or("no instance created")?;
     let latencies = kill_rounds(&connection, &mut watch, target).await?;
@@ -191,30 +188,12 @@ async fn small_fleet_rpc(socket: &Path, baseline_socket: &Path) -> Result<(), Bo
     Ok(())
 }
 
-/// Opens a `WatchStatus` stream of every instance and reads its initial
-/// snapshot.
-async fn open_watch(
-    connection: &Connection,
-) -> Result<Streaming<pb::WatchStatusResponse>, BoxError> {
-    let mut stream = connection
-        .orchestrator()
-        .watch_status(pb::WatchStatusRequest::default())
-        .await?
-        .into_inner();
-    match stream.message().await? {
-        Some(pb::WatchStatusResponse {
-            payload: Some(Payload::Snapshot(_)),
-        }) => Ok(stream),
-        other => Err(format!("WatchStatus began with {other:?}, not a snapshot").into()),
-    }
-}
-
 /// Kills the process of `target` [`KILL_WARM_UP`] + [`KILL_ROUNDS`] times,
 /// starting it again after each kill; returns the measured latencies from
 /// the kill until the FAILED event arrived on `watch`, ascending.
 async fn kill_rounds(
     connection: &Connection,
-    watch: &mut Streaming<pb::WatchStatusResponse>,
+    watch: &mut Watch,
     target: &pb::Instance,
 ) -> Result<Vec<Duration>, BoxError> {
     let mut orchestrator = connection.orchestrator();
@@ -222,7 +201,10 @@ async fn kill_rounds(
     let mut latencies = Vec::with_capacity(KILL_ROUNDS);
     for round in 0..KILL_WARM_UP + KILL_ROUNDS {
         // Every event so far has been read, so the daemon is idle.
-        wait_for_state(watch, &target.id, pb::InstanceState::Running).await?;
+        wait_for(watch, "RUNNING", |i| {
+            is(i, &target.id, pb::InstanceState::Running)
+        })
+        .await?;
         let latency = kill_until_failed(watch, &target.id, pid).await?;
         if round >= KILL_WARM_UP {
             latencies.push(latency);
@@ -235,11 +217,7 @@ async fn kill_rounds(
 
 /// Sends SIGKILL to `pid` (the process of instance `id`) and waits for the
 /// event in which the instance becomes FAILED; returns the time between.
-async fn kill_until_failed(
-    watch: &mut Streaming<pb::WatchStatusResponse>,
-    id: &str,
-    pid: u32,
-) -> Result<Duration, BoxError> {
+async fn kill_until_failed(watch: &mut Watch, id: &str, pid: u32) -> Result<Duration, BoxError> {
     // Never 0 or negative: kill(2) would signal a whole process group.
     let pid = i32::try_from(pid)
         .ok()
@@ -247,44 +225,8 @@ async fn kill_until_failed(
         .ok_or_else(|| format!("instance {id} has no process to kill (pid {pid})"))?;
     let start = Instant::now();
     kill(Pid::from_raw(pid), Signal::SIGKILL)?;
-    wait_for_state(watch, id, pb::InstanceState::Failed).await?;
+    wait_for(watch, "FAILED", |i| is(i, id, pb::InstanceState::Failed)).await?;
     Ok(start.elapsed())
-}
-
-/// Reads `watch` until a message shows instance `id` in `state`; fails
-/// after [`EVENT_TIMEOUT`].
-async fn wait_for_state(
-    watch: &mut Streaming<pb::WatchStatusResponse>,
-    id: &str,
-    state: pb::InstanceState,
-) -> Result<(), BoxError> {
-    timeout(EVENT_TIMEOUT, read_until_state(watch, id, state))
-        .await
-        .map_err(|_| format!("{id} not {state:?} within {EVENT_TIMEOUT:?}"))?
-}
-
-/// Reads `watch` until a message shows instance `id` in `state`.
-async fn read_until_state(
-    watch: &mut Streaming<pb::WatchStatusResponse>,
-    id: &str,
-    state: pb::InstanceState,
-) -> Result<(), BoxError> {
-    let wanted = |instance: &pb::Instance| instance.id == id && instance.state == state as i32;
-    loop {
-        let message = watch.message().await?.ok_or("WatchStatus ended")?;
-        let found = match message.payload {
-            Some(Payload::Events(batch)) => batch.events.iter().any(|event| {
-                matches!(&event.change, Some(Change::InstanceChanged(change))
-                    if change.instance.as_ref().is_some_and(wanted))
-            }),
-            // A RESYNC snapshot replaces the events it skipped.
-            Some(Payload::Snapshot(snapshot)) => snapshot.instances.iter().any(wanted),
-            None => false,
-        };
-        if found {
-            return Ok(());
-        }
-    }
 }
 
 /// Starts instance `id` again; returns the pid of its new process.
@@ -390,8 +332,8 @@ async fn large_fleet_rpc(socket: &Path) -> Result<(), BoxError> {
 /// Creates the large fleet on the daemon `pid`; prints the time it took,
 /// how many instances run and the daemon's RSS.
 async fn create_large(connection: &Connection, pid: u32) -> Result<Calls, BoxError> {
-    let created = create_fleet(connection, "large", LARGE_FLEET).await?;
-    print_calls("created", &created);
+    let created = create_fleet(connection, "large", LARGE_FLEET, sleeper, RUNNING).await?;
+    created.print("created");
     let target = format!("<= {:.0} s", TARGET_CREATE_ALL.as_secs_f64());
     print_target(
         "time to create all",
@@ -409,11 +351,11 @@ async fn create_large(connection: &Connection, pid: u32) -> Result<Calls, BoxErr
 
 /// Leaves the daemon `pid` idle for [`IDLE_WINDOW`]; prints its CPU use.
 async fn hold_idle(pid: u32) -> Result<(), BoxError> {
-    let cpu = idle_cpu(pid, IDLE_WINDOW).await?;
+    let cpu = cpu_use(pid, IDLE_WINDOW).await?;
     let window = IDLE_WINDOW.as_secs();
-    println!("daemon CPU over {window} s idle: {cpu:.3} % of one core");
+    cpu.print(&format!("daemon CPU over {window} s idle"));
     let target = format!("<= {TARGET_IDLE_CPU} %");
-    print_target("idle CPU", cpu <= TARGET_IDLE_CPU, &target);
+    print_target("idle CPU", cpu.percent <= TARGET_IDLE_CPU, &target);
     println!("daemon RSS after the idle window: {}", mib(rss(pid)?));
     Ok(())
 }
@@ -431,7 +373,7 @@ async fn stop_large(
     let probe = tokio::spawn(probe_status(probe_connection, Arc::clone(&finished)));
     let stopped = stop_all(connection, ids).await;
     finished.store(true, Ordering::Relaxed);
-    print_calls("stopped", &stopped?);
+    stopped?.print("stopped");
     let (slowest, probes) = probe.await??;
     println!(
         "  while stopping: slowest GetDaemonStatus {:.1} ms ({probes} calls, one every {} ms)",
@@ -507,188 +449,8 @@ async fn probe_status(
 }
 
 // ---------------------------------------------------------------------------
-// Creating and calling many at once
-// ---------------------------------------------------------------------------
-
-/// The outcome of a batch of calls.
-struct Calls {
-    /// What each call returned, in the order the calls were numbered.
-    instances: Vec<pb::Instance>,
-    /// Each call's latency, ascending.
-    latencies: Vec<Duration>,
-    /// From the first call until the last one completed.
-    wall: Duration,
-    /// How many calls were kept in flight.
-    in_flight: usize,
-}
-
-/// Creates `count` running instances of `sleep 1000` named
-/// `PREFIX-NNNN`, [`CREATE_IN_FLIGHT`] calls at a time.
-async fn create_fleet(
-    connection: &Connection,
-    prefix: &'static str,
-    count: usize,
-) -> Result<Calls, BoxError> {
-    let orchestrator = connection.orchestrator();
-    run_calls(count, CREATE_IN_FLIGHT, move |index| {
-        let mut orchestrator = orchestrator.clone();
-        async move {
-            let request = pb::CreateInstanceRequest {
-                spec: Some(sleeper(&format!("{prefix}-{index:04}"))),
-                start: Some(true),
-            };
-            let response = orchestrator.create_instance(request).await?.into_inner();
-            let instance = response
-                .instance
-                .ok_or("CreateInstance returned no instance")?;
-            expect_state(&instance, pb::InstanceState::Running)?;
-            Ok(instance)
-        }
-    })
-    .await
-}
-
-/// The spec of an instance named `name` running `sleep 1000`.
-fn sleeper(name: &str) -> pb::InstanceSpec {
-    pb::InstanceSpec {
-        name: name.to_owned(),
-        command: "sleep".to_owned(),
-        args: vec!["1000".to_owned()],
-        ..Default::default()
-    }
-}
-
-/// An error unless `instance` is in `state`.
-fn expect_state(instance: &pb::Instance, state: pb::InstanceState) -> Result<(), BoxError> {
-    if instance.state == state as i32 {
-        return Ok(());
-    }
-    Err(format!(
-        "instance {} is {:?}, expected {state:?} ({})",
-        instance.name,
-        pb::InstanceState::try_from(instance.state),
-        instance.last_error
-    )
-    .into())
-}
-
-/// Makes calls numbered `0..count` with `call`, keeping `in_flight` of
-/// them going at once.
-async fn run_calls<F, Fut>(count: usize, in_flight: usize, call: F) -> Result<Calls, BoxError>
-where
-    F: Fn(usize) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = Result<pb::Instance, BoxError>> + Send,
-{
-    let next = Arc::new(AtomicUsize::new(0));
-    let start = Instant::now();
-    let mut workers = JoinSet::new();
-    for _ in 0..in_flight.min(count) {
-        let (next, call) = (Arc::clone(&next), call.clone());
-        workers.spawn(async move {
-            let mut done = Vec::new();
-            loop {
-                let index = next.fetch_add(1, Ordering::Relaxed);
-                if index >= count {
-                    return Ok::<_, BoxError>(done);
-                }
-                let sent = Instant::now();
-                let instance = call(index).await?;
-                done.push((index, instance, sent.elapsed()));
-            }
-        });
-    }
-    let mut done = Vec::with_capacity(count);
-    while let Some(worker) = workers.join_next().await {
-        done.extend(worker??);
-    }
-    let wall = start.elapsed();
-    done.sort_unstable_by_key(|(index, _, _)| *index);
-    let mut latencies: Vec<Duration> = done.iter().map(|(_, _, latency)| *latency).collect();
-    latencies.sort_unstable();
-    Ok(Calls {
-        instances: done.into_iter().map(|(_, instance, _)| instance).collect(),
-        latencies,
-        wall,
-        in_flight,
-    })
-}
-
-// ---------------------------------------------------------------------------
-// The daemon as the kernel sees it
-// ---------------------------------------------------------------------------
-
-/// Resident memory of process `pid` in bytes (`VmRSS` of
-/// `/proc/PID/status`).
-fn rss(pid: u32) -> Result<u64, BoxError> {
-    memory_field(pid, "VmRSS")
-}
-
-/// Peak resident memory of process `pid` in bytes (`VmHWM`).
-fn peak_rss(pid: u32) -> Result<u64, BoxError> {
-    memory_field(pid, "VmHWM")
-}
-
-/// A memory field of `/proc/PID/status` (given in kB), in bytes.
-fn memory_field(pid: u32, field: &str) -> Result<u64, BoxError> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib = status
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|value| value.trim().strip_suffix("kB"))
-        .and_then(|value| value.trim().parse::<u64>().ok())
-        .ok_or_else(|| format!("no {field} in /proc/{pid}/status"))?;
-    Ok(kib * 1024)
-}
-
-/// CPU time (user + system) that process `pid` has used, in clock ticks
-/// (fields 14 and 15 of `/proc/PID/stat`).
-fn cpu_ticks(pid: u32) -> Result<u64, BoxError> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The command name (field 2) may hold spaces; count from the last ')'.
-    let after_name = &stat[stat.rfind(')').ok_or("malformed /proc/PID/stat")? + 1..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // `fields` starts at field 3.
-    let field = |n: usize| {
-        fields
-            .get(n - 3)
-            .and_then(|value| value.parse::<u64>().ok())
-    };
-    match (field(14), field(15)) {
-        (Some(user), Some(system)) => Ok(user + system),
-        _ => Err("malformed /proc/PID/stat".into()),
-    }
-}
-
-/// CPU use of process `pid` over `window`, in percent of one core.
-async fn idle_cpu(pid: u32, window: Duration) -> Result<f64, BoxError> {
-    let ticks_per_second = sysconf(SysconfVar::CLK_TCK)?.ok_or("no CLK_TCK")? as f64;
-    let before = cpu_ticks(pid)?;
-    let start = Instant::now();
-    tokio::time::sleep(window).await;
-    let ticks = cpu_ticks(pid)? - before;
-    let elapsed = start.elapsed().as_secs_f64();
-    println!(
-        "daemon CPU ticks over the idle window: {ticks} (1 tick = {:.0} ms)",
-        1e3 / ticks_per_second
-    );
-    Ok(ticks as f64 / ticks_per_second / elapsed * 100.0)
-}
-
-// ---------------------------------------------------------------------------
 // Output
 // ---------------------------------------------------------------------------
-
-/// Prints a batch of calls: wall time, and per-call p50 and p99.
-fn print_calls(what: &str, calls: &Calls) {
-    println!(
-        "{what} {} instances, {} calls in flight: {:.3} s (per call p50 {:.2} ms, p99 {:.2} ms)",
-        calls.instances.len(),
-        calls.in_flight,
-        calls.wall.as_secs_f64(),
-        millis(percentile(&calls.latencies, 0.50)),
-        millis(percentile(&calls.latencies, 0.99)),
-    );
-}
 
 /// Prints the kill → FAILED event latencies (`latencies` ascending).
 fn print_kill(latencies: &[Duration]) {
@@ -720,9 +482,4 @@ fn print_list(count: usize, bytes: usize, stats: &LoadStats) {
 /// Prints whether the target on `what` (`target` in words) is met.
 fn print_target(what: &str, met: bool, target: &str) {
     println!("  {what} target {target}: {}", verdict(met));
-}
-
-/// `bytes` in MiB, for printing.
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
 }

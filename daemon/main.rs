@@ -12,9 +12,16 @@ use tracing_subscriber::EnvFilter;
 
 /// Exit status for a setting that cannot be used (as clap's usage errors).
 const EXIT_CONFIG: u8 = 2;
+/// Free memory at the top of a malloc heap that glibc keeps instead of
+/// returning it to the kernel. The default (128 KiB) is less than what one
+/// `ListInstances` of a few hundred instances allocates and frees, so every
+/// such call paid for giving pages back and faulting them in again.
+const MALLOC_TRIM_THRESHOLD: i32 = 4 << 20;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // SAFETY: mallopt only sets an allocator tuning parameter.
+    unsafe { libc::mallopt(libc::M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD) };
     let args = DaemonArgs::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -8,10 +8,11 @@
 //! content, and an earlier version is never applied after a later one.
 //! Different workspaces apply in parallel.
 //!
-//! File events are hints (notify, directory watch, debounced); the file is
-//! read only once it is settled — it must exist, be non-empty and keep the
-//! same size and mtime across the read, else it is looked at again after a
-//! grace period. A file that stays missing removes its workspace.
+//! File events are hints (notify, directory watch, debounced per workspace
+//! by its worker); the file is read only once it is settled — it must
+//! exist, be non-empty and keep the same size and mtime across the read,
+//! else it is looked at again after a grace period. A file that stays
+//! missing removes its workspace.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -21,9 +22,9 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use notify::{RecursiveMode, event::EventKind};
-use notify_debouncer_full::{DebounceEventResult, new_debouncer};
+use notify::{RecursiveMode, Watcher, event::EventKind};
 use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     orchestrator::{
@@ -34,11 +35,9 @@ use crate::{
     workspace_file::{self, Workspace},
 };
 
-/// Trailing debounce of file events.
+/// Trailing debounce of file events: a workspace is applied once no event
+/// about it came for this long.
 const DEBOUNCE: Duration = Duration::from_millis(100);
-/// How often the debouncer looks for events due. Its default (a quarter
-/// of the debounce) would wake an idle daemon dozens of times a second.
-const DEBOUNCE_TICK: Duration = Duration::from_millis(100);
 /// How long a missing, empty or changing file is given to settle.
 const SETTLE: Duration = Duration::from_millis(300);
 /// How often a file is looked at before it counts as settled as it is.
@@ -66,6 +65,9 @@ pub enum ApplyError {
     /// No such workspace or file.
     #[error("{0}")]
     NotFound(String),
+    /// The daemon is shutting down: workspaces are no longer applied.
+    #[error("the daemon is shutting down")]
+    ShuttingDown,
 }
 
 /// The workspaces of one directory.
@@ -77,6 +79,9 @@ pub struct Workspaces {
     workers: Mutex<HashMap<String, watch::Sender<PathBuf>>>,
     /// Serialises applies of one workspace (worker and API alike).
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Cancelled by [`Workspaces::stop`]: the watcher and workers end, and
+    /// no apply starts any more.
+    stopped: CancellationToken,
 }
 
 impl Workspaces {
@@ -89,51 +94,79 @@ impl Workspaces {
             statuses: Mutex::new(BTreeMap::new()),
             workers: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
+            stopped: CancellationToken::new(),
         });
         let (hints, mut receiver) = mpsc::unbounded_channel::<Option<PathBuf>>();
-        let mut debouncer = new_debouncer(
-            DEBOUNCE,
-            Some(DEBOUNCE_TICK),
-            move |result: DebounceEventResult| match result {
-                Ok(events) => {
-                    for event in events {
-                        // Reading a file is an event too: only changes count.
-                        if matches!(event.kind, EventKind::Access(_)) {
-                            continue;
-                        }
-                        if event.need_rescan() || matches!(event.kind, EventKind::Other) {
-                            let _ = hints.send(None);
-                        }
-                        for path in &event.paths {
-                            let _ = hints.send(Some(path.clone()));
-                        }
+        // Raw events: the watcher's thread wakes only when one arrives (a
+        // debouncer thread would tick while the daemon idles); the workers
+        // debounce per workspace with a timer armed only by an event.
+        let mut watcher = notify::recommended_watcher(
+            move |result: notify::Result<notify::Event>| match result {
+                Ok(event) => {
+                    // Reading a file is an event too: only changes count.
+                    if matches!(event.kind, EventKind::Access(_)) {
+                        return;
+                    }
+                    if event.need_rescan() || matches!(event.kind, EventKind::Other) {
+                        let _ = hints.send(None);
+                    }
+                    for path in event.paths {
+                        let _ = hints.send(Some(path));
                     }
                 }
-                Err(errors) => {
-                    for error in errors {
-                        tracing::warn!(%error, "workspace watcher error; rescanning");
-                    }
+                Err(error) => {
+                    tracing::warn!(%error, "workspace watcher error; rescanning");
                     let _ = hints.send(None);
                 }
             },
         )
         .map_err(std::io::Error::other)?;
-        debouncer
+        watcher
             .watch(&dir, RecursiveMode::NonRecursive)
             .map_err(std::io::Error::other)?;
         let task = workspaces.clone();
         tokio::spawn(async move {
-            // The debouncer stops watching when dropped: it lives here.
-            let _debouncer = debouncer;
+            // The watcher stops watching when dropped: it lives here.
+            let _watcher = watcher;
             task.rescan();
-            while let Some(hint) = receiver.recv().await {
+            loop {
+                let hint = tokio::select! {
+                    hint = receiver.recv() => hint,
+                    () = task.stopped.cancelled() => None,
+                };
                 match hint {
-                    Some(path) => task.touch(&path),
-                    None => task.rescan(),
+                    Some(Some(path)) => task.touch(&path),
+                    Some(None) => task.rescan(),
+                    None => break,
                 }
             }
         });
         Ok(workspaces)
+    }
+
+    /// Stops watching and applying (for daemon shutdown, before the
+    /// instances are stopped, so that no apply starts one again): ends the
+    /// watcher and the workers, and waits up to `timeout` for applies in
+    /// progress to finish. Applies asked for afterwards fail with
+    /// [`ApplyError::ShuttingDown`].
+    pub async fn stop(&self, timeout: std::time::Duration) {
+        self.stopped.cancel();
+        let locks: Vec<_> = self
+            .locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let finished = tokio::time::timeout(timeout, async {
+            for lock in locks {
+                drop(lock.lock().await);
+            }
+        })
+        .await;
+        if finished.is_err() {
+            tracing::warn!(?timeout, "a workspace apply is still in progress");
+        }
     }
 
     /// Marks every workspace file of the directory (and every known
@@ -173,7 +206,23 @@ impl Workspaces {
         workers.insert(name.clone(), sender);
         let workspaces = self.clone();
         tokio::spawn(async move {
-            while receiver.changed().await.is_ok() {
+            // The first look (at start-up or a new file) is not debounced.
+            let mut debounce = false;
+            loop {
+                tokio::select! {
+                    changed = receiver.changed() => if changed.is_err() { break },
+                    () = workspaces.stopped.cancelled() => break,
+                }
+                // Trailing debounce: wait until no event came for DEBOUNCE.
+                while debounce {
+                    receiver.borrow_and_update();
+                    tokio::select! {
+                        () = tokio::time::sleep(DEBOUNCE) => {}
+                        () = workspaces.stopped.cancelled() => return,
+                    }
+                    debounce = receiver.has_changed().unwrap_or(false);
+                }
+                debounce = true;
                 let file = receiver.borrow_and_update().clone();
                 workspaces.sync_file(&name, &file).await;
             }
@@ -220,6 +269,9 @@ impl Workspaces {
     ) -> Result<WorkspaceDiff, ApplyError> {
         let lock = self.lock_for(name);
         let _applying = lock.lock().await;
+        if self.stopped.is_cancelled() && !dry_run {
+            return Err(ApplyError::ShuttingDown);
+        }
         let workspace = match workspace_file::parse(file, text) {
             Ok(workspace) => workspace,
             Err(errors) => {
@@ -304,6 +356,9 @@ impl Workspaces {
     async fn remove(&self, name: &str, file: &Path) {
         let lock = self.lock_for(name);
         let _applying = lock.lock().await;
+        if self.stopped.is_cancelled() {
+            return;
+        }
         let current = self.owned(name);
         for instance in current.keys() {
             if let Err(err) = self

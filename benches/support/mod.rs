@@ -8,9 +8,12 @@
 //! when it is re-executed for that (see [`server`]).
 
 pub mod cli;
+pub mod fleet;
+pub mod kernel;
 pub mod load;
 pub mod report;
 pub mod server;
+pub mod watch;
 
 use std::{error::Error, path::Path, process::ExitCode};
 

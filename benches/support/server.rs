@@ -129,6 +129,17 @@ impl ServerProcess {
         Ok(server)
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the server with SIGKILL, as a crash would, and reaps it.
+    pub fn crash(&mut self) -> std::io::Result<()> {
+        self.child.kill()?;
+        self.child.wait().map(drop)
+    }
+
     /// Whether the child exits within `timeout`.
     fn exits_within(&mut self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;

@@ -28,6 +28,7 @@ use super::{
     health,
     policy::{RestartTracker, Verdict},
     process,
+    scanner::Scanner,
     spec::{InstanceSpec, Probe, RestartMode},
     status::{
         Exit, ExitOutcome, FAILURE_HISTORY, Failure, HealthState, InstanceKind, InstanceState,
@@ -711,7 +712,16 @@ impl Actor {
     async fn kill_process(&mut self) -> Option<ExitOutcome> {
         let process = self.process.take()?;
         let spec = &self.status.spec;
-        Some(terminate(&self.status.id, process, spec.stop_signal, spec.stop_grace).await)
+        Some(
+            terminate(
+                &self.shared.scanner,
+                &self.status.id,
+                process,
+                spec.stop_signal,
+                spec.stop_grace,
+            )
+            .await,
+        )
     }
 
     async fn stop(
@@ -747,6 +757,7 @@ impl Actor {
         self.transition(InstanceState::Stopping, reason, String::new());
         let process = self.process.take().expect("just put back");
         let outcome = terminate(
+            &self.shared.scanner,
             &self.status.id,
             process,
             self.status.spec.stop_signal,
@@ -779,6 +790,7 @@ impl Actor {
             let info = process.info();
             let spec = &self.status.spec;
             terminate_group(
+                &self.shared.scanner,
                 &self.status.id,
                 info.pgid,
                 None,
@@ -813,56 +825,57 @@ async fn exited(process: &mut Option<Process>) -> ExitOutcome {
 struct Members<'a> {
     id: &'a str,
     pgid: i32,
+    scanner: &'a Arc<Scanner>,
     seen: HashSet<i32>,
 }
 
+/// What one look at /proc found of an instance.
+struct Look {
+    /// Its members alive now (not zombies).
+    live: Vec<i32>,
+    /// Whether nothing of it remains.
+    gone: bool,
+}
+
 impl<'a> Members<'a> {
-    fn new(id: &'a str, pgid: i32) -> Self {
+    fn new(id: &'a str, pgid: i32, scanner: &'a Arc<Scanner>) -> Self {
         Self {
             id,
             pgid,
+            scanner,
             seen: HashSet::new(),
         }
     }
 
-    /// Scans /proc for the instance's processes. The scan is blocking
-    /// work: the runtime moves other tasks off this thread meanwhile, so
-    /// many stops at once never starve the daemon's other work.
-    fn scan(&self) -> Vec<process::ProcEntry> {
-        tokio::task::block_in_place(|| process::members(&process::scan(), self.pgid, self.id))
-    }
-
-    /// The members alive now (not zombies), remembering them.
-    fn live(&mut self) -> Vec<i32> {
-        let members = self.scan();
-        self.seen.extend(members.iter().map(|p| p.pid));
-        members
-            .into_iter()
-            .filter(|p| p.state != 'Z')
-            .map(|p| p.pid)
-            .collect()
-    }
-
-    /// Whether no process of the instance exists any more, counting the
-    /// daemon's own zombies (its reaper collects them at once) but not
-    /// zombies of other parents (dead; only their parent can reap them).
-    fn gone(&mut self) -> bool {
+    /// Looks at a fresh process table (a scan shared with every other stop
+    /// in progress, made off the async workers), remembering the members.
+    /// Nothing remains when no member lingers, counting the daemon's own
+    /// zombies (its reaper collects them at once) but not zombies of other
+    /// parents (dead; only their parent can reap them).
+    async fn look(&mut self) -> Look {
         let me = std::process::id() as i32;
         let lingers = |p: &process::ProcEntry| p.state != 'Z' || p.ppid == me;
-        let members = self.scan();
+        let table = self.scanner.fresh(true).await;
+        let members = table.members(self.pgid, self.id);
         self.seen.extend(members.iter().map(|p| p.pid));
-        !members.iter().any(lingers)
+        let gone = !members.iter().any(lingers)
             && self
                 .seen
                 .iter()
-                .all(|&pid| process::read_entry(pid).is_none_or(|p| !lingers(&p)))
+                .all(|&pid| table.get(pid).is_none_or(|p| !lingers(p)));
+        let live = members
+            .into_iter()
+            .filter(|p| p.state != 'Z')
+            .map(|p| p.pid)
+            .collect();
+        Look { live, gone }
     }
 
-    /// Polls /proc until [`Members::gone`] or `deadline`; returns whether
-    /// everything is gone.
+    /// Looks at /proc every [`GROUP_POLL`] until nothing remains or
+    /// `deadline`; returns whether everything is gone.
     async fn wait_gone(&mut self, deadline: Instant) -> bool {
         loop {
-            if self.gone() {
+            if self.look().await.gone {
                 return true;
             }
             if Instant::now() >= deadline {
@@ -876,8 +889,10 @@ impl<'a> Members<'a> {
 /// Stops a managed group: the stop signal to the group and to every
 /// descendant that left it, then (waiting for the leader's `exit`, if it
 /// still runs) the grace period, then SIGKILL to whatever is left, then
-/// waits until nothing of the instance remains, zombies included.
+/// waits until nothing of the instance remains, zombies included. When the
+/// leader is already gone and so is the rest, that takes one /proc scan.
 async fn terminate_group(
+    scanner: &Arc<Scanner>,
     id: &str,
     pgid: u32,
     mut leader: Option<Process>,
@@ -885,19 +900,20 @@ async fn terminate_group(
     grace: Duration,
 ) -> ExitOutcome {
     let pgid = pgid as i32;
-    let mut members = Members::new(id, pgid);
-    let live = members.live();
-    if live.is_empty() && leader.is_none() && members.gone() {
+    let mut members = Members::new(id, pgid, scanner);
+    let first = members.look().await;
+    if first.live.is_empty() && leader.is_none() && first.gone {
         return ExitOutcome::Unknown;
     }
-    process::signal_members(pgid, &live, signal);
+    process::signal_members(pgid, &first.live, signal);
     let deadline = Instant::now() + grace;
     let mut outcome = None;
     if let Some(leader) = leader.as_mut() {
         outcome = timeout_at(deadline.into(), leader.exited()).await.ok();
     }
     if !members.wait_gone(deadline).await {
-        process::signal_members(pgid, &members.live(), Signal::SIGKILL);
+        let live = members.look().await.live;
+        process::signal_members(pgid, &live, Signal::SIGKILL);
         if let (None, Some(leader)) = (outcome, leader.as_mut()) {
             outcome = tokio::time::timeout(KILL_WAIT, leader.exited()).await.ok();
         }
@@ -910,10 +926,19 @@ async fn terminate_group(
 
 /// Stops `process` the way its kind allows: a group of the daemon's
 /// (spawned or re-adopted) as a whole, an external process by itself.
-async fn terminate(id: &str, process: Process, signal: Signal, grace: Duration) -> ExitOutcome {
+async fn terminate(
+    scanner: &Arc<Scanner>,
+    id: &str,
+    process: Process,
+    signal: Signal,
+    grace: Duration,
+) -> ExitOutcome {
     match process {
         Process::External { info, pidfd } => terminate_external(info, pidfd, grace).await,
-        leader => terminate_group(id, leader.info().pgid, Some(leader), signal, grace).await,
+        leader => {
+            let pgid = leader.info().pgid;
+            terminate_group(scanner, id, pgid, Some(leader), signal, grace).await
+        }
     }
 }
 

@@ -69,18 +69,24 @@ impl LogFiles {
         Ok((open(Stream::Stdout)?, open(Stream::Stderr)?))
     }
 
-    /// Rotates every stream that has grown past `limit` bytes.
-    pub fn rotate_if_larger(&self, limit: u64) -> io::Result<()> {
-        for stream in [Stream::Stdout, Stream::Stderr] {
+    /// Rotates every stream that has grown past `limit` bytes; returns the
+    /// sizes of both streams as they were found.
+    pub fn rotate_if_larger(&self, limit: u64) -> io::Result<[u64; 2]> {
+        let mut sizes = [0; 2];
+        for (size, stream) in sizes.iter_mut().zip([Stream::Stdout, Stream::Stderr]) {
             let path = self.path(stream);
             match fs::metadata(&path) {
-                Ok(meta) if meta.len() > limit => rotate(&path, GENERATIONS)?,
-                Ok(_) => {}
+                Ok(meta) => {
+                    *size = meta.len();
+                    if meta.len() > limit {
+                        rotate(&path, GENERATIONS)?;
+                    }
+                }
                 Err(err) if err.kind() == io::ErrorKind::NotFound => {}
                 Err(err) => return Err(err),
             }
         }
-        Ok(())
+        Ok(sizes)
     }
 
     /// Removes the instance's logs.

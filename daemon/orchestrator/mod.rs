@@ -12,13 +12,14 @@ pub mod ports;
 pub mod process;
 pub mod reaper;
 pub mod registry;
+pub mod scanner;
 pub mod spec;
 pub mod status;
 pub mod usage;
 pub mod validate;
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     os::fd::OwnedFd,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, MutexGuard},
@@ -37,6 +38,7 @@ use logs::LogFiles;
 use ports::{PortError, PortPool};
 use reaper::Reaper;
 use registry::{InstanceHandle, Registry};
+use scanner::Scanner;
 use spec::{InstanceSpec, PortChoice};
 use status::{InstanceKind, InstanceState, InstanceStatus, ProcessInfo, Reason};
 
@@ -44,6 +46,9 @@ use status::{InstanceKind, InstanceState, InstanceStatus, ProcessInfo, Reason};
 const COMMAND_QUEUE: usize = 32;
 /// How often log files are checked for rotation.
 const ROTATE_EVERY: Duration = Duration::from_secs(10);
+/// Most rotation rounds skipped for an instance whose logs did not grow:
+/// quiet logs are looked at every 10 s, 20 s, 40 s … up to every 320 s.
+const MAX_QUIET_SKIP: u32 = 31;
 
 /// Why an orchestrator call failed; the server maps each to a gRPC code.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +126,8 @@ pub struct Shared {
     /// Persists every change.
     pub writer: StoreWriter,
     reaper: Arc<Reaper>,
+    /// The shared /proc scans.
+    scanner: Arc<Scanner>,
     logs_root: PathBuf,
     data_dir: PathBuf,
     boot_id: String,
@@ -232,7 +239,7 @@ pub struct ExternalInput {
 pub struct Orchestrator {
     shared: Arc<Shared>,
     registry: Mutex<Registry>,
-    usage: usage::UsageSampler,
+    usage: Arc<usage::UsageSampler>,
 }
 
 impl Orchestrator {
@@ -246,11 +253,13 @@ impl Orchestrator {
         std::fs::create_dir_all(&logs_root).map_err(StartError::Io)?;
         let stored = store.load().await?;
         let boot_id = process::boot_id();
+        let scanner = Arc::new(Scanner::default());
         let orchestrator = Arc::new(Self {
             shared: Arc::new(Shared {
                 board: StatusBoard::default(),
                 writer: StoreWriter::start(store, boot_id.clone()),
                 reaper: Reaper::start().map_err(StartError::Io)?,
+                scanner: Arc::clone(&scanner),
                 logs_root,
                 data_dir: config.data_dir,
                 boot_id,
@@ -259,7 +268,7 @@ impl Orchestrator {
                 PortPool::new(config.port_range),
                 config.max_instances,
             )),
-            usage: usage::UsageSampler::default(),
+            usage: usage::UsageSampler::new(scanner),
         });
         orchestrator.recover(stored);
         orchestrator.shared.writer.flush().await?;
@@ -267,12 +276,13 @@ impl Orchestrator {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(ROTATE_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let mut watched = HashMap::new();
             loop {
                 tick.tick().await;
                 let Some(orchestrator) = weak.upgrade() else {
                     break;
                 };
-                orchestrator.rotate_logs();
+                orchestrator.rotate_logs(&mut watched);
             }
         });
         Ok(orchestrator)
@@ -282,21 +292,55 @@ impl Orchestrator {
     /// under the identity it recorded (pid, start time, boot id) is
     /// re-adopted; one that is gone counts as an exit and its restart
     /// policy applies; stopped instances stay stopped; pending restarts
-    /// keep their schedule.
+    /// keep their schedule. An instance that should run but whose recorded
+    /// process is gone may have a newer process the earlier daemon spawned
+    /// and died before recording (a restart): a live group leader carrying
+    /// this daemon's marker for the instance is adopted instead of starting
+    /// a duplicate.
     fn recover(&self, stored: Vec<StoredInstance>) {
         let mut registry = self.registry();
-        for StoredInstance { status, boot_id } in stored {
+        let mut unrecorded: Option<HashMap<String, process::ProcEntry>> = None;
+        for StoredInstance {
+            mut status,
+            boot_id,
+        } in stored
+        {
             if let Some(port) = status.port
                 && let Err(err) = registry.ports.claim(&status.id, port)
             {
                 tracing::warn!(id = status.id, %err, "stored port allocation conflicts");
             }
-            let process = match (status.process, status.state.is_active()) {
-                (Some(info), true) if boot_id.as_deref() == Some(self.shared.boot_id.as_str()) => {
-                    adopt(&status.id, info)
-                }
+            let this_boot = boot_id.as_deref() == Some(self.shared.boot_id.as_str());
+            let mut process = match (status.process, status.state.is_active()) {
+                (Some(info), true) if this_boot => adopt(&status.id, info),
                 _ => None,
             };
+            let meant_to_run = matches!(
+                status.state,
+                InstanceState::Starting
+                    | InstanceState::Running
+                    | InstanceState::Stopping
+                    | InstanceState::Backoff
+                    | InstanceState::Error
+            );
+            if process.is_none() && meant_to_run && status.kind != InstanceKind::External {
+                let leaders = unrecorded.get_or_insert_with(|| {
+                    let table = process::ProcTable::scan(None);
+                    process::marked_leaders(&table, &self.shared.data_dir)
+                });
+                if let Some(entry) = leaders.remove(&status.id) {
+                    let info = ProcessInfo {
+                        pid: entry.pid as u32,
+                        pgid: entry.pgrp as u32,
+                        start_ticks: entry.start_ticks,
+                        started_at: process::started_at(entry.start_ticks),
+                    };
+                    process = adopt(&status.id, info);
+                    if process.is_some() && !status.state.is_active() {
+                        status.state = InstanceState::Running;
+                    }
+                }
+            }
             self.launch(&mut registry, status, Origin::Recovered(process));
         }
     }
@@ -521,7 +565,7 @@ impl Orchestrator {
         {
             return;
         }
-        let usage = self.usage.sample();
+        let usage = self.usage.latest();
         for status in statuses
             .iter_mut()
             .filter(|s| s.kind == InstanceKind::Managed)
@@ -793,17 +837,62 @@ impl Orchestrator {
             .map_err(|err| OrchestratorError::Storage(err.to_string()))
     }
 
-    fn rotate_logs(&self) {
+    /// Rotates the logs that have grown too large. Logs that did not grow
+    /// since they were last looked at are looked at less and less often
+    /// (see [`MAX_QUIET_SKIP`]), and again every round once they grow, so
+    /// that a thousand quiet instances cost next to nothing.
+    fn rotate_logs(&self, watched: &mut HashMap<String, LogWatch>) {
         let ids: Vec<String> = self
             .registry()
             .handles()
             .map(|handle| handle.id.clone())
             .collect();
+        let present: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+        watched.retain(|id, _| present.contains(id.as_str()));
         for id in ids {
-            if let Err(err) = self.shared.logs(&id).rotate_if_larger(logs::ROTATE_AT) {
-                tracing::warn!(id, %err, "cannot rotate logs");
+            let watch = watched.entry(id.clone()).or_default();
+            if !watch.due() {
+                continue;
+            }
+            match self.shared.logs(&id).rotate_if_larger(logs::ROTATE_AT) {
+                Ok(sizes) => watch.looked(sizes),
+                Err(err) => tracing::warn!(id, %err, "cannot rotate logs"),
             }
         }
+    }
+}
+
+/// How the rotation check treats one instance's logs.
+#[derive(Default)]
+struct LogWatch {
+    /// Sizes of stdout and stderr when last looked at.
+    sizes: [u64; 2],
+    /// Rounds to skip after each look while the logs stay the same.
+    quiet: u32,
+    /// Rounds still to skip before the next look.
+    skip: u32,
+}
+
+impl LogWatch {
+    /// Whether this round looks at the logs (otherwise it is skipped).
+    fn due(&mut self) -> bool {
+        if self.skip == 0 {
+            return true;
+        }
+        self.skip -= 1;
+        false
+    }
+
+    /// Records the sizes found: the same as before doubles the rounds
+    /// skipped (up to [`MAX_QUIET_SKIP`]), a change skips none.
+    fn looked(&mut self, sizes: [u64; 2]) {
+        self.quiet = if sizes == self.sizes {
+            (self.quiet * 2 + 1).min(MAX_QUIET_SKIP)
+        } else {
+            0
+        };
+        self.skip = self.quiet;
+        self.sizes = sizes;
     }
 }
 
@@ -891,4 +980,42 @@ fn watch_external(pid: u32) -> Result<Process, OrchestratorError> {
         },
         pidfd,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rounds in which a watch looks at its logs, out of `rounds`, with the
+    /// sizes `size_at(round)` gives.
+    fn looks(rounds: u32, size_at: impl Fn(u32) -> u64) -> Vec<u32> {
+        let mut watch = LogWatch::default();
+        (0..rounds)
+            .filter(|&round| {
+                let due = watch.due();
+                if due {
+                    watch.looked([size_at(round), 0]);
+                }
+                due
+            })
+            .collect()
+    }
+
+    #[test]
+    fn quiet_logs_are_looked_at_less_and_less_often() {
+        assert_eq!(looks(100, |_| 0), [0, 2, 6, 14, 30, 62, 94]);
+    }
+
+    #[test]
+    fn growing_logs_are_looked_at_every_round() {
+        assert_eq!(looks(5, |round| u64::from(round) + 1), [0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn logs_that_start_growing_are_looked_at_every_round_again() {
+        // Quiet until round 40: the next look (round 62) sees the growth.
+        let growing_from_40 = |round: u32| u64::from(round.saturating_sub(40));
+        let expected = [0, 2, 6, 14, 30, 62, 63, 64, 65];
+        assert_eq!(looks(66, growing_from_40), expected);
+    }
 }

@@ -3,11 +3,13 @@
 //! belongs to an instance so that a stop leaves nothing behind.
 
 use std::{
-    collections::HashSet,
-    fs, io,
+    collections::{HashMap, HashSet},
+    fs,
+    io::{self, Read},
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Command, Stdio},
+    time::{Duration, SystemTime},
 };
 
 use nix::{
@@ -49,75 +51,189 @@ pub struct ProcEntry {
 /// and parentheses, so fields are counted from the last ')'.
 pub fn parse_stat(pid: i32, text: &str) -> Option<ProcEntry> {
     let rest = &text[text.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // rest starts at field 3 (state); field N is fields[N - 3].
+    // rest starts at field 3 (state); field N is the (N - 3)th.
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    // Fields 14 and 15 (utime, stime).
+    let utime = fields.nth(8)?.parse::<u64>().ok()?;
+    let stime = fields.next()?.parse::<u64>().ok()?;
+    // Field 22 (starttime), then field 24 (rss).
+    let start_ticks = fields.nth(6)?.parse().ok()?;
+    let rss_pages = fields.nth(1)?.parse().ok()?;
     Some(ProcEntry {
         pid,
-        state: fields.first()?.chars().next()?,
-        ppid: fields.get(1)?.parse().ok()?,
-        pgrp: fields.get(2)?.parse().ok()?,
-        start_ticks: fields.get(19)?.parse().ok()?,
-        cpu_ticks: fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?,
-        rss_pages: fields.get(21)?.parse().ok()?,
+        ppid,
+        pgrp,
+        state,
+        start_ticks,
+        cpu_ticks: utime + stime,
+        rss_pages,
     })
+}
+
+/// Reads a small /proc file into `buf` (cleared first). `buf` keeps its
+/// capacity between calls, so a file that fits takes one `read` plus the
+/// one that sees its end, instead of growing a fresh buffer from 32 bytes.
+fn read_into(path: &str, buf: &mut Vec<u8>) -> io::Result<()> {
+    buf.clear();
+    buf.reserve(READ_BUFFER);
+    fs::File::open(path)?.read_to_end(buf).map(drop)
+}
+
+/// Initial capacity of the buffer /proc files are read into.
+const READ_BUFFER: usize = 4096;
+
+/// Reads one process's /proc entry into `buf`; `None` when it is gone.
+/// The kernel hands out the whole of `/proc/PID/stat` (well under
+/// [`READ_BUFFER`]) in one `read`, so one call is made, not one more to
+/// see the end of the file.
+fn read_entry_with(pid: i32, buf: &mut Vec<u8>) -> Option<ProcEntry> {
+    buf.clear();
+    buf.resize(READ_BUFFER, 0);
+    let mut file = fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+    let read = file.read(buf).ok()?;
+    if read == buf.len() {
+        // Longer than any stat line: read the rest the ordinary way.
+        file.read_to_end(buf).ok()?;
+    } else {
+        buf.truncate(read);
+    }
+    parse_stat(pid, std::str::from_utf8(buf).ok()?)
 }
 
 /// Reads one process's /proc entry; `None` when it is gone.
 pub fn read_entry(pid: i32) -> Option<ProcEntry> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat(pid, &text)
+    read_entry_with(pid, &mut Vec::new())
 }
 
-/// Lists every process.
-pub fn scan() -> Vec<ProcEntry> {
+/// The pids listed in /proc, ascending.
+fn pids() -> Vec<i32> {
     let Ok(dir) = fs::read_dir("/proc") else {
         return Vec::new();
     };
-    dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(read_entry)
-        .collect()
-}
-
-/// Whether process `pid` carries `INSTANCE_MARKER=id` in its environment.
-fn carries_marker(pid: i32, id: &str) -> bool {
-    let Ok(environ) = fs::read(format!("/proc/{pid}/environ")) else {
-        return false;
-    };
-    let wanted = format!("{INSTANCE_MARKER}={id}");
-    environ
-        .split(|&b| b == 0)
-        .any(|var| var == wanted.as_bytes())
-}
-
-/// Every process (zombies included) that belongs to the instance `id`
-/// whose group is `pgid`: members of the group, all their descendants (also
-/// those that left the group with setsid), and orphans that carry the
-/// instance's marker (double-forked and setsid'd) — re-parented to the
-/// daemon, or to init when they were orphaned while no daemon ran.
-pub fn members(table: &[ProcEntry], pgid: i32, id: &str) -> Vec<ProcEntry> {
-    let me = std::process::id() as i32;
-    let mut found: HashSet<i32> = table
-        .iter()
-        .filter(|p| p.pgrp == pgid || ((p.ppid == me || p.ppid == 1) && carries_marker(p.pid, id)))
-        .map(|p| p.pid)
+    let mut pids: Vec<i32> = dir
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .collect();
-    // Close over children until nothing new turns up.
-    loop {
-        let before = found.len();
-        for process in table {
-            if found.contains(&process.ppid) {
-                found.insert(process.pid);
+    pids.sort_unstable();
+    pids
+}
+
+/// The value of `name` in the environment block `environ` (NUL-separated
+/// `NAME=value` pairs).
+fn env_value<'a>(environ: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    environ.split(|&b| b == 0).find_map(|var| {
+        var.strip_prefix(name.as_bytes())
+            .and_then(|rest| rest.strip_prefix(b"="))
+    })
+}
+
+/// Instance markers read from `/proc/PID/environ`, by process identity (pid
+/// and start time), so that each process's environment is read once in its
+/// lifetime rather than on every scan.
+#[derive(Default)]
+pub struct MarkerCache(HashMap<(i32, u64), Option<Box<str>>>);
+
+/// The process table at one moment, indexed for finding the processes of
+/// an instance.
+#[derive(Default)]
+pub struct ProcTable {
+    /// Every process, ascending by pid.
+    entries: Vec<ProcEntry>,
+    /// Children by parent pid.
+    children: HashMap<i32, Vec<i32>>,
+    /// Members by process group id.
+    groups: HashMap<i32, Vec<i32>>,
+    /// Children of the daemon or of init that carry an instance marker,
+    /// by the instance id in it.
+    marked: HashMap<Box<str>, Vec<i32>>,
+}
+
+impl ProcTable {
+    /// Reads every process from /proc. With a `cache`, instance markers
+    /// are read too: only for children of the daemon and of init (where
+    /// escaped processes end up) and only once per process, through the
+    /// cache, which is left holding exactly the processes of this scan.
+    /// Without one, [`ProcTable::members`] finds no escaped processes.
+    pub fn scan(mut cache: Option<&mut MarkerCache>) -> Self {
+        let me = std::process::id() as i32;
+        let mut buf = Vec::with_capacity(READ_BUFFER);
+        let mut table = Self::default();
+        let mut markers = HashMap::new();
+        for pid in pids() {
+            let Some(entry) = read_entry_with(pid, &mut buf) else {
+                continue;
+            };
+            table.children.entry(entry.ppid).or_default().push(pid);
+            table.groups.entry(entry.pgrp).or_default().push(pid);
+            if let Some(cache) = cache.as_deref_mut()
+                && (entry.ppid == me || entry.ppid == 1)
+            {
+                let key = (pid, entry.start_ticks);
+                let marker = match cache.0.remove(&key) {
+                    Some(marker) => marker,
+                    None => read_marker(pid, &mut buf),
+                };
+                if let Some(id) = &marker {
+                    table.marked.entry(id.clone()).or_default().push(pid);
+                }
+                markers.insert(key, marker);
+            }
+            table.entries.push(entry);
+        }
+        if let Some(cache) = cache {
+            cache.0 = markers;
+        }
+        table
+    }
+
+    /// Every process, ascending by pid.
+    pub fn entries(&self) -> &[ProcEntry] {
+        &self.entries
+    }
+
+    /// Process `pid`, if it existed at the scan.
+    pub fn get(&self, pid: i32) -> Option<&ProcEntry> {
+        self.entries
+            .binary_search_by_key(&pid, |entry| entry.pid)
+            .ok()
+            .map(|index| &self.entries[index])
+    }
+
+    /// Every process (zombies included) that belongs to the instance `id`
+    /// whose group is `pgid`: members of the group, all their descendants
+    /// (also those that left the group with setsid), and orphans that carry
+    /// the instance's marker (double-forked and setsid'd) — re-parented to
+    /// the daemon, or to init when they were orphaned while no daemon ran.
+    pub fn members(&self, pgid: i32, id: &str) -> Vec<ProcEntry> {
+        let me = std::process::id() as i32;
+        let roots = self.groups.get(&pgid).into_iter().flatten();
+        let marked = self.marked.get(id).into_iter().flatten();
+        let mut found: HashSet<i32> = HashSet::new();
+        let mut pending: Vec<i32> = roots.chain(marked).copied().collect();
+        while let Some(pid) = pending.pop() {
+            if found.insert(pid) {
+                pending.extend(self.children.get(&pid).into_iter().flatten());
             }
         }
-        if found.len() == before {
-            break;
-        }
+        found.remove(&me);
+        let mut members: Vec<ProcEntry> = found
+            .iter()
+            .filter_map(|&pid| self.get(pid))
+            .copied()
+            .collect();
+        members.sort_unstable_by_key(|entry| entry.pid);
+        members
     }
-    table
-        .iter()
-        .filter(|p| found.contains(&p.pid) && p.pid != me)
-        .copied()
-        .collect()
+}
+
+/// The instance id in the marker of process `pid`, read from its
+/// environment into `buf`.
+fn read_marker(pid: i32, buf: &mut Vec<u8>) -> Option<Box<str>> {
+    read_into(&format!("/proc/{pid}/environ"), buf).ok()?;
+    let id = env_value(buf, INSTANCE_MARKER)?;
+    Some(String::from_utf8_lossy(id).into())
 }
 
 /// Sends `signal` to the group and to every member outside it.
@@ -229,20 +345,47 @@ pub fn spawn_error(spec: &InstanceSpec, err: io::Error) -> SpawnError {
 /// daemon of `data_dir`.
 pub fn marker_of(pid: i32, data_dir: &Path) -> Option<String> {
     let environ = fs::read(format!("/proc/{pid}/environ")).ok()?;
-    let value = |name: &str| {
-        let prefix = format!("{name}=");
-        environ
-            .split(|&b| b == 0)
-            .find_map(|var| var.strip_prefix(prefix.as_bytes()))
-            .map(|value| String::from_utf8_lossy(value).into_owned())
-    };
-    let ours = value(DAEMON_MARKER).is_some_and(|dir| Path::new(&dir) == data_dir);
-    value(INSTANCE_MARKER).filter(|_| ours)
+    let text = |name: &str| env_value(&environ, name).map(String::from_utf8_lossy);
+    let ours = text(DAEMON_MARKER).is_some_and(|dir| Path::new(dir.as_ref()) == data_dir);
+    text(INSTANCE_MARKER)
+        .filter(|_| ours)
+        .map(|id| id.into_owned())
+}
+
+/// Live process group leaders that carry the marker of the daemon of
+/// `data_dir`, by the instance id in it; where one instance has several,
+/// the youngest. These are the processes a daemon spawned and may not have
+/// recorded before it died.
+pub fn marked_leaders(table: &ProcTable, data_dir: &Path) -> HashMap<String, ProcEntry> {
+    let mut leaders: HashMap<String, ProcEntry> = HashMap::new();
+    for entry in table
+        .entries()
+        .iter()
+        .filter(|p| p.pid == p.pgrp && p.state != 'Z')
+    {
+        if let Some(id) = marker_of(entry.pid, data_dir) {
+            let youngest = leaders.entry(id).or_insert(*entry);
+            if entry.start_ticks > youngest.start_ticks {
+                *youngest = *entry;
+            }
+        }
+    }
+    leaders
+}
+
+/// When a process that started `start_ticks` after boot was started.
+pub fn started_at(start_ticks: u64) -> SystemTime {
+    let uptime = fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or_default();
+    let started = start_ticks as f64 / rustix::param::clock_ticks_per_second() as f64;
+    SystemTime::now() - Duration::from_secs_f64((uptime - started).max(0.0))
 }
 
 /// The pids of processes with a socket listening on TCP `port` (IPv4 or
 /// IPv6), found through /proc/net/tcp* inodes and /proc/*/fd links.
-pub fn listeners(port: u16) -> Vec<i32> {
+pub fn listeners(table: &ProcTable, port: u16) -> Vec<i32> {
     const LISTEN: &str = "0A";
     let mut inodes = HashSet::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
@@ -266,8 +409,9 @@ pub fn listeners(port: u16) -> Vec<i32> {
     if inodes.is_empty() {
         return Vec::new();
     }
-    scan()
-        .into_iter()
+    table
+        .entries()
+        .iter()
         .filter(|process| {
             fs::read_dir(format!("/proc/{}/fd", process.pid)).is_ok_and(|fds| {
                 fds.flatten().any(|fd| {
@@ -299,6 +443,8 @@ mod tests {
     fn this_process_can_be_read() {
         let me = read_entry(std::process::id() as i32).unwrap();
         assert!(me.start_ticks > 0);
-        assert!(scan().iter().any(|p| p.pid == me.pid));
+        let table = ProcTable::scan(Some(&mut MarkerCache::default()));
+        let found = table.get(me.pid).map(|entry| entry.start_ticks);
+        assert_eq!(found, Some(me.start_ticks));
     }
 }

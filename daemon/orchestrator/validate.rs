@@ -58,7 +58,7 @@ pub fn check(
 ) -> Vec<Issue> {
     let by_id: HashMap<&str, &InstanceStatus> =
         instances.iter().map(|s| (s.id.as_str(), s)).collect();
-    let table = process::scan();
+    let table = process::ProcTable::scan(Some(&mut process::MarkerCache::default()));
     let mut issues = Vec::new();
 
     for status in instances
@@ -92,13 +92,15 @@ pub fn check(
     {
         if let Some(info) = status.process {
             owned.extend(
-                process::members(&table, info.pgid as i32, &status.id)
+                table
+                    .members(info.pgid as i32, &status.id)
                     .iter()
                     .map(|p| p.pid),
             );
         }
     }
     for entry in table
+        .entries()
         .iter()
         .filter(|p| p.state != 'Z' && !owned.contains(&p.pid))
     {
@@ -154,11 +156,12 @@ pub fn check(
         let (Some(port), Some(info)) = (status.port, status.process) else {
             continue;
         };
-        let members: Vec<i32> = process::members(&table, info.pgid as i32, &status.id)
+        let members: Vec<i32> = table
+            .members(info.pgid as i32, &status.id)
             .iter()
             .map(|p| p.pid)
             .collect();
-        for pid in process::listeners(port)
+        for pid in process::listeners(&table, port)
             .into_iter()
             .filter(|pid| !members.contains(pid))
         {

@@ -161,7 +161,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             OrchestratorServer::new(orchestrator::OrchestratorApi::new(
                 info.clone(),
                 orchestrator.clone(),
-                workspaces,
+                workspaces.clone(),
                 stop.clone(),
             )),
             gate.clone(),
@@ -224,6 +224,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         servers.abort_all();
     }
     sync.stop().await;
+    // No workspace apply may start an instance once they are being stopped.
+    workspaces.stop(DRAIN_TIMEOUT).await;
     if config_keeps_instances {
         tracing::info!("leaving instances running for the next daemon (--keep-instances-on-exit)");
     } else {

@@ -469,6 +469,7 @@ impl OrchestratorRpc for OrchestratorApi {
             .map_err(|err| match err {
                 ApplyError::Invalid(errors) => Status::invalid_argument(errors.join("; ")),
                 ApplyError::NotFound(message) => Status::not_found(message),
+                ApplyError::ShuttingDown => Status::unavailable(err.to_string()),
             })?;
         let status = self.workspaces.list().remove(&name).unwrap_or_default();
         Ok(Response::new(pb::ApplyWorkspaceResponse {

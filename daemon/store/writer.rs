@@ -2,27 +2,37 @@
 //! a state change never blocks on disk in the middle of a transition), and
 //! whoever must not answer before the change is durable — every RPC —
 //! waits for the commit watermark. Changes waiting at the same time are
-//! committed in one transaction (group commit), in submission order.
+//! committed in one transaction (group commit), in submission order. A
+//! failed commit is reported to its waiters and tried again (with what
+//! came after it) until it succeeds.
 
 use std::{
     path::PathBuf,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use tokio::sync::{mpsc, watch};
 
 use super::{Op, Store, StoreError};
 
-/// Most changes committed in one transaction.
+/// Most changes taken from the queue at once (a retry takes what is
+/// left over as well).
 const BATCH: usize = 512;
+/// First pause before a failed write is tried again; it doubles up to
+/// [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+/// Longest pause between two tries of a failed write.
+const RETRY_MAX: Duration = Duration::from_secs(1);
 
 /// How far writing has got.
 #[derive(Clone, Debug, Default)]
 struct Progress {
-    /// Every change up to this sequence number has been handled.
+    /// Every change up to this sequence number is written.
     done: u64,
-    /// The latest failed batch: its sequence range and the error.
-    failed: Option<(u64, u64, Arc<str>)>,
+    /// The changes after `done` up to this number could not be written
+    /// (the cause); they are kept and tried again.
+    failing: Option<(u64, Arc<str>)>,
 }
 
 /// Submits changes to the writer task and waits for them.
@@ -37,29 +47,55 @@ pub struct StoreWriter {
 
 impl StoreWriter {
     /// Starts the writer task over `store`; `boot_id` is recorded with
-    /// every process identity.
+    /// every process identity. A write that fails is reported to whoever
+    /// waits for it and tried again, with whatever was queued since, until
+    /// it succeeds: a change is never left only in memory.
     pub fn start(store: Arc<Store>, boot_id: String) -> Self {
         let path = store.path().to_owned();
         let (sender, mut receiver) = mpsc::unbounded_channel::<(u64, Op)>();
         let (progress_sender, progress) = watch::channel(Progress::default());
         tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(BATCH);
-            while receiver.recv_many(&mut batch, BATCH).await > 0 {
-                let first = batch.first().map_or(0, |(seq, _)| *seq);
-                let last = batch.last().map_or(0, |(seq, _)| *seq);
-                let ops: Vec<Op> = batch.drain(..).map(|(_, op)| op).collect();
-                let result = store.apply(&ops, &boot_id).await;
-                progress_sender.send_modify(|progress| {
-                    progress.done = last;
-                    if let Err(err) = &result {
-                        tracing::error!(%err, "state not saved");
+            let mut received = Vec::with_capacity(BATCH);
+            // Changes not yet written, in order, and the number of the last.
+            let mut pending: Vec<Op> = Vec::new();
+            let mut last = 0;
+            let mut retry = RETRY_FIRST;
+            loop {
+                if pending.is_empty() {
+                    if receiver.recv_many(&mut received, BATCH).await == 0 {
+                        break;
+                    }
+                } else {
+                    tokio::time::sleep(retry).await;
+                    retry = (retry * 2).min(RETRY_MAX);
+                    while let Ok(change) = receiver.try_recv() {
+                        received.push(change);
+                    }
+                }
+                if let Some((seq, _)) = received.last() {
+                    last = *seq;
+                }
+                pending.extend(received.drain(..).map(|(_, op)| op));
+                match store.apply(&pending, &boot_id).await {
+                    Ok(()) => {
+                        pending.clear();
+                        retry = RETRY_FIRST;
+                        progress_sender.send_modify(|progress| {
+                            progress.done = last;
+                            progress.failing = None;
+                        });
+                    }
+                    Err(err) => {
+                        tracing::error!(%err, retry_in = ?retry, "state not saved; trying again");
                         let cause = match &err {
                             StoreError::Write { cause, .. } => cause.clone(),
                             other => other.to_string(),
                         };
-                        progress.failed = Some((first, last, cause.into()));
+                        progress_sender.send_modify(|progress| {
+                            progress.failing = Some((last, cause.into()));
+                        });
                     }
-                });
+                }
             }
         });
         Self {
@@ -79,26 +115,32 @@ impl StoreWriter {
         }
     }
 
-    /// Waits until every change submitted so far is written; fails if the
-    /// batch holding one of them failed.
+    /// Waits until every change submitted so far is written; fails (naming
+    /// the file and the cause) as soon as a write that holds one of them
+    /// fails. The writer keeps trying such a write; a later flush succeeds
+    /// once it has.
     pub async fn flush(&self) -> Result<(), StoreError> {
         let target = self.queue.lock().unwrap_or_else(|p| p.into_inner()).1;
         let mut progress = self.progress.clone();
         let reached = progress
-            .wait_for(|progress| progress.done >= target)
+            .wait_for(|progress| {
+                progress.done >= target
+                    || progress
+                        .failing
+                        .as_ref()
+                        .is_some_and(|(upto, _)| *upto >= target)
+            })
             .await
             .map_err(|_| StoreError::Write {
                 path: self.path.clone(),
                 cause: "the state writer stopped".to_owned(),
             })?
             .clone();
-        match reached.failed {
-            Some((first, last, cause)) if (first..=last).contains(&target) => {
-                Err(StoreError::Write {
-                    path: self.path.clone(),
-                    cause: cause.to_string(),
-                })
-            }
+        match reached.failing {
+            Some((_, cause)) if reached.done < target => Err(StoreError::Write {
+                path: self.path.clone(),
+                cause: cause.to_string(),
+            }),
             _ => Ok(()),
         }
     }

@@ -228,6 +228,47 @@ async fn a_reused_pid_is_neither_adopted_nor_signalled() {
 }
 
 #[tokio::test]
+async fn a_process_spawned_but_not_recorded_is_adopted_not_duplicated() {
+    let mut daemon = Daemon::start();
+    let connection = daemon.connect().await;
+    let mut sleeper = spec("unrecorded", "sleep", &["1000"]);
+    sleeper.restart = on_failure(0);
+    let instance = create(&connection, sleeper).await;
+    drop(connection);
+    crash(&mut daemon);
+    // A daemon that dies between spawning a restart and storing it leaves
+    // the record naming a process that is gone (simulated: the record
+    // points at a pid that has exited) while the new one runs.
+    let mut gone = Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
+    let database = daemon.data_dir.join("state.db");
+    let update = format!(
+        "import sqlite3; db = sqlite3.connect('{}'); db.execute('UPDATE instances SET pid = {pid}, pgid = {pid} WHERE name = \"unrecorded\"'); db.commit()",
+        database.display(),
+        pid = gone.id()
+    );
+    assert!(
+        Command::new("python3")
+            .args(["-c", &update])
+            .status()
+            .unwrap()
+            .success()
+    );
+
+    daemon.respawn(&[]);
+    let connection = daemon.connect().await;
+    let adopted = instances(&connection).await.remove("unrecorded").unwrap();
+    assert_eq!(adopted.state, pb::InstanceState::Running as i32);
+    assert_eq!(adopted.pid, instance.pid, "the running process was adopted");
+    assert_eq!(
+        marked_processes().get(&instance.id),
+        Some(&vec![instance.pid]),
+        "no duplicate was started"
+    );
+    stop(&connection, "unrecorded").await;
+}
+
+#[tokio::test]
 async fn twenty_crash_cycles_leave_exactly_one_process_per_instance() {
     let mut daemon = Daemon::start();
     let connection = daemon.connect().await;
@@ -296,6 +337,95 @@ async fn a_damaged_database_stops_the_daemon_and_leaves_processes_alone() {
     assert!(
         message.contains(&database.display().to_string()),
         "names the file: {message}"
+    );
+    assert!(exists(survivor.pid), "the instance's process is untouched");
+    kill(Pid::from_raw(survivor.pid as i32), Signal::SIGKILL).unwrap();
+}
+
+/// A small tmpfs mounted over a directory for as long as it lives.
+struct SmallDisk {
+    path: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `size` (as `mount -o size=` takes it) over `path`,
+    /// keeping what `path` held.
+    fn mount_over(path: &std::path::Path, size: &str) -> Self {
+        let saved = tempfile::tempdir().unwrap();
+        copy_dir(path, saved.path());
+        let options = format!("size={size}");
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &options, "tmpfs"])
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(mounted.success(), "mount {}", path.display());
+        let disk = Self {
+            path: path.to_owned(),
+        };
+        copy_dir(saved.path(), path);
+        disk
+    }
+
+    /// Fills the disk with a file until no space is left.
+    fn fill(&self) {
+        let mut filler = fs::File::create(self.path.join("filler")).unwrap();
+        let block = vec![0u8; 4096];
+        while std::io::Write::write_all(&mut filler, &block).is_ok() {}
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
+}
+
+/// Copies the files of `from` (recursively) into the existing `to`.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_stops_the_daemon_naming_the_file_and_the_cause() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("skipped: mounting a small tmpfs as the data directory needs root");
+        return;
+    }
+    let mut daemon = Daemon::start();
+    let connection = daemon.connect().await;
+    let survivor = create(&connection, spec("survivor", "sleep", &["1000"])).await;
+    drop(connection);
+    crash(&mut daemon);
+    let disk = SmallDisk::mount_over(&daemon.data_dir, "1m");
+    disk.fill();
+
+    let output = crate::harness::daemon_command(&daemon.data_dir, &daemon.socket)
+        .output()
+        .unwrap();
+    drop(disk);
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    let database = daemon.data_dir.join("state.db");
+    assert!(
+        message.contains(&format!(
+            "outpostd: cannot write the state database {}",
+            database.display()
+        )),
+        "names the file: {message}"
+    );
+    assert!(
+        message.contains("disk is full"),
+        "names the cause: {message}"
     );
     assert!(exists(survivor.pid), "the instance's process is untouched");
     kill(Pid::from_raw(survivor.pid as i32), Signal::SIGKILL).unwrap();
@@ -415,8 +545,8 @@ async fn validate_reports_disagreements_and_fixes_only_what_is_provably_ours() {
 }
 
 #[tokio::test]
-async fn a_locked_database_fails_the_call_naming_the_file() {
-    let daemon = Daemon::start();
+async fn a_locked_database_fails_the_call_naming_the_file_and_the_change_is_stored_later() {
+    let mut daemon = Daemon::start();
     let connection = daemon.connect().await;
     let database = daemon.data_dir.join("state.db");
     // Another process takes the write lock and holds it until its stdin closes.
@@ -455,4 +585,21 @@ async fn a_locked_database_fails_the_call_naming_the_file() {
     assert!(status.message().contains("locked"), "{}", status.message());
     drop(holder.stdin.take());
     holder.wait().unwrap();
+
+    // The writer keeps trying: once the lock is gone, the change is stored
+    // (a later call succeeds only after it), and a new daemon knows it.
+    connection
+        .orchestrator()
+        .create_instance(pb::CreateInstanceRequest {
+            spec: Some(spec("after", "sleep", &["1000"])),
+            start: Some(false),
+        })
+        .await
+        .unwrap();
+    drop(connection);
+    crash(&mut daemon);
+    daemon.respawn(&[]);
+    let connection = daemon.connect().await;
+    let names: Vec<String> = instances(&connection).await.into_keys().collect();
+    assert_eq!(names, ["after", "blocked"]);
 }

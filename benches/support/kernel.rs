@@ -1,0 +1,133 @@
+//! A process as the kernel sees it: resident memory and CPU time from
+//! /proc.
+
+use std::{
+    collections::HashMap,
+    fs,
+    time::{Duration, Instant},
+};
+
+use nix::unistd::{SysconfVar, sysconf};
+
+use super::BoxError;
+
+/// Resident memory of process `pid` in bytes (`VmRSS` of
+/// `/proc/PID/status`).
+pub fn rss(pid: u32) -> Result<u64, BoxError> {
+    memory_field(pid, "VmRSS")
+}
+
+/// Peak resident memory of process `pid` in bytes (`VmHWM`).
+pub fn peak_rss(pid: u32) -> Result<u64, BoxError> {
+    memory_field(pid, "VmHWM")
+}
+
+/// A memory field of `/proc/PID/status` (given in kB), in bytes.
+fn memory_field(pid: u32, field: &str) -> Result<u64, BoxError> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.trim().strip_suffix("kB"))
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .ok_or_else(|| format!("no {field} in /proc/{pid}/status"))?;
+    Ok(kib * 1024)
+}
+
+/// `bytes` in MiB, for printing.
+pub fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
+}
+
+/// CPU time (user + system) that process `pid` has used, in clock ticks
+/// (fields 14 and 15 of `/proc/PID/stat`).
+fn cpu_ticks(pid: u32) -> Result<u64, BoxError> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) may hold spaces; count from the last ')'.
+    let after_name = &stat[stat.rfind(')').ok_or("malformed /proc/PID/stat")? + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // `fields` starts at field 3.
+    let field = |n: usize| {
+        fields
+            .get(n - 3)
+            .and_then(|value| value.parse::<u64>().ok())
+    };
+    match (field(14), field(15)) {
+        (Some(user), Some(system)) => Ok(user + system),
+        _ => Err("malformed /proc/PID/stat".into()),
+    }
+}
+
+/// Time on a CPU of every thread of process `pid`, in nanoseconds, by
+/// thread id (field 1 of `/proc/PID/task/TID/schedstat`).
+fn thread_times(pid: u32) -> Result<HashMap<String, u64>, BoxError> {
+    let mut times = HashMap::new();
+    for task in fs::read_dir(format!("/proc/{pid}/task"))? {
+        let task = task?;
+        let Ok(text) = fs::read_to_string(task.path().join("schedstat")) else {
+            continue; // the thread ended meanwhile
+        };
+        if let Some(ns) = text.split_whitespace().next().and_then(|v| v.parse().ok()) {
+            times.insert(task.file_name().to_string_lossy().into_owned(), ns);
+        }
+    }
+    Ok(times)
+}
+
+/// The CPU use of one process over a window.
+pub struct CpuUse {
+    /// Clock ticks used in the window.
+    pub ticks: u64,
+    /// In percent of one core, from the ticks.
+    pub percent: f64,
+    /// Time on a CPU in the window of the threads that still existed at its
+    /// end, from the scheduler's statistics (nanosecond resolution; the time
+    /// of threads that ended within the window is missing).
+    pub on_cpu: Duration,
+    /// `on_cpu` in percent of one core.
+    pub on_cpu_percent: f64,
+}
+
+impl CpuUse {
+    /// Prints the ticks (with their length) and the percentages.
+    pub fn print(&self, what: &str) {
+        let tick_ms = sysconf(SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .map_or(0.0, |ticks| 1e3 / ticks as f64);
+        println!(
+            "{what}: {:.3} % of one core ({} ticks of {tick_ms:.0} ms); \
+             threads' scheduler statistics: {:.1} ms on a CPU, {:.3} %",
+            self.percent,
+            self.ticks,
+            self.on_cpu.as_secs_f64() * 1e3,
+            self.on_cpu_percent
+        );
+    }
+}
+
+/// CPU use of process `pid` over `window` (which the caller fills with
+/// whatever it measures), in percent of one core: from the process's tick
+/// counters (which also count threads that ended) and from its threads'
+/// scheduler statistics (finer, but without threads that ended).
+pub async fn cpu_use(pid: u32, window: Duration) -> Result<CpuUse, BoxError> {
+    let ticks_per_second = sysconf(SysconfVar::CLK_TCK)?.ok_or("no CLK_TCK")? as f64;
+    let before = cpu_ticks(pid)?;
+    let threads_before = thread_times(pid)?;
+    let start = Instant::now();
+    tokio::time::sleep(window).await;
+    let ticks = cpu_ticks(pid)? - before;
+    let threads_after = thread_times(pid)?;
+    let elapsed = start.elapsed().as_secs_f64();
+    let on_cpu_ns: u64 = threads_after
+        .iter()
+        .map(|(tid, after)| after.saturating_sub(threads_before.get(tid).copied().unwrap_or(0)))
+        .sum();
+    let on_cpu = Duration::from_nanos(on_cpu_ns);
+    Ok(CpuUse {
+        ticks,
+        percent: ticks as f64 / ticks_per_second / elapsed * 100.0,
+        on_cpu,
+        on_cpu_percent: on_cpu.as_secs_f64() / elapsed * 100.0,
+    })
+}
