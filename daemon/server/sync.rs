@@ -85,12 +85,20 @@ fn key(
 
 fn template_key(key_message: Option<pb::TemplateKey>) -> Result<Key, Status> {
     let message = key_message.ok_or_else(|| Status::invalid_argument("key: is required"))?;
-    key(
+    let key = key(
         Kind::Template,
         ["key.set", "key.title"],
         message.set,
         message.title,
-    )
+    )?;
+    // The group becomes a directory name too.
+    let group = template_group(&key.name);
+    if crate::sync::layout::is_ignored(group) {
+        return Err(Status::invalid_argument(format!(
+            "key.title: its group {group:?} (the part before the first '_') looks like an editor's temporary file name, which sync ignores"
+        )));
+    }
+    Ok(key)
 }
 
 fn stylesheet_key(key_message: Option<pb::StylesheetKey>) -> Result<Key, Status> {

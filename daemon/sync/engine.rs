@@ -302,8 +302,22 @@ impl<S: ContentStore> SyncEngine<S> {
         drop(self.held.lock().await);
     }
 
-    /// Exports a collection with the watcher paused.
+    /// Exports a collection with the watcher paused. The export runs in
+    /// a task of its own, so that a caller that goes away (a cancelled
+    /// RPC) never cuts it short between its writes and its bases.
     pub async fn export(
+        self: &Arc<Self>,
+        kind: Kind,
+        collection: &str,
+    ) -> Result<ExportSummary, ContentError> {
+        let engine = Arc::clone(self);
+        let collection = collection.to_owned();
+        tokio::spawn(async move { engine.export_now(kind, &collection).await })
+            .await
+            .map_err(|err| storage(format!("export failed: {err}")))?
+    }
+
+    async fn export_now(
         &self,
         kind: Kind,
         collection: &str,
@@ -361,7 +375,12 @@ impl<S: ContentStore> SyncEngine<S> {
                     )));
                 }
             };
-            let (item, _) = self.content.put(&conflict.key, &text, None).await?;
+            // Only over the version the conflict kept: a later change
+            // in the database must be looked at first.
+            let (item, _) = self
+                .content
+                .put(&conflict.key, &text, Some(conflict.db_version))
+                .await?;
             item.version
         } else {
             match self.content.get(&conflict.key).await {
@@ -418,8 +437,11 @@ impl<S: ContentStore> SyncEngine<S> {
                 Some(due) => tokio::select! {
                     hint = hints.recv() => hint,
                     () = tokio::time::sleep_until(due.into()) => {
+                        if self.gate.is_paused() {
+                            // Paused meanwhile: wait for the resume.
+                            continue;
+                        }
                         if std::mem::take(&mut rescan) {
-                            pending.clear();
                             self.rescan_logged().await;
                         } else {
                             self.process_due(&mut pending).await;
@@ -442,7 +464,7 @@ impl<S: ContentStore> SyncEngine<S> {
                     Err(_) => break,
                 }
             }
-            if pending.len() > MAX_PENDING {
+            if self.gate.is_paused() && pending.len() > MAX_PENDING {
                 pending.clear();
                 rescan = true;
             }
@@ -494,6 +516,10 @@ impl<S: ContentStore> SyncEngine<S> {
             .collect();
         let mut held = self.held.lock().await;
         for path in due {
+            if self.gate.is_paused() {
+                // The rest stays pending until the resume.
+                break;
+            }
             let Some(entry) = pending.remove(&path) else {
                 continue;
             };
@@ -606,7 +632,13 @@ impl<S: ContentStore> SyncEngine<S> {
             tries: tries.saturating_add(1),
         };
         let file_side = match &disk {
-            Disk::Changing => return Ok(later(self.settings.debounce)),
+            // Not a look at settled content: the count stays.
+            Disk::Changing => {
+                return Ok(Outcome::Retry {
+                    after: self.settings.debounce,
+                    tries,
+                });
+            }
             Disk::Rejected(reason) => {
                 self.reject(&path, reason);
                 return Ok(Outcome::Settled(Effect::Skipped));
@@ -896,9 +928,9 @@ impl<S: ContentStore> SyncEngine<S> {
                     Err(ContentError::NotFound(_)) => Vec::new(),
                     Err(err) => return Err(err),
                 };
-                let versions: HashMap<&str, u64> = items
+                let rows: HashMap<&str, (u64, &str)> = items
                     .iter()
-                    .map(|item| (item.key.name.as_str(), item.version))
+                    .map(|item| (item.key.name.as_str(), (item.version, item.sha256.as_str())))
                     .collect();
                 let mirrored = walked
                     .collections
@@ -919,7 +951,8 @@ impl<S: ContentStore> SyncEngine<S> {
                         return true;
                     }
                     let unchanged = bases.get(&key.name).is_some_and(|base| {
-                        versions.get(key.name.as_str()) == Some(&base.db_version)
+                        rows.get(key.name.as_str())
+                            == Some(&(base.db_version, base.sha256.as_str()))
                             && walked.stats.get(key).is_some_and(|stat| *stat == base.stat)
                     });
                     if unchanged {
@@ -929,9 +962,41 @@ impl<S: ContentStore> SyncEngine<S> {
                 });
             }
         }
+        let settle_ns = self.settings.settle.as_nanos() as i64;
+        let now_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos() as i64);
         for key in keys {
             summary.scanned += 1;
-            match self.reconcile(held, &key, 0).await? {
+            let path = layout::path(&self.root, &key);
+            // A file written to within the settle period may still be
+            // being written: the watcher's hints or a later look decide.
+            let recent = walked
+                .stats
+                .get(&key)
+                .is_some_and(|stat| now_ns.saturating_sub(stat.1) < settle_ns);
+            if recent {
+                summary.skipped += 1;
+                let _ = self.hints.send(Hint::Path(
+                    path,
+                    Signal::Later {
+                        after: self.settings.settle,
+                        tries: 0,
+                    },
+                ));
+                continue;
+            }
+            let outcome = match self.reconcile(held, &key, 0).await {
+                Ok(outcome) => outcome,
+                Err(err) => {
+                    tracing::warn!(%key, %err, "cannot reconcile; retrying after the rescan");
+                    Outcome::Retry {
+                        after: self.settings.settle,
+                        tries: 0,
+                    }
+                }
+            };
+            match outcome {
                 Outcome::Settled(Effect::Imported) => summary.imported += 1,
                 Outcome::Settled(Effect::Exported) => summary.exported += 1,
                 Outcome::Settled(Effect::Conflict) => summary.conflicts += 1,
@@ -939,7 +1004,6 @@ impl<S: ContentStore> SyncEngine<S> {
                 Outcome::Settled(Effect::Nothing) => {}
                 Outcome::Retry { after, tries } => {
                     summary.skipped += 1;
-                    let path = layout::path(&self.root, &key);
                     let _ = self
                         .hints
                         .send(Hint::Path(path, Signal::Later { after, tries }));

@@ -19,7 +19,10 @@ pub type Stat = (u64, i64, u64);
 pub fn stat_of(meta: &Metadata) -> Stat {
     (
         meta.len(),
-        meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+        // Saturating: an mtime past 2262 must not overflow.
+        meta.mtime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(meta.mtime_nsec()),
         meta.ino(),
     )
 }

@@ -29,6 +29,11 @@ pub fn validate(field: &'static str, name: &str) -> Result<(), super::ContentErr
             "{name:?} must not start with '.', '#', '~' or '-', nor end with '~' or a space"
         )));
     }
+    if super::layout::is_ignored(name) {
+        return Err(invalid(format!(
+            "{name:?} looks like an editor's temporary or backup file, which sync ignores"
+        )));
+    }
     Ok(())
 }
 
@@ -58,6 +63,9 @@ mod tests {
             ".hidden",
             "back~",
             "#auto#",
+            "4913",
+            "sedAb12Cd",
+            "global.css.swp",
             long.as_str(),
         ] {
             assert!(validate("name", bad).is_err(), "{bad:?}");

@@ -73,7 +73,8 @@ pub fn decide(
     match (file, db, base) {
         (FileSide::Content { sha256, stat }, Some(db), Some(base)) => {
             let file_changed = sha256 != base.sha256;
-            let db_changed = db.version != base.db_version && db.sha256 != base.sha256;
+            // By content: a version number can come back after a delete.
+            let db_changed = db.sha256 != base.sha256;
             match (file_changed, db_changed) {
                 (false, false) if stat == base.stat && db.version == base.db_version => Nothing,
                 (false, false) => Agree,
@@ -87,8 +88,10 @@ pub fn decide(
         (FileSide::Content { .. }, Some(_), None) => Conflict,
         (FileSide::Content { sha256, .. }, None, Some(base)) if sha256 == base.sha256 => RemoveFile,
         (FileSide::Content { .. }, None, _) => Import,
-        (FileSide::Missing, Some(db), Some(base)) if db.version == base.db_version => Orphaned,
-        (FileSide::Missing, Some(_), Some(_)) => WriteFile,
+        (FileSide::Missing, Some(db), Some(base)) if db.sha256 != base.sha256 && mirrored => {
+            WriteFile
+        }
+        (FileSide::Missing, Some(_), Some(_)) => Orphaned,
         (FileSide::Missing, Some(_), None) if mirrored => WriteFile,
         (FileSide::Missing, None, Some(_)) => Forget,
         (FileSide::Missing, _, None) => Nothing,
@@ -136,6 +139,11 @@ mod tests {
         // A new version with the agreed content is no change.
         assert_eq!(decide(file("b"), db("a", 5), Some(&agreed), true), Import);
         assert_eq!(decide(file("a"), db("a", 5), Some(&agreed), true), Agree);
+        // Deleted and created again at version 1 with other content: a change.
+        assert_eq!(
+            decide(file("a"), db("z", 1), Some(&agreed), true),
+            WriteFile
+        );
     }
 
     #[test]
@@ -165,6 +173,11 @@ mod tests {
         assert_eq!(
             decide(FileSide::Missing, db("b", 2), Some(&agreed), true),
             WriteFile
+        );
+        // A collection whose directory the user removed is not brought back.
+        assert_eq!(
+            decide(FileSide::Missing, db("b", 2), Some(&agreed), false),
+            Orphaned
         );
         assert_eq!(decide(FileSide::Missing, None, Some(&agreed), true), Forget);
         // Deleted in the database: the file goes only if nobody edited it.

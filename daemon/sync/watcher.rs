@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use notify::{
-    ErrorKind, Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher,
+    Config, ErrorKind, Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher,
     event::{AccessKind, AccessMode, CreateKind, ModifyKind},
 };
 use tokio::sync::mpsc::UnboundedSender;
@@ -22,29 +22,31 @@ pub(super) fn watch(
     root: &Path,
     hints: UnboundedSender<Hint>,
 ) -> Result<RecommendedWatcher, String> {
-    let mut watcher =
-        notify::recommended_watcher(move |result: notify::Result<Event>| match result {
-            Ok(event) => {
-                if event.need_rescan() {
-                    let _ = hints.send(Hint::Rescan);
-                }
-                let Some(signal) = signal(&event.kind) else {
-                    return;
-                };
-                for path in event.paths {
-                    let ignored = path
-                        .file_name()
-                        .is_some_and(|name| layout::is_ignored(&name.to_string_lossy()));
-                    if !ignored {
-                        let _ = hints.send(Hint::Path(path, signal));
-                    }
+    let handler = move |result: notify::Result<Event>| match result {
+        Ok(event) => {
+            if event.need_rescan() {
+                let _ = hints.send(Hint::Rescan);
+            }
+            let Some(signal) = signal(&event.kind) else {
+                return;
+            };
+            for path in event.paths {
+                let ignored = path
+                    .file_name()
+                    .is_some_and(|name| layout::is_ignored(&name.to_string_lossy()));
+                if !ignored {
+                    let _ = hints.send(Hint::Path(path, signal));
                 }
             }
-            Err(err) => {
-                let _ = hints.send(Hint::Failed(describe(&err)));
-            }
-        })
-        .map_err(|err| describe(&err))?;
+        }
+        Err(err) => {
+            let _ = hints.send(Hint::Failed(describe(&err)));
+        }
+    };
+    // Links are never followed: not for content, and not for watches
+    // (a link to / would use up every inotify watch).
+    let config = Config::default().with_follow_symlinks(false);
+    let mut watcher = RecommendedWatcher::new(handler, config).map_err(|err| describe(&err))?;
     watcher
         .watch(root, RecursiveMode::Recursive)
         .map_err(|err| format!("cannot watch {}: {}", root.display(), describe(&err)))?;

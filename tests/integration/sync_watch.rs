@@ -671,6 +671,42 @@ async fn an_api_delete_removes_the_unchanged_file() {
     assert!(m.file("footer/footer_links.html").exists());
 }
 
+#[tokio::test]
+async fn content_deleted_and_created_again_at_the_same_version_reaches_the_file() {
+    let mut m = mirrored().await;
+    let file = m.file("header/header_welcome.html");
+    // Both API calls land before the reconciler looks: the row is back at
+    // version 1, with other content.
+    m.sync
+        .pause_watcher(pb::PauseWatcherRequest {})
+        .await
+        .unwrap();
+    m.sync
+        .delete_template(pb::DeleteTemplateRequest {
+            key: key(SET, "header_welcome"),
+            expected_version: Some(1),
+        })
+        .await
+        .unwrap();
+    let again = m
+        .sync
+        .put_template(put(SET, "header_welcome", "<b>born again</b>", Some(0)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.template.unwrap().version, 1);
+    m.sync
+        .resume_watcher(pb::ResumeWatcherRequest {})
+        .await
+        .unwrap();
+    m.events
+        .wait_for("the new content exported", |e| {
+            about(e, K::Exported, SET, "header_welcome")
+        })
+        .await;
+    assert_eq!(fs::read_to_string(&file).unwrap(), "<b>born again</b>");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_and_resume_are_idempotent_from_concurrent_callers() {
     let mut m = mirrored().await;
