@@ -76,7 +76,7 @@ pub struct DaemonArgs {
         env = "OUTPOST_SYNC_DEBOUNCE",
         value_name = "DURATION",
         default_value = "100ms",
-        value_parser = humantime::parse_duration
+        value_parser = sync_wait
     )]
     pub sync_debounce: Duration,
 
@@ -86,7 +86,7 @@ pub struct DaemonArgs {
         env = "OUTPOST_SYNC_SETTLE",
         value_name = "DURATION",
         default_value = "1s",
-        value_parser = humantime::parse_duration
+        value_parser = sync_wait
     )]
     pub sync_settle: Duration,
 
@@ -126,6 +126,16 @@ impl fmt::Display for ListenAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "tcp://{}", self.0)
     }
+}
+
+/// A sync wait: a duration of at least 10 ms (shorter ones would have
+/// the reconciler spin on a file that is being written).
+fn sync_wait(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|err| err.to_string())?;
+    if duration < Duration::from_millis(10) {
+        return Err(format!("{text} is shorter than the 10ms minimum"));
+    }
+    Ok(duration)
 }
 
 fn parse_port(text: &str) -> Result<u16, String> {
@@ -316,6 +326,13 @@ impl fmt::Display for Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sync_waits_have_a_floor() {
+        assert_eq!(sync_wait("100ms"), Ok(Duration::from_millis(100)));
+        assert!(sync_wait("0s").unwrap_err().contains("10ms minimum"));
+        assert!(sync_wait("soon").is_err());
+    }
 
     #[test]
     fn listen_addresses_parse() {

@@ -163,6 +163,8 @@ pub struct SyncEngine<S> {
     hints: mpsc::UnboundedSender<Hint>,
     dirty: AtomicUsize,
     watching: AtomicBool,
+    /// Set by [`SyncEngine::stop`]: nothing more is looked at.
+    stopping: AtomicBool,
 }
 
 fn storage(err: impl std::fmt::Display) -> ContentError {
@@ -211,6 +213,7 @@ impl<S: ContentStore> SyncEngine<S> {
             hints: sender.clone(),
             dirty: AtomicUsize::new(0),
             watching: AtomicBool::new(true),
+            stopping: AtomicBool::new(false),
             root,
         });
         // Watch first, then rescan: nothing changed in between is missed.
@@ -296,10 +299,16 @@ impl<S: ContentStore> SyncEngine<S> {
             .send(Hint::Path(layout::path(&self.root, key), Signal::Now));
     }
 
-    /// Stops the reconciler once it is between two entities.
+    /// Stops the reconciler: it finishes the entity it is at and looks
+    /// at no other; returns once it has.
     pub async fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
         let _ = self.hints.send(Hint::Stop);
         drop(self.held.lock().await);
+    }
+
+    fn holding_back(&self) -> bool {
+        self.gate.is_paused() || self.stopping.load(Ordering::Acquire)
     }
 
     /// Exports a collection with the watcher paused. The export runs in
@@ -435,10 +444,12 @@ impl<S: ContentStore> SyncEngine<S> {
             };
             let hint = match due {
                 Some(due) => tokio::select! {
+                    biased;
                     hint = hints.recv() => hint,
                     () = tokio::time::sleep_until(due.into()) => {
-                        if self.gate.is_paused() {
-                            // Paused meanwhile: wait for the resume.
+                        if self.holding_back() {
+                            // Paused (or stopping) meanwhile: wait for the
+                            // resume (or the stop hint).
                             continue;
                         }
                         if std::mem::take(&mut rescan) {
@@ -516,7 +527,7 @@ impl<S: ContentStore> SyncEngine<S> {
             .collect();
         let mut held = self.held.lock().await;
         for path in due {
-            if self.gate.is_paused() {
+            if self.holding_back() {
                 // The rest stays pending until the resume.
                 break;
             }
@@ -550,12 +561,27 @@ impl<S: ContentStore> SyncEngine<S> {
                 }
                 Err(err) => {
                     tracing::warn!(path = %path.display(), %err, "cannot reconcile; retrying");
+                    if entry.tries == 0 {
+                        self.board.publish(
+                            Notice::new(
+                                EventKind::WatcherError,
+                                format!("cannot sync {}: {err}; retrying", path.display()),
+                            )
+                            .path(&path),
+                        );
+                    }
+                    // Backing off: settle, twice that, … up to a minute.
+                    let after = self
+                        .settings
+                        .settle
+                        .saturating_mul(1 << entry.tries.min(6))
+                        .min(Duration::from_secs(60));
                     pending.insert(
                         path,
                         Pending {
-                            due: Instant::now() + self.settings.settle,
+                            due: Instant::now() + after,
                             writing_since: None,
-                            tries: entry.tries,
+                            tries: entry.tries.saturating_add(1),
                         },
                     );
                 }
@@ -589,6 +615,11 @@ impl<S: ContentStore> SyncEngine<S> {
                         for file in blocking(move || files_under(&dir)).await {
                             let _ = self.hints.send(Hint::Path(file, Signal::Changed));
                         }
+                    }
+                    // A set, group or theme directory renamed or removed:
+                    // its files sent no event of their own.
+                    Err(_) if layout::is_content_dir(&self.root, path) => {
+                        let _ = self.hints.send(Hint::Rescan);
                     }
                     _ => {}
                 }
@@ -852,16 +883,8 @@ impl<S: ContentStore> SyncEngine<S> {
     ) -> Result<Outcome, ContentError> {
         let id = conflict_id();
         let copy_path = layout::conflict_copy(path, &id);
-        let copy = Some((copy_path.clone(), disk_text.to_owned()));
-        let Some(stat) = self.write(path, item, expected, copy).await? else {
-            // The file changed again first: decide afresh, without this copy.
-            let _ = fs::remove_file(&copy_path);
-            return Ok(Outcome::Retry {
-                after: self.settings.debounce,
-                tries: 0,
-            });
-        };
-        self.agree(key, item, stat).await?;
+        // Recorded first: a crash between the two never leaves a copy
+        // nobody knows about.
         let conflict = Conflict {
             id: id.clone(),
             key: key.clone(),
@@ -873,6 +896,22 @@ impl<S: ContentStore> SyncEngine<S> {
             detected_at: SystemTime::now(),
         };
         self.state.add_conflict(&conflict).await?;
+        let copy = Some((copy_path.clone(), disk_text.to_owned()));
+        let written = self.write(path, item, expected, copy).await;
+        let Ok(Some(stat)) = written else {
+            // Not written (the file changed again first, or an error):
+            // no conflict, no copy; decide afresh.
+            let _ = fs::remove_file(&copy_path);
+            self.state.remove_conflict(&id).await?;
+            return match written {
+                Err(err) => Err(err),
+                _ => Ok(Outcome::Retry {
+                    after: self.settings.debounce,
+                    tries: 0,
+                }),
+            };
+        };
+        self.agree(key, item, stat).await?;
         self.board.publish(
             Notice::new(
                 EventKind::Conflict,
@@ -967,6 +1006,9 @@ impl<S: ContentStore> SyncEngine<S> {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |since| since.as_nanos() as i64);
         for key in keys {
+            if self.stopping.load(Ordering::Acquire) {
+                break;
+            }
             summary.scanned += 1;
             let path = layout::path(&self.root, &key);
             // A file written to within the settle period may still be

@@ -135,6 +135,20 @@ pub fn classify(root: &Path, path: &Path) -> Target {
     }
 }
 
+/// Whether `path` names a directory level that holds content: a set or
+/// a group directory of templates, a theme directory of stylesheets.
+pub fn is_content_dir(root: &Path, path: &Path) -> bool {
+    let Ok(relative) = path.strip_prefix(root) else {
+        return false;
+    };
+    let parts: Vec<_> = relative.components().collect();
+    match parts.first().and_then(|part| part.as_os_str().to_str()) {
+        Some(TEMPLATES) => matches!(parts.len(), 2 | 3),
+        Some(STYLESHEETS) => parts.len() == 2,
+        _ => false,
+    }
+}
+
 /// Checks that every directory between `root` and `path` is a real
 /// directory, not a symbolic link (a missing one is fine: nothing is
 /// there yet).
@@ -237,6 +251,26 @@ mod tests {
                 matches!(classify(root, Path::new(rejected)), Target::Rejected(_)),
                 "{rejected}"
             );
+        }
+    }
+
+    #[test]
+    fn content_directories_are_known_by_their_level() {
+        let root = Path::new("/r");
+        for dir in [
+            "/r/templates/D",
+            "/r/templates/D/header",
+            "/r/stylesheets/T",
+        ] {
+            assert!(is_content_dir(root, Path::new(dir)), "{dir}");
+        }
+        for other in [
+            "/r/templates",
+            "/r/stylesheets/T/a.css",
+            "/r/notes",
+            "/x/templates/D",
+        ] {
+            assert!(!is_content_dir(root, Path::new(other)), "{other}");
         }
     }
 
