@@ -200,19 +200,7 @@ async fn a_reused_pid_is_neither_adopted_nor_signalled() {
     // An unrelated process now has the recorded pid (simulated by
     // pointing the record at it: same pid column, different start time).
     let mut stranger = Command::new("sleep").arg("1000").spawn().unwrap();
-    let database = daemon.data_dir.join("state.db");
-    let update = format!(
-        "import sqlite3; db = sqlite3.connect('{}'); db.execute('UPDATE instances SET pid = {pid}, pgid = {pid} WHERE name = \"ghost\"'); db.commit()",
-        database.display(),
-        pid = stranger.id()
-    );
-    assert!(
-        Command::new("python3")
-            .args(["-c", &update])
-            .status()
-            .unwrap()
-            .success()
-    );
+    point_record_at(&daemon, "ghost", stranger.id());
 
     daemon.respawn(&[]);
     let connection = daemon.connect().await;
@@ -225,6 +213,23 @@ async fn a_reused_pid_is_neither_adopted_nor_signalled() {
     );
     stranger.kill().unwrap();
     stranger.wait().unwrap();
+}
+
+/// Rewrites the stored pid and pgid of instance `name` of the stopped
+/// `daemon` to `pid`, the way another program would edit the database.
+fn point_record_at(daemon: &Daemon, name: &str, pid: u32) {
+    let database = daemon.data_dir.join("state.db");
+    let update = format!(
+        "import sqlite3; db = sqlite3.connect('{}'); db.execute('UPDATE instances SET pid = {pid}, pgid = {pid} WHERE name = \"{name}\"'); db.commit()",
+        database.display(),
+    );
+    assert!(
+        Command::new("python3")
+            .args(["-c", &update])
+            .status()
+            .unwrap()
+            .success()
+    );
 }
 
 #[tokio::test]
@@ -241,19 +246,7 @@ async fn a_process_spawned_but_not_recorded_is_adopted_not_duplicated() {
     // points at a pid that has exited) while the new one runs.
     let mut gone = Command::new("true").spawn().unwrap();
     gone.wait().unwrap();
-    let database = daemon.data_dir.join("state.db");
-    let update = format!(
-        "import sqlite3; db = sqlite3.connect('{}'); db.execute('UPDATE instances SET pid = {pid}, pgid = {pid} WHERE name = \"unrecorded\"'); db.commit()",
-        database.display(),
-        pid = gone.id()
-    );
-    assert!(
-        Command::new("python3")
-            .args(["-c", &update])
-            .status()
-            .unwrap()
-            .success()
-    );
+    point_record_at(&daemon, "unrecorded", gone.id());
 
     daemon.respawn(&[]);
     let connection = daemon.connect().await;
