@@ -4,6 +4,12 @@
 //! gap while the history still holds everything after it, and is told to
 //! start from a snapshot otherwise. The owner keeps the bus behind its own
 //! lock, together with the state its snapshots show.
+//!
+//! Revisions continue from the wall clock (nanoseconds since the epoch)
+//! rather than from 1, so that a later daemon's revisions are above an
+//! earlier one's: a client resuming with a revision of a daemon that has
+//! since restarted gets a RESYNC snapshot, never events of another run
+//! mistaken for the ones it missed.
 
 use std::{collections::VecDeque, sync::Arc};
 
@@ -11,7 +17,7 @@ use tokio::sync::broadcast::{self, Receiver, error::RecvError, error::TryRecvErr
 
 /// An event that knows its revision.
 pub trait Revisioned {
-    /// Its revision, from 1.
+    /// Its revision.
     fn revision(&self) -> u64;
 }
 
@@ -37,10 +43,17 @@ pub struct Bus<E> {
 }
 
 impl<E: Revisioned> Bus<E> {
-    /// A bus keeping `capacity` events (also the broadcast buffer).
+    /// A bus keeping `capacity` events (also the broadcast buffer), whose
+    /// revisions continue from the wall clock.
     pub fn new(capacity: usize) -> Self {
+        Self::after(capacity, clock())
+    }
+
+    /// A bus keeping `capacity` events whose first event has revision
+    /// `revision + 1`.
+    pub fn after(capacity: usize, revision: u64) -> Self {
         Self {
-            revision: 0,
+            revision,
             history: VecDeque::with_capacity(capacity),
             capacity,
             sender: broadcast::channel(capacity).0,
@@ -87,6 +100,14 @@ impl<E: Revisioned> Bus<E> {
         };
         (begin, events)
     }
+}
+
+/// Nanoseconds since the epoch: a restart takes far longer than the
+/// revisions a daemon can use up in the meantime.
+fn clock() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos() as u64)
 }
 
 /// Live events for one subscriber.
@@ -142,7 +163,7 @@ mod tests {
 
     #[test]
     fn subscribers_resume_without_a_gap_or_are_told_to_resync() {
-        let mut bus = Bus::new(4);
+        let mut bus = Bus::after(4, 0);
         for _ in 0..6 {
             bus.publish(Numbered);
         }
@@ -161,9 +182,23 @@ mod tests {
         assert!(matches!(bus.subscribe(Some(6)).0, Begin::Replay(events) if events.is_empty()));
     }
 
+    #[test]
+    fn a_new_bus_continues_from_the_clock_and_resyncs_older_revisions() {
+        let before = clock();
+        assert!(Bus::<Numbered>::new(4).revision() >= before);
+        // A revision of an earlier run is below everything a later bus
+        // holds: the subscriber is told to resync.
+        let mut later = Bus::after(4, 1_000);
+        later.publish(Numbered);
+        assert!(matches!(
+            later.subscribe(Some(10)).0,
+            Begin::Snapshot { resync: true }
+        ));
+    }
+
     #[tokio::test]
     async fn batches_skip_what_was_replayed_and_report_lag() {
-        let mut bus = Bus::new(2);
+        let mut bus = Bus::after(2, 0);
         let (_, mut events) = bus.subscribe(None);
         bus.publish(Numbered);
         bus.publish(Numbered);

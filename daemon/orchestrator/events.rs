@@ -24,7 +24,7 @@ pub const HISTORY: usize = 8192;
 /// One change on the bus.
 #[derive(Clone, Debug)]
 pub struct Event {
-    /// Monotonically increasing revision, starting at 1.
+    /// Monotonically increasing revision (see [`crate::bus`]).
     pub revision: u64,
     /// When it happened.
     pub time: SystemTime,
