@@ -58,7 +58,7 @@ use support::{
     load::{LoadStats, Samples, UnaryCall, WARM_UP, WINDOW, compare_at},
     report::{micros, millis, percentile, print_header, print_load, print_ratio, verdict},
     runtime,
-    server::{ServerProcess, baseline_command, daemon_command, daemon_socket},
+    server::{ServerProcess, baseline_command, daemon_socket, start_fleet_daemon},
     watch::{Watch, is, open_watch, wait_for},
 };
 
@@ -88,10 +88,6 @@ const GET_IN_FLIGHT: [usize; 2] = [1, 16];
 const CLI_ARGS: [&str; 1] = ["ls"];
 /// How long the baseline may take to exit after SIGTERM.
 const BASELINE_STOP_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a daemon may take to exit after SIGTERM; it stops every
-/// instance it still runs first.
-const DAEMON_STOP_TIMEOUT: Duration = Duration::from_secs(120);
-
 /// Target: p99 of kill → FAILED event at most this.
 const TARGET_KILL_P99: Duration = Duration::from_millis(5);
 /// Target: sequential `ListInstances` calls per second with 100 instances.
@@ -119,15 +115,6 @@ fn bench() -> Result<(), BoxError> {
     large_fleet(&runtime, dir.path())
 }
 
-/// Starts a release `outpostd` with its data under `dir`.
-fn start_daemon(dir: &Path) -> Result<ServerProcess, BoxError> {
-    let mut command = daemon_command(env!("CARGO_BIN_EXE_outpostd"), dir);
-    command
-        .args(["--max-instances", MAX_INSTANCES])
-        .args(["--port-range", PORT_RANGE]);
-    ServerProcess::start("outpostd", command, DAEMON_STOP_TIMEOUT)
-}
-
 // ---------------------------------------------------------------------------
 // 100 instances: exit events, reads, outpostctl ls
 // ---------------------------------------------------------------------------
@@ -138,7 +125,12 @@ fn small_fleet(runtime: &Runtime, dir: &Path) -> Result<(), BoxError> {
     let daemon_dir = dir.join("small");
     let socket = daemon_socket(&daemon_dir);
     let baseline_socket = dir.join("baseline.sock");
-    let daemon = start_daemon(&daemon_dir)?;
+    let daemon = start_fleet_daemon(
+        env!("CARGO_BIN_EXE_outpostd"),
+        &daemon_dir,
+        MAX_INSTANCES,
+        PORT_RANGE,
+    )?;
     let baseline = ServerProcess::start(
         "baseline",
         baseline_command(&baseline_socket)?,
@@ -303,7 +295,12 @@ async fn measure_alone<C: UnaryCall>(client: &C) -> Result<LoadStats, BoxError> 
 /// fresh daemon.
 fn large_fleet(runtime: &Runtime, dir: &Path) -> Result<(), BoxError> {
     let daemon_dir = dir.join("large");
-    let daemon = start_daemon(&daemon_dir)?;
+    let daemon = start_fleet_daemon(
+        env!("CARGO_BIN_EXE_outpostd"),
+        &daemon_dir,
+        MAX_INSTANCES,
+        PORT_RANGE,
+    )?;
     println!(
         "Fresh daemon, --max-instances {MAX_INSTANCES}, {LARGE_FLEET} instances of `sleep 1000`"
     );

@@ -43,7 +43,7 @@ use support::{
     kernel::{cpu_use, mib, rss},
     report::{micros, millis, percentile, verdict},
     runtime,
-    server::{ServerProcess, daemon_command, daemon_socket},
+    server::{daemon_socket, start_fleet_daemon},
     watch::{Watch, is, open_watch, wait_for},
 };
 
@@ -70,10 +70,6 @@ const KILL_ROUNDS: usize = 100;
 const MAX_INSTANCES: &str = "2000";
 /// `--port-range` of the daemon (no instance asks for a port).
 const PORT_RANGE: &str = "47200-47299";
-/// How long the daemon may take to exit after SIGTERM; it stops every
-/// instance first.
-const DAEMON_STOP_TIMEOUT: Duration = Duration::from_secs(120);
-
 /// Target: p50 of kill → RUNNING again at most this.
 const TARGET_RESTART_P50: Duration = Duration::from_millis(3);
 /// Target: p90 of kill → RUNNING again at most this.
@@ -89,11 +85,12 @@ fn main() -> ExitCode {
 /// Runs the whole benchmark and prints its results.
 fn bench() -> Result<(), BoxError> {
     let dir = tempfile::tempdir()?;
-    let mut command = daemon_command(env!("CARGO_BIN_EXE_outpostd"), dir.path());
-    command
-        .args(["--max-instances", MAX_INSTANCES])
-        .args(["--port-range", PORT_RANGE]);
-    let daemon = ServerProcess::start("outpostd", command, DAEMON_STOP_TIMEOUT)?;
+    let daemon = start_fleet_daemon(
+        env!("CARGO_BIN_EXE_outpostd"),
+        dir.path(),
+        MAX_INSTANCES,
+        PORT_RANGE,
+    )?;
     runtime()?.block_on(async {
         let connection = connect(&daemon_socket(dir.path())).await?;
         restarts(&connection).await?;

@@ -35,7 +35,7 @@ use support::{
     kernel::{mib, rss},
     report::{millis, percentile, verdict},
     runtime,
-    server::{ServerProcess, daemon_command, daemon_socket},
+    server::{daemon_socket, start_fleet_daemon},
 };
 
 /// Instances the re-adopting daemon finds running.
@@ -50,10 +50,6 @@ const PAIR_WARM_UP: usize = 50;
 const MAX_INSTANCES: &str = "10000";
 /// `--port-range` of every daemon (no instance asks for a port).
 const PORT_RANGE: &str = "47300-47399";
-/// How long a daemon may take to exit after SIGTERM; it stops every
-/// instance first.
-const DAEMON_STOP_TIMEOUT: Duration = Duration::from_secs(120);
-
 /// Target: from starting the daemon until it serves, with [`FLEET`]
 /// instances to re-adopt.
 const TARGET_START: Duration = Duration::from_secs(1);
@@ -72,19 +68,15 @@ fn bench() -> Result<(), BoxError> {
     readoption(&runtime, &dir.path().join("adopt"))?;
     println!();
     let daemon_dir = dir.path().join("writes");
-    let daemon = start_daemon(&daemon_dir)?;
+    let daemon = start_fleet_daemon(
+        env!("CARGO_BIN_EXE_outpostd"),
+        &daemon_dir,
+        MAX_INSTANCES,
+        PORT_RANGE,
+    )?;
     runtime.block_on(write_cost(&daemon_socket(&daemon_dir)))?;
     drop(daemon);
     Ok(())
-}
-
-/// Starts a release `outpostd` with its data under `dir`.
-fn start_daemon(dir: &Path) -> Result<ServerProcess, BoxError> {
-    let mut command = daemon_command(env!("CARGO_BIN_EXE_outpostd"), dir);
-    command
-        .args(["--max-instances", MAX_INSTANCES])
-        .args(["--port-range", PORT_RANGE]);
-    ServerProcess::start("outpostd", command, DAEMON_STOP_TIMEOUT)
 }
 
 // ---------------------------------------------------------------------------
@@ -94,7 +86,12 @@ fn start_daemon(dir: &Path) -> Result<ServerProcess, BoxError> {
 /// Creates the fleet, crashes its daemon and times a new one.
 fn readoption(runtime: &tokio::runtime::Runtime, dir: &Path) -> Result<(), BoxError> {
     let socket = daemon_socket(dir);
-    let mut first = start_daemon(dir)?;
+    let mut first = start_fleet_daemon(
+        env!("CARGO_BIN_EXE_outpostd"),
+        dir,
+        MAX_INSTANCES,
+        PORT_RANGE,
+    )?;
     let pids = runtime.block_on(async {
         let connection = connect(&socket).await?;
         let running = pb::InstanceState::Running;
@@ -111,7 +108,12 @@ fn readoption(runtime: &tokio::runtime::Runtime, dir: &Path) -> Result<(), BoxEr
     println!("daemon killed with SIGKILL; its {FLEET} instances keep running");
 
     let start = Instant::now();
-    let second = start_daemon(dir)?;
+    let second = start_fleet_daemon(
+        env!("CARGO_BIN_EXE_outpostd"),
+        dir,
+        MAX_INSTANCES,
+        PORT_RANGE,
+    )?;
     let serving = start.elapsed();
     runtime.block_on(async {
         let connection = connect(&socket).await?;

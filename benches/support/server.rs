@@ -83,6 +83,25 @@ pub fn daemon_command(outpostd: &str, dir: &Path) -> Command {
     command
 }
 
+/// How long a daemon running a fleet may take to exit after SIGTERM; it
+/// stops every instance it still runs first.
+const FLEET_STOP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Starts the `outpostd` binary at `outpostd` for a fleet of instances:
+/// data under `dir`, at most `max_instances`, ports from `port_range`.
+pub fn start_fleet_daemon(
+    outpostd: &str,
+    dir: &Path,
+    max_instances: &str,
+    port_range: &str,
+) -> Result<ServerProcess, BoxError> {
+    let mut command = daemon_command(outpostd, dir);
+    command
+        .args(["--max-instances", max_instances])
+        .args(["--port-range", port_range]);
+    ServerProcess::start("outpostd", command, FLEET_STOP_TIMEOUT)
+}
+
 /// Where the daemon whose data directory is `dir` listens.
 pub fn daemon_socket(dir: &Path) -> PathBuf {
     dir.join("run").join("o.sock")

@@ -17,7 +17,10 @@ use std::{
 };
 
 use nix::sys::signal::Signal;
-use outpost::proto::v1::{self as pb, SyncEventKind as K};
+use outpost::{
+    endpoint::Connection,
+    proto::v1::{self as pb, SyncEventKind as K},
+};
 use tonic::Code;
 
 use crate::{
@@ -707,44 +710,52 @@ async fn content_deleted_and_created_again_at_the_same_version_reaches_the_file(
     assert_eq!(fs::read_to_string(&file).unwrap(), "<b>born again</b>");
 }
 
+/// Makes `call` from 8 tasks at once, each with a client of its own;
+/// returns their answers.
+async fn from_8_callers<T, F>(connection: &Connection, call: impl Fn(SyncClient) -> F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Future<Output = T> + Send + 'static,
+{
+    let tasks: Vec<_> = (0..8)
+        .map(|_| tokio::spawn(call(connection.sync())))
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    answers
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_and_resume_are_idempotent_from_concurrent_callers() {
     let mut m = mirrored().await;
     // Exports pause the watcher too; only what follows counts here.
     let mark = m.events.mark();
-    let pauses: Vec<_> = (0..8)
-        .map(|_| {
-            let mut sync = m.connection.sync();
-            tokio::spawn(async move {
-                sync.pause_watcher(pb::PauseWatcherRequest {})
-                    .await
-                    .unwrap()
-                    .into_inner()
-            })
-        })
-        .collect();
+    let pauses = from_8_callers(&m.connection, |mut sync| async move {
+        sync.pause_watcher(pb::PauseWatcherRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+    })
+    .await;
     let mut first = 0;
-    for pause in pauses {
-        let response = pause.await.unwrap();
+    for response in pauses {
         assert_eq!(response.state(), pb::WatcherState::Paused);
         first += usize::from(!response.was_paused);
     }
     assert_eq!(first, 1, "exactly one caller paused a running watcher");
     assert!(status(&mut m.sync).await.paused_by_user);
 
-    let resumes: Vec<_> = (0..8)
-        .map(|_| {
-            let mut sync = m.connection.sync();
-            tokio::spawn(async move {
-                sync.resume_watcher(pb::ResumeWatcherRequest {})
-                    .await
-                    .unwrap()
-                    .into_inner()
-            })
-        })
-        .collect();
-    for resume in resumes {
-        assert_eq!(resume.await.unwrap().state(), pb::WatcherState::Watching);
+    let resumes = from_8_callers(&m.connection, |mut sync| async move {
+        sync.resume_watcher(pb::ResumeWatcherRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+    })
+    .await;
+    for response in resumes {
+        assert_eq!(response.state(), pb::WatcherState::Watching);
     }
     let now = status(&mut m.sync).await;
     assert!(!now.paused_by_user);
