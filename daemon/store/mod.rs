@@ -14,6 +14,7 @@ pub mod content;
 pub mod writer;
 
 use std::{
+    collections::{HashMap, HashSet},
     path::{Path, PathBuf},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -31,8 +32,6 @@ use crate::orchestrator::status::{InstanceStatus, ProcessInfo, Reason};
 
 /// Name of the database file in the data directory.
 pub const FILE_NAME: &str = "state.db";
-/// Transitions kept per instance.
-pub const EVENTS_KEPT: i64 = 200;
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -199,12 +198,20 @@ impl Store {
     }
 
     async fn try_apply(&self, ops: &[Op], boot_id: &str) -> Result<(), sqlx::Error> {
+        let rows = newest_rows(ops);
+        let mut written: HashSet<&str> = HashSet::new();
         let mut tx = self.pool.begin().await?;
-        for op in ops {
+        for (op, row) in ops.iter().zip(rows) {
             match op {
                 Op::Upsert { status, transition } => {
-                    upsert(&mut tx, status, boot_id).await?;
+                    if written.insert(&status.id)
+                        && let Some(row) = row
+                    {
+                        upsert(&mut tx, row, boot_id).await?;
+                    }
                     if let Some(transition) = transition {
+                        // The trigger instance_events_bounded keeps the
+                        // newest 200 (migration 0005).
                         sqlx::query(
                             "INSERT INTO instance_events (instance_id, at, state, reason, detail) VALUES (?, ?, ?, ?, ?)",
                         )
@@ -215,17 +222,10 @@ impl Store {
                         .bind(&transition.detail)
                         .execute(&mut *tx)
                         .await?;
-                        sqlx::query(
-                            "DELETE FROM instance_events WHERE instance_id = ?1 AND seq <= \
-                             (SELECT seq FROM instance_events WHERE instance_id = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
-                        )
-                        .bind(&status.id)
-                        .bind(EVENTS_KEPT)
-                        .execute(&mut *tx)
-                        .await?;
                     }
                 }
                 Op::Delete { id } => {
+                    written.remove(id.as_str());
                     sqlx::query("DELETE FROM instances WHERE id = ?")
                         .bind(id)
                         .execute(&mut *tx)
@@ -252,6 +252,30 @@ impl Store {
     }
 }
 
+/// For each op of a batch, the status its instance's row is written with,
+/// if it writes one: an instance changed several times in one batch gets
+/// its row written once, with its newest status, where it first appears
+/// (its events need the row to exist). A delete ends such a run.
+fn newest_rows(ops: &[Op]) -> Vec<Option<&InstanceStatus>> {
+    let mut newest: HashMap<&str, &InstanceStatus> = HashMap::new();
+    let mut rows = vec![None; ops.len()];
+    for (row, op) in rows.iter_mut().zip(ops).rev() {
+        match op {
+            Op::Upsert { status, .. } => {
+                *row = Some(*newest.entry(status.id.as_str()).or_insert(status));
+            }
+            Op::Delete { id } => {
+                newest.remove(id.as_str());
+            }
+        }
+    }
+    rows
+}
+
+/// Inserts or updates an instance's row. An update keeps the row (and so
+/// its events, which `INSERT OR REPLACE` would delete through the foreign
+/// key's cascade); its port allocation follows through the triggers of
+/// migration 0005.
 async fn upsert(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     status: &InstanceStatus,
@@ -259,10 +283,18 @@ async fn upsert(
 ) -> Result<(), sqlx::Error> {
     let process = status.process;
     sqlx::query(
-        "INSERT OR REPLACE INTO instances (id, name, project_path, kind, spec, workspace, state, reason, \
+        "INSERT INTO instances (id, name, project_path, kind, spec, workspace, state, reason, \
          state_changed_at, pid, pgid, start_ticks, boot_id, started_at, port, restart_count, failures, breaker, \
          retry_delay_ms, next_attempt_at, last_error, last_exit, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, project_path = excluded.project_path, \
+         kind = excluded.kind, spec = excluded.spec, workspace = excluded.workspace, state = excluded.state, \
+         reason = excluded.reason, state_changed_at = excluded.state_changed_at, pid = excluded.pid, \
+         pgid = excluded.pgid, start_ticks = excluded.start_ticks, boot_id = excluded.boot_id, \
+         started_at = excluded.started_at, port = excluded.port, restart_count = excluded.restart_count, \
+         failures = excluded.failures, breaker = excluded.breaker, retry_delay_ms = excluded.retry_delay_ms, \
+         next_attempt_at = excluded.next_attempt_at, last_error = excluded.last_error, \
+         last_exit = excluded.last_exit, created_at = excluded.created_at",
     )
     .bind(&status.id)
     .bind(&status.spec.name)
@@ -289,17 +321,6 @@ async fn upsert(
     .bind(millis(status.created_at))
     .execute(&mut **tx)
     .await?;
-    sqlx::query("DELETE FROM port_allocations WHERE instance_id = ?")
-        .bind(&status.id)
-        .execute(&mut **tx)
-        .await?;
-    if let Some(port) = status.port {
-        sqlx::query("INSERT INTO port_allocations (port, instance_id) VALUES (?, ?)")
-            .bind(i64::from(port))
-            .bind(&status.id)
-            .execute(&mut **tx)
-            .await?;
-    }
     Ok(())
 }
 
@@ -349,4 +370,134 @@ fn instance(row: &SqliteRow) -> Result<StoredInstance, String> {
         status,
         boot_id: row.get("boot_id"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::orchestrator::{
+        spec::{InstanceSpec, SpecInput},
+        status::{InstanceKind, InstanceState},
+    };
+
+    fn status(id: &str, state: InstanceState, port: Option<u16>) -> Box<InstanceStatus> {
+        let spec = InstanceSpec::validate(SpecInput {
+            name: format!("name-{id}"),
+            command: "sleep".to_owned(),
+            ..SpecInput::default()
+        })
+        .unwrap();
+        Box::new(InstanceStatus::new(
+            id.to_owned(),
+            spec,
+            InstanceKind::Managed,
+            state,
+            port,
+        ))
+    }
+
+    fn upsert(id: &str, state: InstanceState, port: Option<u16>) -> Op {
+        Op::Upsert {
+            status: status(id, state, port),
+            transition: Some(Transition {
+                at: SystemTime::now(),
+                reason: Reason::UserStart,
+                detail: String::new(),
+            }),
+        }
+    }
+
+    async fn count(store: &Store, sql: &str) -> i64 {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn transitions_accumulate_up_to_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join(FILE_NAME)).await.unwrap();
+        for _ in 0..5 {
+            store
+                .apply(&[upsert("a", InstanceState::Running, None)], "boot")
+                .await
+                .unwrap();
+        }
+        let events = "SELECT count(*) FROM instance_events WHERE instance_id = 'a'";
+        assert_eq!(
+            count(&store, events).await,
+            5,
+            "an update keeps the history"
+        );
+        let batch: Vec<Op> = (0..300)
+            .map(|_| upsert("a", InstanceState::Stopped, None))
+            .collect();
+        store.apply(&batch, "boot").await.unwrap();
+        assert_eq!(count(&store, events).await, 200);
+        let state = "SELECT count(*) FROM instances WHERE id = 'a' AND state = 'stopped'";
+        assert_eq!(count(&store, state).await, 1);
+    }
+
+    #[tokio::test]
+    async fn a_batch_writes_each_instance_with_its_newest_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join(FILE_NAME)).await.unwrap();
+        let batch = [
+            upsert("a", InstanceState::Starting, Some(4100)),
+            upsert("b", InstanceState::Starting, None),
+            upsert("a", InstanceState::Running, Some(4100)),
+            Op::Delete { id: "b".to_owned() },
+            upsert("b", InstanceState::Stopped, Some(4101)),
+        ];
+        store.apply(&batch, "boot").await.unwrap();
+        let running = "SELECT count(*) FROM instances WHERE id = 'a' AND state = 'running'";
+        assert_eq!(count(&store, running).await, 1);
+        let a_events = "SELECT count(*) FROM instance_events WHERE instance_id = 'a'";
+        assert_eq!(count(&store, a_events).await, 2);
+        let b_events = "SELECT count(*) FROM instance_events WHERE instance_id = 'b'";
+        assert_eq!(
+            count(&store, b_events).await,
+            1,
+            "the delete took b's first event"
+        );
+        let ports = "SELECT count(*) FROM port_allocations";
+        assert_eq!(count(&store, ports).await, 2);
+    }
+
+    #[tokio::test]
+    async fn port_allocations_follow_the_instance_port() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join(FILE_NAME)).await.unwrap();
+        let held = |port: u16| {
+            format!(
+                "SELECT count(*) FROM port_allocations WHERE port = {port} AND instance_id = 'a'"
+            )
+        };
+        let all = "SELECT count(*) FROM port_allocations";
+        let apply = |port| {
+            let store = &store;
+            async move {
+                store
+                    .apply(&[upsert("a", InstanceState::Running, port)], "boot")
+                    .await
+                    .unwrap();
+            }
+        };
+        apply(Some(4100)).await;
+        assert_eq!(count(&store, &held(4100)).await, 1);
+        apply(Some(4100)).await;
+        assert_eq!(count(&store, all).await, 1);
+        apply(Some(4102)).await;
+        assert_eq!(count(&store, &held(4102)).await, 1);
+        assert_eq!(count(&store, all).await, 1);
+        apply(None).await;
+        assert_eq!(count(&store, all).await, 0);
+        apply(Some(4103)).await;
+        store
+            .apply(&[Op::Delete { id: "a".to_owned() }], "boot")
+            .await
+            .unwrap();
+        assert_eq!(count(&store, all).await, 0);
+    }
 }
