@@ -26,6 +26,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         // canonical JSON ("1.5s", RFC 3339 timestamps).
         .compile_well_known_types(true)
         .extern_path(".google.protobuf", "::pbjson_types")
+        .boxed(".outpost.v1.Instance.spec")
         .compile_protos(PROTOS, &["proto"])?;
 
     let descriptors = fs::read(&descriptor_path)?;

@@ -441,13 +441,20 @@ pub async fn list(
     states: Vec<StateArg>,
     workspace: Option<String>,
     labels: Vec<(String, String)>,
+    full: bool,
 ) -> Result<ExitCode, Failure> {
+    let view = if full {
+        pb::InstanceView::Full
+    } else {
+        pb::InstanceView::Basic
+    };
     let response = connection
         .orchestrator()
         .list_instances(pb::ListInstancesRequest {
             states: states.into_iter().map(StateArg::proto).collect(),
             workspace: workspace.unwrap_or_default(),
             labels: labels.into_iter().collect(),
+            view: view.into(),
         })
         .await?
         .into_inner();

@@ -90,6 +90,9 @@ enum Command {
         /// Only instances with this label (repeatable)
         #[arg(long = "label", value_name = "KEY=VALUE", value_parser = key_value)]
         labels: Vec<(String, String)>,
+        /// Include each instance's spec (shown with --json)
+        #[arg(long)]
+        full: bool,
     },
     /// Show one instance
     Get {
@@ -252,7 +255,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             states,
             workspace,
             labels,
-        } => instances::list(&connection, json, states, workspace, labels).await,
+            full,
+        } => instances::list(&connection, json, states, workspace, labels, full).await,
         Command::Get { instance } => instances::act(&connection, json, Action::Get, instance).await,
         Command::Start { instance } => {
             instances::act(&connection, json, Action::Start, instance).await

@@ -407,8 +407,9 @@ fn time(time: SystemTime) -> Option<pbjson_types::Timestamp> {
     Some(timestamp(time))
 }
 
-/// The proto form of an instance's status.
-pub fn instance(status: &InstanceStatus) -> pb::Instance {
+/// The proto form of an instance's status without its spec (the BASIC
+/// view of `ListInstances`).
+pub fn instance_basic(status: &InstanceStatus) -> pb::Instance {
     let process = status.process;
     pb::Instance {
         id: status.id.clone(),
@@ -427,7 +428,7 @@ pub fn instance(status: &InstanceStatus) -> pb::Instance {
         restart_count: status.restart_count,
         last_error: status.last_error.clone().unwrap_or_default(),
         started_at: process.and_then(|p| time(p.started_at)),
-        spec: Some(spec_message(&status.spec)),
+        spec: None,
         pgid: process.map_or(0, |p| p.pgid),
         state_reason: reason(status.reason).into(),
         state_changed_at: time(status.state_changed_at),
@@ -438,6 +439,23 @@ pub fn instance(status: &InstanceStatus) -> pb::Instance {
         last_activity_at: time(status.last_activity_at),
         created_at: time(status.created_at),
         workspace: status.workspace.clone().unwrap_or_default(),
+    }
+}
+
+/// The proto form of an instance's status, its spec included.
+pub fn instance(status: &InstanceStatus) -> pb::Instance {
+    pb::Instance {
+        spec: Some(Box::new(spec_message(&status.spec))),
+        ..instance_basic(status)
+    }
+}
+
+/// Whether a list in `view` includes each instance's spec.
+pub fn full_view(field: &str, view: i32) -> Result<bool, Status> {
+    match pb::InstanceView::try_from(view) {
+        Ok(pb::InstanceView::Unspecified | pb::InstanceView::Basic) => Ok(false),
+        Ok(pb::InstanceView::Full) => Ok(true),
+        Err(_) => Err(invalid(field, format!("{view} is not an instance view"))),
     }
 }
 

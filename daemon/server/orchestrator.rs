@@ -172,9 +172,14 @@ impl OrchestratorRpc for OrchestratorApi {
             workspace: Some(request.workspace).filter(|w| !w.is_empty()),
             labels: request.labels.into_iter().collect(),
         };
+        let convert = if convert::full_view("view", request.view)? {
+            convert::instance
+        } else {
+            convert::instance_basic
+        };
         let (instances, revision) = self.orchestrator.list(&filter);
         Ok(Response::new(pb::ListInstancesResponse {
-            instances: instances.iter().map(convert::instance).collect(),
+            instances: instances.iter().map(convert).collect(),
             revision,
         }))
     }

@@ -340,6 +340,62 @@ async fn bad_requests_name_the_field_and_the_daemon_keeps_serving() {
         .into_inner();
     let names: Vec<&str> = list.instances.iter().map(|i| i.name.as_str()).collect();
     assert_eq!(names, ["second", "taken"]);
+    let bad_view = orchestrator
+        .list_instances(pb::ListInstancesRequest {
+            view: 7,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_view.code(), Code::InvalidArgument);
+    assert!(bad_view.message().contains("view"), "{bad_view:?}");
+}
+
+#[tokio::test]
+async fn lists_leave_out_the_spec_unless_asked_for_the_full_view() {
+    let daemon = Daemon::start();
+    let connection = daemon.connect().await;
+    let created = create(&connection, spec("listed", "sleep", &["1000"])).await;
+    let orchestrator = connection.orchestrator();
+    let list = |view: pb::InstanceView| {
+        let mut orchestrator = orchestrator.clone();
+        async move {
+            orchestrator
+                .list_instances(pb::ListInstancesRequest {
+                    view: view.into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .instances
+        }
+    };
+    for view in [pb::InstanceView::Unspecified, pb::InstanceView::Basic] {
+        let basic = list(view).await;
+        assert_eq!(basic.len(), 1);
+        assert_eq!(basic[0].spec, None, "{view:?}");
+        assert_eq!(basic[0].id, created.id);
+        assert_eq!(basic[0].pid, created.pid);
+        assert_eq!(basic[0].state, pb::InstanceState::Running as i32);
+    }
+    let full = list(pb::InstanceView::Full).await;
+    let spec = full[0].spec.as_ref().expect("the full view has the spec");
+    assert_eq!(
+        (spec.command.as_str(), spec.args.as_slice()),
+        ("sleep", &["1000".to_owned()][..])
+    );
+    let got = orchestrator
+        .clone()
+        .get_instance(pb::GetInstanceRequest {
+            instance: "listed".to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .instance
+        .unwrap();
+    assert_eq!(got.spec, full[0].spec, "GetInstance always has the spec");
 }
 
 #[tokio::test]

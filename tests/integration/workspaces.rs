@@ -57,6 +57,7 @@ async fn shop_instances(
             .orchestrator()
             .list_instances(pb::ListInstancesRequest {
                 workspace: "shop".to_owned(),
+                view: pb::InstanceView::Full.into(),
                 ..Default::default()
             })
             .await
