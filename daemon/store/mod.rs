@@ -14,7 +14,7 @@ pub mod content;
 pub mod writer;
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     path::{Path, PathBuf},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -199,14 +199,11 @@ impl Store {
 
     async fn try_apply(&self, ops: &[Op], boot_id: &str) -> Result<(), sqlx::Error> {
         let rows = newest_rows(ops);
-        let mut written: HashSet<&str> = HashSet::new();
         let mut tx = self.pool.begin().await?;
         for (op, row) in ops.iter().zip(rows) {
             match op {
                 Op::Upsert { status, transition } => {
-                    if written.insert(&status.id)
-                        && let Some(row) = row
-                    {
+                    if let Some(row) = row {
                         upsert(&mut tx, row, boot_id).await?;
                     }
                     if let Some(transition) = transition {
@@ -225,7 +222,6 @@ impl Store {
                     }
                 }
                 Op::Delete { id } => {
-                    written.remove(id.as_str());
                     sqlx::query("DELETE FROM instances WHERE id = ?")
                         .bind(id)
                         .execute(&mut *tx)
@@ -257,15 +253,20 @@ impl Store {
 /// its row written once, with its newest status, where it first appears
 /// (its events need the row to exist). A delete ends such a run.
 fn newest_rows(ops: &[Op]) -> Vec<Option<&InstanceStatus>> {
-    let mut newest: HashMap<&str, &InstanceStatus> = HashMap::new();
+    // Backwards: per instance, its newest status in the current run and
+    // the earliest op of the run seen so far, the one that writes the row.
+    let mut runs: HashMap<&str, (&InstanceStatus, usize)> = HashMap::new();
     let mut rows = vec![None; ops.len()];
-    for (row, op) in rows.iter_mut().zip(ops).rev() {
+    for (index, op) in ops.iter().enumerate().rev() {
         match op {
             Op::Upsert { status, .. } => {
-                *row = Some(*newest.entry(status.id.as_str()).or_insert(status));
+                let (newest, first) = runs.entry(&status.id).or_insert((status, index));
+                rows[*first] = None;
+                *first = index;
+                rows[index] = Some(*newest);
             }
             Op::Delete { id } => {
-                newest.remove(id.as_str());
+                runs.remove(id.as_str());
             }
         }
     }
