@@ -39,5 +39,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         .build(&[".outpost"])?;
 
     println!("cargo:rerun-if-changed=proto");
+    // `sqlx::migrate!` embeds the files it found when it was compiled; a
+    // new migration must make it look again.
+    println!("cargo:rerun-if-changed=migrations");
     Ok(())
 }

@@ -26,6 +26,7 @@ use super::{
     OrchestratorError, Shared,
     events::Change,
     health,
+    lineage::Lineage,
     policy::{RestartTracker, Verdict},
     process,
     scanner::Scanner,
@@ -714,7 +715,7 @@ impl Actor {
         let spec = &self.status.spec;
         Some(
             terminate(
-                &self.shared.scanner,
+                &self.shared,
                 &self.status.id,
                 process,
                 spec.stop_signal,
@@ -757,7 +758,7 @@ impl Actor {
         self.transition(InstanceState::Stopping, reason, String::new());
         let process = self.process.take().expect("just put back");
         let outcome = terminate(
-            &self.shared.scanner,
+            &self.shared,
             &self.status.id,
             process,
             self.status.spec.stop_signal,
@@ -789,10 +790,14 @@ impl Actor {
         if !matches!(process, Process::External { .. }) {
             let info = process.info();
             let spec = &self.status.spec;
+            let own = matches!(process, Process::Managed { .. });
             terminate_group(
-                &self.shared.scanner,
+                &self.shared,
                 &self.status.id,
-                info.pgid,
+                Group {
+                    pgid: info.pgid,
+                    own,
+                },
                 None,
                 spec.stop_signal,
                 spec.stop_grace,
@@ -886,30 +891,59 @@ impl<'a> Members<'a> {
     }
 }
 
+/// The process group of an instance being stopped.
+struct Group {
+    /// Its id (the leader's pid).
+    pgid: u32,
+    /// Whether this daemon spawned its leader, so that its processes can be
+    /// found through lists of children (see [`Lineage`]) in place of scans.
+    own: bool,
+}
+
 /// Stops a managed group: the stop signal to the group and to every
 /// descendant that left it, then (waiting for the leader's `exit`, if it
 /// still runs) the grace period, then SIGKILL to whatever is left, then
-/// waits until nothing of the instance remains, zombies included. When the
-/// leader is already gone and so is the rest, that takes one /proc scan.
+/// waits until nothing of the instance remains, zombies included. A group
+/// of this daemon's own is looked at through lists of children; /proc is
+/// scanned only when they cannot tell (a re-adopted group, a list that
+/// changed while it was read, something left after the leader's exit).
 async fn terminate_group(
-    scanner: &Arc<Scanner>,
+    shared: &Shared,
     id: &str,
-    pgid: u32,
+    group: Group,
     mut leader: Option<Process>,
     signal: Signal,
     grace: Duration,
 ) -> ExitOutcome {
-    let pgid = pgid as i32;
-    let mut members = Members::new(id, pgid, scanner);
-    let first = members.look().await;
-    if first.live.is_empty() && leader.is_none() && first.gone {
-        return ExitOutcome::Unknown;
+    let pgid = group.pgid as i32;
+    let lineage = group
+        .own
+        .then(|| Lineage::new(id, pgid, &shared.reaper, &shared.data_dir));
+    let mut members = Members::new(id, pgid, &shared.scanner);
+    let leader_pid = leader.as_ref().map(|leader| leader.info().pid as i32);
+    let escapees = match (&lineage, leader_pid) {
+        (Some(lineage), Some(pid)) => lineage.escapees(pid),
+        (Some(lineage), None) if lineage.gone() => return ExitOutcome::Unknown,
+        _ => None,
+    };
+    match escapees {
+        Some(escapees) => process::signal_members(pgid, &escapees, signal),
+        None => {
+            let first = members.look().await;
+            if first.live.is_empty() && leader.is_none() && first.gone {
+                return ExitOutcome::Unknown;
+            }
+            process::signal_members(pgid, &first.live, signal);
+        }
     }
-    process::signal_members(pgid, &first.live, signal);
     let deadline = Instant::now() + grace;
     let mut outcome = None;
     if let Some(leader) = leader.as_mut() {
         outcome = timeout_at(deadline.into(), leader.exited()).await.ok();
+    }
+    let reaped = leader.is_none() || outcome.is_some();
+    if reaped && lineage.as_ref().is_some_and(Lineage::gone) {
+        return outcome.unwrap_or(ExitOutcome::Unknown);
     }
     if !members.wait_gone(deadline).await {
         let live = members.look().await.live;
@@ -927,7 +961,7 @@ async fn terminate_group(
 /// Stops `process` the way its kind allows: a group of the daemon's
 /// (spawned or re-adopted) as a whole, an external process by itself.
 async fn terminate(
-    scanner: &Arc<Scanner>,
+    shared: &Shared,
     id: &str,
     process: Process,
     signal: Signal,
@@ -936,8 +970,11 @@ async fn terminate(
     match process {
         Process::External { info, pidfd } => terminate_external(info, pidfd, grace).await,
         leader => {
-            let pgid = leader.info().pgid;
-            terminate_group(scanner, id, pgid, Some(leader), signal, grace).await
+            let group = Group {
+                pgid: leader.info().pgid,
+                own: matches!(leader, Process::Managed { .. }),
+            };
+            terminate_group(shared, id, group, Some(leader), signal, grace).await
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod actor;
 pub mod events;
 pub mod health;
+pub mod lineage;
 pub mod logs;
 pub mod policy;
 pub mod ports;

@@ -25,12 +25,16 @@ use tokio::{
     sync::oneshot,
 };
 
-use super::status::ExitOutcome;
+use super::{lineage, status::ExitOutcome};
 
 /// Hands process exits to their owners.
 #[derive(Default)]
 pub struct Reaper {
     waiting: Mutex<HashMap<i32, oneshot::Sender<ExitOutcome>>>,
+    /// Held while a child is reaped and while the daemon's children are
+    /// listed: the kernel's list shifts under a reader when a child leaves
+    /// it, and the reader may then skip another.
+    reaping: Mutex<()>,
 }
 
 /// A spawned child and the future outcome of its exit.
@@ -75,10 +79,30 @@ impl Reaper {
         })
     }
 
+    /// The daemon's children it did not spawn: descendants of instances
+    /// orphaned and re-parented to it. The kernel re-parents to the first
+    /// live thread of a subreaper, the main thread, so its list is the one
+    /// read. `None` when the kernel keeps no lists of children.
+    pub fn orphans(&self) -> Option<Vec<i32>> {
+        let _reaping = self.reaping.lock().unwrap_or_else(|p| p.into_inner());
+        let me = std::process::id() as i32;
+        let children = lineage::thread_children(me, me)?;
+        let waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        Some(
+            children
+                .into_iter()
+                .filter(|pid| !waiting.contains_key(pid))
+                .collect(),
+        )
+    }
+
     /// Collects every child that has exited.
     fn reap_all(&self) {
         loop {
-            let (pid, outcome) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            let reaping = self.reaping.lock().unwrap_or_else(|p| p.into_inner());
+            let reaped = waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG));
+            drop(reaping);
+            let (pid, outcome) = match reaped {
                 Ok(WaitStatus::Exited(pid, code)) => (pid, ExitOutcome::Code(code)),
                 Ok(WaitStatus::Signaled(pid, signal, _)) => {
                     (pid, ExitOutcome::Signal(signal as i32))

@@ -14,14 +14,14 @@ pub mod content;
 pub mod writer;
 
 use std::{
-    collections::HashMap,
     path::{Path, PathBuf},
+    sync::LazyLock,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use serde::{Serialize, de::DeserializeOwned};
 use sqlx::{
-    Row, SqlitePool,
+    Connection, Row, SqliteConnection, SqlitePool,
     migrate::MigrateError,
     sqlite::{
         SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -149,8 +149,11 @@ impl Store {
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
         // One connection: the store has one writer, and reads happen at start.
+        // An in-process connection cannot go stale, so it is not pinged
+        // before each use (a call into SQLite's thread per write saved).
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(|err| unusable(err.to_string()))?;
@@ -198,40 +201,18 @@ impl Store {
     }
 
     async fn try_apply(&self, ops: &[Op], boot_id: &str) -> Result<(), sqlx::Error> {
-        let rows = newest_rows(ops);
-        let mut tx = self.pool.begin().await?;
-        for (op, row) in ops.iter().zip(rows) {
-            match op {
-                Op::Upsert { status, transition } => {
-                    if let Some(row) = row {
-                        upsert(&mut tx, row, boot_id).await?;
-                    }
-                    if let Some(transition) = transition {
-                        // The trigger instance_events_bounded keeps the
-                        // newest 200 (migration 0005).
-                        sqlx::query(
-                            "INSERT INTO instance_events (instance_id, at, state, reason, detail) VALUES (?, ?, ?, ?, ?)",
-                        )
-                        .bind(&status.id)
-                        .bind(millis(transition.at))
-                        .bind(name(&status.state))
-                        .bind(name(&transition.reason))
-                        .bind(&transition.detail)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                }
-                Op::Delete { id } => {
-                    sqlx::query("DELETE FROM instances WHERE id = ?")
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-            }
+        let statements = statements(ops);
+        let mut connection = self.pool.acquire().await?;
+        if let [only] = statements.as_slice() {
+            // One statement commits by itself: no BEGIN and COMMIT calls.
+            return execute(&mut connection, only, boot_id).await;
+        }
+        let mut tx = connection.begin().await?;
+        for ops in &statements {
+            execute(&mut tx, ops, boot_id).await?;
         }
         tx.commit().await
     }
-
     /// Every stored instance.
     pub async fn load(&self) -> Result<Vec<StoredInstance>, StoreError> {
         let unusable = |cause: String| StoreError::Unusable {
@@ -248,81 +229,118 @@ impl Store {
     }
 }
 
-/// For each op of a batch, the status its instance's row is written with,
-/// if it writes one: an instance changed several times in one batch gets
-/// its row written once, with its newest status, where it first appears
-/// (its events need the row to exist). A delete ends such a run.
-fn newest_rows(ops: &[Op]) -> Vec<Option<&InstanceStatus>> {
-    // Backwards: per instance, its newest status in the current run and
-    // the earliest op of the run seen so far, the one that writes the row.
-    let mut runs: HashMap<&str, (&InstanceStatus, usize)> = HashMap::new();
-    let mut rows = vec![None; ops.len()];
-    for (index, op) in ops.iter().enumerate().rev() {
-        match op {
-            Op::Upsert { status, .. } => {
-                let (newest, first) = runs.entry(&status.id).or_insert((status, index));
-                rows[*first] = None;
-                *first = index;
-                rows[index] = Some(*newest);
-            }
-            Op::Delete { id } => {
-                runs.remove(id.as_str());
-            }
-        }
+/// Most changes written by one statement: 26 parameters each, well under
+/// SQLite's limit, and one cached statement per count up to it.
+const CHANGES_PER_STATEMENT: usize = 16;
+
+/// The columns of the `instance_changes` view (migration 0006), in order.
+const CHANGE_COLUMNS: &str = "id, name, project_path, kind, spec, workspace, state, reason, \
+    state_changed_at, pid, pgid, start_ticks, boot_id, started_at, port, restart_count, \
+    failures, breaker, retry_delay_ms, next_attempt_at, last_error, last_exit, created_at, \
+    event_at, event_reason, event_detail";
+
+/// `INSERT INTO instance_changes` of 1 up to [`CHANGES_PER_STATEMENT`]
+/// rows, by count less one.
+static CHANGE_STATEMENTS: LazyLock<Vec<String>> = LazyLock::new(|| {
+    let columns = CHANGE_COLUMNS.split(',').count();
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    (1..=CHANGES_PER_STATEMENT)
+        .map(|rows| {
+            format!(
+                "INSERT INTO instance_changes ({CHANGE_COLUMNS}) VALUES {}",
+                vec![row.as_str(); rows].join(", ")
+            )
+        })
+        .collect()
+});
+
+/// Splits a batch into the ops of each statement, in order: each delete
+/// alone, runs of upserts up to [`CHANGES_PER_STATEMENT`] together.
+fn statements(ops: &[Op]) -> Vec<&[Op]> {
+    let mut statements = Vec::new();
+    let mut start = 0;
+    while start < ops.len() {
+        let upserts = ops[start..]
+            .iter()
+            .take(CHANGES_PER_STATEMENT)
+            .take_while(|op| matches!(op, Op::Upsert { .. }))
+            .count();
+        let end = start + upserts.max(1);
+        statements.push(&ops[start..end]);
+        start = end;
     }
-    rows
+    statements
 }
 
-/// Inserts or updates an instance's row. An update keeps the row (and so
-/// its events, which `INSERT OR REPLACE` would delete through the foreign
-/// key's cascade); its port allocation follows through the triggers of
-/// migration 0005.
-async fn upsert(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    status: &InstanceStatus,
+/// Writes `ops` (one delete, or upserts) in one statement. Upserts of the
+/// same instance are written in order, so its row ends with the newest.
+async fn execute(
+    connection: &mut SqliteConnection,
+    ops: &[Op],
     boot_id: &str,
 ) -> Result<(), sqlx::Error> {
-    let process = status.process;
-    sqlx::query(
-        "INSERT INTO instances (id, name, project_path, kind, spec, workspace, state, reason, \
-         state_changed_at, pid, pgid, start_ticks, boot_id, started_at, port, restart_count, failures, breaker, \
-         retry_delay_ms, next_attempt_at, last_error, last_exit, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (id) DO UPDATE SET name = excluded.name, project_path = excluded.project_path, \
-         kind = excluded.kind, spec = excluded.spec, workspace = excluded.workspace, state = excluded.state, \
-         reason = excluded.reason, state_changed_at = excluded.state_changed_at, pid = excluded.pid, \
-         pgid = excluded.pgid, start_ticks = excluded.start_ticks, boot_id = excluded.boot_id, \
-         started_at = excluded.started_at, port = excluded.port, restart_count = excluded.restart_count, \
-         failures = excluded.failures, breaker = excluded.breaker, retry_delay_ms = excluded.retry_delay_ms, \
-         next_attempt_at = excluded.next_attempt_at, last_error = excluded.last_error, \
-         last_exit = excluded.last_exit, created_at = excluded.created_at",
-    )
-    .bind(&status.id)
-    .bind(&status.spec.name)
-    .bind(status.spec.project_path.as_ref().map(|p| p.display().to_string()))
-    .bind(name(&status.kind))
-    .bind(json(&*status.spec))
-    .bind(&status.workspace)
-    .bind(name(&status.state))
-    .bind(name(&status.reason))
-    .bind(millis(status.state_changed_at))
-    .bind(process.map(|p| p.pid as i64))
-    .bind(process.map(|p| p.pgid as i64))
-    .bind(process.map(|p| p.start_ticks as i64))
-    .bind(process.map(|_| boot_id))
-    .bind(process.map(|p| millis(p.started_at)))
-    .bind(status.port.map(i64::from))
-    .bind(status.restart_count as i64)
-    .bind(status.backoff.consecutive_failures as i64)
-    .bind(name(&status.backoff.breaker))
-    .bind(status.backoff.current_delay.as_millis() as i64)
-    .bind(status.backoff.next_attempt_at.map(millis))
-    .bind(&status.last_error)
-    .bind(status.last_exit.as_ref().map(json))
-    .bind(millis(status.created_at))
-    .execute(&mut **tx)
-    .await?;
+    if let [Op::Delete { id }] = ops {
+        sqlx::query("DELETE FROM instances WHERE id = ?")
+            .bind(id)
+            .execute(connection)
+            .await?;
+        return Ok(());
+    }
+    let mut query = sqlx::query(CHANGE_STATEMENTS[ops.len() - 1].as_str());
+    for op in ops {
+        let Op::Upsert { status, transition } = op else {
+            unreachable!("a statement of upserts holds only upserts");
+        };
+        query = bind_change(query, status, transition.as_ref(), boot_id);
+    }
+    query.execute(connection).await?;
     Ok(())
+}
+
+type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+
+/// Binds one row of the `instance_changes` view: the instance's row and,
+/// with a transition, its event.
+fn bind_change<'q>(
+    query: Query<'q>,
+    status: &'q InstanceStatus,
+    transition: Option<&'q Transition>,
+    boot_id: &'q str,
+) -> Query<'q> {
+    let process = status.process;
+    query
+        .bind(&status.id)
+        .bind(&status.spec.name)
+        .bind(
+            status
+                .spec
+                .project_path
+                .as_ref()
+                .map(|p| p.display().to_string()),
+        )
+        .bind(name(&status.kind))
+        .bind(json(&*status.spec))
+        .bind(&status.workspace)
+        .bind(name(&status.state))
+        .bind(name(&status.reason))
+        .bind(millis(status.state_changed_at))
+        .bind(process.map(|p| p.pid as i64))
+        .bind(process.map(|p| p.pgid as i64))
+        .bind(process.map(|p| p.start_ticks as i64))
+        .bind(process.map(|_| boot_id))
+        .bind(process.map(|p| millis(p.started_at)))
+        .bind(status.port.map(i64::from))
+        .bind(status.restart_count as i64)
+        .bind(status.backoff.consecutive_failures as i64)
+        .bind(name(&status.backoff.breaker))
+        .bind(status.backoff.current_delay.as_millis() as i64)
+        .bind(status.backoff.next_attempt_at.map(millis))
+        .bind(&status.last_error)
+        .bind(status.last_exit.as_ref().map(json))
+        .bind(millis(status.created_at))
+        .bind(transition.map(|t| millis(t.at)))
+        .bind(transition.map(|t| name(&t.reason)))
+        .bind(transition.map(|t| t.detail.as_str()))
 }
 
 /// Rebuilds a stored instance from its row.

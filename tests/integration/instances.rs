@@ -109,6 +109,59 @@ async fn stop_leaves_no_process_of_the_tree_and_no_zombie() {
 }
 
 #[tokio::test]
+async fn a_daemonized_descendant_gets_the_stop_signal_not_only_the_kill() {
+    let daemon = Daemon::start();
+    let connection = daemon.connect().await;
+    let dir = daemon.dir.path().join("daemonized");
+    fs::create_dir(&dir).unwrap();
+    // The subshell starts a new session and exits at once: the daemonized
+    // process is orphaned (re-parented to the daemon) outside the group,
+    // and notes the SIGTERM it gets.
+    let script = r#"
+        ( setsid sh -c 'trap "echo term > \"$0/got-term\"; exit 0" TERM
+                        echo $$ > "$0/orphan"
+                        while :; do sleep 0.05; done' "$1" & )
+        exec sleep 1000
+    "#;
+    let mut daemonized = spec(
+        "daemonized",
+        "sh",
+        &["-c", script, "sh", dir.to_str().unwrap()],
+    );
+    daemonized.stop_grace_period = Some(Duration::from_secs(5).into());
+    create(&connection, daemonized).await;
+    let orphan_file = dir.join("orphan");
+    wait_until("the daemonized process to start", START_DEADLINE, || {
+        fs::read_to_string(&orphan_file).is_ok_and(|pid| pid.ends_with('\n'))
+    });
+    let orphan: u32 = fs::read_to_string(&orphan_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    wait_until(
+        "the orphan to be re-parented to the daemon",
+        START_DEADLINE,
+        || {
+            let stat = fs::read_to_string(format!("/proc/{orphan}/stat")).unwrap_or_default();
+            let parent = stat
+                .rsplit_once(')')
+                .and_then(|(_, fields)| fields.split_whitespace().nth(1)?.parse::<u32>().ok());
+            parent == Some(daemon.pid())
+        },
+    );
+
+    let stopped = stop(&connection, "daemonized").await;
+    assert_eq!(stopped.state, pb::InstanceState::Stopped as i32);
+    assert!(!exists(orphan), "the daemonized process is gone");
+    assert_eq!(
+        fs::read_to_string(dir.join("got-term")).ok().as_deref(),
+        Some("term\n"),
+        "it was stopped with SIGTERM, not killed after the grace period"
+    );
+}
+
+#[tokio::test]
 async fn a_process_ignoring_sigterm_is_killed_after_its_grace_period() {
     let daemon = Daemon::start();
     let connection = daemon.connect().await;
