@@ -35,7 +35,7 @@ use crate::{
 };
 use actor::{Actor, Command, Process, Reply};
 use events::{StatusBoard, Subscription};
-use logs::LogFiles;
+use logs::{LogFiles, LogSpares};
 use ports::{PortError, PortPool};
 use reaper::Reaper;
 use registry::{InstanceHandle, Registry};
@@ -130,6 +130,8 @@ pub struct Shared {
     /// The shared /proc scans.
     scanner: Arc<Scanner>,
     logs_root: PathBuf,
+    /// Log directories made ahead for new instances.
+    log_spares: Arc<LogSpares>,
     data_dir: PathBuf,
     boot_id: String,
 }
@@ -177,7 +179,9 @@ impl Shared {
         spec: &InstanceSpec,
         port: Option<u16>,
     ) -> Result<Process, process::SpawnError> {
-        let mut command = process::command(id, spec, port, &self.data_dir, &self.logs(id))?;
+        let logs = self.logs(id);
+        let mut command =
+            process::command(id, spec, port, &self.data_dir, &logs, &self.log_spares)?;
         let spawned = self
             .reaper
             .spawn(&mut command)
@@ -261,6 +265,7 @@ impl Orchestrator {
                 writer: StoreWriter::start(store, boot_id.clone()),
                 reaper: Reaper::start().map_err(StartError::Io)?,
                 scanner: Arc::clone(&scanner),
+                log_spares: LogSpares::start(&logs_root).map_err(StartError::Io)?,
                 logs_root,
                 data_dir: config.data_dir,
                 boot_id,

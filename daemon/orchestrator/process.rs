@@ -9,6 +9,7 @@ use std::{
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Command, Stdio},
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
@@ -18,7 +19,10 @@ use nix::{
     unistd::Pid,
 };
 
-use super::{logs::LogFiles, spec::InstanceSpec};
+use super::{
+    logs::{LogFiles, LogSpares},
+    spec::InstanceSpec,
+};
 
 /// Environment variable set in every managed process (and so inherited by
 /// its descendants): how processes that escaped the group are recognised.
@@ -298,6 +302,7 @@ pub fn command(
     port: Option<u16>,
     data_dir: &Path,
     logs: &LogFiles,
+    spares: &Arc<LogSpares>,
 ) -> Result<Command, SpawnError> {
     let dir = spec
         .working_dir
@@ -307,7 +312,7 @@ pub fn command(
     if !dir.is_dir() {
         return Err(SpawnError::BadWorkingDir(dir.to_owned()));
     }
-    let (stdout, stderr) = logs.open_for_child().map_err(SpawnError::Logs)?;
+    let (stdout, stderr) = logs.open_for_child(spares).map_err(SpawnError::Logs)?;
     let mut command = Command::new(&spec.command);
     command
         .args(spec.args.iter().map(|arg| substitute(arg, port)))
