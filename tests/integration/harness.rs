@@ -304,6 +304,11 @@ impl Drop for Daemon {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A test that crashed its daemon, or kept its instances on exit,
+        // leaves them running: nothing of a test outlives it.
+        for pid in processes_of(&self.data_dir) {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
     }
 }
 
@@ -464,10 +469,9 @@ pub fn changed(event: &pb::StatusEvent) -> Option<&pb::InstanceChanged> {
     }
 }
 
-/// Live processes carrying an instance marker, by instance id (read from
-/// /proc, independently of any daemon).
-pub fn marked_processes() -> std::collections::BTreeMap<String, Vec<u32>> {
-    let mut found: std::collections::BTreeMap<String, Vec<u32>> = Default::default();
+/// Live (not zombie) processes and their environment blocks.
+fn live_environments() -> Vec<(u32, Vec<u8>)> {
+    let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
@@ -476,11 +480,29 @@ pub fn marked_processes() -> std::collections::BTreeMap<String, Vec<u32>> {
         let zombie = stat
             .rsplit_once(')')
             .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
-        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-        let marker = environ
-            .split(|&b| b == 0)
-            .find_map(|var| var.strip_prefix(b"OUTPOST_INSTANCE_ID="));
-        if let (Some(id), false) = (marker, zombie) {
+        if !zombie {
+            found.push((
+                pid,
+                std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default(),
+            ));
+        }
+    }
+    found
+}
+
+/// The value of variable `name` in an environment block.
+fn env_var<'a>(environ: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    environ
+        .split(|&b| b == 0)
+        .find_map(|var| var.strip_prefix(name.as_bytes())?.strip_prefix(b"="))
+}
+
+/// Live processes carrying an instance marker, by instance id (read from
+/// /proc, independently of any daemon).
+pub fn marked_processes() -> std::collections::BTreeMap<String, Vec<u32>> {
+    let mut found: std::collections::BTreeMap<String, Vec<u32>> = Default::default();
+    for (pid, environ) in live_environments() {
+        if let Some(id) = env_var(&environ, "OUTPOST_INSTANCE_ID") {
             found
                 .entry(String::from_utf8_lossy(id).into_owned())
                 .or_default()
@@ -488,4 +510,15 @@ pub fn marked_processes() -> std::collections::BTreeMap<String, Vec<u32>> {
         }
     }
     found
+}
+
+/// Live processes spawned by the daemon of `data_dir` (they carry its
+/// data directory marker).
+fn processes_of(data_dir: &Path) -> Vec<u32> {
+    let marker = data_dir.as_os_str().as_encoded_bytes();
+    live_environments()
+        .into_iter()
+        .filter(|(_, environ)| env_var(environ, "OUTPOST_DATA_DIR") == Some(marker))
+        .map(|(pid, _)| pid)
+        .collect()
 }
