@@ -118,6 +118,14 @@ pub enum Process {
 }
 
 impl Process {
+    /// Its process group; the daemon's own when it spawned the process.
+    fn group(&self) -> Group {
+        Group {
+            pgid: self.info().pgid,
+            own: matches!(self, Self::Managed { .. }),
+        }
+    }
+
     fn info(&self) -> ProcessInfo {
         match self {
             Self::Managed { info, .. }
@@ -788,16 +796,11 @@ impl Actor {
         self.on_failure(Reason::ProcessExit, message, Some(exit));
         tokio::task::yield_now().await;
         if !matches!(process, Process::External { .. }) {
-            let info = process.info();
             let spec = &self.status.spec;
-            let own = matches!(process, Process::Managed { .. });
             terminate_group(
                 &self.shared,
                 &self.status.id,
-                Group {
-                    pgid: info.pgid,
-                    own,
-                },
+                process.group(),
                 None,
                 spec.stop_signal,
                 spec.stop_grace,
@@ -969,13 +972,7 @@ async fn terminate(
 ) -> ExitOutcome {
     match process {
         Process::External { info, pidfd } => terminate_external(info, pidfd, grace).await,
-        leader => {
-            let group = Group {
-                pgid: leader.info().pgid,
-                own: matches!(leader, Process::Managed { .. }),
-            };
-            terminate_group(shared, id, group, Some(leader), signal, grace).await
-        }
+        leader => terminate_group(shared, id, leader.group(), Some(leader), signal, grace).await,
     }
 }
 

@@ -213,6 +213,7 @@ impl Store {
         }
         tx.commit().await
     }
+
     /// Every stored instance.
     pub async fn load(&self) -> Result<Vec<StoredInstance>, StoreError> {
         let unusable = |cause: String| StoreError::Unusable {
@@ -426,6 +427,13 @@ mod tests {
         }
     }
 
+    /// A new store in a temporary directory (kept while the store is used).
+    async fn open_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join(FILE_NAME)).await.unwrap();
+        (dir, store)
+    }
+
     async fn count(store: &Store, sql: &str) -> i64 {
         sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
             .fetch_one(store.pool())
@@ -435,8 +443,7 @@ mod tests {
 
     #[tokio::test]
     async fn transitions_accumulate_up_to_the_bound() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join(FILE_NAME)).await.unwrap();
+        let (_dir, store) = open_store().await;
         for _ in 0..5 {
             store
                 .apply(&[upsert("a", InstanceState::Running, None)], "boot")
@@ -460,8 +467,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_writes_each_instance_with_its_newest_status() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join(FILE_NAME)).await.unwrap();
+        let (_dir, store) = open_store().await;
         let batch = [
             upsert("a", InstanceState::Starting, Some(4100)),
             upsert("b", InstanceState::Starting, None),
@@ -486,8 +492,7 @@ mod tests {
 
     #[tokio::test]
     async fn port_allocations_follow_the_instance_port() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join(FILE_NAME)).await.unwrap();
+        let (_dir, store) = open_store().await;
         let held = |port: u16| {
             format!(
                 "SELECT count(*) FROM port_allocations WHERE port = {port} AND instance_id = 'a'"

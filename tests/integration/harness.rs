@@ -379,6 +379,21 @@ pub fn exists(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// The pid a script wrote to `path` (`echo $$ > path`), once its line is
+/// complete.
+pub fn pid_file(path: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.strip_suffix('\n')?.parse().ok()
+}
+
+/// The parent of process `pid`, from /proc/PID/stat (the field after the
+/// state, counted from the command name's closing parenthesis).
+pub fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, fields) = stat.rsplit_once(')')?;
+    fields.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Polls an async `attempt` every few milliseconds until it gives a
 /// value; panics with `what` after `deadline`.
 pub async fn eventually<T, F: Future<Output = Option<T>>>(

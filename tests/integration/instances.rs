@@ -14,7 +14,8 @@ use outpost::proto::v1 as pb;
 use tonic::Code;
 
 use crate::harness::{
-    Daemon, START_DEADLINE, create, exists, spec, stderr, stdout, stop, wait_until,
+    Daemon, START_DEADLINE, create, eventually, exists, parent_of, pid_file, spec, stderr, stdout,
+    stop, wait_until,
 };
 
 /// Sends GET / to 127.0.0.1:port and returns the status line.
@@ -75,21 +76,10 @@ async fn stop_leaves_no_process_of_the_tree_and_no_zombie() {
     )
     .await;
     let names = ["child", "double-forked", "setsid"];
-    wait_until("the tree to start", START_DEADLINE, || {
-        names
-            .iter()
-            .all(|name| fs::read_to_string(dir.join(name)).is_ok_and(|pid| pid.ends_with('\n')))
-    });
-    let mut pids: Vec<u32> = names
-        .iter()
-        .map(|name| {
-            fs::read_to_string(dir.join(name))
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap()
-        })
-        .collect();
+    let mut pids: Vec<u32> = eventually("the tree to start", START_DEADLINE, || async {
+        names.iter().map(|name| pid_file(&dir.join(name))).collect()
+    })
+    .await;
     pids.push(instance.pid);
     assert!(
         pids.iter().all(|&pid| exists(pid)),
@@ -131,24 +121,16 @@ async fn a_daemonized_descendant_gets_the_stop_signal_not_only_the_kill() {
     daemonized.stop_grace_period = Some(Duration::from_secs(5).into());
     create(&connection, daemonized).await;
     let orphan_file = dir.join("orphan");
-    wait_until("the daemonized process to start", START_DEADLINE, || {
-        fs::read_to_string(&orphan_file).is_ok_and(|pid| pid.ends_with('\n'))
-    });
-    let orphan: u32 = fs::read_to_string(&orphan_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let orphan = eventually(
+        "the daemonized process to start",
+        START_DEADLINE,
+        || async { pid_file(&orphan_file) },
+    )
+    .await;
     wait_until(
         "the orphan to be re-parented to the daemon",
         START_DEADLINE,
-        || {
-            let stat = fs::read_to_string(format!("/proc/{orphan}/stat")).unwrap_or_default();
-            let parent = stat
-                .rsplit_once(')')
-                .and_then(|(_, fields)| fields.split_whitespace().nth(1)?.parse::<u32>().ok());
-            parent == Some(daemon.pid())
-        },
+        || parent_of(orphan) == Some(daemon.pid()),
     );
 
     let stopped = stop(&connection, "daemonized").await;
