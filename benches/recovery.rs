@@ -12,9 +12,16 @@
 //!   RUNNING with the pids they had;
 //! * **write cost**: sequential `CreateInstance` (started) + `StopInstance`
 //!   pairs per second on a fresh daemon, every change stored before each
-//!   call returns, from a client on one thread (as `outpostctl`); then the same after 1,000 more instances were stored.
-//!   Both also without a process (`start: false`; the stop is then a
-//!   no-op), which leaves the store's part alone.
+//!   call returns, from a client on one thread (as `outpostctl`); then
+//!   the same after 1,000 more instances were stored. Both also without a
+//!   process (`start: false`; the stop is then a no-op), which leaves the
+//!   store's part alone. Each row also prints the CPU time one pair cost
+//!   the daemon, the processes it started (reaped, so counted as its
+//!   children's) and the client, from `/proc/PID/stat`;
+//! * **what a started pair is made of**: the bare process cycle the daemon
+//!   performs in a pair (spawn `sleep 1000` in its own group with two log
+//!   files, SIGTERM the group, wait), timed alone in this process, and
+//!   with the stored-only pair the least a started pair can take here.
 //!
 //! Each target is printed as met or not; nothing here asserts on timing.
 
@@ -22,9 +29,15 @@ use outpost_bench_support as support;
 
 use std::{
     collections::HashMap,
+    os::unix::process::CommandExt,
     path::Path,
-    process::ExitCode,
+    process::{Command, ExitCode, Stdio},
     time::{Duration, Instant},
+};
+
+use nix::{
+    sys::signal::{Signal, killpg},
+    unistd::Pid,
 };
 
 use outpost::{endpoint::Connection, proto::v1 as pb};
@@ -32,7 +45,7 @@ use outpost::{endpoint::Connection, proto::v1 as pb};
 use support::{
     BoxError, connect,
     fleet::{create_fleet, expect_state, sleeper},
-    kernel::{mib, rss},
+    kernel::{CpuTimes, mib, rss},
     report::{millis, percentile, verdict},
     runtime,
     server::{daemon_socket, start_fleet_daemon},
@@ -79,7 +92,11 @@ fn bench() -> Result<(), BoxError> {
     let sequential = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    sequential.block_on(write_cost(&daemon_socket(&daemon_dir)))?;
+    sequential.block_on(write_cost(
+        &daemon_socket(&daemon_dir),
+        daemon.pid(),
+        &dir.path().join("cycles"),
+    ))?;
     drop(daemon);
     Ok(())
 }
@@ -177,37 +194,62 @@ async fn count_adopted(
 // Write cost
 // ---------------------------------------------------------------------------
 
-/// Measures create + stop pairs on a fresh daemon, then again with
-/// [`STORED`] more instances stored.
-async fn write_cost(socket: &Path) -> Result<(), BoxError> {
+/// Measures create + stop pairs on a fresh daemon (process `daemon`),
+/// then again with [`STORED`] more instances stored; then what the
+/// started pairs are made of, measured alone.
+async fn write_cost(socket: &Path, daemon: u32, cycle_dir: &Path) -> Result<(), BoxError> {
     let connection = connect(socket).await?;
     println!("Sequential CreateInstance + StopInstance pairs, {PAIRS} per row");
-    pairs(&connection, "warm-up", PAIR_WARM_UP, true).await?;
-    let fresh = pairs(&connection, "fresh", PAIRS, true).await?;
-    print_pairs_target(fresh);
-    pairs(&connection, "fresh-stored", PAIRS, false).await?;
+    pairs(&connection, daemon, "warm-up", PAIR_WARM_UP, true).await?;
+    let fresh = pairs(&connection, daemon, "fresh", PAIRS, true).await?;
+    print_pairs_target(fresh.rate);
+    let fresh_stored = pairs(&connection, daemon, "fresh-stored", PAIRS, false).await?;
     let stopped = pb::InstanceState::Stopped;
     let stored = create_fleet(&connection, "stored", STORED, sleeper, stopped).await?;
     stored.print("stored (created with start: false)");
-    let grown = pairs(&connection, "grown", PAIRS, true).await?;
-    print_pairs_target(grown);
-    pairs(&connection, "grown-stored", PAIRS, false).await?;
+    let grown = pairs(&connection, daemon, "grown", PAIRS, true).await?;
+    print_pairs_target(grown.rate);
+    pairs(&connection, daemon, "grown-stored", PAIRS, false).await?;
     println!(
         "  with {STORED} more stored / fresh, started pairs: {:.2}",
-        grown / fresh
+        grown.rate / fresh.rate
+    );
+    println!();
+    let cycle = process_cycles(cycle_dir)?;
+    let floor = fresh_stored.p50 + cycle;
+    println!(
+        "a started pair holds a stored-only pair and a bare process cycle: \
+         p50 {:.2} + {:.2} = {:.2} ms, so at most {:.0} pairs/s on this machine \
+         (a started pair took {:.2} ms)",
+        millis(fresh_stored.p50),
+        millis(cycle),
+        millis(floor),
+        1.0 / floor.as_secs_f64(),
+        millis(fresh.p50),
     );
     Ok(())
 }
 
+/// What one row of pairs measured.
+struct Pairs {
+    /// Pairs per second.
+    rate: f64,
+    /// Median time of one pair.
+    p50: Duration,
+}
+
 /// Makes `count` create + stop pairs one after another, the instance
-/// started (`start`) or only stored; prints and returns the pairs per
-/// second. Every instance is named `PREFIX-NNNN` and stays stored, stopped.
+/// started (`start`) or only stored; prints the pairs per second, their
+/// latency and the CPU time one pair cost the daemon (`daemon`), the
+/// processes it started, and this client. Every instance is named
+/// `PREFIX-NNNN` and stays stored, stopped.
 async fn pairs(
     connection: &Connection,
+    daemon: u32,
     prefix: &str,
     count: usize,
     start: bool,
-) -> Result<f64, BoxError> {
+) -> Result<Pairs, BoxError> {
     let mut orchestrator = connection.orchestrator();
     let (created, stopped) = if start {
         (pb::InstanceState::Running, pb::InstanceState::Stopped)
@@ -215,6 +257,8 @@ async fn pairs(
         (pb::InstanceState::Stopped, pb::InstanceState::Stopped)
     };
     let mut latencies = Vec::with_capacity(count);
+    let daemon_before = CpuTimes::of(daemon)?;
+    let client_before = CpuTimes::of(std::process::id())?;
     let begin = Instant::now();
     for index in 0..count {
         let sent = Instant::now();
@@ -240,15 +284,80 @@ async fn pairs(
         expect_state(&instance, stopped)?;
         latencies.push(sent.elapsed());
     }
-    let rate = count as f64 / begin.elapsed().as_secs_f64();
+    let elapsed = begin.elapsed();
+    let daemon_cpu = CpuTimes::of(daemon)?.since(daemon_before);
+    let client_cpu = CpuTimes::of(std::process::id())?.since(client_before);
+    let rate = count as f64 / elapsed.as_secs_f64();
     latencies.sort_unstable();
+    let p50 = percentile(&latencies, 0.50);
     let kind = if start { "started" } else { "stored only" };
     println!(
         "  {prefix:<13} {kind:<12} {rate:>6.0} pairs/s (per pair p50 {:.2} ms, p99 {:.2} ms)",
-        millis(percentile(&latencies, 0.50)),
+        millis(p50),
         millis(percentile(&latencies, 0.99)),
     );
-    Ok(rate)
+    let per_pair = |time: Duration| millis(time) / count as f64;
+    let total = daemon_cpu.own + daemon_cpu.children + client_cpu.own;
+    println!(
+        "  {:<26} CPU per pair: daemon {:.2} ms, its instances {:.2} ms, client {:.2} ms \
+         ({:.1} of the {} cores busy)",
+        "",
+        per_pair(daemon_cpu.own),
+        per_pair(daemon_cpu.children),
+        per_pair(client_cpu.own),
+        total.as_secs_f64() / elapsed.as_secs_f64(),
+        cores(),
+    );
+    Ok(Pairs { rate, p50 })
+}
+
+/// The cores this machine has.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(0, usize::from)
+}
+
+/// The process work of a started pair with nothing around it, as the
+/// daemon does it: spawns [`sleeper`]'s `sleep 1000` in a group of its own
+/// with its output appended to two log files, sends SIGTERM to the group
+/// and waits for the exit, [`PAIRS`] times. Prints the cycles per second
+/// and returns the median cycle.
+fn process_cycles(dir: &Path) -> Result<Duration, BoxError> {
+    std::fs::create_dir_all(dir)?;
+    let log = |name: &str| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(name))
+    };
+    let mut cycles = Vec::with_capacity(PAIRS);
+    let before = CpuTimes::of(std::process::id())?;
+    let begin = Instant::now();
+    for _ in 0..PAIRS {
+        let start = Instant::now();
+        let mut child = Command::new("sleep")
+            .arg("1000")
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(log("stdout.log")?)
+            .stderr(log("stderr.log")?)
+            .spawn()?;
+        let group = Pid::from_raw(i32::try_from(child.id())?);
+        killpg(group, Signal::SIGTERM)?;
+        child.wait()?;
+        cycles.push(start.elapsed());
+    }
+    let elapsed = begin.elapsed();
+    let cpu = CpuTimes::of(std::process::id())?.since(before);
+    cycles.sort_unstable();
+    let p50 = percentile(&cycles, 0.50);
+    println!(
+        "bare process cycle (spawn sleep in its own group with two log files, SIGTERM \
+         the group, wait): {:.0}/s, p50 {:.2} ms, CPU per cycle {:.2} ms with the process's own",
+        PAIRS as f64 / elapsed.as_secs_f64(),
+        millis(p50),
+        millis(cpu.own + cpu.children) / PAIRS as f64,
+    );
+    Ok(p50)
 }
 
 /// Prints whether `rate` (started pairs per second) meets the target.

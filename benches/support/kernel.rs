@@ -39,22 +39,58 @@ pub fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
 }
 
-/// CPU time (user + system) that process `pid` has used, in clock ticks
-/// (fields 14 and 15 of `/proc/PID/stat`).
-fn cpu_ticks(pid: u32) -> Result<u64, BoxError> {
+/// Fields 14 to 17 of `/proc/PID/stat`: user and system clock ticks of
+/// process `pid`, then those of its children it has waited for.
+fn stat_ticks(pid: u32) -> Result<[u64; 4], BoxError> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // The command name (field 2) may hold spaces; count from the last ')'.
     let after_name = &stat[stat.rfind(')').ok_or("malformed /proc/PID/stat")? + 1..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // `fields` starts at field 3.
-    let field = |n: usize| {
-        fields
-            .get(n - 3)
-            .and_then(|value| value.parse::<u64>().ok())
-    };
-    match (field(14), field(15)) {
-        (Some(user), Some(system)) => Ok(user + system),
-        _ => Err("malformed /proc/PID/stat".into()),
+    // The fields after the name start at field 3.
+    let ticks: Vec<u64> = after_name
+        .split_whitespace()
+        .skip(14 - 3)
+        .take(4)
+        .map_while(|value| value.parse().ok())
+        .collect();
+    ticks
+        .try_into()
+        .map_err(|_| "malformed /proc/PID/stat".into())
+}
+
+/// CPU time (user + system) that process `pid` has used, in clock ticks.
+fn cpu_ticks(pid: u32) -> Result<u64, BoxError> {
+    let [user, system, ..] = stat_ticks(pid)?;
+    Ok(user + system)
+}
+
+/// CPU time of a process and of its children it has waited for (for a
+/// daemon: the processes it started and reaped), clock-tick resolution.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuTimes {
+    /// The process's own threads, user + system.
+    pub own: Duration,
+    /// Its waited-for children, user + system.
+    pub children: Duration,
+}
+
+impl CpuTimes {
+    /// The CPU time process `pid` and its waited-for children used so far.
+    pub fn of(pid: u32) -> Result<Self, BoxError> {
+        let tick = 1.0 / sysconf(SysconfVar::CLK_TCK)?.ok_or("no CLK_TCK")? as f64;
+        let [user, system, children_user, children_system] = stat_ticks(pid)?;
+        let time = |ticks: u64| Duration::from_secs_f64(ticks as f64 * tick);
+        Ok(Self {
+            own: time(user + system),
+            children: time(children_user + children_system),
+        })
+    }
+
+    /// What was used since `earlier`.
+    pub fn since(self, earlier: Self) -> Self {
+        Self {
+            own: self.own.saturating_sub(earlier.own),
+            children: self.children.saturating_sub(earlier.children),
+        }
     }
 }
 
