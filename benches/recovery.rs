@@ -46,7 +46,7 @@ use support::{
     BoxError, connect,
     fleet::{create_fleet, expect_state, sleeper},
     kernel::{CpuTimes, mib, rss},
-    report::{millis, percentile, verdict},
+    report::{cores, millis, percentile, verdict},
     runtime,
     server::{daemon_socket, start_fleet_daemon},
 };
@@ -309,11 +309,6 @@ async fn pairs(
         cores(),
     );
     Ok(Pairs { rate, p50 })
-}
-
-/// The cores this machine has.
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(0, usize::from)
 }
 
 /// The process work of a started pair with nothing around it, as the

@@ -13,9 +13,14 @@ pub fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
     sorted.get(rank.max(1) - 1).copied().unwrap_or_default()
 }
 
+/// The cores this machine has (0 when it cannot tell).
+pub fn cores() -> usize {
+    thread::available_parallelism().map_or(0, usize::from)
+}
+
 /// Prints what a baseline comparison measures and the column titles.
 pub fn print_header() {
-    let cpus = thread::available_parallelism().map_or(0, usize::from);
+    let cpus = cores();
     println!(
         "Unary calls over a Unix socket, {cpus} CPUs; per row: warm-up {:.1} s, \
          then {:.1} s measured in {ROUNDS} slices taking turns with the other server.",

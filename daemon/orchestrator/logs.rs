@@ -68,10 +68,10 @@ impl LogFiles {
     /// an instance without logs yet, by moving a spare directory into place
     /// when one is ready.
     pub fn open_for_child(&self, spares: &Arc<LogSpares>) -> io::Result<(File, File)> {
-        if fs::symlink_metadata(&self.dir).is_err() {
-            spares.place(&self.dir);
+        let placed = fs::symlink_metadata(&self.dir).is_err() && spares.place(&self.dir);
+        if !placed {
+            fs::create_dir_all(&self.dir)?;
         }
-        fs::create_dir_all(&self.dir)?;
         self.open_streams()
     }
 
@@ -165,18 +165,21 @@ impl LogSpares {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Moves a spare to `dir`, which must not exist; does nothing when no
-    /// spare is ready (the caller makes `dir` itself). Either way, more are
-    /// made.
-    fn place(self: &Arc<Self>, dir: &Path) {
+    /// Moves a spare to `dir`, which must not exist; whether it did (when
+    /// no spare is ready, or the move fails, the caller makes `dir`
+    /// itself). Either way, more are made.
+    fn place(self: &Arc<Self>, dir: &Path) -> bool {
         let spare = self.state().ready.pop();
-        if let Some(spare) = spare
-            && let Err(err) = fs::rename(&spare, dir)
-        {
-            tracing::debug!(spare = %spare.display(), %err, "cannot use a spare log directory");
-            let _ = fs::remove_dir_all(&spare);
-        }
+        let placed = spare.is_some_and(|spare| match fs::rename(&spare, dir) {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::debug!(spare = %spare.display(), %err, "cannot use a spare log directory");
+                let _ = fs::remove_dir_all(&spare);
+                false
+            }
+        });
         self.replenish();
+        placed
     }
 
     /// Makes spares on the blocking pool until [`SPARES`] are ready, unless

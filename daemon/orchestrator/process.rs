@@ -126,7 +126,7 @@ fn pids() -> Vec<i32> {
 
 /// The value of `name` in the environment block `environ` (NUL-separated
 /// `NAME=value` pairs).
-fn env_value<'a>(environ: &'a [u8], name: &str) -> Option<&'a [u8]> {
+pub fn env_value<'a>(environ: &'a [u8], name: &str) -> Option<&'a [u8]> {
     environ.split(|&b| b == 0).find_map(|var| {
         var.strip_prefix(name.as_bytes())
             .and_then(|rest| rest.strip_prefix(b"="))

@@ -18,6 +18,7 @@ use nix::{
 };
 use outpost::{
     endpoint::{Address, ConnectOptions, Connection},
+    orchestrator::process,
     proto::v1::{self as pb, status_event::Change, watch_status_response::Payload},
 };
 use tempfile::TempDir;
@@ -386,12 +387,10 @@ pub fn pid_file(path: &Path) -> Option<u32> {
     text.strip_suffix('\n')?.parse().ok()
 }
 
-/// The parent of process `pid`, from /proc/PID/stat (the field after the
-/// state, counted from the command name's closing parenthesis).
+/// The parent of process `pid`, from /proc/PID/stat.
 pub fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, fields) = stat.rsplit_once(')')?;
-    fields.split_whitespace().nth(1)?.parse().ok()
+    let entry = process::read_entry(i32::try_from(pid).ok()?)?;
+    u32::try_from(entry.ppid).ok()
 }
 
 /// Polls an async `attempt` every few milliseconds until it gives a
@@ -491,11 +490,11 @@ fn live_environments() -> Vec<(u32, Vec<u8>)> {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let zombie = stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
-        if !zombie {
+        let live = i32::try_from(pid)
+            .ok()
+            .and_then(process::read_entry)
+            .is_some_and(|entry| entry.state != 'Z');
+        if live {
             found.push((
                 pid,
                 std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default(),
@@ -505,19 +504,12 @@ fn live_environments() -> Vec<(u32, Vec<u8>)> {
     found
 }
 
-/// The value of variable `name` in an environment block.
-fn env_var<'a>(environ: &'a [u8], name: &str) -> Option<&'a [u8]> {
-    environ
-        .split(|&b| b == 0)
-        .find_map(|var| var.strip_prefix(name.as_bytes())?.strip_prefix(b"="))
-}
-
 /// Live processes carrying an instance marker, by instance id (read from
 /// /proc, independently of any daemon).
 pub fn marked_processes() -> std::collections::BTreeMap<String, Vec<u32>> {
     let mut found: std::collections::BTreeMap<String, Vec<u32>> = Default::default();
     for (pid, environ) in live_environments() {
-        if let Some(id) = env_var(&environ, "OUTPOST_INSTANCE_ID") {
+        if let Some(id) = process::env_value(&environ, "OUTPOST_INSTANCE_ID") {
             found
                 .entry(String::from_utf8_lossy(id).into_owned())
                 .or_default()
@@ -533,7 +525,7 @@ fn processes_of(data_dir: &Path) -> Vec<u32> {
     let marker = data_dir.as_os_str().as_encoded_bytes();
     live_environments()
         .into_iter()
-        .filter(|(_, environ)| env_var(environ, "OUTPOST_DATA_DIR") == Some(marker))
+        .filter(|(_, environ)| process::env_value(environ, "OUTPOST_DATA_DIR") == Some(marker))
         .map(|(pid, _)| pid)
         .collect()
 }
