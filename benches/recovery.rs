@@ -11,13 +11,20 @@
 //!   `GetDaemonStatus` answers. Then `ListInstances` must show all 1,000
 //!   RUNNING with the pids they had;
 //! * **write cost**: sequential `CreateInstance` (started) + `StopInstance`
-//!   pairs per second on a fresh daemon, every change stored before each
-//!   call returns, from a client on one thread (as `outpostctl`); then
-//!   the same after 1,000 more instances were stored. Both also without a
-//!   process (`start: false`; the stop is then a no-op), which leaves the
-//!   store's part alone. Each row also prints the CPU time one pair cost
-//!   the daemon, the processes it started (reaped, so counted as its
-//!   children's) and the client, from `/proc/PID/stat`;
+//!   pairs per second, every change stored before each call returns, from
+//!   a client on one thread (as `outpostctl`), on two daemons: one that
+//!   starts empty and one with 1,000 instances stored first. The two take
+//!   turns in slices of 100 pairs, so that both rows see the machine at
+//!   the same minutes and their ratio means something on a VM whose speed
+//!   moves by several times within a quarter of an hour. Then both again
+//!   without a process (`start: false`; the stop is then a no-op), which
+//!   leaves the store's part alone. Each row also prints the CPU time one
+//!   pair cost the daemon, the processes it started (reaped, so counted as
+//!   its children's) and the client, from `/proc/PID/stat`; how often the
+//!   daemon's threads were put on a CPU per pair (their scheduler
+//!   statistics: on this VM every hop between threads costs a wake-up of
+//!   tens of microseconds); and how much of the cores the hypervisor took
+//!   meanwhile (steal time);
 //! * **what a started pair is made of**: the bare process cycle the daemon
 //!   performs in a pair (spawn `sleep 1000` in its own group with two log
 //!   files, SIGTERM the group, wait), timed alone in this process, and
@@ -45,7 +52,7 @@ use outpost::{endpoint::Connection, proto::v1 as pb};
 use support::{
     BoxError, connect,
     fleet::{create_fleet, expect_state, sleeper},
-    kernel::{CpuTimes, mib, rss},
+    kernel::{CpuTimes, mib, rss, stolen, times_scheduled},
     report::{cores, millis, percentile, verdict},
     runtime,
     server::{daemon_socket, start_fleet_daemon},
@@ -53,10 +60,12 @@ use support::{
 
 /// Instances the re-adopting daemon finds running.
 const FLEET: usize = 1000;
-/// Instances stored before the second write-cost measurement.
+/// Instances the grown daemon has stored before its pairs.
 const STORED: usize = 1000;
-/// Measured create + stop pairs per measurement.
+/// Measured create + stop pairs per row.
 const PAIRS: usize = 1000;
+/// Slices each row is measured in, taking turns between the daemons.
+const SLICES: usize = 10;
 /// Unmeasured pairs before the first measurement.
 const PAIR_WARM_UP: usize = 50;
 /// `--max-instances` of every daemon.
@@ -80,24 +89,39 @@ fn bench() -> Result<(), BoxError> {
     let runtime = runtime()?;
     readoption(&runtime, &dir.path().join("adopt"))?;
     println!();
-    let daemon_dir = dir.path().join("writes");
-    let daemon = start_fleet_daemon(
-        env!("CARGO_BIN_EXE_outpostd"),
-        &daemon_dir,
-        MAX_INSTANCES,
-        PORT_RANGE,
-    )?;
+    let start = |name: &str| {
+        let daemon_dir = dir.path().join(name);
+        start_fleet_daemon(
+            env!("CARGO_BIN_EXE_outpostd"),
+            &daemon_dir,
+            MAX_INSTANCES,
+            PORT_RANGE,
+        )
+        .map(|daemon| (daemon_dir, daemon))
+    };
+    let (fresh_dir, fresh) = start("fresh")?;
+    let (grown_dir, grown) = start("grown")?;
     // One call at a time needs one thread, as in outpostctl: a client with
     // worker threads of its own would compete with the daemon for the cores.
     let sequential = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    sequential.block_on(write_cost(
-        &daemon_socket(&daemon_dir),
-        daemon.pid(),
-        &dir.path().join("cycles"),
-    ))?;
-    drop(daemon);
+    sequential.block_on(async {
+        let daemons = [
+            Daemon {
+                name: "fresh",
+                connection: connect(&daemon_socket(&fresh_dir)).await?,
+                pid: fresh.pid(),
+            },
+            Daemon {
+                name: "grown",
+                connection: connect(&daemon_socket(&grown_dir)).await?,
+                pid: grown.pid(),
+            },
+        ];
+        write_cost(&daemons, &dir.path().join("cycles")).await
+    })?;
+    drop((fresh, grown));
     Ok(())
 }
 
@@ -194,73 +218,162 @@ async fn count_adopted(
 // Write cost
 // ---------------------------------------------------------------------------
 
-/// Measures create + stop pairs on a fresh daemon (process `daemon`),
-/// then again with [`STORED`] more instances stored; then what the
-/// started pairs are made of, measured alone.
-async fn write_cost(socket: &Path, daemon: u32, cycle_dir: &Path) -> Result<(), BoxError> {
-    let connection = connect(socket).await?;
-    println!("Sequential CreateInstance + StopInstance pairs, {PAIRS} per row");
-    pairs(&connection, daemon, "warm-up", PAIR_WARM_UP, true).await?;
-    let fresh = pairs(&connection, daemon, "fresh", PAIRS, true).await?;
-    print_pairs_target(fresh.rate);
-    let fresh_stored = pairs(&connection, daemon, "fresh-stored", PAIRS, false).await?;
+/// A daemon the pairs are made on.
+struct Daemon {
+    /// `fresh` or `grown`, for the printed rows.
+    name: &'static str,
+    connection: Connection,
+    pid: u32,
+}
+
+/// Measures create + stop pairs on two daemons, one that starts empty
+/// (`fresh`) and one with [`STORED`] instances stored first (`grown`), in
+/// [`SLICES`] slices taking turns, so that both see the machine as it is
+/// at the same minutes (a shared VM changes speed by several times within
+/// a quarter of an hour); then what the started pairs are made of,
+/// measured alone.
+async fn write_cost(daemons: &[Daemon; 2], cycle_dir: &Path) -> Result<(), BoxError> {
+    let [fresh, grown] = daemons;
     let stopped = pb::InstanceState::Stopped;
-    let stored = create_fleet(&connection, "stored", STORED, sleeper, stopped).await?;
-    stored.print("stored (created with start: false)");
-    let grown = pairs(&connection, daemon, "grown", PAIRS, true).await?;
-    print_pairs_target(grown.rate);
-    pairs(&connection, daemon, "grown-stored", PAIRS, false).await?;
+    let stored = create_fleet(&grown.connection, "stored", STORED, sleeper, stopped).await?;
+    stored.print(&format!(
+        "{} daemon: stored (created with start: false)",
+        grown.name
+    ));
     println!(
-        "  with {STORED} more stored / fresh, started pairs: {:.2}",
-        grown.rate / fresh.rate
+        "Sequential CreateInstance + StopInstance pairs, {PAIRS} per row, in {SLICES} slices \
+         taking turns between the {} daemon and the {} one ({STORED} more stored)",
+        fresh.name, grown.name
     );
+    for daemon in daemons {
+        let mut warm_up = Row::default();
+        slice(daemon, "warm-up", 0..PAIR_WARM_UP, true, &mut warm_up).await?;
+    }
+    let mut p50s = Vec::new();
+    for (kind, start) in [("started", true), ("stored only", false)] {
+        let mut rows = [Row::default(), Row::default()];
+        let per_slice = PAIRS / SLICES;
+        for number in 0..SLICES {
+            let names = number * per_slice..(number + 1) * per_slice;
+            for (daemon, row) in daemons.iter().zip(&mut rows) {
+                let prefix = if start { "pair-started" } else { "pair-stored" };
+                slice(daemon, prefix, names.clone(), start, row).await?;
+            }
+        }
+        for (daemon, row) in daemons.iter().zip(&mut rows) {
+            row.print(daemon.name, kind);
+            if start {
+                println!(
+                    "    target >= {TARGET_PAIRS:.0} pairs/s: {}",
+                    verdict(row.rate() >= TARGET_PAIRS)
+                );
+            }
+        }
+        println!(
+            "  {kind} pairs with {STORED} more stored / fresh: {:.2}",
+            rows[1].rate() / rows[0].rate()
+        );
+        p50s.push(rows[0].p50());
+    }
+    let [started, stored_only] = p50s[..] else {
+        unreachable!("one row of each kind");
+    };
     println!();
     let cycle = process_cycles(cycle_dir)?;
-    let floor = fresh_stored.p50 + cycle;
+    let floor = stored_only + cycle;
     println!(
         "a started pair holds a stored-only pair and a bare process cycle: \
          p50 {:.2} + {:.2} = {:.2} ms, so at most {:.0} pairs/s on this machine \
          (a started pair took {:.2} ms)",
-        millis(fresh_stored.p50),
+        millis(stored_only),
         millis(cycle),
         millis(floor),
         1.0 / floor.as_secs_f64(),
-        millis(fresh.p50),
+        millis(started),
     );
     Ok(())
 }
 
-/// What one row of pairs measured.
-struct Pairs {
-    /// Pairs per second.
-    rate: f64,
-    /// Median time of one pair.
-    p50: Duration,
+/// What one row of pairs measured, summed over its slices.
+#[derive(Default)]
+struct Row {
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+    daemon_cpu: Duration,
+    instances_cpu: Duration,
+    client_cpu: Duration,
+    /// Times the daemon's threads were put on a CPU.
+    scheduled: u64,
+    /// CPU time the hypervisor took from the machine.
+    stolen: Duration,
 }
 
-/// Makes `count` create + stop pairs one after another, the instance
-/// started (`start`) or only stored; prints the pairs per second, their
-/// latency and the CPU time one pair cost the daemon (`daemon`), the
-/// processes it started, and this client. Every instance is named
-/// `PREFIX-NNNN` and stays stored, stopped.
-async fn pairs(
-    connection: &Connection,
-    daemon: u32,
+impl Row {
+    /// Pairs per second.
+    fn rate(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The median pair.
+    fn p50(&mut self) -> Duration {
+        self.latencies.sort_unstable();
+        percentile(&self.latencies, 0.50)
+    }
+
+    /// Prints the pairs per second, their latency, and per pair the CPU
+    /// time of the daemon, the processes it started and this client, the
+    /// daemon's wake-ups and the share of the cores the hypervisor took.
+    fn print(&mut self, daemon: &str, kind: &str) {
+        let p50 = self.p50();
+        let count = self.latencies.len() as f64;
+        println!(
+            "  {daemon:<6} {kind:<12} {:>6.0} pairs/s (per pair p50 {:.2} ms, p99 {:.2} ms)",
+            self.rate(),
+            millis(p50),
+            millis(percentile(&self.latencies, 0.99)),
+        );
+        let per_pair = |time: Duration| millis(time) / count;
+        let busy = self.daemon_cpu + self.instances_cpu + self.client_cpu;
+        let elapsed = self.elapsed.as_secs_f64();
+        println!(
+            "  {:<19} CPU per pair: daemon {:.2} ms, its instances {:.2} ms, client {:.2} ms \
+             ({:.1} of the {} cores busy, {:.1} taken by the hypervisor); \
+             daemon threads put on a CPU {:.1} times a pair",
+            "",
+            per_pair(self.daemon_cpu),
+            per_pair(self.instances_cpu),
+            per_pair(self.client_cpu),
+            busy.as_secs_f64() / elapsed,
+            cores(),
+            self.stolen.as_secs_f64() / elapsed,
+            self.scheduled as f64 / count,
+        );
+    }
+}
+
+/// Makes the create + stop pairs numbered `names` on `daemon`, one after
+/// another, the instance started (`start`) or only stored, and adds what
+/// they took to `row`. Every instance is named `PREFIX-NNNN` and stays
+/// stored, stopped.
+async fn slice(
+    daemon: &Daemon,
     prefix: &str,
-    count: usize,
+    names: std::ops::Range<usize>,
     start: bool,
-) -> Result<Pairs, BoxError> {
-    let mut orchestrator = connection.orchestrator();
+    row: &mut Row,
+) -> Result<(), BoxError> {
+    let mut orchestrator = daemon.connection.orchestrator();
     let (created, stopped) = if start {
         (pb::InstanceState::Running, pb::InstanceState::Stopped)
     } else {
         (pb::InstanceState::Stopped, pb::InstanceState::Stopped)
     };
-    let mut latencies = Vec::with_capacity(count);
-    let daemon_before = CpuTimes::of(daemon)?;
+    let daemon_before = CpuTimes::of(daemon.pid)?;
     let client_before = CpuTimes::of(std::process::id())?;
+    let scheduled_before = times_scheduled(daemon.pid)?;
+    let stolen_before = stolen()?;
     let begin = Instant::now();
-    for index in 0..count {
+    for index in names {
         let sent = Instant::now();
         let instance = orchestrator
             .create_instance(pb::CreateInstanceRequest {
@@ -282,33 +395,16 @@ async fn pairs(
             .instance
             .ok_or("StopInstance returned no instance")?;
         expect_state(&instance, stopped)?;
-        latencies.push(sent.elapsed());
+        row.latencies.push(sent.elapsed());
     }
-    let elapsed = begin.elapsed();
-    let daemon_cpu = CpuTimes::of(daemon)?.since(daemon_before);
-    let client_cpu = CpuTimes::of(std::process::id())?.since(client_before);
-    let rate = count as f64 / elapsed.as_secs_f64();
-    latencies.sort_unstable();
-    let p50 = percentile(&latencies, 0.50);
-    let kind = if start { "started" } else { "stored only" };
-    println!(
-        "  {prefix:<13} {kind:<12} {rate:>6.0} pairs/s (per pair p50 {:.2} ms, p99 {:.2} ms)",
-        millis(p50),
-        millis(percentile(&latencies, 0.99)),
-    );
-    let per_pair = |time: Duration| millis(time) / count as f64;
-    let total = daemon_cpu.own + daemon_cpu.children + client_cpu.own;
-    println!(
-        "  {:<26} CPU per pair: daemon {:.2} ms, its instances {:.2} ms, client {:.2} ms \
-         ({:.1} of the {} cores busy)",
-        "",
-        per_pair(daemon_cpu.own),
-        per_pair(daemon_cpu.children),
-        per_pair(client_cpu.own),
-        total.as_secs_f64() / elapsed.as_secs_f64(),
-        cores(),
-    );
-    Ok(Pairs { rate, p50 })
+    row.elapsed += begin.elapsed();
+    let daemon_cpu = CpuTimes::of(daemon.pid)?.since(daemon_before);
+    row.daemon_cpu += daemon_cpu.own;
+    row.instances_cpu += daemon_cpu.children;
+    row.client_cpu += CpuTimes::of(std::process::id())?.since(client_before).own;
+    row.scheduled += times_scheduled(daemon.pid)?.saturating_sub(scheduled_before);
+    row.stolen += stolen()?.saturating_sub(stolen_before);
+    Ok(())
 }
 
 /// The process work of a started pair with nothing around it, as the
@@ -326,6 +422,7 @@ fn process_cycles(dir: &Path) -> Result<Duration, BoxError> {
     };
     let mut cycles = Vec::with_capacity(PAIRS);
     let before = CpuTimes::of(std::process::id())?;
+    let stolen_before = stolen()?;
     let begin = Instant::now();
     for _ in 0..PAIRS {
         let start = Instant::now();
@@ -343,22 +440,18 @@ fn process_cycles(dir: &Path) -> Result<Duration, BoxError> {
     }
     let elapsed = begin.elapsed();
     let cpu = CpuTimes::of(std::process::id())?.since(before);
+    let stolen = stolen()?.saturating_sub(stolen_before);
     cycles.sort_unstable();
     let p50 = percentile(&cycles, 0.50);
     println!(
         "bare process cycle (spawn sleep in its own group with two log files, SIGTERM \
-         the group, wait): {:.0}/s, p50 {:.2} ms, CPU per cycle {:.2} ms with the process's own",
+         the group, wait): {:.0}/s, p50 {:.2} ms, CPU per cycle {:.2} ms with the process's own \
+         ({:.1} of the {} cores taken by the hypervisor)",
         PAIRS as f64 / elapsed.as_secs_f64(),
         millis(p50),
         millis(cpu.own + cpu.children) / PAIRS as f64,
+        stolen.as_secs_f64() / elapsed.as_secs_f64(),
+        cores(),
     );
     Ok(p50)
-}
-
-/// Prints whether `rate` (started pairs per second) meets the target.
-fn print_pairs_target(rate: f64) {
-    println!(
-        "    target >= {TARGET_PAIRS:.0} pairs/s: {}",
-        verdict(rate >= TARGET_PAIRS)
-    );
 }

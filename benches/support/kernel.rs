@@ -94,20 +94,63 @@ impl CpuTimes {
     }
 }
 
-/// Time on a CPU of every thread of process `pid`, in nanoseconds, by
-/// thread id (field 1 of `/proc/PID/task/TID/schedstat`).
-fn thread_times(pid: u32) -> Result<HashMap<String, u64>, BoxError> {
-    let mut times = HashMap::new();
+/// CPU time the hypervisor has taken from this virtual machine so far,
+/// all CPUs together (the `steal` column of `/proc/stat`): time its
+/// virtual CPUs wanted to run but the host ran something else. On a shared
+/// VM it is what makes the same run take twice as long an hour later.
+pub fn stolen() -> Result<Duration, BoxError> {
+    let stat = fs::read_to_string("/proc/stat")?;
+    let ticks: u64 = stat
+        .lines()
+        .next()
+        .and_then(|cpu| cpu.split_whitespace().nth(8))
+        .and_then(|steal| steal.parse().ok())
+        .ok_or("no steal column in /proc/stat")?;
+    let tick = 1.0 / sysconf(SysconfVar::CLK_TCK)?.ok_or("no CLK_TCK")? as f64;
+    Ok(Duration::from_secs_f64(ticks as f64 * tick))
+}
+
+/// The scheduler's statistics of every thread of process `pid`, by thread
+/// id: `[time on a CPU in nanoseconds, times it was put on a CPU]` (fields
+/// 1 and 3 of `/proc/PID/task/TID/schedstat`).
+fn thread_stats(pid: u32) -> Result<HashMap<String, [u64; 2]>, BoxError> {
+    let mut stats = HashMap::new();
     for task in fs::read_dir(format!("/proc/{pid}/task"))? {
         let task = task?;
         let Ok(text) = fs::read_to_string(task.path().join("schedstat")) else {
             continue; // the thread ended meanwhile
         };
-        if let Some(ns) = text.split_whitespace().next().and_then(|v| v.parse().ok()) {
-            times.insert(task.file_name().to_string_lossy().into_owned(), ns);
+        let fields: Vec<u64> = text
+            .split_whitespace()
+            .map_while(|v| v.parse().ok())
+            .collect();
+        if let [on_cpu, _, scheduled] = fields[..] {
+            stats.insert(
+                task.file_name().to_string_lossy().into_owned(),
+                [on_cpu, scheduled],
+            );
         }
     }
-    Ok(times)
+    Ok(stats)
+}
+
+/// Time on a CPU of every thread of process `pid`, in nanoseconds, by
+/// thread id.
+fn thread_times(pid: u32) -> Result<HashMap<String, u64>, BoxError> {
+    Ok(thread_stats(pid)?
+        .into_iter()
+        .map(|(tid, [on_cpu, _])| (tid, on_cpu))
+        .collect())
+}
+
+/// How many times the threads of process `pid` that exist now have been
+/// put on a CPU: each is a wake-up (or a preemption) of one of them, the
+/// cost that a call handed from thread to thread pays on every hop.
+pub fn times_scheduled(pid: u32) -> Result<u64, BoxError> {
+    Ok(thread_stats(pid)?
+        .values()
+        .map(|[_, scheduled]| scheduled)
+        .sum())
 }
 
 /// The CPU use of one process over a window.

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 // Dynamic SQL here only ever splices the constant table and column names
 // of `tables`; every value is bound.
-use sqlx::{AssertSqlSafe, Row, sqlite::SqliteRow};
+use sqlx::{AssertSqlSafe, Connection, Row, sqlite::SqliteRow};
 
 use super::{Store, from_millis, millis};
 use crate::sync::{
@@ -113,7 +113,7 @@ impl ContentStore for Store {
             collection = t.collection
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
-            .fetch_all(self.pool())
+            .fetch_all(&mut *self.connection().await)
             .await
             .map_err(|e| self.storage(e))?;
         Ok(rows
@@ -138,7 +138,7 @@ impl ContentStore for Store {
             t.collections
         )))
         .bind(collection)
-        .fetch_optional(self.pool())
+        .fetch_optional(&mut *self.connection().await)
         .await
         .map_err(|e| self.storage(e))?;
         if exists.is_none() {
@@ -150,7 +150,7 @@ impl ContentStore for Store {
         let sql = format!("{} ORDER BY {}", select_items(&t), t.name);
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(collection)
-            .fetch_all(self.pool())
+            .fetch_all(&mut *self.connection().await)
             .await
             .map_err(|e| self.storage(e))?;
         Ok(rows
@@ -165,7 +165,7 @@ impl ContentStore for Store {
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(&key.collection)
             .bind(&key.name)
-            .fetch_optional(self.pool())
+            .fetch_optional(&mut *self.connection().await)
             .await
             .map_err(|e| self.storage(e))?
             .ok_or_else(|| ContentError::NotFound(format!("no {key}")))?;
@@ -179,7 +179,8 @@ impl ContentStore for Store {
         expected: Option<u64>,
     ) -> Result<(Item, bool), ContentError> {
         let t = tables(key.kind);
-        let mut tx = self.pool().begin().await.map_err(|e| self.storage(e))?;
+        let mut connection = self.connection().await;
+        let mut tx = connection.begin().await.map_err(|e| self.storage(e))?;
         sqlx::query(AssertSqlSafe(format!(
             "INSERT OR IGNORE INTO {} (name) VALUES (?)",
             t.collections
@@ -222,7 +223,8 @@ impl ContentStore for Store {
 
     async fn delete(&self, key: &Key, expected: Option<u64>) -> Result<u64, ContentError> {
         let t = tables(key.kind);
-        let mut tx = self.pool().begin().await.map_err(|e| self.storage(e))?;
+        let mut connection = self.connection().await;
+        let mut tx = connection.begin().await.map_err(|e| self.storage(e))?;
         let actual = self
             .checked_version(&mut tx, key, expected)
             .await?
@@ -307,7 +309,7 @@ impl Store {
         )
         .bind(kind_name(kind))
         .bind(collection)
-        .fetch_all(self.pool())
+        .fetch_all(&mut *self.connection().await)
         .await
         .map_err(|e| self.storage(e))?;
         Ok(rows
@@ -325,7 +327,7 @@ impl Store {
         .bind(kind_name(key.kind))
         .bind(&key.collection)
         .bind(&key.name)
-        .fetch_optional(self.pool())
+        .fetch_optional(&mut *self.connection().await)
         .await
         .map_err(|e| self.storage(e))?;
         Ok(row.as_ref().map(base_from))
@@ -337,7 +339,7 @@ impl Store {
             .bind(kind_name(key.kind))
             .bind(&key.collection)
             .bind(&key.name)
-            .execute(self.pool())
+            .execute(&mut *self.connection().await)
             .await
             .map_err(|e| self.storage(e))?;
         Ok(())
@@ -347,7 +349,7 @@ impl Store {
     pub async fn synced_collections(&self, kind: Kind) -> Result<Vec<String>, ContentError> {
         sqlx::query_scalar("SELECT DISTINCT collection FROM sync_base WHERE kind = ?")
             .bind(kind_name(kind))
-            .fetch_all(self.pool())
+            .fetch_all(&mut *self.connection().await)
             .await
             .map_err(|e| self.storage(e))
     }
@@ -368,7 +370,7 @@ impl Store {
         .bind(&conflict.db_sha256)
         .bind(&conflict.disk_sha256)
         .bind(millis(conflict.detected_at))
-        .execute(self.pool())
+        .execute(&mut *self.connection().await)
         .await
         .map_err(|e| self.storage(e))?;
         Ok(())
@@ -377,7 +379,7 @@ impl Store {
     /// Every unresolved conflict, oldest first.
     pub async fn conflicts(&self) -> Result<Vec<Conflict>, ContentError> {
         let rows = sqlx::query("SELECT * FROM sync_conflicts ORDER BY detected_at, id")
-            .fetch_all(self.pool())
+            .fetch_all(&mut *self.connection().await)
             .await
             .map_err(|e| self.storage(e))?;
         Ok(rows.iter().map(conflict_from).collect())
@@ -387,7 +389,7 @@ impl Store {
     pub async fn conflict(&self, id: &str) -> Result<Conflict, ContentError> {
         let row = sqlx::query("SELECT * FROM sync_conflicts WHERE id = ?")
             .bind(id)
-            .fetch_optional(self.pool())
+            .fetch_optional(&mut *self.connection().await)
             .await
             .map_err(|e| self.storage(e))?
             .ok_or_else(|| ContentError::NotFound(format!("no conflict {id:?}")))?;
@@ -398,7 +400,7 @@ impl Store {
     pub async fn remove_conflict(&self, id: &str) -> Result<(), ContentError> {
         sqlx::query("DELETE FROM sync_conflicts WHERE id = ?")
             .bind(id)
-            .execute(self.pool())
+            .execute(&mut *self.connection().await)
             .await
             .map_err(|e| self.storage(e))?;
         Ok(())
@@ -406,7 +408,8 @@ impl Store {
 
     /// Records what both sides agreed on, in one transaction.
     pub async fn set_bases(&self, bases: &[(Key, Base)]) -> Result<(), ContentError> {
-        let mut tx = self.pool().begin().await.map_err(|e| self.storage(e))?;
+        let mut connection = self.connection().await;
+        let mut tx = connection.begin().await.map_err(|e| self.storage(e))?;
         for (key, base) in bases {
             sqlx::query(
                 "INSERT OR REPLACE INTO sync_base (kind, collection, name, sha256, db_version, file_size, file_mtime, file_inode) \

@@ -21,12 +21,11 @@ use std::{
 
 use serde::{Serialize, de::DeserializeOwned};
 use sqlx::{
-    Connection, Row, SqliteConnection, SqlitePool,
+    Connection, Row, SqliteConnection,
     migrate::MigrateError,
-    sqlite::{
-        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-    },
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteRow, SqliteSynchronous},
 };
+use tokio::sync::{Mutex, MutexGuard};
 
 use crate::orchestrator::status::{InstanceStatus, ProcessInfo, Reason};
 
@@ -103,7 +102,10 @@ pub struct StoredInstance {
 
 /// The state database.
 pub struct Store {
-    pool: SqlitePool,
+    /// The one connection. Not a pool: sqlx's pool pings a connection every
+    /// time it is given back, a round trip to SQLite's thread per use, and
+    /// the store has one writer anyway.
+    connection: Mutex<SqliteConnection>,
     path: PathBuf,
 }
 
@@ -148,23 +150,17 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
-        // One connection: the store has one writer, and reads happen at start.
-        // An in-process connection cannot go stale, so it is not pinged
-        // before each use (a call into SQLite's thread per write saved).
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .test_before_acquire(false)
-            .connect_with(options)
+        let mut connection = SqliteConnection::connect_with(&options)
             .await
             .map_err(|err| unusable(err.to_string()))?;
         let check: String = sqlx::query_scalar("PRAGMA quick_check")
-            .fetch_one(&pool)
+            .fetch_one(&mut connection)
             .await
             .map_err(|err| unusable(err.to_string()))?;
         if check != "ok" {
             return Err(unusable(format!("integrity check failed: {check}")));
         }
-        match sqlx::migrate!("./migrations").run(&pool).await {
+        match sqlx::migrate!("./migrations").run(&mut connection).await {
             Ok(()) => {}
             Err(MigrateError::VersionMissing(version)) => {
                 return Err(StoreError::NewerSchema {
@@ -175,14 +171,14 @@ impl Store {
             Err(err) => return Err(unusable(format!("migration failed: {err}"))),
         }
         Ok(Self {
-            pool,
+            connection: Mutex::new(connection),
             path: path.to_owned(),
         })
     }
 
-    /// The connection pool (one connection, shared by every user).
-    fn pool(&self) -> &SqlitePool {
-        &self.pool
+    /// The connection, for as long as the guard is held.
+    async fn connection(&self) -> MutexGuard<'_, SqliteConnection> {
+        self.connection.lock().await
     }
 
     /// The database file.
@@ -202,7 +198,7 @@ impl Store {
 
     async fn try_apply(&self, ops: &[Op], boot_id: &str) -> Result<(), sqlx::Error> {
         let statements = statements(ops);
-        let mut connection = self.pool.acquire().await?;
+        let mut connection = self.connection().await;
         if let [only] = statements.as_slice() {
             // One statement commits by itself: no BEGIN and COMMIT calls.
             return execute(&mut connection, only, boot_id).await;
@@ -221,7 +217,7 @@ impl Store {
             cause,
         };
         let rows = sqlx::query("SELECT * FROM instances ORDER BY created_at")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.connection().await)
             .await
             .map_err(|err| unusable(err.to_string()))?;
         rows.iter()
@@ -416,7 +412,7 @@ mod tests {
         ))
     }
 
-    fn upsert(id: &str, state: InstanceState, port: Option<u16>) -> Op {
+    pub(super) fn upsert(id: &str, state: InstanceState, port: Option<u16>) -> Op {
         Op::Upsert {
             status: status(id, state, port),
             transition: Some(Transition {
@@ -428,15 +424,16 @@ mod tests {
     }
 
     /// A new store in a temporary directory (kept while the store is used).
-    async fn open_store() -> (tempfile::TempDir, Store) {
+    pub(super) async fn open_store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join(FILE_NAME)).await.unwrap();
         (dir, store)
     }
 
-    async fn count(store: &Store, sql: &str) -> i64 {
+    /// The one number `sql` selects.
+    pub(super) async fn count(store: &Store, sql: &str) -> i64 {
         sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
-            .fetch_one(store.pool())
+            .fetch_one(&mut *store.connection().await)
             .await
             .unwrap()
     }

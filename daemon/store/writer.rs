@@ -3,8 +3,11 @@
 //! whoever must not answer before the change is durable — every RPC —
 //! waits for the commit watermark. Changes waiting at the same time are
 //! committed in one transaction (group commit), in submission order. A
-//! failed commit is reported to its waiters and tried again (with what
-//! came after it) until it succeeds.
+//! change nobody waits for yet is held for up to [`LINGER`], so that what
+//! follows it shares its commit: a stop's STOPPING and STOPPED are one
+//! commit when the process exits promptly. A failed commit is reported to
+//! its waiters and tried again (with what came after it) until it
+//! succeeds.
 
 use std::{
     path::PathBuf,
@@ -12,7 +15,7 @@ use std::{
     time::Duration,
 };
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 use super::{Op, Store, StoreError};
 
@@ -24,6 +27,9 @@ const BATCH: usize = 512;
 const RETRY_FIRST: Duration = Duration::from_millis(50);
 /// Longest pause between two tries of a failed write.
 const RETRY_MAX: Duration = Duration::from_secs(1);
+/// Longest time a change is held before its commit while nobody waits
+/// for it.
+const LINGER: Duration = Duration::from_millis(2);
 
 /// How far writing has got.
 #[derive(Clone, Debug, Default)]
@@ -41,6 +47,8 @@ pub struct StoreWriter {
     /// together so that the queue is always in number order.
     queue: Mutex<(mpsc::UnboundedSender<(u64, Op)>, u64)>,
     progress: watch::Receiver<Progress>,
+    /// Tells the writer that someone waits: commit now, do not linger.
+    waited_for: Arc<Notify>,
     /// The database file, for error messages.
     path: PathBuf,
 }
@@ -54,6 +62,8 @@ impl StoreWriter {
         let path = store.path().to_owned();
         let (sender, mut receiver) = mpsc::unbounded_channel::<(u64, Op)>();
         let (progress_sender, progress) = watch::channel(Progress::default());
+        let waited_for = Arc::new(Notify::new());
+        let wake = waited_for.clone();
         tokio::spawn(async move {
             let mut received = Vec::with_capacity(BATCH);
             // Changes not yet written, in order, and the number of the last.
@@ -65,12 +75,18 @@ impl StoreWriter {
                     if receiver.recv_many(&mut received, BATCH).await == 0 {
                         break;
                     }
+                    tokio::select! {
+                        () = wake.notified() => {}
+                        () = tokio::time::sleep(LINGER) => {}
+                    }
                 } else {
                     tokio::time::sleep(retry).await;
                     retry = (retry * 2).min(RETRY_MAX);
-                    while let Ok(change) = receiver.try_recv() {
-                        received.push(change);
-                    }
+                }
+                while received.len() < BATCH
+                    && let Ok(change) = receiver.try_recv()
+                {
+                    received.push(change);
                 }
                 if let Some((seq, _)) = received.last() {
                     last = *seq;
@@ -101,6 +117,7 @@ impl StoreWriter {
         Self {
             queue: Mutex::new((sender, 0)),
             progress,
+            waited_for,
             path,
         }
     }
@@ -122,6 +139,9 @@ impl StoreWriter {
     pub async fn flush(&self) -> Result<(), StoreError> {
         let target = self.queue.lock().unwrap_or_else(|p| p.into_inner()).1;
         let mut progress = self.progress.clone();
+        if progress.borrow().done < target {
+            self.waited_for.notify_one();
+        }
         let reached = progress
             .wait_for(|progress| {
                 progress.done >= target
@@ -143,5 +163,54 @@ impl StoreWriter {
             }),
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::{
+        orchestrator::status::InstanceState,
+        store::tests::{count, open_store, upsert},
+    };
+
+    /// A writer over a new store (the directory is kept while it is used).
+    async fn start_writer() -> (tempfile::TempDir, Arc<Store>, StoreWriter) {
+        let (dir, store) = open_store().await;
+        let store = Arc::new(store);
+        let writer = StoreWriter::start(store.clone(), "boot".to_owned());
+        (dir, store, writer)
+    }
+
+    #[tokio::test]
+    async fn a_change_nobody_waits_for_is_written_all_the_same() {
+        let (_dir, store, writer) = start_writer().await;
+        writer.submit(upsert("a", InstanceState::Running, None));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while count(&store, "SELECT count(*) FROM instances").await == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "a change never flushed was never written"
+            );
+            tokio::time::sleep(LINGER).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flush_returns_once_everything_submitted_is_written() {
+        let (_dir, store, writer) = start_writer().await;
+        writer.submit(upsert("a", InstanceState::Stopping, None));
+        writer.submit(upsert("a", InstanceState::Stopped, None));
+        writer.submit(upsert("b", InstanceState::Running, None));
+        writer.flush().await.unwrap();
+        let stopped = "SELECT count(*) FROM instances WHERE id = 'a' AND state = 'stopped'";
+        assert_eq!(count(&store, stopped).await, 1);
+        assert_eq!(count(&store, "SELECT count(*) FROM instances").await, 2);
+        assert_eq!(
+            count(&store, "SELECT count(*) FROM instance_events").await,
+            3
+        );
     }
 }
