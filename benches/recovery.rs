@@ -249,35 +249,8 @@ async fn write_cost(daemons: &[Daemon; 2], cycle_dir: &Path) -> Result<(), BoxEr
         let mut warm_up = Row::default();
         slice(daemon, "warm-up", 0..PAIR_WARM_UP, true, &mut warm_up).await?;
     }
-    let mut p50s = Vec::new();
-    for (kind, start) in [("started", true), ("stored only", false)] {
-        let mut rows = [Row::default(), Row::default()];
-        let per_slice = PAIRS / SLICES;
-        for number in 0..SLICES {
-            let names = number * per_slice..(number + 1) * per_slice;
-            for (daemon, row) in daemons.iter().zip(&mut rows) {
-                let prefix = if start { "pair-started" } else { "pair-stored" };
-                slice(daemon, prefix, names.clone(), start, row).await?;
-            }
-        }
-        for (daemon, row) in daemons.iter().zip(&mut rows) {
-            row.print(daemon.name, kind);
-            if start {
-                println!(
-                    "    target >= {TARGET_PAIRS:.0} pairs/s: {}",
-                    verdict(row.rate() >= TARGET_PAIRS)
-                );
-            }
-        }
-        println!(
-            "  {kind} pairs with {STORED} more stored / fresh: {:.2}",
-            rows[1].rate() / rows[0].rate()
-        );
-        p50s.push(rows[0].p50());
-    }
-    let [started, stored_only] = p50s[..] else {
-        unreachable!("one row of each kind");
-    };
+    let started = compare(daemons, "started", true).await?;
+    let stored_only = compare(daemons, "stored only", false).await?;
     println!();
     let cycle = process_cycles(cycle_dir)?;
     let floor = stored_only + cycle;
@@ -292,6 +265,35 @@ async fn write_cost(daemons: &[Daemon; 2], cycle_dir: &Path) -> Result<(), BoxEr
         millis(started),
     );
     Ok(())
+}
+
+/// Measures one row of pairs (started, or only stored) on each daemon,
+/// taking turns slice by slice, and prints both rows and their ratio;
+/// returns the first daemon's median pair.
+async fn compare(daemons: &[Daemon; 2], kind: &str, start: bool) -> Result<Duration, BoxError> {
+    let prefix = if start { "pair-started" } else { "pair-stored" };
+    let mut rows = [Row::default(), Row::default()];
+    let per_slice = PAIRS / SLICES;
+    for number in 0..SLICES {
+        let names = number * per_slice..(number + 1) * per_slice;
+        for (daemon, row) in daemons.iter().zip(&mut rows) {
+            slice(daemon, prefix, names.clone(), start, row).await?;
+        }
+    }
+    for (daemon, row) in daemons.iter().zip(&mut rows) {
+        row.print(daemon.name, kind);
+        if start {
+            println!(
+                "    target >= {TARGET_PAIRS:.0} pairs/s: {}",
+                verdict(row.rate() >= TARGET_PAIRS)
+            );
+        }
+    }
+    println!(
+        "  {kind} pairs with {STORED} more stored / fresh: {:.2}",
+        rows[1].rate() / rows[0].rate()
+    );
+    Ok(rows[0].p50())
 }
 
 /// What one row of pairs measured, summed over its slices.
@@ -440,7 +442,7 @@ fn process_cycles(dir: &Path) -> Result<Duration, BoxError> {
     }
     let elapsed = begin.elapsed();
     let cpu = CpuTimes::of(std::process::id())?.since(before);
-    let stolen = stolen()?.saturating_sub(stolen_before);
+    let steal = stolen()?.saturating_sub(stolen_before);
     cycles.sort_unstable();
     let p50 = percentile(&cycles, 0.50);
     println!(
@@ -450,7 +452,7 @@ fn process_cycles(dir: &Path) -> Result<Duration, BoxError> {
         PAIRS as f64 / elapsed.as_secs_f64(),
         millis(p50),
         millis(cpu.own + cpu.children) / PAIRS as f64,
-        stolen.as_secs_f64() / elapsed.as_secs_f64(),
+        steal.as_secs_f64() / elapsed.as_secs_f64(),
         cores(),
     );
     Ok(p50)

@@ -57,6 +57,12 @@ fn stat_ticks(pid: u32) -> Result<[u64; 4], BoxError> {
         .map_err(|_| "malformed /proc/PID/stat".into())
 }
 
+/// `count` clock ticks (the unit of the CPU counters in /proc) as a duration.
+fn ticks(count: u64) -> Result<Duration, BoxError> {
+    let per_second = sysconf(SysconfVar::CLK_TCK)?.ok_or("no CLK_TCK")?;
+    Ok(Duration::from_secs_f64(count as f64 / per_second as f64))
+}
+
 /// CPU time (user + system) that process `pid` has used, in clock ticks.
 fn cpu_ticks(pid: u32) -> Result<u64, BoxError> {
     let [user, system, ..] = stat_ticks(pid)?;
@@ -76,12 +82,10 @@ pub struct CpuTimes {
 impl CpuTimes {
     /// The CPU time process `pid` and its waited-for children used so far.
     pub fn of(pid: u32) -> Result<Self, BoxError> {
-        let tick = 1.0 / sysconf(SysconfVar::CLK_TCK)?.ok_or("no CLK_TCK")? as f64;
         let [user, system, children_user, children_system] = stat_ticks(pid)?;
-        let time = |ticks: u64| Duration::from_secs_f64(ticks as f64 * tick);
         Ok(Self {
-            own: time(user + system),
-            children: time(children_user + children_system),
+            own: ticks(user + system)?,
+            children: ticks(children_user + children_system)?,
         })
     }
 
@@ -100,14 +104,13 @@ impl CpuTimes {
 /// VM it is what makes the same run take twice as long an hour later.
 pub fn stolen() -> Result<Duration, BoxError> {
     let stat = fs::read_to_string("/proc/stat")?;
-    let ticks: u64 = stat
+    let steal = stat
         .lines()
         .next()
         .and_then(|cpu| cpu.split_whitespace().nth(8))
         .and_then(|steal| steal.parse().ok())
         .ok_or("no steal column in /proc/stat")?;
-    let tick = 1.0 / sysconf(SysconfVar::CLK_TCK)?.ok_or("no CLK_TCK")? as f64;
-    Ok(Duration::from_secs_f64(ticks as f64 * tick))
+    ticks(steal)
 }
 
 /// The scheduler's statistics of every thread of process `pid`, by thread
@@ -132,15 +135,6 @@ fn thread_stats(pid: u32) -> Result<HashMap<String, [u64; 2]>, BoxError> {
         }
     }
     Ok(stats)
-}
-
-/// Time on a CPU of every thread of process `pid`, in nanoseconds, by
-/// thread id.
-fn thread_times(pid: u32) -> Result<HashMap<String, u64>, BoxError> {
-    Ok(thread_stats(pid)?
-        .into_iter()
-        .map(|(tid, [on_cpu, _])| (tid, on_cpu))
-        .collect())
 }
 
 /// How many times the threads of process `pid` that exist now have been
@@ -190,22 +184,23 @@ impl CpuUse {
 /// counters (which also count threads that ended) and from its threads'
 /// scheduler statistics (finer, but without threads that ended).
 pub async fn cpu_use(pid: u32, window: Duration) -> Result<CpuUse, BoxError> {
-    let ticks_per_second = sysconf(SysconfVar::CLK_TCK)?.ok_or("no CLK_TCK")? as f64;
     let before = cpu_ticks(pid)?;
-    let threads_before = thread_times(pid)?;
+    let threads_before = thread_stats(pid)?;
     let start = Instant::now();
     tokio::time::sleep(window).await;
-    let ticks = cpu_ticks(pid)? - before;
-    let threads_after = thread_times(pid)?;
+    let used = cpu_ticks(pid)? - before;
+    let threads_after = thread_stats(pid)?;
     let elapsed = start.elapsed().as_secs_f64();
     let on_cpu_ns: u64 = threads_after
         .iter()
-        .map(|(tid, after)| after.saturating_sub(threads_before.get(tid).copied().unwrap_or(0)))
+        .map(|(tid, [after, _])| {
+            after.saturating_sub(threads_before.get(tid).map_or(0, |[on_cpu, _]| *on_cpu))
+        })
         .sum();
     let on_cpu = Duration::from_nanos(on_cpu_ns);
     Ok(CpuUse {
-        ticks,
-        percent: ticks as f64 / ticks_per_second / elapsed * 100.0,
+        ticks: used,
+        percent: ticks(used)?.as_secs_f64() / elapsed * 100.0,
         on_cpu,
         on_cpu_percent: on_cpu.as_secs_f64() / elapsed * 100.0,
     })
