@@ -38,9 +38,6 @@ fn main() -> Result<(), Box<dyn Error>> {
         .emit_fields()
         .build(&[".outpost"])?;
 
-    println!("cargo:rerun-if-changed=proto");
-    // `sqlx::migrate!` embeds the files it found when it was compiled; a
-    // new migration must make it look again.
-    println!("cargo:rerun-if-changed=migrations");
+    println!("cargo:rerun-if-changed=proto/outpost");
     Ok(())
 }

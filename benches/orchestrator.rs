@@ -145,7 +145,7 @@ fn small_fleet(runtime: &Runtime, dir: &Path) -> Result<(), BoxError> {
     runtime.block_on(small_fleet_rpc(&socket, &baseline_socket))?;
     drop(baseline);
 
-    let times = time_cli(env!("CARGO_BIN_EXE_outpostctl"), &socket, &CLI_ARGS)?;
+    let times = time_cli(env!("CARGO_BIN_EXE_outpostd"), &socket, &CLI_ARGS)?;
     print_cli(&CLI_ARGS, &times, TARGET_CLI_MEDIAN);
     drop(daemon);
     Ok(())

@@ -74,7 +74,7 @@ fn bench() -> Result<(), BoxError> {
     drop(baseline);
 
     println!();
-    let cli = time_cli(env!("CARGO_BIN_EXE_outpostctl"), &daemon_socket, &CLI_ARGS)?;
+    let cli = time_cli(env!("CARGO_BIN_EXE_outpostd"), &daemon_socket, &CLI_ARGS)?;
     print_cli(&CLI_ARGS, &cli, TARGET_CLI_MEDIAN);
     drop(daemon);
     Ok(())

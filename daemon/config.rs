@@ -12,7 +12,7 @@ use std::{
 use clap::Parser;
 use thiserror::Error;
 
-use crate::{
+use outpost::{
     paths,
     token::{TOKEN_ENV, Token},
 };
@@ -260,7 +260,7 @@ impl Config {
                 setting::LISTEN,
                 format!(
                     "{addr} needs a token: pass --token-file FILE or set {TOKEN_ENV} (at least {} characters)",
-                    crate::token::MIN_TOKEN_LEN
+                    outpost::token::MIN_TOKEN_LEN
                 ),
             ));
         }

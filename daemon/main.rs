@@ -3,7 +3,7 @@
 use std::{io::IsTerminal, process::ExitCode};
 
 use clap::Parser;
-use outpost::{
+use outpostd::{
     config::{Config, DaemonArgs},
     server::{self, ServerError},
 };

@@ -26,13 +26,14 @@ use notify::{RecursiveMode, Watcher, event::EventKind};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::{
-    orchestrator::{
-        ListFilter, Orchestrator, OrchestratorError,
-        events::{WorkspaceChange, WorkspaceDiff},
-        spec::InstanceSpec,
-    },
+use outpost::{
+    spec::InstanceSpec,
     workspace_file::{self, Workspace},
+};
+
+use crate::orchestrator::{
+    ListFilter, Orchestrator, OrchestratorError,
+    events::{WorkspaceChange, WorkspaceDiff},
 };
 
 /// Trailing debounce of file events: a workspace is applied once no event
@@ -520,7 +521,7 @@ mod tests {
     use super::*;
 
     fn spec(name: &str, command: &str) -> InstanceSpec {
-        let input = crate::orchestrator::spec::SpecInput {
+        let input = outpost::spec::SpecInput {
             name: name.to_owned(),
             command: command.to_owned(),
             ..Default::default()

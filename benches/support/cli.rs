@@ -1,7 +1,7 @@
 //! Wall time of `outpostctl` invocations, one process after another.
 
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -17,12 +17,35 @@ const CLI_WARM_UP: usize = 20;
 /// Measured invocations.
 const CLI_RUNS: usize = 200;
 
-/// Runs `outpostctl ARGS…` (the binary at `outpostctl`) against the daemon
-/// on `socket`, one process after another; returns the wall time of each
-/// measured run, ascending.
-pub fn time_cli(outpostctl: &str, socket: &Path, args: &[&str]) -> Result<Vec<Duration>, BoxError> {
+/// The `outpostctl` built beside the `outpostd` at `outpostd`. The CLI is a
+/// crate of its own, which `cargo bench --bench NAME` does not build: it is
+/// built here when it is missing, with the same profile.
+pub fn outpostctl_beside(outpostd: &str) -> Result<PathBuf, BoxError> {
+    let path = Path::new(outpostd).with_file_name("outpostctl");
+    if path.exists() {
+        return Ok(path);
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
+    let mut build = Command::new(env!("CARGO"));
+    build
+        .args(["build", "--package", "outpostctl", "--manifest-path"])
+        .arg(workspace);
+    if path.parent().and_then(Path::file_name) == Some("release".as_ref()) {
+        build.arg("--release");
+    }
+    let status = build.status()?;
+    if !status.success() || !path.exists() {
+        return Err(format!("cannot build {} ({status})", path.display()).into());
+    }
+    Ok(path)
+}
+
+/// Runs `outpostctl ARGS…` (the one built beside the `outpostd` at
+/// `outpostd`) against the daemon on `socket`, one process after another;
+/// returns the wall time of each measured run, ascending.
+pub fn time_cli(outpostd: &str, socket: &Path, args: &[&str]) -> Result<Vec<Duration>, BoxError> {
     let address = format!("unix://{}", socket.display());
-    let mut command = Command::new(outpostctl);
+    let mut command = Command::new(outpostctl_beside(outpostd)?);
     command
         .args(["--addr", address.as_str()])
         .args(args)

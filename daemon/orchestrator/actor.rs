@@ -22,6 +22,8 @@ use tokio::{
     time::timeout_at,
 };
 
+use outpost::spec::{InstanceSpec, Probe, RestartMode};
+
 use super::{
     OrchestratorError, Shared,
     events::Change,
@@ -30,7 +32,6 @@ use super::{
     policy::{RestartTracker, Verdict},
     process,
     scanner::Scanner,
-    spec::{InstanceSpec, Probe, RestartMode},
     status::{
         Exit, ExitOutcome, FAILURE_HISTORY, Failure, HealthState, InstanceKind, InstanceState,
         InstanceStatus, ProcessInfo, Reason,

@@ -14,11 +14,9 @@ use nix::{
 };
 use tokio::net::TcpStream;
 
-use super::{
-    reaper::Reaper,
-    spec::{HttpTarget, Probe},
-    status::ExitOutcome,
-};
+use outpost::spec::{HttpTarget, Probe};
+
+use super::{reaper::Reaper, status::ExitOutcome};
 
 /// Runs `probe` against an instance on `port`; `Err` says why it failed.
 pub async fn check(

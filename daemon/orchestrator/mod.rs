@@ -14,7 +14,6 @@ pub mod process;
 pub mod reaper;
 pub mod registry;
 pub mod scanner;
-pub mod spec;
 pub mod status;
 pub mod usage;
 pub mod validate;
@@ -36,11 +35,11 @@ use crate::{
 use actor::{Actor, Command, Process, Reply};
 use events::{StatusBoard, Subscription};
 use logs::{LogFiles, LogSpares};
+use outpost::spec::{self, InstanceSpec, PortChoice};
 use ports::{PortError, PortPool};
 use reaper::Reaper;
 use registry::{InstanceHandle, Registry};
 use scanner::Scanner;
-use spec::{InstanceSpec, PortChoice};
 use status::{InstanceKind, InstanceState, InstanceStatus, ProcessInfo, Reason};
 
 /// Commands an actor may have queued before senders wait.
@@ -96,6 +95,15 @@ enum Origin {
     New(Option<Process>),
     /// Recovered from the store, with its process if it was re-adopted.
     Recovered(Option<Process>),
+}
+
+impl From<spec::InvalidField> for OrchestratorError {
+    fn from(err: spec::InvalidField) -> Self {
+        Self::InvalidArgument {
+            field: err.field,
+            reason: err.reason,
+        }
+    }
 }
 
 impl From<PortError> for OrchestratorError {

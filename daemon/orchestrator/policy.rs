@@ -8,10 +8,9 @@
 
 use std::time::Duration;
 
-use super::{
-    spec::{RestartMode, RestartPolicy},
-    status::Breaker,
-};
+use outpost::spec::{RestartMode, RestartPolicy};
+
+use super::status::Breaker;
 
 /// What to do after a failure.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -19,10 +19,9 @@ use nix::{
     unistd::Pid,
 };
 
-use super::{
-    logs::{LogFiles, LogSpares},
-    spec::InstanceSpec,
-};
+use outpost::spec::InstanceSpec;
+
+use super::logs::{LogFiles, LogSpares};
 
 /// Environment variable set in every managed process (and so inherited by
 /// its descendants): how processes that escaped the group are recognised.

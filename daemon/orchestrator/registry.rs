@@ -11,6 +11,8 @@ use std::{
 
 use tokio::sync::mpsc;
 
+use outpost::spec::looks_like_id;
+
 use super::{OrchestratorError, actor::Command, ports::PortPool};
 
 /// How the rest of the daemon talks to one actor.
@@ -30,16 +32,6 @@ pub struct Registry {
     /// The port pool.
     pub ports: PortPool,
     max_instances: u32,
-}
-
-/// Whether `text` has the shape of an instance id: `i-` and 16 hex digits.
-pub fn looks_like_id(text: &str) -> bool {
-    text.strip_prefix("i-").is_some_and(|hex| {
-        hex.len() == 16
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-    })
 }
 
 /// A fresh random id (uniqueness is checked against the registry).

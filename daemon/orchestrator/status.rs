@@ -4,7 +4,7 @@ use std::{sync::Arc, time::SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::spec::InstanceSpec;
+use outpost::spec::InstanceSpec;
 
 /// Who started an instance's process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,7 +12,7 @@ use tonic::{
     transport::server::{TcpConnectInfo, UdsConnectInfo},
 };
 
-use crate::token::Token;
+use outpost::token::Token;
 
 /// The access check in front of a service.
 #[derive(Clone, Debug)]

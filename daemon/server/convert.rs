@@ -7,26 +7,32 @@ use std::time::{Duration, SystemTime};
 use tonic::Status;
 
 use super::timestamp;
-use crate::{
-    orchestrator::{
-        OrchestratorError,
-        events::{Change, Event, Snapshot, SnapshotKind, WorkspaceDiff},
-        spec::{
-            HealthCheck, HttpTarget, InstanceSpec, PortChoice, Probe, RestartMode, RestartPolicy,
-            SpecInput,
-        },
-        status::{
-            Backoff, Breaker, Exit, ExitOutcome, Failure, Health, HealthState, InstanceKind,
-            InstanceState, InstanceStatus, Reason, Usage, signal_name,
-        },
-        validate::{Issue, IssueKind},
-    },
+use outpost::{
     proto::v1 as pb,
+    spec::{
+        HealthCheck, HttpTarget, InstanceSpec, PortChoice, Probe, RestartMode, RestartPolicy,
+        SpecInput,
+    },
+};
+
+use crate::orchestrator::{
+    OrchestratorError,
+    events::{Change, Event, Snapshot, SnapshotKind, WorkspaceDiff},
+    status::{
+        Backoff, Breaker, Exit, ExitOutcome, Failure, Health, HealthState, InstanceKind,
+        InstanceState, InstanceStatus, Reason, Usage, signal_name,
+    },
+    validate::{Issue, IssueKind},
 };
 
 /// An INVALID_ARGUMENT status naming `field`.
 pub fn invalid(field: &str, reason: impl std::fmt::Display) -> Status {
     Status::invalid_argument(format!("{field}: {reason}"))
+}
+
+/// An INVALID_ARGUMENT status for a field the contract's validation refused.
+pub fn invalid_field(err: outpost::spec::InvalidField) -> Status {
+    Status::invalid_argument(err.to_string())
 }
 
 impl From<OrchestratorError> for Status {
@@ -200,7 +206,7 @@ pub fn spec(spec: Option<pb::InstanceSpec>) -> Result<InstanceSpec, Status> {
         idle_timeout: duration("spec.idle_timeout", spec.idle_timeout.as_ref())?,
         startup_timeout: duration("spec.startup_timeout", spec.startup_timeout.as_ref())?,
     };
-    InstanceSpec::validate(input).map_err(status)
+    InstanceSpec::validate(input).map_err(invalid_field)
 }
 
 /// Pairs of domain and proto states.

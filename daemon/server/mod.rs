@@ -29,13 +29,14 @@ use tonic::{
 };
 use tonic_health::ServingStatus;
 
+use outpost::proto::{
+    self,
+    v1::{orchestrator_server::OrchestratorServer, sync_server::SyncServer},
+};
+
 use crate::{
     config::{Config, ConfigError},
     orchestrator::{Orchestrator, OrchestratorConfig, StartError},
-    proto::{
-        self,
-        v1::{orchestrator_server::OrchestratorServer, sync_server::SyncServer},
-    },
     store::{self, Store},
     sync::engine::SyncEngine,
     workspaces::Workspaces,

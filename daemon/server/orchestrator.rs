@@ -12,15 +12,18 @@ use super::{
     DaemonInfo,
     convert::{self, instance_key, invalid},
 };
+use outpost::{
+    proto::v1::{self as pb, orchestrator_server::Orchestrator as OrchestratorRpc},
+    spec,
+};
+
 use crate::{
     orchestrator::{
         ExternalInput, ListFilter, Orchestrator, OrchestratorError,
         events::{Change, Event, Start},
         logs::{self, Stream},
-        spec,
         status::{InstanceState, InstanceStatus},
     },
-    proto::v1::{self as pb, orchestrator_server::Orchestrator as OrchestratorRpc},
     workspaces::{ApplyError, WorkspaceStatus, Workspaces},
 };
 
@@ -137,7 +140,8 @@ impl OrchestratorRpc for OrchestratorApi {
         if spec.project_path.is_empty() {
             return Err(invalid("spec.project_path", "is required"));
         }
-        let project = spec::validate_dir("spec.project_path", &spec.project_path)?;
+        let project = spec::validate_dir("spec.project_path", &spec.project_path)
+            .map_err(convert::invalid_field)?;
         // The rest of the spec only matters when the instance is created.
         let (status, created, started) = self
             .orchestrator
@@ -244,7 +248,7 @@ impl OrchestratorRpc for OrchestratorApi {
         request: Request<pb::RegisterExternalInstanceRequest>,
     ) -> Reply<pb::RegisterExternalInstanceResponse> {
         let request = request.into_inner();
-        spec::validate_name("name", &request.name)?;
+        spec::validate_name("name", &request.name).map_err(convert::invalid_field)?;
         if request.health.is_some() {
             return Err(Status::unimplemented(
                 "health: not available yet (health checks arrive with the orchestrator policies)",
@@ -263,7 +267,7 @@ impl OrchestratorRpc for OrchestratorApi {
         }
         let project_path = match request.project_path.as_str() {
             "" => None,
-            path => Some(spec::validate_dir("project_path", path)?),
+            path => Some(spec::validate_dir("project_path", path).map_err(convert::invalid_field)?),
         };
         let input = ExternalInput {
             name: request.name,

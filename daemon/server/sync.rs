@@ -10,15 +10,14 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, codegen::BoxStream};
 
 use super::timestamp;
-use crate::{
-    proto::v1::{self as pb, sync_server::Sync},
-    sync::{
-        Conflict, ContentError, ContentStore, Item, Key, Kind,
-        engine::{RescanSummary, SyncEngine, WatcherState},
-        events::{EventKind, Start, SyncEvent, Tally},
-        export::ExportSummary,
-        names, template_group, validate_content,
-    },
+use outpost::proto::v1::{self as pb, sync_server::Sync};
+
+use crate::sync::{
+    Conflict, ContentError, ContentStore, Item, Key, Kind,
+    engine::{RescanSummary, SyncEngine, WatcherState},
+    events::{EventKind, Start, SyncEvent, Tally},
+    export::ExportSummary,
+    names, template_group, validate_content,
 };
 
 /// Most events sent in one message of a sync event stream.

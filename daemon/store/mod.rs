@@ -160,7 +160,10 @@ impl Store {
         if check != "ok" {
             return Err(unusable(format!("integrity check failed: {check}")));
         }
-        match sqlx::migrate!("./migrations").run(&mut connection).await {
+        match sqlx::migrate!("store/migrations")
+            .run(&mut connection)
+            .await
+        {
             Ok(()) => {}
             Err(MigrateError::VersionMissing(version)) => {
                 return Err(StoreError::NewerSchema {
@@ -391,10 +394,8 @@ fn instance(row: &SqliteRow) -> Result<StoredInstance, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::orchestrator::{
-        spec::{InstanceSpec, SpecInput},
-        status::{InstanceKind, InstanceState},
-    };
+    use crate::orchestrator::status::{InstanceKind, InstanceState};
+    use outpost::spec::{InstanceSpec, SpecInput};
 
     fn status(id: &str, state: InstanceState, port: Option<u16>) -> Box<InstanceStatus> {
         let spec = InstanceSpec::validate(SpecInput {

@@ -18,9 +18,9 @@ use nix::{
 };
 use outpost::{
     endpoint::{Address, ConnectOptions, Connection},
-    orchestrator::process,
     proto::v1::{self as pb, status_event::Change, watch_status_response::Payload},
 };
+use outpostd::orchestrator::process;
 use tempfile::TempDir;
 use tonic::Streaming;
 
@@ -35,9 +35,16 @@ pub fn outpostd_bin() -> &'static str {
     env!("CARGO_BIN_EXE_outpostd")
 }
 
-/// Path of the built `outpostctl`.
-pub fn outpostctl_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_outpostctl")
+/// Path of the built `outpostctl`: beside `outpostd`, where building the
+/// workspace (`cargo nextest run`) puts it; the CLI is a crate of its own.
+pub fn outpostctl_bin() -> PathBuf {
+    let path = Path::new(outpostd_bin()).with_file_name("outpostctl");
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests of the whole workspace (cargo nextest run), which builds it",
+        path.display()
+    );
+    path
 }
 
 /// Lines a process wrote to stderr, shared with the thread reading them.

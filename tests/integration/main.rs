@@ -2,7 +2,6 @@
 //! data directory and drives it over gRPC, through `outpostctl`, `grpcurl`
 //! or a generated Python client.
 
-mod cli;
 mod config;
 mod content;
 mod harness;

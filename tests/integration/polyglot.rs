@@ -20,7 +20,10 @@ const SETUP_HINT: &str = "install the test requirements: pip install -r tests/re
 
 /// The Python client: `python3 daemon_status.py TARGET` prints the daemon's
 /// status as JSON.
-const PYTHON_CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/daemon_status.py");
+const PYTHON_CLIENT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tests/python/daemon_status.py"
+);
 
 /// Upper bound, in seconds, on one grpcurl invocation, so that a stuck call
 /// fails the test instead of hanging it.

@@ -1,4 +1,6 @@
-//! What the user asks for: a validated instance spec.
+//! What the user asks for: a validated instance spec. Shared by the daemon
+//! (every front end, and workspace files) and by `outpostctl workspace
+//! check`, so both refuse the same specs with the same words.
 
 use std::{
     collections::BTreeMap,
@@ -10,7 +12,16 @@ use std::{
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
-use super::OrchestratorError;
+/// A field that cannot be used, named as the API names it
+/// (`spec.health.interval`), and why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct InvalidField {
+    /// The field.
+    pub field: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
 
 /// Longest instance name.
 pub const MAX_NAME_LEN: usize = 128;
@@ -211,15 +222,27 @@ pub struct SpecInput {
     pub startup_timeout: Option<Duration>,
 }
 
-fn invalid(field: &str, reason: impl Into<String>) -> OrchestratorError {
-    OrchestratorError::InvalidArgument {
+/// An [`InvalidField`] error for `field`.
+pub fn invalid(field: &str, reason: impl Into<String>) -> InvalidField {
+    InvalidField {
         field: field.to_owned(),
         reason: reason.into(),
     }
 }
 
+/// Whether `text` has the shape of an instance id: `i-` and 16 hex digits.
+/// Names never have it, so a reference to an instance is unambiguous.
+pub fn looks_like_id(text: &str) -> bool {
+    text.strip_prefix("i-").is_some_and(|hex| {
+        hex.len() == 16
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    })
+}
+
 /// Checks an instance name: DNS-like labels of `[a-z0-9-]` separated by dots.
-pub fn validate_name(field: &str, name: &str) -> Result<(), OrchestratorError> {
+pub fn validate_name(field: &str, name: &str) -> Result<(), InvalidField> {
     if name.is_empty() {
         return Err(invalid(field, "must not be empty"));
     }
@@ -246,7 +269,7 @@ pub fn validate_name(field: &str, name: &str) -> Result<(), OrchestratorError> {
             ));
         }
     }
-    if super::registry::looks_like_id(name) {
+    if looks_like_id(name) {
         return Err(invalid(
             field,
             format!("{name:?} looks like an instance id"),
@@ -256,7 +279,7 @@ pub fn validate_name(field: &str, name: &str) -> Result<(), OrchestratorError> {
 }
 
 /// Checks that `path` is an absolute path to an existing directory.
-pub fn validate_dir(field: &str, path: &str) -> Result<PathBuf, OrchestratorError> {
+pub fn validate_dir(field: &str, path: &str) -> Result<PathBuf, InvalidField> {
     let path = Path::new(path);
     if !path.is_absolute() {
         return Err(invalid(
@@ -273,7 +296,7 @@ pub fn validate_dir(field: &str, path: &str) -> Result<PathBuf, OrchestratorErro
     Ok(path.to_owned())
 }
 
-fn no_nul(field: &str, text: &str) -> Result<(), OrchestratorError> {
+fn no_nul(field: &str, text: &str) -> Result<(), InvalidField> {
     if text.contains('\0') {
         Err(invalid(field, "must not contain NUL"))
     } else {
@@ -294,7 +317,7 @@ pub fn parse_signal(text: &str) -> Option<Signal> {
 
 impl InstanceSpec {
     /// Validates raw input; errors name the offending field (`spec.name`, …).
-    pub fn validate(input: SpecInput) -> Result<Self, OrchestratorError> {
+    pub fn validate(input: SpecInput) -> Result<Self, InvalidField> {
         validate_name("spec.name", &input.name)?;
         let project_path = match input.project_path.as_str() {
             "" => None,
@@ -378,7 +401,7 @@ impl InstanceSpec {
 }
 
 /// Checks a health check against the instance's port choice.
-pub fn validate_health(health: &HealthCheck, port: PortChoice) -> Result<(), OrchestratorError> {
+pub fn validate_health(health: &HealthCheck, port: PortChoice) -> Result<(), InvalidField> {
     let has_port = port != PortChoice::None;
     match &health.probe {
         Probe::None => {}
@@ -443,7 +466,7 @@ pub fn validate_health(health: &HealthCheck, port: PortChoice) -> Result<(), Orc
 }
 
 /// Checks a restart policy for consistency.
-pub fn validate_restart(restart: &RestartPolicy) -> Result<(), OrchestratorError> {
+pub fn validate_restart(restart: &RestartPolicy) -> Result<(), InvalidField> {
     if restart.max_delay < restart.initial_delay {
         return Err(invalid(
             "spec.restart.max_delay",

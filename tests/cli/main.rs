@@ -1,7 +1,29 @@
 //! outpostctl's behaviour without a daemon: usage errors, connection
-//! errors, completions.
+//! errors, completions. The tests with a daemon are the daemon crate's
+//! (`tests/integration`); this target also makes cargo build the
+//! `outpostctl` binary that those tests run.
 
-use crate::harness::{ctl_command, stderr, stdout};
+use std::process::{Command, Output, Stdio};
+
+/// An `outpostctl` command with a clean environment (no inherited OUTPOST_*).
+fn ctl_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_outpostctl"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("OUTPOST_") {
+            command.env_remove(key);
+        }
+    }
+    command.stdin(Stdio::null());
+    command
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
 
 #[test]
 fn usage_errors_exit_2() {

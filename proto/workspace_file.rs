@@ -22,7 +22,7 @@ use std::{
 
 use serde::Deserialize;
 
-use crate::orchestrator::spec::{
+use crate::spec::{
     HealthCheck, HttpTarget, InstanceSpec, PortChoice, Probe, RestartMode, RestartPolicy,
     SpecInput, validate_name,
 };
