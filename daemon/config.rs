@@ -17,6 +17,8 @@ use outpost::{
     token::{TOKEN_ENV, Token},
 };
 
+use crate::orchestrator::ports::PortRange;
+
 /// Flags of `outpostd`.
 #[derive(Debug, Parser)]
 #[command(
@@ -141,40 +143,6 @@ fn sync_wait(text: &str) -> Result<Duration, String> {
 fn parse_port(text: &str) -> Result<u16, String> {
     text.parse::<u16>()
         .map_err(|_| format!("port {text:?} is not a number from 0 to 65535"))
-}
-
-/// An inclusive range of TCP ports, written `START-END`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PortRange {
-    /// First port of the range.
-    pub first: u16,
-    /// Last port of the range (inclusive).
-    pub last: u16,
-}
-
-impl FromStr for PortRange {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let (first, last) = text
-            .split_once('-')
-            .ok_or_else(|| "expected START-END, e.g. 4100-4199".to_owned())?;
-        let first = parse_port(first.trim())?;
-        let last = parse_port(last.trim())?;
-        if first == 0 {
-            return Err("ports start at 1".to_owned());
-        }
-        if first > last {
-            return Err(format!("start {first} is greater than end {last}"));
-        }
-        Ok(Self { first, last })
-    }
-}
-
-impl fmt::Display for PortRange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.first, self.last)
-    }
 }
 
 /// A setting that cannot be used, named as the user wrote it.
@@ -356,23 +324,6 @@ mod tests {
         ] {
             assert!(
                 bad.parse::<ListenAddr>().is_err(),
-                "{bad} should be rejected"
-            );
-        }
-    }
-
-    #[test]
-    fn port_ranges_parse() {
-        assert_eq!(
-            "4100-4199".parse::<PortRange>().unwrap(),
-            PortRange {
-                first: 4100,
-                last: 4199
-            }
-        );
-        for bad in ["4100", "0-10", "20-10", "1-65536", "a-b"] {
-            assert!(
-                bad.parse::<PortRange>().is_err(),
                 "{bad} should be rejected"
             );
         }

@@ -300,7 +300,7 @@ impl Workspaces {
         for spec in &workspace.instances {
             let result = if diff.created.contains(&spec.name) {
                 self.orchestrator
-                    .create_owned(spec.clone(), true, Some(name.to_owned()))
+                    .create(spec.clone(), true, Some(name.to_owned()))
                     .await
                     .map(drop)
             } else if diff.changed.contains(&spec.name) {
@@ -335,7 +335,7 @@ impl Workspaces {
             .delete_instance(&spec.name, false, true)
             .await?;
         self.orchestrator
-            .create_owned(spec, true, Some(workspace.to_owned()))
+            .create(spec, true, Some(workspace.to_owned()))
             .await
             .map(drop)
     }

@@ -117,6 +117,31 @@ pub enum HttpTarget {
     Url(String),
 }
 
+impl Probe {
+    /// A TCP probe: an empty `host` is 127.0.0.1, no `port` the instance's.
+    pub fn tcp(host: String, port: Option<u16>) -> Self {
+        let host = if host.is_empty() {
+            "127.0.0.1".to_owned()
+        } else {
+            host
+        };
+        Self::Tcp { host, port }
+    }
+
+    /// An HTTP probe: of `url` when given, else of `path` on the
+    /// instance's port ("/" when empty).
+    pub fn http(url: String, path: String) -> Self {
+        let target = if !url.is_empty() {
+            HttpTarget::Url(url)
+        } else if path.is_empty() {
+            HttpTarget::Path("/".to_owned())
+        } else {
+            HttpTarget::Path(path)
+        };
+        Self::Http { target }
+    }
+}
+
 /// Health probing of an instance.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -369,7 +394,7 @@ impl InstanceSpec {
                 return Err(invalid("spec.labels", "label keys must not be empty"));
             }
         }
-        validate_health(&input.health, input.port)?;
+        validate_health("spec.health", &input.health, input.port)?;
         validate_restart(&input.restart)?;
         if input.idle_timeout == Some(Duration::ZERO) {
             return Err(invalid(
@@ -400,14 +425,20 @@ impl InstanceSpec {
     }
 }
 
-/// Checks a health check against the instance's port choice.
-pub fn validate_health(health: &HealthCheck, port: PortChoice) -> Result<(), InvalidField> {
+/// Checks a health check against the instance's port choice; errors name
+/// the fields under `prefix` (`spec.health`).
+pub fn validate_health(
+    prefix: &str,
+    health: &HealthCheck,
+    port: PortChoice,
+) -> Result<(), InvalidField> {
+    let field = |name: &str| format!("{prefix}.{name}");
     let has_port = port != PortChoice::None;
     match &health.probe {
         Probe::None => {}
         Probe::Tcp { port: None, .. } if !has_port => {
             return Err(invalid(
-                "spec.health.tcp.port",
+                &field("tcp.port"),
                 "the instance has no port: give the port to check",
             ));
         }
@@ -417,13 +448,13 @@ pub fn validate_health(health: &HealthCheck, port: PortChoice) -> Result<(), Inv
         } => {
             if !has_port {
                 return Err(invalid(
-                    "spec.health.http",
+                    &field("http"),
                     "the instance has no port: give a full url to check",
                 ));
             }
             if !path.starts_with('/') {
                 return Err(invalid(
-                    "spec.health.http.path",
+                    &field("http.path"),
                     format!("{path:?} must start with '/'"),
                 ));
             }
@@ -433,34 +464,28 @@ pub fn validate_health(health: &HealthCheck, port: PortChoice) -> Result<(), Inv
         } => {
             if !url.starts_with("http://") {
                 return Err(invalid(
-                    "spec.health.http.url",
+                    &field("http.url"),
                     format!("{url:?} is not an http:// URL"),
                 ));
             }
         }
         Probe::Exec { command } => {
             if command.first().is_none_or(|program| program.is_empty()) {
-                return Err(invalid("spec.health.exec.command", "must name a program"));
+                return Err(invalid(&field("exec.command"), "must name a program"));
             }
         }
     }
     if health.interval.is_zero() {
-        return Err(invalid("spec.health.interval", "must be positive"));
+        return Err(invalid(&field("interval"), "must be positive"));
     }
     if health.timeout.is_zero() {
-        return Err(invalid("spec.health.timeout", "must be positive"));
+        return Err(invalid(&field("timeout"), "must be positive"));
     }
     if health.failure_threshold == 0 {
-        return Err(invalid(
-            "spec.health.failure_threshold",
-            "must be at least 1",
-        ));
+        return Err(invalid(&field("failure_threshold"), "must be at least 1"));
     }
     if health.success_threshold == 0 {
-        return Err(invalid(
-            "spec.health.success_threshold",
-            "must be at least 1",
-        ));
+        return Err(invalid(&field("success_threshold"), "must be at least 1"));
     }
     Ok(())
 }
@@ -480,6 +505,75 @@ pub fn validate_restart(restart: &RestartPolicy) -> Result<(), InvalidField> {
         return Err(invalid("spec.restart.max_restarts", "must be at least 1"));
     }
     Ok(())
+}
+
+/// A process outpost did not start, to be watched, as the request gives it.
+#[derive(Debug, Default)]
+pub struct ExternalInput {
+    /// Its name, as an instance's.
+    pub name: String,
+    /// Its pid; 0 for none.
+    pub pid: u32,
+    /// The port it serves on; 0 for none.
+    pub port: u32,
+    /// Its project directory; empty for none.
+    pub project_path: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// How to probe it; checked against the port.
+    pub health: HealthCheck,
+}
+
+/// A validated external process: what to watch, and its spec (no command;
+/// never restarted, since outpost cannot start it).
+#[derive(Debug)]
+pub struct ExternalSpec {
+    /// The pid to watch, when given.
+    pub pid: Option<u32>,
+    /// Its spec: name, project, port, labels and health.
+    pub spec: InstanceSpec,
+}
+
+impl ExternalInput {
+    /// Validates the input: a pid, a port or both are required (without
+    /// either there is nothing to watch or probe).
+    pub fn validate(self) -> Result<ExternalSpec, InvalidField> {
+        validate_name("name", &self.name)?;
+        let port =
+            match self.port {
+                0 => None,
+                port => Some(u16::try_from(port).map_err(|_| {
+                    invalid("port", format!("{port} is not a port from 1 to 65535"))
+                })?),
+            };
+        let pid = Some(self.pid).filter(|&pid| pid != 0);
+        if pid.is_none() && port.is_none() {
+            return Err(invalid("pid", "give a pid, a port, or both"));
+        }
+        let project_path = match self.project_path.as_str() {
+            "" => None,
+            path => Some(validate_dir("project_path", path)?),
+        };
+        let port = port.map_or(PortChoice::None, PortChoice::Fixed);
+        validate_health("health", &self.health, port)?;
+        let spec = InstanceSpec {
+            name: self.name,
+            project_path,
+            command: String::new(),
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            working_dir: None,
+            port,
+            stop_signal: Signal::SIGTERM,
+            stop_grace: DEFAULT_STOP_GRACE,
+            labels: self.labels,
+            health: self.health,
+            restart: RestartPolicy::default(),
+            idle_timeout: None,
+            startup_timeout: DEFAULT_STARTUP_TIMEOUT,
+        };
+        Ok(ExternalSpec { pid, spec })
+    }
 }
 
 /// Serialises a signal as its name ("SIGTERM").
@@ -527,5 +621,54 @@ mod tests {
         assert_eq!(parse_signal("TERM"), Some(Signal::SIGTERM));
         assert_eq!(parse_signal("sigint"), Some(Signal::SIGINT));
         assert_eq!(parse_signal("NOPE"), None);
+    }
+
+    #[test]
+    fn probes_fill_in_their_defaults() {
+        assert_eq!(
+            Probe::tcp(String::new(), None),
+            Probe::Tcp {
+                host: "127.0.0.1".to_owned(),
+                port: None
+            }
+        );
+        assert_eq!(
+            Probe::http(String::new(), String::new()),
+            Probe::Http {
+                target: HttpTarget::Path("/".to_owned())
+            }
+        );
+        assert_eq!(
+            Probe::http("http://h/x".to_owned(), "/ignored".to_owned()),
+            Probe::Http {
+                target: HttpTarget::Url("http://h/x".to_owned())
+            }
+        );
+    }
+
+    #[test]
+    fn an_external_process_needs_a_pid_or_a_port() {
+        let input = |pid, port| ExternalInput {
+            name: "legacy".to_owned(),
+            pid,
+            port,
+            ..ExternalInput::default()
+        };
+        assert_eq!(input(0, 0).validate().unwrap_err().field, "pid");
+        assert_eq!(input(0, 70_000).validate().unwrap_err().field, "port");
+        let external = input(0, 8080).validate().unwrap();
+        assert_eq!(
+            (external.pid, external.spec.port),
+            (None, PortChoice::Fixed(8080))
+        );
+        assert_eq!(external.spec.restart.mode, RestartMode::Never);
+        let probed = ExternalInput {
+            health: HealthCheck {
+                probe: Probe::http(String::new(), "/up".to_owned()),
+                ..HealthCheck::default()
+            },
+            ..input(42, 0)
+        };
+        assert_eq!(probed.validate().unwrap_err().field, "health.http");
     }
 }

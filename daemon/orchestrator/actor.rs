@@ -8,40 +8,31 @@
 //! at a time, so concurrent start/stop/restart calls are serialised.
 
 use std::{
-    collections::HashSet,
     hash::{BuildHasher, RandomState},
     os::fd::OwnedFd,
     sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
 
-use nix::sys::signal::Signal;
 use tokio::{
     io::unix::AsyncFd,
     sync::{mpsc, oneshot},
-    time::timeout_at,
 };
 
 use outpost::spec::{InstanceSpec, Probe, RestartMode};
 
 use super::{
-    OrchestratorError, Shared,
+    context::Context,
+    error::OrchestratorError,
     events::Change,
     health,
-    lineage::Lineage,
     policy::{RestartTracker, Verdict},
-    process,
-    scanner::Scanner,
     status::{
         Exit, ExitOutcome, FAILURE_HISTORY, Failure, HealthState, InstanceKind, InstanceState,
         InstanceStatus, ProcessInfo, Reason,
     },
+    terminate::{Group, terminate, terminate_group},
 };
-
-/// How long SIGKILLed processes may take to disappear.
-const KILL_WAIT: Duration = Duration::from_secs(5);
-/// How often /proc is looked at while waiting for a group to empty.
-const GROUP_POLL: Duration = Duration::from_millis(5);
 
 /// The answer to a command.
 pub type Reply = oneshot::Sender<Result<InstanceStatus, OrchestratorError>>;
@@ -120,14 +111,15 @@ pub enum Process {
 
 impl Process {
     /// Its process group; the daemon's own when it spawned the process.
-    fn group(&self) -> Group {
+    pub fn group(&self) -> Group {
         Group {
             pgid: self.info().pgid,
             own: matches!(self, Self::Managed { .. }),
         }
     }
 
-    fn info(&self) -> ProcessInfo {
+    /// Its identity.
+    pub fn info(&self) -> ProcessInfo {
         match self {
             Self::Managed { info, .. }
             | Self::Adopted { info, .. }
@@ -136,7 +128,7 @@ impl Process {
     }
 
     /// Completes when the process exits.
-    async fn exited(&mut self) -> ExitOutcome {
+    pub async fn exited(&mut self) -> ExitOutcome {
         match self {
             Self::Managed { exit, .. } => exit.await.unwrap_or(ExitOutcome::Unknown),
             Self::Adopted { pidfd, .. } | Self::External { pidfd, .. } => {
@@ -189,7 +181,7 @@ fn due(timer: &mut Option<Instant>, now: Instant) -> bool {
 pub struct Actor {
     status: InstanceStatus,
     process: Option<Process>,
-    shared: Arc<Shared>,
+    context: Arc<Context>,
     commands: mpsc::Receiver<Command>,
     restarts: RestartTracker,
     timers: Timers,
@@ -208,11 +200,11 @@ impl Actor {
     pub fn create(
         mut status: InstanceStatus,
         process: Option<Process>,
-        shared: Arc<Shared>,
+        context: Arc<Context>,
         commands: mpsc::Receiver<Command>,
     ) -> Self {
         status.process = process.as_ref().map(Process::info);
-        shared.publish(Change::Instance {
+        context.publish(Change::Instance {
             status: status.clone(),
             previous: None,
             reason: Reason::Created,
@@ -221,7 +213,7 @@ impl Actor {
         let mut actor = Self {
             status,
             process,
-            shared,
+            context,
             commands,
             restarts: RestartTracker::default(),
             timers: Timers::default(),
@@ -244,12 +236,15 @@ impl Actor {
     pub fn resume(
         mut status: InstanceStatus,
         process: Option<Process>,
-        shared: Arc<Shared>,
+        context: Arc<Context>,
         commands: mpsc::Receiver<Command>,
     ) -> Self {
         let recorded = status.state;
+        // An external instance registered with a port alone has no
+        // process to find: it is assumed to serve, as when registered.
+        let port_only = status.kind == InstanceKind::External && status.process.is_none();
         let adopted = process.as_ref().map(Process::info);
-        if adopted.is_some() {
+        if matches!(process, Some(Process::Adopted { .. })) {
             status.kind = InstanceKind::Discovered;
         }
         status.process = adopted;
@@ -264,10 +259,11 @@ impl Actor {
             .map(|at| Instant::now() + at.duration_since(SystemTime::now()).unwrap_or_default());
         let detail = match (recorded.is_active(), adopted) {
             (true, Some(info)) => format!("re-adopted pid {}", info.pid),
+            (true, None) if port_only => String::new(),
             (true, None) => "its process ended while the daemon was down".to_owned(),
             _ => String::new(),
         };
-        shared.publish(Change::Instance {
+        context.publish(Change::Instance {
             status: status.clone(),
             previous: None,
             reason: Reason::DaemonRestart,
@@ -276,7 +272,7 @@ impl Actor {
         let mut actor = Self {
             status,
             process,
-            shared,
+            context,
             commands,
             restarts,
             timers: Timers::default(),
@@ -288,6 +284,7 @@ impl Actor {
         };
         match (recorded, adopted) {
             (state, Some(_)) if state.is_active() => actor.arm_adopted_timers(),
+            (state, None) if state.is_active() && port_only => actor.arm_adopted_timers(),
             (state, None) if state.is_active() => {
                 let exit = Exit {
                     outcome: ExitOutcome::Unknown,
@@ -417,7 +414,7 @@ impl Actor {
     fn publish(&mut self, previous: InstanceState, reason: Reason, detail: String) {
         self.status.process = self.process.as_ref().map(Process::info);
         self.mirror_restarts();
-        self.shared.publish(Change::Instance {
+        self.context.publish(Change::Instance {
             status: self.status.clone(),
             previous: Some(previous),
             reason,
@@ -442,7 +439,7 @@ impl Actor {
             let _ = reply.send(if self.process.is_some() {
                 Ok(self.status.clone())
             } else {
-                Err(OrchestratorError::FailedPrecondition(format!(
+                Err(OrchestratorError::Refused(format!(
                     "instance {} is external: the daemon cannot start it",
                     self.status.spec.name
                 )))
@@ -470,7 +467,7 @@ impl Actor {
     /// (the restart policy applies) and also returned.
     fn spawn(&mut self, reason: Reason) -> Result<(), OrchestratorError> {
         match self
-            .shared
+            .context
             .spawn(&self.status.id, &self.status.spec, self.status.port)
         {
             Ok(process) => {
@@ -484,28 +481,36 @@ impl Actor {
             Err(err) => {
                 let message = err.to_string();
                 self.on_failure(Reason::SpawnFailed, message.clone(), None);
-                Err(OrchestratorError::FailedPrecondition(message))
+                Err(OrchestratorError::StartFailed(message))
             }
         }
     }
 
     /// Arms readiness for a fresh process: with no probe it is ready now.
+    /// An external one is running as soon as it is registered: its probe
+    /// only tells whether it is healthy (the daemon cannot restart it).
     fn on_spawned(&mut self) {
         self.generation += 1;
         self.probe_successes = 0;
         self.status.health = Default::default();
-        if self.status.spec.health.probe == Probe::None
-            || self.status.kind == InstanceKind::External
-        {
-            if self.status.spec.health.probe == Probe::None {
-                self.status.health.state = HealthState::Healthy;
-            }
-            self.on_ready();
-            return;
-        }
         let now = Instant::now();
-        self.timers.startup = Some(now + self.status.spec.startup_timeout);
-        self.timers.probe = Some(now);
+        if self.status.spec.health.probe == Probe::None {
+            self.status.health.state = HealthState::Healthy;
+            self.on_ready();
+        } else if self.status.kind == InstanceKind::External {
+            self.on_ready();
+            self.timers.probe = Some(now);
+        } else {
+            self.timers.startup = Some(now + self.status.spec.startup_timeout);
+            self.timers.probe = Some(now);
+        }
+    }
+
+    /// Whether there is something to probe: a process, or an external
+    /// instance registered with a port alone while it is deemed running.
+    fn probed(&self) -> bool {
+        self.process.is_some()
+            || (self.status.kind == InstanceKind::External && self.status.state.is_active())
     }
 
     fn on_ready(&mut self) {
@@ -524,7 +529,7 @@ impl Actor {
     /// with this process's generation.
     fn launch_probe(&mut self) {
         // While a probe is in flight, its result re-arms the timer.
-        if self.probing || self.process.is_none() {
+        if self.probing || !self.probed() {
             return;
         }
         self.probing = true;
@@ -533,7 +538,7 @@ impl Actor {
         let port = self.status.port;
         let generation = self.generation;
         let results = self.probe_results.0.clone();
-        let shared = self.shared.clone();
+        let shared = self.context.clone();
         tokio::spawn(async move {
             let result = health::check(&probe, port, timeout, &shared.reaper).await;
             let _ = results.send((generation, result)).await;
@@ -543,7 +548,7 @@ impl Actor {
 
     async fn on_probe_result(&mut self, generation: u64, result: Result<(), String>) {
         self.probing = false;
-        if generation != self.generation || self.process.is_none() {
+        if generation != self.generation || !self.probed() {
             return; // a result about an earlier process
         }
         if self.timers.probe.is_none() {
@@ -566,13 +571,15 @@ impl Actor {
                         if self.status.health.state != HealthState::Healthy
                             && self.probe_successes >= check.success_threshold =>
                     {
+                        // An external instance's first pass is its readiness.
+                        let reason = if self.status.health.state == HealthState::Unknown {
+                            Reason::Ready
+                        } else {
+                            Reason::HealthRecovered
+                        };
                         self.status.health.state = HealthState::Healthy;
                         self.status.health.last_failure = None;
-                        self.publish(
-                            InstanceState::Running,
-                            Reason::HealthRecovered,
-                            String::new(),
-                        );
+                        self.publish(InstanceState::Running, reason, String::new());
                     }
                     _ => {}
                 }
@@ -604,7 +611,8 @@ impl Actor {
 
     /// Whether the policy restarts after a failure.
     fn restarts_on_failure(&self) -> bool {
-        self.status.spec.restart.mode != RestartMode::Never
+        self.status.kind != InstanceKind::External
+            && self.status.spec.restart.mode != RestartMode::Never
     }
 
     async fn on_timers(&mut self) {
@@ -639,7 +647,7 @@ impl Actor {
         {
             self.restarts.reset();
             self.mirror_restarts();
-            self.shared.refresh(&self.status);
+            self.context.refresh(&self.status);
         }
         if due(&mut self.timers.idle, now) && self.status.state == InstanceState::Running {
             self.check_idle().await;
@@ -653,7 +661,7 @@ impl Actor {
             return;
         };
         let last = self
-            .shared
+            .context
             .board
             .get(&self.status.id)
             .map_or(self.status.last_activity_at, |status| {
@@ -682,7 +690,7 @@ impl Actor {
             self.status.last_error = Some(message.clone());
         }
         for reply in self.waiting_ready.drain(..) {
-            let _ = reply.send(Err(OrchestratorError::FailedPrecondition(format!(
+            let _ = reply.send(Err(OrchestratorError::StartFailed(format!(
                 "{} did not become ready: {message}",
                 self.status.spec.name
             ))));
@@ -724,7 +732,7 @@ impl Actor {
         let spec = &self.status.spec;
         Some(
             terminate(
-                &self.shared,
+                &self.context,
                 &self.status.id,
                 process,
                 spec.stop_signal,
@@ -741,7 +749,7 @@ impl Actor {
         reason: Reason,
     ) -> Result<InstanceStatus, OrchestratorError> {
         if matches!(self.process, Some(Process::External { .. })) && !signal_external {
-            return Err(OrchestratorError::FailedPrecondition(format!(
+            return Err(OrchestratorError::Refused(format!(
                 "instance {} is external: pass signal_external to signal its process",
                 self.status.spec.name
             )));
@@ -749,7 +757,7 @@ impl Actor {
         // A user's stop wins over any pending restart or probe.
         self.timers = Timers::default();
         for reply in self.waiting_ready.drain(..) {
-            let _ = reply.send(Err(OrchestratorError::FailedPrecondition(
+            let _ = reply.send(Err(OrchestratorError::StartFailed(
                 "stopped before it became ready".to_owned(),
             )));
         }
@@ -767,7 +775,7 @@ impl Actor {
         self.transition(InstanceState::Stopping, reason, String::new());
         let process = self.process.take().expect("just put back");
         let outcome = terminate(
-            &self.shared,
+            &self.context,
             &self.status.id,
             process,
             self.status.spec.stop_signal,
@@ -799,7 +807,7 @@ impl Actor {
         if !matches!(process, Process::External { .. }) {
             let spec = &self.status.spec;
             terminate_group(
-                &self.shared,
+                &self.context,
                 &self.status.id,
                 process.group(),
                 None,
@@ -825,174 +833,4 @@ async fn exited(process: &mut Option<Process>) -> ExitOutcome {
         Some(process) => process.exited().await,
         None => std::future::pending().await,
     }
-}
-
-/// The processes of one instance being stopped: every member ever seen
-/// during the stop is remembered, because a zombie cannot be recognised
-/// by its marker any more (its environment is gone) but must still be
-/// waited for until it is reaped.
-struct Members<'a> {
-    id: &'a str,
-    pgid: i32,
-    scanner: &'a Arc<Scanner>,
-    seen: HashSet<i32>,
-}
-
-/// What one look at /proc found of an instance.
-struct Look {
-    /// Its members alive now (not zombies).
-    live: Vec<i32>,
-    /// Whether nothing of it remains.
-    gone: bool,
-}
-
-impl<'a> Members<'a> {
-    fn new(id: &'a str, pgid: i32, scanner: &'a Arc<Scanner>) -> Self {
-        Self {
-            id,
-            pgid,
-            scanner,
-            seen: HashSet::new(),
-        }
-    }
-
-    /// Looks at a fresh process table (a scan shared with every other stop
-    /// in progress, made off the async workers), remembering the members.
-    /// Nothing remains when no member lingers, counting the daemon's own
-    /// zombies (its reaper collects them at once) but not zombies of other
-    /// parents (dead; only their parent can reap them).
-    async fn look(&mut self) -> Look {
-        let me = std::process::id() as i32;
-        let lingers = |p: &process::ProcEntry| p.state != 'Z' || p.ppid == me;
-        let table = self.scanner.fresh(true).await;
-        let members = table.members(self.pgid, self.id);
-        self.seen.extend(members.iter().map(|p| p.pid));
-        let gone = !members.iter().any(lingers)
-            && self
-                .seen
-                .iter()
-                .all(|&pid| table.get(pid).is_none_or(|p| !lingers(p)));
-        let live = members
-            .into_iter()
-            .filter(|p| p.state != 'Z')
-            .map(|p| p.pid)
-            .collect();
-        Look { live, gone }
-    }
-
-    /// Looks at /proc every [`GROUP_POLL`] until nothing remains or
-    /// `deadline`; returns whether everything is gone.
-    async fn wait_gone(&mut self, deadline: Instant) -> bool {
-        loop {
-            if self.look().await.gone {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(GROUP_POLL).await;
-        }
-    }
-}
-
-/// The process group of an instance being stopped.
-struct Group {
-    /// Its id (the leader's pid).
-    pgid: u32,
-    /// Whether this daemon spawned its leader, so that its processes can be
-    /// found through lists of children (see [`Lineage`]) in place of scans.
-    own: bool,
-}
-
-/// Stops a managed group: the stop signal to the group and to every
-/// descendant that left it, then (waiting for the leader's `exit`, if it
-/// still runs) the grace period, then SIGKILL to whatever is left, then
-/// waits until nothing of the instance remains, zombies included. A group
-/// of this daemon's own is looked at through lists of children; /proc is
-/// scanned only when they cannot tell (a re-adopted group, a list that
-/// changed while it was read, something left after the leader's exit).
-async fn terminate_group(
-    shared: &Shared,
-    id: &str,
-    group: Group,
-    mut leader: Option<Process>,
-    signal: Signal,
-    grace: Duration,
-) -> ExitOutcome {
-    let pgid = group.pgid as i32;
-    let lineage = group
-        .own
-        .then(|| Lineage::new(id, pgid, &shared.reaper, &shared.data_dir));
-    let mut members = Members::new(id, pgid, &shared.scanner);
-    let leader_pid = leader.as_ref().map(|leader| leader.info().pid as i32);
-    let escapees = match (&lineage, leader_pid) {
-        (Some(lineage), Some(pid)) => lineage.escapees(pid),
-        (Some(lineage), None) if lineage.gone() => return ExitOutcome::Unknown,
-        _ => None,
-    };
-    match escapees {
-        Some(escapees) => process::signal_members(pgid, &escapees, signal),
-        None => {
-            let first = members.look().await;
-            if first.live.is_empty() && leader.is_none() && first.gone {
-                return ExitOutcome::Unknown;
-            }
-            process::signal_members(pgid, &first.live, signal);
-        }
-    }
-    let deadline = Instant::now() + grace;
-    let mut outcome = None;
-    if let Some(leader) = leader.as_mut() {
-        outcome = timeout_at(deadline.into(), leader.exited()).await.ok();
-    }
-    let reaped = leader.is_none() || outcome.is_some();
-    if reaped && lineage.as_ref().is_some_and(Lineage::gone) {
-        return outcome.unwrap_or(ExitOutcome::Unknown);
-    }
-    if !members.wait_gone(deadline).await {
-        let live = members.look().await.live;
-        process::signal_members(pgid, &live, Signal::SIGKILL);
-        if let (None, Some(leader)) = (outcome, leader.as_mut()) {
-            outcome = tokio::time::timeout(KILL_WAIT, leader.exited()).await.ok();
-        }
-        if !members.wait_gone(Instant::now() + KILL_WAIT).await {
-            tracing::error!(id, pgid, "processes of the instance survived SIGKILL");
-        }
-    }
-    outcome.unwrap_or(ExitOutcome::Unknown)
-}
-
-/// Stops `process` the way its kind allows: a group of the daemon's
-/// (spawned or re-adopted) as a whole, an external process by itself.
-async fn terminate(
-    shared: &Shared,
-    id: &str,
-    process: Process,
-    signal: Signal,
-    grace: Duration,
-) -> ExitOutcome {
-    match process {
-        Process::External { info, pidfd } => terminate_external(info, pidfd, grace).await,
-        leader => terminate_group(shared, id, leader.group(), Some(leader), signal, grace).await,
-    }
-}
-
-/// Stops an external process through its pidfd (so a reused pid is never
-/// signalled): SIGTERM, the grace period, then SIGKILL.
-async fn terminate_external(
-    info: ProcessInfo,
-    pidfd: AsyncFd<OwnedFd>,
-    grace: Duration,
-) -> ExitOutcome {
-    let send = |signal: rustix::process::Signal| {
-        if let Err(err) = rustix::process::pidfd_send_signal(pidfd.get_ref(), signal) {
-            tracing::debug!(pid = info.pid, %err, "pidfd_send_signal");
-        }
-    };
-    send(rustix::process::Signal::TERM);
-    if tokio::time::timeout(grace, pidfd.readable()).await.is_err() {
-        send(rustix::process::Signal::KILL);
-        let _ = tokio::time::timeout(KILL_WAIT, pidfd.readable()).await;
-    }
-    ExitOutcome::Unknown
 }

@@ -204,6 +204,16 @@ impl StatusBoard {
         self.lock().instances.get(id).cloned()
     }
 
+    /// Number of instances in each state (every state listed).
+    pub fn counts(&self) -> BTreeMap<InstanceState, u32> {
+        let mut counts: BTreeMap<InstanceState, u32> =
+            InstanceState::ALL.iter().map(|&state| (state, 0)).collect();
+        for status in self.lock().instances.values() {
+            *counts.entry(status.state).or_default() += 1;
+        }
+        counts
+    }
+
     /// The current board.
     pub fn snapshot(&self, kind: SnapshotKind) -> Snapshot {
         let board = self.lock();

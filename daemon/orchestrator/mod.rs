@@ -1,9 +1,12 @@
 //! The orchestrator: supervises instances. Each instance is an actor task
 //! ([`actor`]) owning its process; the [`registry`] finds actors by id,
-//! name or project; every change is published on the [`events`] board.
-//! Nothing here knows about gRPC.
+//! name or project; every change is published on the [`events`] board and
+//! written through the [`writer`]. This file is the facade every front end
+//! calls; nothing here knows about gRPC.
 
 pub mod actor;
+pub mod context;
+pub mod error;
 pub mod events;
 pub mod health;
 pub mod lineage;
@@ -12,82 +15,46 @@ pub mod policy;
 pub mod ports;
 pub mod process;
 pub mod reaper;
+pub mod records;
+mod recovery;
 pub mod registry;
 pub mod scanner;
 pub mod status;
+pub mod terminate;
 pub mod usage;
 pub mod validate;
+pub mod writer;
 
 use std::{
-    collections::{BTreeMap, HashMap},
-    os::fd::OwnedFd,
-    path::{Path, PathBuf},
+    collections::BTreeMap,
+    path::PathBuf,
     sync::{Arc, Mutex, MutexGuard},
     time::{Duration, SystemTime},
 };
 
-use tokio::{io::unix::AsyncFd, sync::mpsc};
+use outpost::spec::{ExternalSpec, InstanceSpec, PortChoice, SpecInput, validate_dir};
+use tokio::sync::mpsc;
 
-use crate::{
-    config::PortRange,
-    store::{Op, Store, StoreError, StoredInstance, Transition, writer::StoreWriter},
-};
 use actor::{Actor, Command, Process, Reply};
+use context::Context;
+pub use error::{OrchestratorError, StartError};
 use events::{StatusBoard, Subscription};
-use logs::{LogFiles, LogSpares};
-use outpost::spec::{self, InstanceSpec, PortChoice};
-use ports::{PortError, PortPool};
+use logs::{
+    follow::{LogLines, LogRequest},
+    spares::LogSpares,
+};
+use ports::{PortPool, PortRange};
 use reaper::Reaper;
+use records::{InstanceRecords, Op};
 use registry::{InstanceHandle, Registry};
 use scanner::Scanner;
-use status::{InstanceKind, InstanceState, InstanceStatus, ProcessInfo, Reason};
+use status::{InstanceKind, InstanceState, InstanceStatus, Reason};
+use writer::RecordWriter;
 
 /// Commands an actor may have queued before senders wait.
 const COMMAND_QUEUE: usize = 32;
-/// How often log files are checked for rotation.
-const ROTATE_EVERY: Duration = Duration::from_secs(10);
-/// Most rotation rounds skipped for an instance whose logs did not grow:
-/// quiet logs are looked at every 10 s, 20 s, 40 s … up to every 320 s.
-const MAX_QUIET_SKIP: u32 = 31;
-
-/// Why an orchestrator call failed; the server maps each to a gRPC code.
-#[derive(Debug, thiserror::Error)]
-pub enum OrchestratorError {
-    /// A request field is invalid.
-    #[error("{field}: {reason}")]
-    InvalidArgument {
-        /// The field, as named in the API (`spec.name`).
-        field: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// No such instance.
-    #[error("{0}")]
-    NotFound(String),
-    /// The name or project is taken.
-    #[error("{0}")]
-    AlreadyExists(String),
-    /// The request is valid but cannot be carried out now.
-    #[error("{0}")]
-    FailedPrecondition(String),
-    /// A limit is reached (instances, ports).
-    #[error("{0}")]
-    ResourceExhausted(String),
-    /// The change happened but could not be stored.
-    #[error("{0}")]
-    Storage(String),
-}
-
-/// Why the orchestrator could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The store refused (damaged, newer schema, unwritable).
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The subreaper or the log directory could not be set up.
-    #[error("{0}")]
-    Io(std::io::Error),
-}
+/// Log lines batches a follower may have ready before it waits.
+const LOG_QUEUE: usize = 16;
 
 /// How an actor comes to be.
 enum Origin {
@@ -95,26 +62,6 @@ enum Origin {
     New(Option<Process>),
     /// Recovered from the store, with its process if it was re-adopted.
     Recovered(Option<Process>),
-}
-
-impl From<spec::InvalidField> for OrchestratorError {
-    fn from(err: spec::InvalidField) -> Self {
-        Self::InvalidArgument {
-            field: err.field,
-            reason: err.reason,
-        }
-    }
-}
-
-impl From<PortError> for OrchestratorError {
-    fn from(err: PortError) -> Self {
-        match err {
-            PortError::Exhausted(_) => Self::ResourceExhausted(err.to_string()),
-            PortError::Allocated { .. } | PortError::InUse(_) => {
-                Self::FailedPrecondition(err.to_string())
-            }
-        }
-    }
 }
 
 /// What the orchestrator needs from the daemon's configuration.
@@ -126,86 +73,6 @@ pub struct OrchestratorConfig {
     pub port_range: PortRange,
     /// Most instances held.
     pub max_instances: u32,
-}
-
-/// What actors share.
-pub struct Shared {
-    /// The event bus and current status of every instance.
-    pub board: StatusBoard,
-    /// Persists every change.
-    pub writer: StoreWriter,
-    reaper: Arc<Reaper>,
-    /// The shared /proc scans.
-    scanner: Arc<Scanner>,
-    logs_root: PathBuf,
-    /// Log directories made ahead for new instances.
-    log_spares: Arc<LogSpares>,
-    data_dir: PathBuf,
-    boot_id: String,
-}
-
-impl Shared {
-    /// Publishes a transition on the board and queues it for the store.
-    pub fn publish(&self, change: events::Change) {
-        if let events::Change::Instance {
-            status,
-            reason,
-            detail,
-            ..
-        } = &change
-        {
-            self.writer.submit(Op::Upsert {
-                status: Box::new(status.clone()),
-                transition: Some(Transition {
-                    at: SystemTime::now(),
-                    reason: *reason,
-                    detail: detail.clone(),
-                }),
-            });
-        }
-        self.board.publish(change);
-    }
-
-    /// Updates an instance's status without a transition (board and store).
-    pub fn refresh(&self, status: &InstanceStatus) {
-        self.board.refresh(status);
-        self.writer.submit(Op::Upsert {
-            status: Box::new(status.clone()),
-            transition: None,
-        });
-    }
-
-    /// The log files of instance `id`.
-    pub fn logs(&self, id: &str) -> LogFiles {
-        LogFiles::new(&self.logs_root, id)
-    }
-
-    /// Spawns the process of a managed instance.
-    fn spawn(
-        &self,
-        id: &str,
-        spec: &InstanceSpec,
-        port: Option<u16>,
-    ) -> Result<Process, process::SpawnError> {
-        let logs = self.logs(id);
-        let mut command =
-            process::command(id, spec, port, &self.data_dir, &logs, &self.log_spares)?;
-        let spawned = self
-            .reaper
-            .spawn(&mut command)
-            .map_err(|err| process::spawn_error(spec, err))?;
-        let start_ticks =
-            process::read_entry(spawned.pid as i32).map_or(0, |entry| entry.start_ticks);
-        Ok(Process::Managed {
-            info: ProcessInfo {
-                pid: spawned.pid,
-                pgid: spawned.pid,
-                start_ticks,
-                started_at: SystemTime::now(),
-            },
-            exit: spawned.exit,
-        })
-    }
 }
 
 /// Which instances `list` returns; empty fields match everything.
@@ -233,48 +100,48 @@ impl ListFilter {
     }
 }
 
-/// An external process to watch.
+/// What [`Orchestrator::get_or_create`] did.
 #[derive(Debug)]
-pub struct ExternalInput {
-    /// Its name.
-    pub name: String,
-    /// Its pid, if known.
-    pub pid: Option<u32>,
-    /// Its port, if any.
-    pub port: Option<u16>,
-    /// Its project directory, if any.
-    pub project_path: Option<PathBuf>,
-    /// Labels.
-    pub labels: BTreeMap<String, String>,
+pub struct Ensured {
+    /// The instance, ready (or failed to become so).
+    pub status: InstanceStatus,
+    /// Whether it was created by this call.
+    pub created: bool,
+    /// Whether this call started it.
+    pub started: bool,
 }
 
 /// The orchestrator.
 pub struct Orchestrator {
-    shared: Arc<Shared>,
+    context: Arc<Context>,
+    /// Lookups are synchronous map reads on every call; admission,
+    /// allocation and the spawn happen under it so that a failed spawn
+    /// leaves nothing behind. It is never held across an `.await`.
     registry: Mutex<Registry>,
-    usage: Arc<usage::UsageSampler>,
+    usage: usage::UsageSampler,
 }
 
 impl Orchestrator {
-    /// Makes the daemon a subreaper, starts the reaper and log rotation.
+    /// Makes the daemon a subreaper, starts the reaper, the record writer
+    /// over `records` and log rotation, and re-adopts what `records` holds.
     /// Must be called inside the tokio runtime.
-    pub async fn start(
+    pub async fn start<R: InstanceRecords>(
         config: OrchestratorConfig,
-        store: Arc<Store>,
+        records: Arc<R>,
     ) -> Result<Arc<Self>, StartError> {
         let logs_root = config.data_dir.join("logs");
         std::fs::create_dir_all(&logs_root).map_err(StartError::Io)?;
-        let stored = store.load().await?;
+        let stored = records.load().await?;
         let boot_id = process::boot_id();
-        let scanner = Arc::new(Scanner::default());
+        let scanner = Scanner::start();
         let orchestrator = Arc::new(Self {
-            shared: Arc::new(Shared {
+            context: Arc::new(Context {
                 board: StatusBoard::default(),
-                writer: StoreWriter::start(store, boot_id.clone()),
+                writer: RecordWriter::start(records, boot_id.clone()),
                 reaper: Reaper::start().map_err(StartError::Io)?,
-                scanner: Arc::clone(&scanner),
+                scanner: scanner.clone(),
                 log_spares: LogSpares::start(&logs_root).map_err(StartError::Io)?,
-                logs_root,
+                logs_root: logs_root.clone(),
                 data_dir: config.data_dir,
                 boot_id,
             }),
@@ -282,81 +149,12 @@ impl Orchestrator {
                 PortPool::new(config.port_range),
                 config.max_instances,
             )),
-            usage: usage::UsageSampler::new(scanner),
+            usage: usage::UsageSampler::start(scanner),
         });
         orchestrator.recover(stored);
-        orchestrator.shared.writer.flush().await?;
-        let weak = Arc::downgrade(&orchestrator);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(ROTATE_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            let mut watched = HashMap::new();
-            loop {
-                tick.tick().await;
-                let Some(orchestrator) = weak.upgrade() else {
-                    break;
-                };
-                orchestrator.rotate_logs(&mut watched);
-            }
-        });
+        orchestrator.context.writer.flush().await?;
+        logs::rotation::start(logs_root);
         Ok(orchestrator)
-    }
-
-    /// Brings back what an earlier daemon left: a process still alive
-    /// under the identity it recorded (pid, start time, boot id) is
-    /// re-adopted; one that is gone counts as an exit and its restart
-    /// policy applies; stopped instances stay stopped; pending restarts
-    /// keep their schedule. An instance that should run but whose recorded
-    /// process is gone may have a newer process the earlier daemon spawned
-    /// and died before recording (a restart): a live group leader carrying
-    /// this daemon's marker for the instance is adopted instead of starting
-    /// a duplicate.
-    fn recover(&self, stored: Vec<StoredInstance>) {
-        let mut registry = self.registry();
-        let mut unrecorded: Option<HashMap<String, process::ProcEntry>> = None;
-        for StoredInstance {
-            mut status,
-            boot_id,
-        } in stored
-        {
-            if let Some(port) = status.port
-                && let Err(err) = registry.ports.claim(&status.id, port)
-            {
-                tracing::warn!(id = status.id, %err, "stored port allocation conflicts");
-            }
-            let this_boot = boot_id.as_deref() == Some(self.shared.boot_id.as_str());
-            let mut process = match (status.process, status.state.is_active()) {
-                (Some(info), true) if this_boot => adopt(&status.id, info),
-                _ => None,
-            };
-            let meant_to_run = matches!(
-                status.state,
-                InstanceState::Starting
-                    | InstanceState::Running
-                    | InstanceState::Stopping
-                    | InstanceState::Backoff
-                    | InstanceState::Error
-            );
-            if process.is_none() && meant_to_run && status.kind != InstanceKind::External {
-                let leaders = unrecorded.get_or_insert_with(|| {
-                    let table = process::ProcTable::scan(None);
-                    process::marked_leaders(&table, &self.shared.data_dir)
-                });
-                if let Some(entry) = leaders.remove(&status.id) {
-                    let info = ProcessInfo {
-                        pid: entry.pid as u32,
-                        pgid: entry.pgrp as u32,
-                        start_ticks: entry.start_ticks,
-                        started_at: process::started_at(entry.start_ticks),
-                    };
-                    process = adopt(&status.id, info);
-                    if process.is_some() && !status.state.is_active() {
-                        status.state = InstanceState::Running;
-                    }
-                }
-            }
-            self.launch(&mut registry, status, Origin::Recovered(process));
-        }
     }
 
     fn registry(&self) -> MutexGuard<'_, Registry> {
@@ -365,18 +163,10 @@ impl Orchestrator {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Creates an instance, started unless `start` is false, and returns
-    /// once it is stored. On any error nothing of it remains.
+    /// Creates an instance, started unless `start` is false, owned by
+    /// `workspace` if given, and returns once it is stored. On any error
+    /// nothing of it remains.
     pub async fn create(
-        &self,
-        spec: InstanceSpec,
-        start: bool,
-    ) -> Result<InstanceStatus, OrchestratorError> {
-        self.create_owned(spec, start, None).await
-    }
-
-    /// [`Orchestrator::create`] for an instance owned by a workspace.
-    pub async fn create_owned(
         &self,
         spec: InstanceSpec,
         start: bool,
@@ -401,14 +191,14 @@ impl Orchestrator {
             PortChoice::Fixed(port) => Some(registry.ports.allocate_fixed(&id, port)?),
         };
         let process = if start {
-            match self.shared.spawn(&id, &spec, port) {
+            match self.context.spawn(&id, &spec, port) {
                 Ok(process) => Some(process),
                 Err(err) => {
                     if let Some(port) = port {
                         registry.ports.release(port);
                     }
-                    let _ = self.shared.logs(&id).remove();
-                    return Err(OrchestratorError::FailedPrecondition(err.to_string()));
+                    let _ = self.context.logs(&id).remove();
+                    return Err(OrchestratorError::StartFailed(err.to_string()));
                 }
             }
         } else {
@@ -434,10 +224,10 @@ impl Orchestrator {
         let (sender, receiver) = mpsc::channel(COMMAND_QUEUE);
         let name = status.spec.name.clone();
         let project = status.spec.project_path.clone();
-        let shared = self.shared.clone();
+        let context = self.context.clone();
         let actor = match origin {
-            Origin::New(process) => Actor::create(status, process, shared, receiver),
-            Origin::Recovered(process) => Actor::resume(status, process, shared, receiver),
+            Origin::New(process) => Actor::create(status, process, context, receiver),
+            Origin::Recovered(process) => Actor::resume(status, process, context, receiver),
         };
         let status = actor.status().clone();
         registry.insert(
@@ -452,96 +242,72 @@ impl Orchestrator {
         status
     }
 
-    /// Registers a process the daemon did not start.
+    /// Registers a process the daemon did not start: watched through its
+    /// pid if given, probed if it has a health check, never signalled
+    /// unless asked.
     pub async fn register_external(
         &self,
-        input: ExternalInput,
+        external: ExternalSpec,
     ) -> Result<InstanceStatus, OrchestratorError> {
-        let status = self.register_unsaved(input)?;
+        let process = match external.pid {
+            Some(pid) => Some(recovery::watch_external(pid)?),
+            None => None,
+        };
+        let status = {
+            let mut registry = self.registry();
+            let spec = external.spec;
+            let id = registry.admit(&spec.name, spec.project_path.as_ref())?;
+            let port = match spec.port {
+                PortChoice::Fixed(port) => Some(port),
+                PortChoice::None | PortChoice::Auto => None,
+            };
+            if let Some(port) = port {
+                registry.ports.claim(&id, port)?;
+            }
+            let status = InstanceStatus::new(
+                id,
+                spec,
+                InstanceKind::External,
+                InstanceState::Starting,
+                port,
+            );
+            self.launch(&mut registry, status, Origin::New(process))
+        };
         self.flush().await?;
         Ok(status)
     }
 
-    fn register_unsaved(&self, input: ExternalInput) -> Result<InstanceStatus, OrchestratorError> {
-        let process = match input.pid {
-            Some(pid) => Some(watch_external(pid)?),
-            None => None,
-        };
-        let mut registry = self.registry();
-        let id = registry.admit(&input.name, input.project_path.as_ref())?;
-        if let Some(port) = input.port {
-            registry.ports.claim(&id, port)?;
+    /// Makes sure the instance of a project runs: a live one as it is, a
+    /// stopped one started, or a new one created from `input` (whose other
+    /// fields are only looked at then, so a caller need not describe an
+    /// instance that exists). Returns once it is ready (or failed to become
+    /// so). Counts as activity.
+    pub async fn get_or_create(&self, input: SpecInput) -> Result<Ensured, OrchestratorError> {
+        if input.project_path.is_empty() {
+            return Err(OrchestratorError::Invalid {
+                field: "spec.project_path".to_owned(),
+                reason: "is required".to_owned(),
+            });
         }
-        let spec = InstanceSpec {
-            name: input.name,
-            project_path: input.project_path,
-            command: String::new(),
-            args: Vec::new(),
-            env: BTreeMap::new(),
-            working_dir: None,
-            port: input.port.map_or(PortChoice::None, PortChoice::Fixed),
-            stop_signal: nix::sys::signal::Signal::SIGTERM,
-            stop_grace: spec::DEFAULT_STOP_GRACE,
-            labels: input.labels,
-            health: spec::HealthCheck::default(),
-            restart: spec::RestartPolicy::default(),
-            idle_timeout: None,
-            startup_timeout: spec::DEFAULT_STARTUP_TIMEOUT,
-        };
-        // Without a pid there is nothing to watch: it is assumed to serve.
-        let status = InstanceStatus::new(
-            id,
-            spec,
-            InstanceKind::External,
-            InstanceState::Starting,
-            input.port,
-        );
-        Ok(self.launch(&mut registry, status, Origin::New(process)))
-    }
-
-    /// Returns the instance of `project`: a live one as it is, a stopped
-    /// one started, or a new one created from `spec()` (only called then, so
-    /// a caller need not describe an instance that exists). The flags say
-    /// whether it was created and whether this call started it. Counts as
-    /// activity.
-    pub async fn get_or_create<E: From<OrchestratorError>>(
-        &self,
-        project: &Path,
-        spec: impl FnOnce() -> Result<InstanceSpec, E>,
-    ) -> Result<(InstanceStatus, bool, bool), E> {
-        let existing = self.registry().by_project(project).cloned();
+        let project = validate_dir("spec.project_path", &input.project_path)?;
+        let existing = self.registry().by_project(&project).cloned();
         let (handle, created) = match existing {
             Some(handle) => (handle, false),
-            None => {
-                let spec = spec()?;
-                if spec.project_path.as_deref() != Some(project) {
-                    return Err(OrchestratorError::InvalidArgument {
-                        field: "spec.project_path".to_owned(),
-                        reason: "must be the project asked for".to_owned(),
-                    }
-                    .into());
+            None => match self
+                .create(InstanceSpec::validate(input)?, true, None)
+                .await
+            {
+                Ok(status) => (self.handle(&status.id)?, true),
+                // Created concurrently by another caller: use that one.
+                Err(OrchestratorError::Taken(message)) => {
+                    let handle = self.registry().by_project(&project).cloned();
+                    (handle.ok_or(OrchestratorError::Taken(message))?, false)
                 }
-                match self.create(spec, true).await {
-                    Ok(status) => (self.handle(&status.id)?, true),
-                    // Created concurrently by another caller: use that one.
-                    Err(OrchestratorError::AlreadyExists(_))
-                        if self.registry().by_project(project).is_some() =>
-                    {
-                        (
-                            self.registry()
-                                .by_project(project)
-                                .cloned()
-                                .expect("checked"),
-                            false,
-                        )
-                    }
-                    Err(err) => return Err(err.into()),
-                }
-            }
+                Err(err) => return Err(err),
+            },
         };
         self.touch(&handle.id);
         let was_active = self.status_of(&handle.id)?.state.is_active();
-        // Returns once the instance is ready (or failed to become so).
         let status = self
             .call(&handle, |reply| Command::Start {
                 reason: Reason::UserStart,
@@ -549,14 +315,18 @@ impl Orchestrator {
                 reply,
             })
             .await?;
-        Ok((status, created, created || !was_active))
+        Ok(Ensured {
+            status,
+            created,
+            started: created || !was_active,
+        })
     }
 
     fn status_of(&self, id: &str) -> Result<InstanceStatus, OrchestratorError> {
-        self.shared
+        self.context
             .board
             .get(id)
-            .ok_or_else(|| OrchestratorError::NotFound(format!("instance {id} is gone")))
+            .ok_or_else(|| OrchestratorError::NoSuchInstance(format!("instance {id} is gone")))
     }
 
     fn handle(&self, key: &str) -> Result<InstanceHandle, OrchestratorError> {
@@ -593,7 +363,7 @@ impl Orchestrator {
     /// Instances matching `filter`, ordered by name, and the revision they
     /// reflect.
     pub fn list(&self, filter: &ListFilter) -> (Vec<InstanceStatus>, u64) {
-        let snapshot = self.shared.board.snapshot(events::SnapshotKind::Initial);
+        let snapshot = self.context.board.snapshot(events::SnapshotKind::Initial);
         let mut instances: Vec<InstanceStatus> = snapshot
             .instances
             .into_iter()
@@ -606,17 +376,7 @@ impl Orchestrator {
 
     /// Number of instances in each state.
     pub fn counts(&self) -> BTreeMap<InstanceState, u32> {
-        let mut counts: BTreeMap<InstanceState, u32> =
-            InstanceState::ALL.iter().map(|&s| (s, 0)).collect();
-        for status in self
-            .shared
-            .board
-            .snapshot(events::SnapshotKind::Initial)
-            .instances
-        {
-            *counts.entry(status.state).or_default() += 1;
-        }
-        counts
+        self.context.board.counts()
     }
 
     /// Starts an instance.
@@ -653,7 +413,9 @@ impl Orchestrator {
         self.call(&handle, |reply| Command::Restart { reply }).await
     }
 
-    /// Stops and forgets an instance, releasing its port and logs.
+    /// Stops and forgets an instance, releasing its port and logs. An
+    /// instance a workspace owns is deleted only with `force` (its file
+    /// would create it again).
     pub async fn delete_instance(
         &self,
         key: &str,
@@ -662,7 +424,7 @@ impl Orchestrator {
     ) -> Result<InstanceStatus, OrchestratorError> {
         let handle = self.handle(key)?;
         if let Some(workspace) = self.status_of(&handle.id)?.workspace.filter(|_| !force) {
-            return Err(OrchestratorError::FailedPrecondition(format!(
+            return Err(OrchestratorError::Refused(format!(
                 "owned by workspace {workspace}; edit its file (or force the delete)"
             )));
         }
@@ -677,15 +439,15 @@ impl Orchestrator {
             status.spec.project_path.as_ref(),
             status.port,
         );
-        if status.kind == InstanceKind::Managed
-            && let Err(err) = self.shared.logs(&status.id).remove()
+        if status.kind != InstanceKind::External
+            && let Err(err) = self.context.logs(&status.id).remove()
         {
             tracing::warn!(id = status.id, %err, "cannot remove the logs of a deleted instance");
         }
-        self.shared.writer.submit(Op::Delete {
+        self.context.writer.submit(Op::Delete {
             id: status.id.clone(),
         });
-        self.shared.board.publish(events::Change::Deleted {
+        self.context.board.publish(events::Change::Deleted {
             status: status.clone(),
         });
         self.flush().await?;
@@ -697,7 +459,7 @@ impl Orchestrator {
     pub async fn validate(&self, fix: bool) -> Vec<validate::Issue> {
         let (instances, _) = self.list(&ListFilter::default());
         let ports = self.registry().ports.allocations();
-        let data_dir = self.shared.data_dir.clone();
+        let data_dir = self.context.data_dir.clone();
         let issues = tokio::task::spawn_blocking(move || {
             validate::check(&instances, &ports, &data_dir, fix)
         })
@@ -762,7 +524,7 @@ impl Orchestrator {
             Ok(_) => "the previous spec was restored and runs again".to_owned(),
             Err(again) => format!("the previous spec was restored but failed too: {again}"),
         };
-        Err(OrchestratorError::FailedPrecondition(format!(
+        Err(OrchestratorError::StartFailed(format!(
             "{}: the new spec ({}) failed: {err}; {outcome} ({})",
             new.name,
             describe(&new),
@@ -778,28 +540,45 @@ impl Orchestrator {
     }
 
     fn touch(&self, id: &str) {
-        self.shared.board.touch(id, SystemTime::now());
+        self.context.board.touch(id, SystemTime::now());
     }
 
     /// Announces a workspace change on the event bus.
     pub fn publish_workspace(&self, change: events::WorkspaceChange) {
-        self.shared.publish(events::Change::Workspace(change));
+        self.context.publish(events::Change::Workspace(change));
     }
 
     /// Subscribes to the event bus (see [`StatusBoard::subscribe`]).
     pub fn subscribe(&self, since: Option<u64>) -> Subscription {
-        self.shared.board.subscribe(since)
+        self.context.board.subscribe(since)
     }
 
     /// A fresh snapshot, for a subscriber that fell behind.
     pub fn resync(&self) -> events::Snapshot {
-        self.shared.board.snapshot(events::SnapshotKind::Resync)
+        self.context.board.snapshot(events::SnapshotKind::Resync)
     }
 
-    /// The log files of an instance.
-    pub fn logs(&self, key: &str) -> Result<LogFiles, OrchestratorError> {
-        let handle = self.handle(key)?;
-        Ok(self.shared.logs(&handle.id))
+    /// Streams an instance's output as `request` asks (see
+    /// [`logs::follow`]); a follower ends when the instance is deleted.
+    /// An external instance's output is not captured: it has no lines.
+    pub fn stream_logs(
+        &self,
+        key: &str,
+        request: LogRequest,
+    ) -> Result<mpsc::Receiver<LogLines>, OrchestratorError> {
+        let status = self.get(key)?;
+        let (sender, receiver) = mpsc::channel(LOG_QUEUE);
+        if status.kind == InstanceKind::External {
+            return Ok(receiver);
+        }
+        let files = self.context.logs(&status.id);
+        if request.follow
+            && let Err(err) = files.create_dir()
+        {
+            tracing::warn!(id = status.id, %err, "cannot make the log directory to follow");
+        }
+        tokio::spawn(logs::follow::stream(files, request, sender));
+        Ok(receiver)
     }
 
     /// Stops every instance (for daemon shutdown), all at once.
@@ -820,7 +599,7 @@ impl Orchestrator {
         while let Some(result) = stops.join_next().await {
             // External instances are left running: that is not an error.
             if let Ok(Err(err)) = result
-                && !matches!(err, OrchestratorError::FailedPrecondition(_))
+                && !matches!(err, OrchestratorError::Refused(_))
             {
                 tracing::warn!(%err, "stopping an instance at shutdown");
             }
@@ -844,69 +623,7 @@ impl Orchestrator {
 
     /// Waits until every change made so far is stored.
     async fn flush(&self) -> Result<(), OrchestratorError> {
-        self.shared
-            .writer
-            .flush()
-            .await
-            .map_err(|err| OrchestratorError::Storage(err.to_string()))
-    }
-
-    /// Rotates the logs that have grown too large. Logs that did not grow
-    /// since they were last looked at are looked at less and less often
-    /// (see [`MAX_QUIET_SKIP`]), and again every round once they grow, so
-    /// that a thousand quiet instances cost next to nothing.
-    fn rotate_logs(&self, watched: &mut HashMap<String, LogWatch>) {
-        let ids: Vec<String> = self
-            .registry()
-            .handles()
-            .map(|handle| handle.id.clone())
-            .collect();
-        let present: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
-        watched.retain(|id, _| present.contains(id.as_str()));
-        for id in ids {
-            let watch = watched.entry(id.clone()).or_default();
-            if !watch.due() {
-                continue;
-            }
-            match self.shared.logs(&id).rotate_if_larger(logs::ROTATE_AT) {
-                Ok(sizes) => watch.looked(sizes),
-                Err(err) => tracing::warn!(id, %err, "cannot rotate logs"),
-            }
-        }
-    }
-}
-
-/// How the rotation check treats one instance's logs.
-#[derive(Default)]
-struct LogWatch {
-    /// Sizes of stdout and stderr when last looked at.
-    sizes: [u64; 2],
-    /// Rounds to skip after each look while the logs stay the same.
-    quiet: u32,
-    /// Rounds still to skip before the next look.
-    skip: u32,
-}
-
-impl LogWatch {
-    /// Whether this round looks at the logs (otherwise it is skipped).
-    fn due(&mut self) -> bool {
-        if self.skip == 0 {
-            return true;
-        }
-        self.skip -= 1;
-        false
-    }
-
-    /// Records the sizes found: the same as before doubles the rounds
-    /// skipped (up to [`MAX_QUIET_SKIP`]), a change skips none.
-    fn looked(&mut self, sizes: [u64; 2]) {
-        self.quiet = if sizes == self.sizes {
-            (self.quiet * 2 + 1).min(MAX_QUIET_SKIP)
-        } else {
-            0
-        };
-        self.skip = self.quiet;
-        self.sizes = sizes;
+        Ok(self.context.writer.flush().await?)
     }
 }
 
@@ -923,7 +640,8 @@ async fn send_command(
     handle: &InstanceHandle,
     command: impl FnOnce(Reply) -> Command,
 ) -> Result<InstanceStatus, OrchestratorError> {
-    let gone = || OrchestratorError::NotFound(format!("instance {} is being deleted", handle.id));
+    let gone =
+        || OrchestratorError::NoSuchInstance(format!("instance {} is being deleted", handle.id));
     let (reply, answer) = tokio::sync::oneshot::channel();
     handle
         .commands
@@ -931,105 +649,4 @@ async fn send_command(
         .await
         .map_err(|_| gone())?;
     answer.await.map_err(|_| gone())?
-}
-
-/// Opens a pidfd on `pid` if it is still the process that started at
-/// `start_ticks`. The pidfd pins that process: checking the start time
-/// again after opening closes the window in which the pid could be reused.
-fn open_pidfd(pid: u32, start_ticks: u64) -> Result<AsyncFd<OwnedFd>, String> {
-    let same = || {
-        process::read_entry(pid as i32)
-            .is_some_and(|e| e.start_ticks == start_ticks && e.state != 'Z')
-    };
-    if !same() {
-        return Err(format!("process {pid} is gone"));
-    }
-    let raw = rustix::process::Pid::from_raw(pid as i32).ok_or("pid 0")?;
-    let pidfd: OwnedFd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty())
-        .map_err(|err| format!("cannot watch pid {pid}: {err}"))?;
-    if !same() {
-        return Err(format!("process {pid} exited while being watched"));
-    }
-    // SAFETY: the OwnedFd is moved into the AsyncFd, which keeps it open
-    // (and the same descriptor) for as long as it lives.
-    unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) }
-        .map_err(|err| format!("cannot watch pid {pid}: {}", err.into_parts().1))
-}
-
-/// Re-adopts the process an earlier daemon recorded for instance `id`, if
-/// it is still that process (same pid and start time; the caller checked
-/// the boot id). A pid now used by another process is left alone.
-fn adopt(id: &str, info: ProcessInfo) -> Option<Process> {
-    match open_pidfd(info.pid, info.start_ticks) {
-        Ok(pidfd) => {
-            tracing::info!(id, pid = info.pid, "re-adopted a running process");
-            Some(Process::Adopted { info, pidfd })
-        }
-        Err(reason) => {
-            tracing::info!(id, pid = info.pid, reason, "recorded process not adopted");
-            None
-        }
-    }
-}
-
-/// Watches an external process and records its identity.
-fn watch_external(pid: u32) -> Result<Process, OrchestratorError> {
-    let entry =
-        process::read_entry(pid as i32).ok_or_else(|| OrchestratorError::InvalidArgument {
-            field: "pid".to_owned(),
-            reason: format!("no process has pid {pid}"),
-        })?;
-    let pidfd = open_pidfd(pid, entry.start_ticks).map_err(|reason| {
-        OrchestratorError::InvalidArgument {
-            field: "pid".to_owned(),
-            reason,
-        }
-    })?;
-    Ok(Process::External {
-        info: ProcessInfo {
-            pid,
-            pgid: 0,
-            start_ticks: entry.start_ticks,
-            started_at: SystemTime::now(),
-        },
-        pidfd,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Rounds in which a watch looks at its logs, out of `rounds`, with the
-    /// sizes `size_at(round)` gives.
-    fn looks(rounds: u32, size_at: impl Fn(u32) -> u64) -> Vec<u32> {
-        let mut watch = LogWatch::default();
-        (0..rounds)
-            .filter(|&round| {
-                let due = watch.due();
-                if due {
-                    watch.looked([size_at(round), 0]);
-                }
-                due
-            })
-            .collect()
-    }
-
-    #[test]
-    fn quiet_logs_are_looked_at_less_and_less_often() {
-        assert_eq!(looks(100, |_| 0), [0, 2, 6, 14, 30, 62, 94]);
-    }
-
-    #[test]
-    fn growing_logs_are_looked_at_every_round() {
-        assert_eq!(looks(5, |round| u64::from(round) + 1), [0, 1, 2, 3, 4]);
-    }
-
-    #[test]
-    fn logs_that_start_growing_are_looked_at_every_round_again() {
-        // Quiet until round 40: the next look (round 62) sees the growth.
-        let growing_from_40 = |round: u32| u64::from(round.saturating_sub(40));
-        let expected = [0, 2, 6, 14, 30, 62, 63, 64, 65];
-        assert_eq!(looks(66, growing_from_40), expected);
-    }
 }

@@ -21,7 +21,7 @@ use nix::{
 
 use outpost::spec::InstanceSpec;
 
-use super::logs::{LogFiles, LogSpares};
+use super::logs::{LogFiles, spares::LogSpares};
 
 /// Environment variable set in every managed process (and so inherited by
 /// its descendants): how processes that escaped the group are recognised.

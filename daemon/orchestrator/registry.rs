@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use outpost::spec::looks_like_id;
 
-use super::{OrchestratorError, actor::Command, ports::PortPool};
+use super::{actor::Command, error::OrchestratorError, ports::PortPool};
 
 /// How the rest of the daemon talks to one actor.
 #[derive(Clone, Debug)]
@@ -61,7 +61,7 @@ impl Registry {
             self.names.get(key).map(String::as_str).unwrap_or(key)
         };
         self.handles.get(id).ok_or_else(|| {
-            OrchestratorError::NotFound(format!("no instance has the id or name {key:?}"))
+            OrchestratorError::NoSuchInstance(format!("no instance has the id or name {key:?}"))
         })
     }
 
@@ -78,18 +78,18 @@ impl Registry {
         project: Option<&PathBuf>,
     ) -> Result<String, OrchestratorError> {
         if let Some(id) = self.names.get(name) {
-            return Err(OrchestratorError::AlreadyExists(format!(
+            return Err(OrchestratorError::Taken(format!(
                 "an instance named {name:?} already exists ({id})"
             )));
         }
         if let Some(id) = project.and_then(|path| self.projects.get(path)) {
-            return Err(OrchestratorError::AlreadyExists(format!(
+            return Err(OrchestratorError::Taken(format!(
                 "project {} already has an instance ({id})",
                 project.expect("found").display()
             )));
         }
         if self.handles.len() >= self.max_instances as usize {
-            return Err(OrchestratorError::ResourceExhausted(format!(
+            return Err(OrchestratorError::LimitReached(format!(
                 "the daemon holds its maximum of {} instances (--max-instances)",
                 self.max_instances
             )));

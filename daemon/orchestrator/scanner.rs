@@ -1,59 +1,38 @@
 //! The one /proc scanner of the daemon. Stops, exits and usage sampling all
 //! need the process table; each asks here instead of scanning by itself.
-//! Scans run off the async workers (on the blocking pool), one at a time,
-//! and every caller waiting when a scan starts is answered from that scan —
-//! so a thousand concurrent stops cost a handful of scans, not thousands,
-//! and never occupy more than one thread.
+//! One task owns the scans: it runs them off the async workers (on the
+//! blocking pool), one at a time, and answers everyone who asked before a
+//! scan started from that scan — so a thousand concurrent stops cost a
+//! handful of scans, not thousands, and never occupy more than one thread.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot};
 
 use super::process::{MarkerCache, ProcTable};
 
-/// A finished scan: its number and the table it read.
-#[derive(Clone, Default)]
-struct Scan {
-    number: u64,
-    table: Arc<ProcTable>,
+/// Most requests one scan answers (the rest wait for the next scan).
+const WAITING: usize = 4096;
+
+/// A request for a table read after it was made.
+struct Request {
+    /// Whether the table must know the instance markers.
+    markers: bool,
+    reply: oneshot::Sender<Arc<ProcTable>>,
 }
 
-/// What the scanner is doing.
-#[derive(Default)]
-struct State {
-    /// Scans started so far; the running one (if any) has this number.
-    started: u64,
-    /// Whether a scan runs now.
-    running: bool,
-    /// Whether someone asked while a scan ran, and so needs the next one.
-    again: bool,
-    /// Whether the next scan must read instance markers (someone looks for
-    /// an instance's members, not only for usage).
-    markers_wanted: bool,
-    /// Environment markers, kept between scans.
-    markers: MarkerCache,
-}
-
-/// Shares /proc scans among everyone who needs one at the same time.
+/// Asks the scanner task for fresh process tables.
+#[derive(Clone)]
 pub struct Scanner {
-    state: Mutex<State>,
-    done: watch::Sender<Scan>,
-}
-
-impl Default for Scanner {
-    fn default() -> Self {
-        Self {
-            state: Mutex::default(),
-            done: watch::Sender::new(Scan::default()),
-        }
-    }
+    requests: mpsc::UnboundedSender<Request>,
 }
 
 impl Scanner {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Starts the scanner task; it ends when every handle is gone.
+    pub fn start() -> Self {
+        let (requests, receiver) = mpsc::unbounded_channel();
+        tokio::spawn(scan(receiver));
+        Self { requests }
     }
 
     /// The process table read by a scan that started after this call: a
@@ -61,67 +40,43 @@ impl Scanner {
     /// just sent), so the caller waits for the next. With `markers`, the
     /// table also knows which escaped processes carry which instance's
     /// marker (needed for [`ProcTable::members`], not for usage).
-    pub async fn fresh(self: &Arc<Self>, markers: bool) -> Arc<ProcTable> {
-        let mut done = self.done.subscribe();
-        let wanted = {
-            let mut state = self.lock();
-            state.markers_wanted |= markers;
-            if state.running {
-                state.again = true;
-                state.started + 1
-            } else {
-                state.running = true;
-                state.started += 1;
-                tokio::spawn(Arc::clone(self).run());
-                state.started
+    pub async fn fresh(&self, markers: bool) -> Arc<ProcTable> {
+        let (reply, table) = oneshot::channel();
+        let request = Request { markers, reply };
+        if self.requests.send(request).is_err() {
+            // Only at the very end of the runtime: nothing is running.
+            return Arc::default();
+        }
+        table.await.unwrap_or_default()
+    }
+}
+
+/// The scanner task: every request waiting when a scan starts is
+/// answered from it.
+async fn scan(mut requests: mpsc::UnboundedReceiver<Request>) {
+    // Environment markers, kept between scans.
+    let mut cache = MarkerCache::default();
+    let mut waiting = Vec::new();
+    while requests.recv_many(&mut waiting, WAITING).await > 0 {
+        let with_markers = waiting.iter().any(|request| request.markers);
+        let mut markers = std::mem::take(&mut cache);
+        let scanned = tokio::task::spawn_blocking(move || {
+            let table = ProcTable::scan(with_markers.then_some(&mut markers));
+            (table, markers)
+        })
+        .await;
+        let table = match scanned {
+            Ok((table, markers)) => {
+                cache = markers;
+                Arc::new(table)
+            }
+            Err(err) => {
+                tracing::error!(%err, "the /proc scan failed");
+                Arc::default()
             }
         };
-        match done.wait_for(|scan| scan.number >= wanted).await {
-            Ok(scan) => Arc::clone(&scan.table),
-            // The sender lives in `self`, which the caller holds.
-            Err(_) => unreachable!("the scanner outlives its callers"),
-        }
-    }
-
-    /// Runs scans until nobody waits for another one.
-    async fn run(self: Arc<Self>) {
-        loop {
-            let (number, with_markers, mut markers) = {
-                let mut state = self.lock();
-                let with_markers = std::mem::take(&mut state.markers_wanted);
-                (
-                    state.started,
-                    with_markers,
-                    std::mem::take(&mut state.markers),
-                )
-            };
-            let scanned = tokio::task::spawn_blocking(move || {
-                let table = ProcTable::scan(with_markers.then_some(&mut markers));
-                (table, markers)
-            })
-            .await;
-            let table = match scanned {
-                Ok((table, markers)) => {
-                    self.lock().markers = markers;
-                    table
-                }
-                Err(err) => {
-                    tracing::error!(%err, "the /proc scan failed");
-                    ProcTable::default()
-                }
-            };
-            self.done.send_replace(Scan {
-                number,
-                table: Arc::new(table),
-            });
-            let mut state = self.lock();
-            if state.again {
-                state.again = false;
-                state.started += 1;
-            } else {
-                state.running = false;
-                return;
-            }
+        for request in waiting.drain(..) {
+            let _ = request.reply.send(Arc::clone(&table));
         }
     }
 }

@@ -1,14 +1,17 @@
 //! Resource usage of process groups, from the shared /proc scans, in one
 //! pass for all instances. Reads never scan: they get the latest sample at
-//! once, and a read that finds it older than a second has it refreshed in
-//! the background. An idle daemon spends nothing on usage; one that is read
-//! often samples at most once a second.
+//! once, and a read that finds it older than a second asks the sampler
+//! task for a new one, which arrives in the background. An idle daemon
+//! spends nothing on usage; one that is read often samples at most once a
+//! second.
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
+
+use tokio::sync::{mpsc, watch};
 
 use super::{process::ProcTable, scanner::Scanner, status::Usage};
 
@@ -23,70 +26,50 @@ struct GroupTotals {
     processes: u32,
 }
 
+#[derive(Default)]
 struct Sample {
-    at: Instant,
+    /// When it was taken; None before the first.
+    at: Option<Instant>,
     totals: HashMap<i32, GroupTotals>,
     usage: Arc<HashMap<i32, Usage>>,
 }
 
-#[derive(Default)]
-struct State {
-    last: Option<Sample>,
-    refreshing: bool,
-}
-
 /// Usage per process group id, refreshed in the background when read.
 pub struct UsageSampler {
-    state: Mutex<State>,
-    scanner: Arc<Scanner>,
+    latest: watch::Receiver<Sample>,
+    /// Asks the sampler task for a new sample (a full queue: one is coming).
+    refresh: mpsc::Sender<()>,
 }
 
 impl UsageSampler {
-    /// A sampler that reads the process table through `scanner`.
-    pub fn new(scanner: Arc<Scanner>) -> Arc<Self> {
-        Arc::new(Self {
-            state: Mutex::default(),
-            scanner,
-        })
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Starts the sampler task, which reads the process table through
+    /// `scanner` when asked; it ends with the sampler.
+    pub fn start(scanner: Scanner) -> Self {
+        let (publish, latest) = watch::channel(Sample::default());
+        let (refresh, mut asked) = mpsc::channel(1);
+        tokio::spawn(async move {
+            while asked.recv().await.is_some() {
+                let table = scanner.fresh(false).await;
+                publish.send_modify(|last| *last = sample(&table, last));
+            }
+        });
+        Self { latest, refresh }
     }
 
     /// The latest usage of every process group (empty before the first
     /// sample); CPU is averaged between the last two samples. Never waits:
     /// a stale sample is returned as it is and refreshed in the background.
-    pub fn latest(self: &Arc<Self>) -> Arc<HashMap<i32, Usage>> {
-        let mut state = self.lock();
-        let stale = state
-            .last
-            .as_ref()
-            .is_none_or(|sample| sample.at.elapsed() >= FRESH_FOR);
-        if stale && !state.refreshing {
-            state.refreshing = true;
-            tokio::spawn(Arc::clone(self).refresh());
+    pub fn latest(&self) -> Arc<HashMap<i32, Usage>> {
+        let latest = self.latest.borrow();
+        if latest.at.is_none_or(|at| at.elapsed() >= FRESH_FOR) {
+            let _ = self.refresh.try_send(());
         }
-        state
-            .last
-            .as_ref()
-            .map(|sample| Arc::clone(&sample.usage))
-            .unwrap_or_default()
-    }
-
-    /// Takes a new sample.
-    async fn refresh(self: Arc<Self>) {
-        let table = self.scanner.fresh(false).await;
-        let mut state = self.lock();
-        state.last = Some(sample(&table, state.last.as_ref()));
-        state.refreshing = false;
+        Arc::clone(&latest.usage)
     }
 }
 
 /// Sums `table` per process group; CPU is averaged since `previous`.
-fn sample(table: &ProcTable, previous: Option<&Sample>) -> Sample {
+fn sample(table: &ProcTable, previous: &Sample) -> Sample {
     let mut totals: HashMap<i32, GroupTotals> = HashMap::new();
     for entry in table.entries().iter().filter(|p| p.state != 'Z') {
         let group = totals.entry(entry.pgrp).or_default();
@@ -101,9 +84,9 @@ fn sample(table: &ProcTable, previous: Option<&Sample>) -> Sample {
     let usage = totals
         .iter()
         .map(|(&pgrp, group)| {
-            let cpu_percent = previous.map_or(0.0, |previous| {
+            let cpu_percent = previous.at.map_or(0.0, |at| {
                 let before = previous.totals.get(&pgrp).map_or(0, |g| g.cpu_ticks);
-                let seconds = now.duration_since(previous.at).as_secs_f64();
+                let seconds = now.duration_since(at).as_secs_f64();
                 group.cpu_ticks.saturating_sub(before) as f64 / ticks_per_second / seconds * 100.0
             });
             let usage = Usage {
@@ -116,7 +99,7 @@ fn sample(table: &ProcTable, previous: Option<&Sample>) -> Sample {
         })
         .collect();
     Sample {
-        at: now,
+        at: Some(now),
         totals,
         usage: Arc::new(usage),
     }

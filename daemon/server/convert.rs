@@ -45,11 +45,13 @@ impl From<OrchestratorError> for Status {
 pub fn status(err: OrchestratorError) -> Status {
     let message = err.to_string();
     match err {
-        OrchestratorError::InvalidArgument { .. } => Status::invalid_argument(message),
-        OrchestratorError::NotFound(_) => Status::not_found(message),
-        OrchestratorError::AlreadyExists(_) => Status::already_exists(message),
-        OrchestratorError::FailedPrecondition(_) => Status::failed_precondition(message),
-        OrchestratorError::ResourceExhausted(_) => Status::resource_exhausted(message),
+        OrchestratorError::Invalid { .. } => Status::invalid_argument(message),
+        OrchestratorError::NoSuchInstance(_) => Status::not_found(message),
+        OrchestratorError::Taken(_) => Status::already_exists(message),
+        OrchestratorError::Refused(_)
+        | OrchestratorError::StartFailed(_)
+        | OrchestratorError::PortTaken(_) => Status::failed_precondition(message),
+        OrchestratorError::LimitReached(_) => Status::resource_exhausted(message),
         OrchestratorError::Storage(_) => Status::unavailable(message),
     }
 }
@@ -82,48 +84,37 @@ pub fn instance_key<'a>(field: &str, key: &'a str) -> Result<&'a str, Status> {
     }
 }
 
-/// A health check from a request; unset fields take their defaults.
-fn health_check(check: Option<pb::HealthCheck>) -> Result<HealthCheck, Status> {
+/// A health check from a request (fields named under `prefix`); unset
+/// fields take their defaults.
+pub fn health_check(prefix: &str, check: Option<pb::HealthCheck>) -> Result<HealthCheck, Status> {
     let defaults = HealthCheck::default();
     let Some(check) = check else {
         return Ok(defaults);
     };
     let probe = match check.probe {
         None => Probe::None,
-        Some(pb::health_check::Probe::Tcp(tcp)) => Probe::Tcp {
-            host: if tcp.host.is_empty() {
-                "127.0.0.1".to_owned()
-            } else {
-                tcp.host
-            },
-            port: match tcp.port {
+        Some(pb::health_check::Probe::Tcp(tcp)) => Probe::tcp(
+            tcp.host,
+            match tcp.port {
                 0 => None,
                 port => Some(u16::try_from(port).map_err(|_| {
                     invalid(
-                        "spec.health.tcp.port",
+                        &format!("{prefix}.tcp.port"),
                         format!("{port} is not a port from 1 to 65535"),
                     )
                 })?),
             },
-        },
-        Some(pb::health_check::Probe::Http(http)) => Probe::Http {
-            target: if !http.url.is_empty() {
-                HttpTarget::Url(http.url)
-            } else if http.path.is_empty() {
-                HttpTarget::Path("/".to_owned())
-            } else {
-                HttpTarget::Path(http.path)
-            },
-        },
+        ),
+        Some(pb::health_check::Probe::Http(http)) => Probe::http(http.url, http.path),
         Some(pb::health_check::Probe::Exec(exec)) => Probe::Exec {
             command: exec.command,
         },
     };
     Ok(HealthCheck {
         probe,
-        interval: duration("spec.health.interval", check.interval.as_ref())?
+        interval: duration(&format!("{prefix}.interval"), check.interval.as_ref())?
             .unwrap_or(defaults.interval),
-        timeout: duration("spec.health.timeout", check.timeout.as_ref())?
+        timeout: duration(&format!("{prefix}.timeout"), check.timeout.as_ref())?
             .unwrap_or(defaults.timeout),
         failure_threshold: check
             .failure_threshold
@@ -167,6 +158,11 @@ fn restart_policy(policy: Option<pb::RestartPolicy>) -> Result<RestartPolicy, St
 
 /// Validates a spec from a request.
 pub fn spec(spec: Option<pb::InstanceSpec>) -> Result<InstanceSpec, Status> {
+    InstanceSpec::validate(spec_input(spec)?).map_err(invalid_field)
+}
+
+/// The raw spec of a request, for the domain to validate.
+pub fn spec_input(spec: Option<pb::InstanceSpec>) -> Result<SpecInput, Status> {
     let spec = spec.ok_or_else(|| invalid("spec", "is required"))?;
     let port = match spec.port {
         None => PortChoice::None,
@@ -201,12 +197,12 @@ pub fn spec(spec: Option<pb::InstanceSpec>) -> Result<InstanceSpec, Status> {
         stop_signal: spec.stop_signal,
         stop_grace: duration("spec.stop_grace_period", spec.stop_grace_period.as_ref())?,
         labels: spec.labels.into_iter().collect(),
-        health: health_check(spec.health)?,
+        health: health_check("spec.health", spec.health)?,
         restart: restart_policy(spec.restart)?,
         idle_timeout: duration("spec.idle_timeout", spec.idle_timeout.as_ref())?,
         startup_timeout: duration("spec.startup_timeout", spec.startup_timeout.as_ref())?,
     };
-    InstanceSpec::validate(input).map_err(invalid_field)
+    Ok(input)
 }
 
 /// Pairs of domain and proto states.

@@ -65,6 +65,9 @@ pub enum ServerError {
         /// The other daemon's pid, when known.
         pid: Option<u32>,
     },
+    /// The state database cannot be used.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
     /// The orchestrator could not start (store, subreaper, log directory).
     #[error(transparent)]
     Orchestrator(#[from] StartError),
@@ -89,11 +92,7 @@ pub(crate) struct DaemonInfo {
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
     let _data_lock = listeners::lock_data_dir(&config.data_dir)?;
     // Recover before serving: re-adopt what an earlier daemon left running.
-    let store = Arc::new(
-        Store::open(&config.data_dir.join(store::FILE_NAME))
-            .await
-            .map_err(StartError::from)?,
-    );
+    let store = Arc::new(Store::open(&config.data_dir.join(store::FILE_NAME)).await?);
     let orchestrator = Orchestrator::start(
         OrchestratorConfig {
             data_dir: config.data_dir.clone(),
@@ -120,7 +119,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     );
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let orchestrator_name = <OrchestratorServer<orchestrator::OrchestratorApi>>::NAME;
-    let sync_name = <SyncServer<sync::SyncApi<Store>>>::NAME;
+    let sync_name = <SyncServer<sync::SyncApi<Store, Store>>>::NAME;
     for name in [orchestrator_name, sync_name] {
         health_reporter
             .set_service_status(name, ServingStatus::Serving)

@@ -1,7 +1,7 @@
 //! gRPC front of the Orchestrator service: validates requests, calls the
 //! orchestrator, maps results and errors back.
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{collections::HashSet, sync::Arc};
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -19,9 +19,9 @@ use outpost::{
 
 use crate::{
     orchestrator::{
-        ExternalInput, ListFilter, Orchestrator, OrchestratorError,
+        ListFilter, Orchestrator, OrchestratorError,
         events::{Change, Event, Start},
-        logs::{self, Stream},
+        logs::{Stream, follow::LogRequest},
         status::{InstanceState, InstanceStatus},
     },
     workspaces::{ApplyError, WorkspaceStatus, Workspaces},
@@ -31,8 +31,6 @@ use crate::{
 const EVENT_BATCH: usize = 256;
 /// Most log lines sent in one StreamLogs message.
 const LOG_BATCH: usize = 1000;
-/// How often a followed log is read for new lines.
-const LOG_POLL: Duration = Duration::from_millis(100);
 
 /// Serves `outpost.v1.Orchestrator`.
 pub(crate) struct OrchestratorApi {
@@ -121,7 +119,7 @@ impl OrchestratorRpc for OrchestratorApi {
         let spec = convert::spec(request.spec)?;
         let instance = reply_instance(
             self.orchestrator
-                .create(spec, request.start.unwrap_or(true))
+                .create(spec, request.start.unwrap_or(true), None)
                 .await,
         )?;
         Ok(Response::new(pb::CreateInstanceResponse {
@@ -133,20 +131,9 @@ impl OrchestratorRpc for OrchestratorApi {
         &self,
         request: Request<pb::GetOrCreateInstanceRequest>,
     ) -> Reply<pb::GetOrCreateInstanceResponse> {
-        let spec = request
-            .into_inner()
-            .spec
-            .ok_or_else(|| invalid("spec", "is required"))?;
-        if spec.project_path.is_empty() {
-            return Err(invalid("spec.project_path", "is required"));
-        }
-        let project = spec::validate_dir("spec.project_path", &spec.project_path)
-            .map_err(convert::invalid_field)?;
-        // The rest of the spec only matters when the instance is created.
-        let (status, created, started) = self
-            .orchestrator
-            .get_or_create(&project, || convert::spec(Some(spec)))
-            .await?;
+        let input = convert::spec_input(request.into_inner().spec)?;
+        let ensured = self.orchestrator.get_or_create(input).await?;
+        let (status, created, started) = (ensured.status, ensured.created, ensured.started);
         Ok(Response::new(pb::GetOrCreateInstanceResponse {
             instance: Some(convert::instance(&status)),
             created,
@@ -248,34 +235,15 @@ impl OrchestratorRpc for OrchestratorApi {
         request: Request<pb::RegisterExternalInstanceRequest>,
     ) -> Reply<pb::RegisterExternalInstanceResponse> {
         let request = request.into_inner();
-        spec::validate_name("name", &request.name).map_err(convert::invalid_field)?;
-        if request.health.is_some() {
-            return Err(Status::unimplemented(
-                "health: not available yet (health checks arrive with the orchestrator policies)",
-            ));
-        }
-        let port =
-            match request.port {
-                0 => None,
-                port => Some(u16::try_from(port).map_err(|_| {
-                    invalid("port", format!("{port} is not a port from 1 to 65535"))
-                })?),
-            };
-        let pid = Some(request.pid).filter(|&pid| pid != 0);
-        if pid.is_none() && port.is_none() {
-            return Err(invalid("pid", "give a pid, a port, or both"));
-        }
-        let project_path = match request.project_path.as_str() {
-            "" => None,
-            path => Some(spec::validate_dir("project_path", path).map_err(convert::invalid_field)?),
-        };
-        let input = ExternalInput {
+        let input = spec::ExternalInput {
             name: request.name,
-            pid,
-            port,
-            project_path,
+            pid: request.pid,
+            port: request.port,
+            project_path: request.project_path,
             labels: request.labels.into_iter().collect(),
+            health: convert::health_check("health", request.health)?,
         };
+        let input = input.validate().map_err(convert::invalid_field)?;
         let instance = reply_instance(self.orchestrator.register_external(input).await)?;
         Ok(Response::new(pb::RegisterExternalInstanceResponse {
             instance: Some(instance),
@@ -335,8 +303,6 @@ impl OrchestratorRpc for OrchestratorApi {
     ) -> Reply<Self::StreamLogsStream> {
         let request = request.into_inner();
         let key = instance_key("instance", &request.instance)?;
-        let id = self.orchestrator.get(key)?.id;
-        let files = self.orchestrator.logs(&id)?;
         let streams: Vec<Stream> = match pb::LogStream::try_from(request.stream) {
             Ok(pb::LogStream::Unspecified) => vec![Stream::Stdout, Stream::Stderr],
             Ok(pb::LogStream::Stdout) => vec![Stream::Stdout],
@@ -348,40 +314,24 @@ impl OrchestratorRpc for OrchestratorApi {
                 ));
             }
         };
+        let log_request = LogRequest {
+            streams,
+            tail: request.tail_lines as usize,
+            follow: request.follow,
+        };
+        let mut lines = self.orchestrator.stream_logs(key, log_request)?;
         let (sender, receiver) = mpsc::channel(16);
-        let orchestrator = self.orchestrator.clone();
         let stop = self.stop.clone();
-        let tail = request.tail_lines as usize;
-        let follow = request.follow;
         tokio::spawn(async move {
-            let mut offsets = Vec::new();
-            for &stream in &streams {
-                let (lines, offset) = logs::tail(&files.path(stream), tail).unwrap_or_default();
-                offsets.push((stream, offset));
-                if !send_lines(&sender, stream, lines).await {
-                    return;
-                }
-            }
-            if !follow {
-                return;
-            }
-            let mut tick = tokio::time::interval(LOG_POLL);
             loop {
-                tokio::select! {
+                let batch = tokio::select! {
                     () = stop.cancelled() => return,
                     () = sender.closed() => return,
-                    _ = tick.tick() => {}
-                }
-                if orchestrator.get(&id).is_err() {
-                    return; // deleted
-                }
-                for (stream, offset) in &mut offsets {
-                    let (lines, next) =
-                        logs::read_new_lines(&files.path(*stream), *offset).unwrap_or_default();
-                    *offset = next;
-                    if !send_lines(&sender, *stream, lines).await {
-                        return;
-                    }
+                    batch = lines.recv() => batch,
+                };
+                let Some(batch) = batch else { return };
+                if !send_lines(&sender, batch.stream, batch.lines).await {
+                    return;
                 }
             }
         });

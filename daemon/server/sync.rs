@@ -17,6 +17,7 @@ use crate::sync::{
     engine::{RescanSummary, SyncEngine, WatcherState},
     events::{EventKind, Start, SyncEvent, Tally},
     export::ExportSummary,
+    ledger::Ledger,
     names, template_group, validate_content,
 };
 
@@ -24,17 +25,21 @@ use crate::sync::{
 const EVENT_BATCH: usize = 256;
 
 /// Serves `outpost.v1.Sync` over a content store.
-pub(crate) struct SyncApi<S> {
+pub(crate) struct SyncApi<S, L> {
     /// The database side.
     store: Arc<S>,
     /// Watcher, reconciler and export.
-    engine: Arc<SyncEngine<S>>,
+    engine: Arc<SyncEngine<S, L>>,
     /// Ends event streams when the daemon stops.
     stop: CancellationToken,
 }
 
-impl<S> SyncApi<S> {
-    pub(crate) fn new(store: Arc<S>, engine: Arc<SyncEngine<S>>, stop: CancellationToken) -> Self {
+impl<S, L> SyncApi<S, L> {
+    pub(crate) fn new(
+        store: Arc<S>,
+        engine: Arc<SyncEngine<S, L>>,
+        stop: CancellationToken,
+    ) -> Self {
         Self {
             store,
             engine,
@@ -139,7 +144,7 @@ fn stylesheet(item: Item) -> pb::Stylesheet {
     }
 }
 
-impl<S: ContentStore> SyncApi<S> {
+impl<S: ContentStore, L: Ledger> SyncApi<S, L> {
     async fn put(
         &self,
         key: &Key,
@@ -195,7 +200,7 @@ impl<S: ContentStore> SyncApi<S> {
 }
 
 #[tonic::async_trait]
-impl<S: ContentStore> Sync for SyncApi<S> {
+impl<S: ContentStore, L: Ledger> Sync for SyncApi<S, L> {
     async fn list_template_sets(
         &self,
         _: Request<pb::ListTemplateSetsRequest>,
@@ -491,7 +496,10 @@ fn watcher_state(state: WatcherState) -> pb::WatcherState {
     }
 }
 
-fn sync_status<S: ContentStore>(engine: &SyncEngine<S>, tally: Tally) -> pb::GetSyncStatusResponse {
+fn sync_status<S: ContentStore, L: Ledger>(
+    engine: &SyncEngine<S, L>,
+    tally: Tally,
+) -> pb::GetSyncStatusResponse {
     let gate = engine.gate();
     pb::GetSyncStatusResponse {
         state: watcher_state(engine.watcher_state()) as i32,
@@ -579,9 +587,9 @@ type EventSender = mpsc::Sender<Result<pb::WatchSyncEventsResponse, Status>>;
 
 /// Sends a snapshot of the status at `revision`; false when the client
 /// is gone.
-async fn send_snapshot<S: ContentStore>(
+async fn send_snapshot<S: ContentStore, L: Ledger>(
     sender: &EventSender,
-    engine: &SyncEngine<S>,
+    engine: &SyncEngine<S, L>,
     revision: u64,
     tally: Tally,
     resync: bool,
@@ -627,8 +635,8 @@ async fn send_events(
 
 /// Streams a subscription: its start, then live events in batches; a
 /// client that falls behind the bus gets a RESYNC snapshot.
-async fn pump_events<S: ContentStore>(
-    engine: &SyncEngine<S>,
+async fn pump_events<S: ContentStore, L: Ledger>(
+    engine: &SyncEngine<S, L>,
     since: Option<u64>,
     kinds: &[i32],
     sender: &EventSender,

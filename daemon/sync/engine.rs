@@ -35,10 +35,10 @@ use super::{
     file::{self, Disk, Stat},
     gate::PauseGate,
     layout::{self, Target},
+    ledger::Ledger,
     reconcile::{Base, DbSide, Decision, FileSide, decide},
     watcher,
 };
-use crate::store::Store;
 
 /// Paths kept while paused; past this, a rescan replaces them.
 const MAX_PENDING: usize = 10_000;
@@ -152,9 +152,9 @@ struct Pending {
 }
 
 /// The sync engine of one sync root.
-pub struct SyncEngine<S> {
+pub struct SyncEngine<S, L> {
     content: Arc<S>,
-    state: Arc<Store>,
+    state: Arc<L>,
     root: PathBuf,
     settings: Settings,
     gate: PauseGate,
@@ -178,13 +178,13 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
         .expect("file work does not panic")
 }
 
-impl<S: ContentStore> SyncEngine<S> {
+impl<S: ContentStore, L: Ledger> SyncEngine<S, L> {
     /// Starts syncing `root` (created if missing): removes temps an
     /// interrupted export left, watches the root, rescans it, and then
     /// reconciles whatever changes.
     pub async fn start(
         content: Arc<S>,
-        state: Arc<Store>,
+        state: Arc<L>,
         root: PathBuf,
         settings: Settings,
     ) -> Result<Arc<Self>, ContentError> {
@@ -334,7 +334,7 @@ impl<S: ContentStore> SyncEngine<S> {
         let paused = self.gate.pause_for_export();
         let held = self.held.lock().await;
         let result =
-            export::export(&*self.content, &self.state, &self.root, kind, collection).await;
+            export::export(&*self.content, &*self.state, &self.root, kind, collection).await;
         drop(held);
         drop(paused);
         let _ = self.hints.send(Hint::Wake);

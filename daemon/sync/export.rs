@@ -19,9 +19,9 @@ use super::{
     atomic::Batch,
     file::{self, Disk, Stat},
     layout,
+    ledger::Ledger,
     reconcile::Base,
 };
-use crate::store::Store;
 
 /// What an export did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -38,9 +38,9 @@ pub struct ExportSummary {
 
 /// Exports collection `collection` of `kind` under `root`. The caller
 /// keeps the watcher paused and every other writer of the root out.
-pub async fn export<C: ContentStore>(
+pub async fn export<C: ContentStore, L: Ledger>(
     content: &C,
-    store: &Store,
+    store: &L,
     root: &Path,
     kind: Kind,
     collection: &str,

@@ -11,6 +11,7 @@ pub mod export;
 pub mod file;
 pub mod gate;
 pub mod layout;
+pub mod ledger;
 pub mod names;
 pub mod reconcile;
 mod watcher;

@@ -479,6 +479,77 @@ async fn external_processes_are_watched_and_never_killed_by_delete() {
     outsider.wait().unwrap();
 }
 
+/// The health of an instance, as `GetInstance` reports it.
+async fn health_of(connection: &outpost::endpoint::Connection, name: &str) -> (i32, i32) {
+    let instance = connection
+        .orchestrator()
+        .get_instance(pb::GetInstanceRequest {
+            instance: name.to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .instance
+        .unwrap();
+    (instance.state, instance.health.unwrap().state)
+}
+
+#[tokio::test]
+async fn external_processes_are_probed_but_never_restarted() {
+    let daemon = Daemon::start();
+    let connection = daemon.connect().await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let tcp_probe = |port: u32| pb::HealthCheck {
+        probe: Some(pb::health_check::Probe::Tcp(pb::TcpProbe {
+            host: String::new(),
+            port,
+        })),
+        interval: Some(Duration::from_millis(50).into()),
+        failure_threshold: Some(1),
+        ..Default::default()
+    };
+    let mut orchestrator = connection.orchestrator();
+    orchestrator
+        .register_external_instance(pb::RegisterExternalInstanceRequest {
+            name: "served".to_owned(),
+            port: port.into(),
+            health: Some(tcp_probe(0)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let running = pb::InstanceState::Running as i32;
+    eventually("the probe to pass", START_DEADLINE, || async {
+        (health_of(&connection, "served").await == (running, pb::HealthState::Healthy as i32))
+            .then_some(())
+    })
+    .await;
+    drop(listener);
+    eventually("the probe to fail", START_DEADLINE, || async {
+        let unhealthy = (running, pb::HealthState::Unhealthy as i32);
+        (health_of(&connection, "served").await == unhealthy).then_some(())
+    })
+    .await;
+
+    // A probe that needs the instance's port, without a port, names the field.
+    let refused = orchestrator
+        .register_external_instance(pb::RegisterExternalInstanceRequest {
+            name: "portless".to_owned(),
+            pid: std::process::id(),
+            health: Some(tcp_probe(0)),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused.message().starts_with("health.tcp.port:"),
+        "{}",
+        refused.message()
+    );
+}
+
 #[test]
 fn sigterm_to_the_daemon_stops_its_instances() {
     let mut daemon = Daemon::start();

@@ -603,3 +603,66 @@ async fn a_locked_database_fails_the_call_naming_the_file_and_the_change_is_stor
     let names: Vec<String> = instances(&connection).await.into_keys().collect();
     assert_eq!(names, ["after", "blocked"]);
 }
+
+#[tokio::test]
+async fn external_instances_stay_external_after_a_crash_and_are_never_taken_for_a_group() {
+    let mut daemon = Daemon::start();
+    let connection = daemon.connect().await;
+    let mut outsider = std::process::Command::new("sleep")
+        .arg("1000")
+        .spawn()
+        .unwrap();
+    let mut orchestrator = connection.orchestrator();
+    for (name, pid, port) in [("outsider", outsider.id(), 0), ("served", 0, 4999)] {
+        orchestrator
+            .register_external_instance(pb::RegisterExternalInstanceRequest {
+                name: name.to_owned(),
+                pid,
+                port,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    drop(connection);
+    crash(&mut daemon);
+    daemon.respawn(&[]);
+    let connection = daemon.connect().await;
+    let found = instances(&connection).await;
+    let outsider_now = &found["outsider"];
+    assert_eq!(
+        (outsider_now.kind, outsider_now.pid, outsider_now.state),
+        (
+            pb::InstanceKind::External as i32,
+            outsider.id(),
+            pb::InstanceState::Running as i32
+        ),
+        "watched again as external"
+    );
+    let served = &found["served"];
+    assert_eq!(
+        (served.kind, served.state),
+        (
+            pb::InstanceKind::External as i32,
+            pb::InstanceState::Running as i32
+        ),
+        "a port-only registration is still assumed to serve"
+    );
+
+    // Deleting it leaves its process (and the daemon) alone.
+    let mut orchestrator = connection.orchestrator();
+    orchestrator
+        .delete_instance(pb::DeleteInstanceRequest {
+            instance: "outsider".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(outsider.try_wait().unwrap().is_none(), "still runs");
+    orchestrator
+        .get_daemon_status(pb::GetDaemonStatusRequest {})
+        .await
+        .expect("the daemon still serves");
+    outsider.kill().unwrap();
+    outsider.wait().unwrap();
+}
