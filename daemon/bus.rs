@@ -21,17 +21,27 @@ pub trait Revisioned {
     fn revision(&self) -> u64;
 }
 
-/// How a subscription begins.
+/// A snapshot of a bus owner's state: the revision it reflects.
+pub trait Snapshot {
+    /// The revision of the last event it includes.
+    fn revision(&self) -> u64;
+}
+
+/// How a subscription starts.
 #[derive(Debug)]
-pub enum Begin<E> {
-    /// With these events after the asked-for revision.
+pub enum Start<E, S> {
+    /// With a snapshot of the owner's state.
+    Snapshot(S),
+    /// With the events after the asked-for revision.
     Replay(Vec<Arc<E>>),
-    /// With a snapshot of the owner's state at the bus's revision;
-    /// `resync` when the asked-for revision is no longer held.
-    Snapshot {
-        /// Events were skipped.
-        resync: bool,
-    },
+}
+
+/// A live subscription: its start, then everything from `events`.
+pub struct Subscription<E, S> {
+    /// What to send first.
+    pub start: Start<E, S>,
+    /// Events after the start; may repeat revisions already covered.
+    pub events: Receiver<Arc<E>>,
 }
 
 /// The bus.
@@ -79,26 +89,31 @@ impl<E: Revisioned> Bus<E> {
     }
 
     /// Subscribes; `since` resumes after that revision when the history
-    /// still holds every event after it.
-    pub fn subscribe(&self, since: Option<u64>) -> (Begin<E>, Receiver<Arc<E>>) {
+    /// still holds every event after it, else the subscription starts with
+    /// `snapshot(resync)`, the owner's state at this revision (`resync`
+    /// when events the subscriber asked for are no longer held). The owner
+    /// calls this under the lock that also guards that state.
+    pub fn subscribe<S>(
+        &self,
+        since: Option<u64>,
+        snapshot: impl FnOnce(bool) -> S,
+    ) -> Subscription<E, S> {
         let events = self.sender.subscribe();
         let oldest = self
             .history
             .front()
             .map_or(self.revision + 1, |event| event.revision());
-        let begin = match since {
-            Some(since) if since <= self.revision && since + 1 >= oldest => Begin::Replay(
+        let start = match since {
+            Some(since) if since <= self.revision && since + 1 >= oldest => Start::Replay(
                 self.history
                     .iter()
                     .filter(|event| event.revision() > since)
                     .cloned()
                     .collect(),
             ),
-            _ => Begin::Snapshot {
-                resync: since.is_some(),
-            },
+            _ => Start::Snapshot(snapshot(since.is_some())),
         };
-        (begin, events)
+        Subscription { start, events }
     }
 }
 
@@ -161,25 +176,25 @@ mod tests {
         }
     }
 
+    /// How a subscription from `since` starts: the replayed revisions, or
+    /// whether the snapshot is a resync.
+    fn start(bus: &Bus<Numbered>, since: Option<u64>) -> Result<Vec<u64>, bool> {
+        match bus.subscribe(since, |resync| resync).start {
+            Start::Replay(events) => Ok(events.iter().map(|e| e.0).collect()),
+            Start::Snapshot(resync) => Err(resync),
+        }
+    }
+
     #[test]
     fn subscribers_resume_without_a_gap_or_are_told_to_resync() {
         let mut bus = Bus::after(4, 0);
         for _ in 0..6 {
             bus.publish(Numbered);
         }
-        let (Begin::Replay(events), _) = bus.subscribe(Some(2)) else {
-            panic!("3..=6 are held")
-        };
-        assert_eq!(events.iter().map(|e| e.0).collect::<Vec<_>>(), [3, 4, 5, 6]);
-        assert!(matches!(
-            bus.subscribe(Some(1)).0,
-            Begin::Snapshot { resync: true }
-        ));
-        assert!(matches!(
-            bus.subscribe(None).0,
-            Begin::Snapshot { resync: false }
-        ));
-        assert!(matches!(bus.subscribe(Some(6)).0, Begin::Replay(events) if events.is_empty()));
+        assert_eq!(start(&bus, Some(2)), Ok(vec![3, 4, 5, 6]));
+        assert_eq!(start(&bus, Some(1)), Err(true));
+        assert_eq!(start(&bus, None), Err(false));
+        assert_eq!(start(&bus, Some(6)), Ok(vec![]));
     }
 
     #[test]
@@ -190,16 +205,13 @@ mod tests {
         // holds: the subscriber is told to resync.
         let mut later = Bus::after(4, 1_000);
         later.publish(Numbered);
-        assert!(matches!(
-            later.subscribe(Some(10)).0,
-            Begin::Snapshot { resync: true }
-        ));
+        assert_eq!(start(&later, Some(10)), Err(true));
     }
 
     #[tokio::test]
     async fn batches_skip_what_was_replayed_and_report_lag() {
         let mut bus = Bus::after(2, 0);
-        let (_, mut events) = bus.subscribe(None);
+        let mut events = bus.subscribe(None, |_| ()).events;
         bus.publish(Numbered);
         bus.publish(Numbered);
         let mut last = 1;

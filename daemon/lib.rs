@@ -4,7 +4,9 @@
 
 pub mod bus;
 pub mod config;
+pub mod daemon;
 pub mod orchestrator;
+pub mod pid_lock;
 pub mod server;
 pub mod store;
 pub mod sync;

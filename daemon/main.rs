@@ -5,6 +5,7 @@ use std::{io::IsTerminal, process::ExitCode};
 use clap::Parser;
 use outpostd::{
     config::{Config, DaemonArgs},
+    daemon::{Daemon, DaemonError},
     server::{self, ServerError},
 };
 use tokio::signal::unix::{SignalKind, signal};
@@ -40,16 +41,38 @@ async fn main() -> ExitCode {
     };
     tracing::info!(%config, "starting");
     let shutdown = shutdown_signal();
-    match server::run(config, shutdown).await {
-        Ok(()) => ExitCode::SUCCESS,
+    match run(config, shutdown).await {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
         Err(err) => {
             eprintln!("outpostd: {err}");
             match err {
-                ServerError::Config(_) => ExitCode::from(EXIT_CONFIG),
+                Failure::Daemon(DaemonError::Config(_))
+                | Failure::Server(ServerError::Config(_)) => ExitCode::from(EXIT_CONFIG),
                 _ => ExitCode::FAILURE,
             }
         }
     }
+}
+
+/// Why the daemon stopped early.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Daemon(#[from] DaemonError),
+    #[error(transparent)]
+    Server(#[from] ServerError),
+}
+
+/// Binds, starts the domains, serves until `shutdown`, and stops them.
+async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Failure> {
+    let listeners = server::bind(&config).await?;
+    let daemon = Daemon::start(config).await?;
+    let served = server::serve(listeners, &daemon, shutdown).await;
+    daemon.stop().await;
+    Ok(served?)
 }
 
 /// Installs SIGINT and SIGTERM handlers now (so that a signal arriving the

@@ -8,15 +8,13 @@
 //! from the revision it asks for; everything after comes from the broadcast.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashSet},
     sync::{Arc, Mutex, MutexGuard},
     time::SystemTime,
 };
 
-use tokio::sync::broadcast;
-
 use super::status::{InstanceState, InstanceStatus, Reason};
-use crate::bus::{Begin, Bus, Revisioned};
+use crate::bus::{self, Bus, Revisioned};
 
 /// Events kept for resuming subscribers (and the broadcast buffer size).
 pub const HISTORY: usize = 8192;
@@ -91,6 +89,49 @@ impl Change {
     }
 }
 
+/// Which events and instances a watcher wants; empty fields match all.
+#[derive(Debug, Default)]
+pub struct EventFilter {
+    /// These instances (ids or names).
+    pub instances: HashSet<String>,
+    /// Instances of these workspaces, and their workspace events.
+    pub workspaces: HashSet<String>,
+    /// Instances in these states.
+    pub states: Vec<InstanceState>,
+}
+
+impl EventFilter {
+    fn instance(&self, status: &InstanceStatus) -> bool {
+        (self.instances.is_empty()
+            || self.instances.contains(&status.id)
+            || self.instances.contains(&status.spec.name))
+            && (self.workspaces.is_empty()
+                || status
+                    .workspace
+                    .as_ref()
+                    .is_some_and(|w| self.workspaces.contains(w)))
+    }
+
+    /// Whether an instance of a snapshot is shown.
+    pub fn shows(&self, status: &InstanceStatus) -> bool {
+        self.instance(status) && (self.states.is_empty() || self.states.contains(&status.state))
+    }
+
+    /// Whether an event is sent.
+    pub fn passes(&self, event: &Event) -> bool {
+        match &event.change {
+            Change::Instance { status, .. } => self.shows(status),
+            Change::Deleted { status } => self.instance(status),
+            // Workspace events concern no single instance or state.
+            Change::Workspace(change) => {
+                self.instances.is_empty()
+                    && self.states.is_empty()
+                    && (self.workspaces.is_empty() || self.workspaces.contains(&change.name))
+            }
+        }
+    }
+}
+
 /// Why a subscription starts with a snapshot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SnapshotKind {
@@ -111,21 +152,13 @@ pub struct Snapshot {
     pub instances: Vec<InstanceStatus>,
 }
 
-/// How a subscription starts.
-#[derive(Debug)]
-pub enum Start {
-    /// With the full state.
-    Snapshot(Snapshot),
-    /// With the events after the asked-for revision.
-    Replay(Vec<Arc<Event>>),
-}
+/// A subscription to the board: a snapshot or a replay, then live events.
+pub type Subscription = bus::Subscription<Event, Snapshot>;
 
-/// A live subscription: its start, then everything from `events`.
-pub struct Subscription {
-    /// What to send first.
-    pub start: Start,
-    /// Events after the start; may repeat revisions already covered.
-    pub events: broadcast::Receiver<Arc<Event>>,
+impl bus::Snapshot for Snapshot {
+    fn revision(&self) -> u64 {
+        self.revision
+    }
 }
 
 impl Revisioned for Event {
@@ -228,19 +261,14 @@ impl StatusBoard {
     /// still holds every event after it.
     pub fn subscribe(&self, since: Option<u64>) -> Subscription {
         let board = self.lock();
-        let (begin, events) = board.bus.subscribe(since);
-        let start = match begin {
-            Begin::Replay(events) => Start::Replay(events),
-            Begin::Snapshot { resync } => Start::Snapshot(Snapshot {
-                revision: board.bus.revision(),
-                kind: if resync {
-                    SnapshotKind::Resync
-                } else {
-                    SnapshotKind::Initial
-                },
-                instances: board.instances.values().cloned().collect(),
-            }),
-        };
-        Subscription { start, events }
+        board.bus.subscribe(since, |resync| Snapshot {
+            revision: board.bus.revision(),
+            kind: if resync {
+                SnapshotKind::Resync
+            } else {
+                SnapshotKind::Initial
+            },
+            instances: board.instances.values().cloned().collect(),
+        })
     }
 }

@@ -32,7 +32,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use outpost::spec::{ExternalSpec, InstanceSpec, PortChoice, SpecInput, validate_dir};
+use outpost::spec::{ExternalInput, InstanceSpec, PortChoice, SpecInput, validate_dir};
 use tokio::sync::mpsc;
 
 use actor::{Actor, Command, Process, Reply};
@@ -247,8 +247,9 @@ impl Orchestrator {
     /// unless asked.
     pub async fn register_external(
         &self,
-        external: ExternalSpec,
+        input: ExternalInput,
     ) -> Result<InstanceStatus, OrchestratorError> {
+        let external = input.validate()?;
         let process = match external.pid {
             Some(pid) => Some(recovery::watch_external(pid)?),
             None => None,
@@ -553,9 +554,9 @@ impl Orchestrator {
         self.context.board.subscribe(since)
     }
 
-    /// A fresh snapshot, for a subscriber that fell behind.
-    pub fn resync(&self) -> events::Snapshot {
-        self.context.board.snapshot(events::SnapshotKind::Resync)
+    /// The board now (a resync: for a subscriber that fell behind).
+    pub fn snapshot(&self, kind: events::SnapshotKind) -> events::Snapshot {
+        self.context.board.snapshot(kind)
     }
 
     /// Streams an instance's output as `request` asks (see
@@ -622,7 +623,7 @@ impl Orchestrator {
     }
 
     /// Waits until every change made so far is stored.
-    async fn flush(&self) -> Result<(), OrchestratorError> {
+    pub async fn flush(&self) -> Result<(), OrchestratorError> {
         Ok(self.context.writer.flush().await?)
     }
 }

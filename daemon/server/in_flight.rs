@@ -1,73 +1,47 @@
-//! Counts calls in progress, so that shutdown waits for those (up to a
+//! Tracks calls in progress, so that shutdown waits for those (up to a
 //! limit) instead of for every client to close its idle connection — a
 //! client that never answers HTTP/2's GOAWAY must not hold the daemon.
 
 use std::{
     future::Future,
     pin::Pin,
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
     task::{Context, Poll},
 };
 
-use tokio::sync::Notify;
+use tokio_util::task::TaskTracker;
 use tower::{Layer, Service};
 
-#[derive(Default)]
-struct Counter {
-    calls: AtomicUsize,
-    idle: Notify,
-}
-
-/// The number of calls in progress; a tower layer that maintains it.
+/// The calls in progress; a tower layer that tracks them.
 #[derive(Clone, Default)]
-pub(crate) struct InFlight(Arc<Counter>);
-
-/// Marks one call in progress until dropped.
-struct Guard(Arc<Counter>);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if self.0.calls.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
-        }
-    }
-}
+pub(crate) struct InFlight(TaskTracker);
 
 impl InFlight {
     /// Completes once no call is in progress.
     pub(crate) async fn idle(&self) {
-        loop {
-            let notified = self.0.idle.notified();
-            if self.0.calls.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            notified.await;
-        }
+        self.0.close();
+        self.0.wait().await;
     }
 }
 
 impl<S> Layer<S> for InFlight {
-    type Service = Counted<S>;
+    type Service = Tracked<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Counted {
+        Tracked {
             inner,
             in_flight: self.clone(),
         }
     }
 }
 
-/// A service whose calls are counted while they run.
+/// A service whose calls are tracked while they run.
 #[derive(Clone)]
-pub(crate) struct Counted<S> {
+pub(crate) struct Tracked<S> {
     inner: S,
     in_flight: InFlight,
 }
 
-impl<S, R> Service<R> for Counted<S>
+impl<S, R> Service<R> for Tracked<S>
 where
     S: Service<R>,
     S::Future: Send + 'static,
@@ -81,14 +55,6 @@ where
     }
 
     fn call(&mut self, request: R) -> Self::Future {
-        let counter = self.in_flight.0.clone();
-        counter.calls.fetch_add(1, Ordering::AcqRel);
-        let guard = Guard(counter);
-        let call = self.inner.call(request);
-        Box::pin(async move {
-            let response = call.await;
-            drop(guard);
-            response
-        })
+        Box::pin(self.in_flight.0.track_future(self.inner.call(request)))
     }
 }

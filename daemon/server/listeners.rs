@@ -3,94 +3,24 @@
 //! The Unix socket lives in a 0700 directory (when the daemon creates it),
 //! is itself 0600, and is guarded by an advisory lock next to it: holding
 //! the lock proves no other daemon serves there, so a leftover socket file is
-//! stale and may be replaced. The data directory is locked the same way so
-//! that two daemons never share state.
+//! stale and may be replaced.
 
 use std::{
-    fs::{self, DirBuilder, File, OpenOptions, TryLockError},
-    io::{self, Read, Seek, Write},
-    os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt, PermissionsExt},
+    fs, io,
+    os::unix::fs::{FileTypeExt, PermissionsExt},
     path::{Path, PathBuf},
 };
 
 use tokio::net::{TcpListener, UnixListener};
 
 use super::ServerError;
-use crate::config::{ConfigError, ListenAddr, setting};
+use crate::{
+    config::{ConfigError, ListenAddr, setting},
+    pid_lock::{AlreadyRunning, PidLock, create_private_dir},
+};
 
 /// The longest socket path Linux accepts (`sun_path` minus the NUL).
 const MAX_SOCKET_PATH: usize = 107;
-
-/// An exclusive advisory lock on a file holding the owner's pid, released
-/// when dropped (or when the process dies).
-#[derive(Debug)]
-pub(crate) struct PidLock {
-    _file: File,
-}
-
-impl PidLock {
-    /// Takes the lock at `path`, or reports the pid of the process holding it.
-    fn acquire(path: &Path) -> Result<Result<Self, Option<u32>>, io::Error> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)?;
-        match file.try_lock() {
-            Ok(()) => {
-                file.set_len(0)?;
-                file.rewind()?;
-                writeln!(file, "{}", std::process::id())?;
-                Ok(Ok(Self { _file: file }))
-            }
-            Err(TryLockError::WouldBlock) => {
-                let mut pid = String::new();
-                file.read_to_string(&mut pid)?;
-                Ok(Err(pid.trim().parse().ok()))
-            }
-            Err(TryLockError::Error(err)) => Err(err),
-        }
-    }
-}
-
-/// Creates `dir` (and missing parents) with mode 0700. An existing
-/// directory is left as it is.
-fn create_private_dir(setting: &'static str, dir: &Path) -> Result<(), ConfigError> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .and_then(|()| fs::set_permissions(dir, fs::Permissions::from_mode(0o700)))
-        .map_err(|err| {
-            ConfigError::new(
-                setting,
-                format!("cannot create directory {}: {err}", dir.display()),
-            )
-        })
-}
-
-/// Prepares and locks the data directory.
-pub(crate) fn lock_data_dir(dir: &Path) -> Result<PidLock, ServerError> {
-    create_private_dir(setting::DATA_DIR, dir)?;
-    let lock_path = dir.join("outpostd.lock");
-    match PidLock::acquire(&lock_path) {
-        Ok(Ok(lock)) => Ok(lock),
-        Ok(Err(pid)) => Err(ServerError::AlreadyRunning {
-            what: format!("data dir {}", dir.display()),
-            pid,
-        }),
-        Err(err) => Err(ConfigError::new(
-            setting::DATA_DIR,
-            format!("{} is not writable: {err}", lock_path.display()),
-        )
-        .into()),
-    }
-}
 
 /// A bound Unix socket. Dropping it removes the socket file, then releases
 /// the lock.
@@ -128,10 +58,11 @@ pub(crate) fn bind_unix(path: &Path) -> Result<(UnixListener, SocketFile), Serve
     let lock = match PidLock::acquire(Path::new(&lock_path)) {
         Ok(Ok(lock)) => lock,
         Ok(Err(pid)) => {
-            return Err(ServerError::AlreadyRunning {
+            return Err(AlreadyRunning {
                 what: format!("unix://{}", path.display()),
                 pid,
-            });
+            }
+            .into());
         }
         Err(err) => {
             return Err(invalid(format!(

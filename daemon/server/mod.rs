@@ -1,25 +1,30 @@
-//! The gRPC front of the daemon: binds the listeners, puts the access gate
-//! in front of every service, serves until told to stop, then drains
-//! in-flight calls and cleans up.
-//!
-//! Services here only translate between gRPC and the domain; they hold no
-//! business logic.
+//! The gRPC transport, a leaf: it binds the listeners, puts the access
+//! gate in front of every service, serves the daemon's domains until told
+//! to stop, then drains the calls in flight and removes its socket. The
+//! services only translate between gRPC and the domain ([`convert`]); the
+//! order in which the domains start and stop is the
+//! [`Daemon`](crate::daemon::Daemon)'s.
 
 mod access;
 mod convert;
 mod in_flight;
 mod listeners;
 mod orchestrator;
+mod stream;
 mod sync;
 
 use std::{
     future::Future,
+    path::PathBuf,
     sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
 
 use thiserror::Error;
-use tokio::task::JoinSet;
+use tokio::{
+    net::{TcpListener, UnixListener},
+    task::JoinSet,
+};
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tokio_util::sync::CancellationToken;
 use tonic::{
@@ -36,12 +41,13 @@ use outpost::proto::{
 
 use crate::{
     config::{Config, ConfigError},
-    orchestrator::{Orchestrator, OrchestratorConfig, StartError},
-    store::{self, Store},
-    sync::engine::SyncEngine,
-    workspaces::Workspaces,
+    daemon::Daemon,
+    orchestrator::ports::PortRange,
+    pid_lock::AlreadyRunning,
+    store::Store,
 };
 use access::Gate;
+use listeners::SocketFile;
 
 /// How long in-flight calls may take to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -51,26 +57,15 @@ const MAX_REQUEST: usize = 16 << 20;
 /// dropped.
 const CLOSE_GRACE: Duration = Duration::from_millis(200);
 
-/// Why the daemon could not serve.
+/// Why the transport could not serve.
 #[derive(Debug, Error)]
 pub enum ServerError {
     /// A setting cannot be used (the error names it).
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// Another daemon already holds the socket or the data directory.
-    #[error("another outpostd{} is already serving {what}", pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default())]
-    AlreadyRunning {
-        /// What is taken: the socket address or the data directory.
-        what: String,
-        /// The other daemon's pid, when known.
-        pid: Option<u32>,
-    },
-    /// The state database cannot be used.
+    /// Another daemon already holds the socket.
     #[error(transparent)]
-    Store(#[from] store::StoreError),
-    /// The orchestrator could not start (store, subreaper, log directory).
-    #[error(transparent)]
-    Orchestrator(#[from] StartError),
+    AlreadyRunning(#[from] AlreadyRunning),
     /// Reflection could not be built from the descriptor sets.
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -82,73 +77,76 @@ pub(crate) struct DaemonInfo {
     pub(crate) started_at: SystemTime,
     pub(crate) started: Instant,
     pub(crate) listen_addresses: Vec<String>,
-    pub(crate) config: Config,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) port_range: PortRange,
+    pub(crate) max_instances: u32,
+    pub(crate) sync_root: PathBuf,
+    pub(crate) workspaces_dir: PathBuf,
 }
 
-/// Serves `config` until `shutdown` completes, then shuts down gracefully:
-/// health turns NOT_SERVING, listeners stop accepting and streams end,
-/// in-flight calls get [`DRAIN_TIMEOUT`] to finish, every instance is
-/// stopped, and the socket file is removed.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-    let _data_lock = listeners::lock_data_dir(&config.data_dir)?;
-    // Recover before serving: re-adopt what an earlier daemon left running.
-    let store = Arc::new(Store::open(&config.data_dir.join(store::FILE_NAME)).await?);
-    let orchestrator = Orchestrator::start(
-        OrchestratorConfig {
-            data_dir: config.data_dir.clone(),
-            port_range: config.port_range,
-            max_instances: config.max_instances,
-        },
-        store.clone(),
-    )
-    .await?;
-    let (unix_listener, socket_file) = listeners::bind_unix(&config.socket)?;
-    let mut listen_addresses = vec![format!("unix://{}", config.socket.display())];
-    let mut tcp_listeners = Vec::new();
+/// The daemon's listeners, bound but not serving yet.
+pub struct Listeners {
+    unix: UnixListener,
+    socket: SocketFile,
+    tcp: Vec<TcpListener>,
+    addresses: Vec<String>,
+}
+
+/// Binds the Unix socket (refusing while another daemon holds it) and the
+/// TCP listeners of `config`. Clients that connect now wait until
+/// [`serve`] accepts them.
+pub async fn bind(config: &Config) -> Result<Listeners, ServerError> {
+    let (unix, socket) = listeners::bind_unix(&config.socket)?;
+    let mut addresses = vec![format!("unix://{}", config.socket.display())];
+    let mut tcp = Vec::new();
     for addr in &config.listen {
         let listener = listeners::bind_tcp(*addr).await?;
         if let Ok(local) = listener.local_addr() {
-            listen_addresses.push(format!("tcp://{local}"));
+            addresses.push(format!("tcp://{local}"));
         }
-        tcp_listeners.push(listener);
+        tcp.push(listener);
     }
+    Ok(Listeners {
+        unix,
+        socket,
+        tcp,
+        addresses,
+    })
+}
 
+/// Serves `daemon` on `listeners` until `shutdown` completes, then shuts
+/// down gracefully: health turns NOT_SERVING, listeners stop accepting and
+/// streams end, in-flight calls get [`DRAIN_TIMEOUT`] to finish, idle
+/// connections are closed, and the socket file is removed.
+pub async fn serve(
+    listeners: Listeners,
+    daemon: &Daemon,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let config = &daemon.config;
     let gate = Gate::protected(
         nix::unistd::getuid().as_raw(),
         config.token.clone().map(Arc::new),
     );
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let orchestrator_name = <OrchestratorServer<orchestrator::OrchestratorApi>>::NAME;
-    let sync_name = <SyncServer<sync::SyncApi<Store, Store>>>::NAME;
+    let sync_name = <SyncServer<sync::SyncApi<Store>>>::NAME;
     for name in [orchestrator_name, sync_name] {
         health_reporter
             .set_service_status(name, ServingStatus::Serving)
             .await;
     }
-
-    let stop = CancellationToken::new();
-    let workspaces = Workspaces::start(config.workspaces_dir.clone(), orchestrator.clone())
-        .map_err(|err| {
-            ConfigError::new(
-                crate::config::setting::WORKSPACES_DIR,
-                format!("cannot watch {}: {err}", config.workspaces_dir.display()),
-            )
-        })?;
-    let sync = SyncEngine::start(
-        store.clone(),
-        store.clone(),
-        config.sync_root.clone(),
-        config.sync,
-    )
-    .await
-    .map_err(|err| ConfigError::new(crate::config::setting::SYNC_ROOT, err.to_string()))?;
-    let config_keeps_instances = config.keep_instances_on_exit;
     let info = Arc::new(DaemonInfo {
-        started_at: SystemTime::now(),
-        started: Instant::now(),
-        listen_addresses,
-        config,
+        started_at: daemon.started_at,
+        started: daemon.started,
+        listen_addresses: listeners.addresses.clone(),
+        data_dir: config.data_dir.clone(),
+        port_range: config.port_range,
+        max_instances: config.max_instances,
+        sync_root: config.sync_root.clone(),
+        workspaces_dir: config.workspaces_dir.clone(),
     });
+    let stop = CancellationToken::new();
     let in_flight = in_flight::InFlight::default();
     let router = Server::builder()
         .tcp_nodelay(true)
@@ -158,28 +156,31 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .add_service(guarded(reflection().build_v1()?, gate.clone()))
         .add_service(guarded(reflection().build_v1alpha()?, gate.clone()))
         .add_service(guarded(
-            OrchestratorServer::new(orchestrator::OrchestratorApi::new(
-                info.clone(),
-                orchestrator.clone(),
-                workspaces.clone(),
-                stop.clone(),
-            )),
+            OrchestratorServer::new(orchestrator::OrchestratorApi {
+                info: info.clone(),
+                orchestrator: daemon.orchestrator.clone(),
+                workspaces: daemon.workspaces.clone(),
+                stop: stop.clone(),
+            }),
             gate.clone(),
         ))
         // Content larger than the store accepts must still arrive, so that
         // the answer names the limit rather than the transport's.
         .add_service(guarded(
-            SyncServer::new(sync::SyncApi::new(store, sync.clone(), stop.clone()))
-                .max_decoding_message_size(MAX_REQUEST),
+            SyncServer::new(sync::SyncApi {
+                sync: daemon.sync.clone(),
+                stop: stop.clone(),
+            })
+            .max_decoding_message_size(MAX_REQUEST),
             gate,
         ));
 
     let mut servers = JoinSet::new();
     servers.spawn(router.clone().serve_with_incoming_shutdown(
-        UnixListenerStream::new(unix_listener),
+        UnixListenerStream::new(listeners.unix),
         stop.clone().cancelled_owned(),
     ));
-    for listener in tcp_listeners {
+    for listener in listeners.tcp {
         servers.spawn(router.clone().serve_with_incoming_shutdown(
             TcpListenerStream::new(listener),
             stop.clone().cancelled_owned(),
@@ -223,16 +224,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     if closed.is_err() {
         servers.abort_all();
     }
-    sync.stop().await;
-    // No workspace apply may start an instance once they are being stopped.
-    workspaces.stop(DRAIN_TIMEOUT).await;
-    if config_keeps_instances {
-        tracing::info!("leaving instances running for the next daemon (--keep-instances-on-exit)");
-    } else {
-        orchestrator.shutdown().await;
-    }
-    drop(socket_file);
-    tracing::info!("stopped");
+    drop(listeners.socket);
     Ok(())
 }
 
@@ -241,17 +233,6 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
     tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-}
-
-/// Converts a wall-clock time to a protobuf timestamp.
-fn timestamp(time: SystemTime) -> pbjson_types::Timestamp {
-    let since_epoch = time
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    pbjson_types::Timestamp {
-        seconds: since_epoch.as_secs() as i64,
-        nanos: since_epoch.subsec_nanos() as i32,
-    }
 }
 
 /// Puts `gate` in front of `service`.

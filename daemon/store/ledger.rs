@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use sqlx::{Connection, Row, sqlite::SqliteRow};
 
 use super::{Store, from_millis, millis};
-use crate::sync::{Conflict, ContentError, Key, Kind, ledger::Ledger, reconcile::Base};
+use crate::sync::{Conflict, ContentError, Key, Kind, file::Stat, ledger::Ledger, reconcile::Base};
 
 /// The name a kind has in `sync_base` and `sync_conflicts`.
 fn kind_name(kind: Kind) -> &'static str {
@@ -28,11 +28,11 @@ fn base_from(row: &SqliteRow) -> Base {
     Base {
         sha256: row.get("sha256"),
         db_version: row.get::<i64, _>("db_version") as u64,
-        stat: (
-            row.get::<i64, _>("file_size") as u64,
-            row.get("file_mtime"),
-            row.get::<i64, _>("file_inode") as u64,
-        ),
+        stat: Stat {
+            size: row.get::<i64, _>("file_size") as u64,
+            mtime_ns: row.get("file_mtime"),
+            inode: row.get::<i64, _>("file_inode") as u64,
+        },
     }
 }
 
@@ -168,9 +168,9 @@ impl Ledger for Store {
             .bind(&key.name)
             .bind(&base.sha256)
             .bind(base.db_version as i64)
-            .bind(base.stat.0 as i64)
-            .bind(base.stat.1)
-            .bind(base.stat.2 as i64)
+            .bind(base.stat.size as i64)
+            .bind(base.stat.mtime_ns)
+            .bind(base.stat.inode as i64)
             .execute(&mut *tx)
             .await
             .map_err(|e| self.storage(e))?;

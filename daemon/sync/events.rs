@@ -10,10 +10,8 @@ use std::{
     time::SystemTime,
 };
 
-use tokio::sync::broadcast;
-
 use super::Key;
-use crate::bus::{Begin, Bus, Revisioned};
+use crate::bus::{self, Bus, Revisioned};
 
 /// Events kept for resuming subscribers (and the broadcast buffer size).
 pub const HISTORY: usize = 4096;
@@ -155,29 +153,25 @@ impl Tally {
     }
 }
 
-/// How a subscription starts.
-#[derive(Debug)]
-pub enum Start {
-    /// With the tallies at a revision; `resync` when events were skipped.
-    Snapshot {
-        /// The revision.
-        revision: u64,
-        /// The tallies at it.
-        tally: Tally,
-        /// True when the asked-for revision is no longer held.
-        resync: bool,
-    },
-    /// With the events after the asked-for revision.
-    Replay(Vec<Arc<SyncEvent>>),
+/// The tallies at a revision.
+#[derive(Clone, Debug)]
+pub struct TallySnapshot {
+    /// The revision.
+    pub revision: u64,
+    /// The tallies at it.
+    pub tally: Tally,
+    /// Taken because events the subscriber asked for were skipped.
+    pub resync: bool,
 }
 
-/// A live subscription: its start, then everything from `events`.
-pub struct Subscription {
-    /// What to send first.
-    pub start: Start,
-    /// Events after the start; may repeat revisions already covered.
-    pub events: broadcast::Receiver<Arc<SyncEvent>>,
+impl bus::Snapshot for TallySnapshot {
+    fn revision(&self) -> u64 {
+        self.revision
+    }
 }
+
+/// A subscription to the board: a snapshot or a replay, then live events.
+pub type Subscription = bus::Subscription<SyncEvent, TallySnapshot>;
 
 struct Inner {
     bus: Bus<SyncEvent>,
@@ -228,26 +222,26 @@ impl SyncBoard {
         })
     }
 
-    /// The current revision and tallies.
-    pub fn tally(&self) -> (u64, Tally) {
+    /// The current tallies, taken as a resync (for a subscriber that fell
+    /// behind) when `resync`.
+    pub fn tally(&self, resync: bool) -> TallySnapshot {
         let inner = self.lock();
-        (inner.bus.revision(), inner.tally.clone())
+        TallySnapshot {
+            revision: inner.bus.revision(),
+            tally: inner.tally.clone(),
+            resync,
+        }
     }
 
     /// Subscribes; `since` resumes after that revision when the history
     /// still holds every event after it.
     pub fn subscribe(&self, since: Option<u64>) -> Subscription {
         let inner = self.lock();
-        let (begin, events) = inner.bus.subscribe(since);
-        let start = match begin {
-            Begin::Replay(events) => Start::Replay(events),
-            Begin::Snapshot { resync } => Start::Snapshot {
-                revision: inner.bus.revision(),
-                tally: inner.tally.clone(),
-                resync,
-            },
-        };
-        Subscription { start, events }
+        inner.bus.subscribe(since, |resync| TallySnapshot {
+            revision: inner.bus.revision(),
+            tally: inner.tally.clone(),
+            resync,
+        })
     }
 }
 
@@ -258,12 +252,14 @@ mod tests {
     #[test]
     fn tallies_follow_the_events() {
         let board = SyncBoard::new(1);
-        let (first, _) = board.tally();
+        let first = board.tally(false).revision;
         board.publish(Notice::new(EventKind::Imported, ""));
         board.publish(Notice::new(EventKind::Conflict, ""));
         board.publish(Notice::new(EventKind::ConflictResolved, ""));
         board.publish(Notice::new(EventKind::WatcherError, "boom"));
-        let (revision, tally) = board.tally();
+        let TallySnapshot {
+            revision, tally, ..
+        } = board.tally(false);
         assert_eq!(revision, first + 4);
         assert_eq!(
             (tally.synced, tally.conflicts, tally.open_conflicts),

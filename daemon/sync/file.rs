@@ -12,19 +12,28 @@ use std::{
 
 use super::{MAX_CONTENT, sha256, validate_content};
 
-/// A file's size, mtime (ns) and inode: when it changes, the file may have.
-pub type Stat = (u64, i64, u64);
+/// A file's size, mtime and inode: when one changes, the file may have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stat {
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time in nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    /// Inode number (a rename over the file changes it).
+    pub inode: u64,
+}
 
 /// The stat tuple of `meta`.
 pub fn stat_of(meta: &Metadata) -> Stat {
-    (
-        meta.len(),
+    Stat {
+        size: meta.len(),
         // Saturating: an mtime past 2262 must not overflow.
-        meta.mtime()
+        mtime_ns: meta
+            .mtime()
             .saturating_mul(1_000_000_000)
             .saturating_add(meta.mtime_nsec()),
-        meta.ino(),
-    )
+        inode: meta.ino(),
+    }
 }
 
 /// The stat tuple of the file at `path`, not following a symbolic link.
@@ -96,7 +105,9 @@ fn try_read(path: &Path) -> io::Result<Disk> {
         .read_to_end(&mut bytes)?;
     let stat = stat_of(&before);
     let after = fs::symlink_metadata(path)?;
-    if stat_of(&file.metadata()?) != stat || stat_of(&after) != stat || bytes.len() as u64 != stat.0
+    if stat_of(&file.metadata()?) != stat
+        || stat_of(&after) != stat
+        || bytes.len() as u64 != stat.size
     {
         return Ok(Disk::Changing);
     }
@@ -140,7 +151,7 @@ mod tests {
             panic!("{:?}", read(&path));
         };
         assert_eq!((text.as_str(), hash), ("x", sha256("x")));
-        assert_eq!(stat.0, 1);
+        assert_eq!(stat.size, 1);
     }
 
     #[test]

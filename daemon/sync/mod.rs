@@ -1,19 +1,20 @@
 //! Sync: database-held content — template sets of templates, themes of
 //! stylesheets — and its mirror on disk. This module holds the content
-//! model and the store interface; the database side is the daemon's SQLite
-//! (`store::content`), behind [`ContentStore`] so that another database
-//! (MyBB's MySQL) can take its place without touching the sync engine.
+//! model, its rules (names, limits) and the store interface; the database
+//! side is behind [`ContentStore`] (the daemon's SQLite today, a forum's
+//! database next) and sync's own bookkeeping behind [`ledger::Ledger`], so
+//! that neither the [`engine`] nor the [`service`] front ends call learns
+//! which database it talks to.
 
 pub mod atomic;
 pub mod engine;
 pub mod events;
-pub mod export;
 pub mod file;
-pub mod gate;
 pub mod layout;
 pub mod ledger;
 pub mod names;
 pub mod reconcile;
+pub mod service;
 mod watcher;
 
 use std::{future::Future, path::PathBuf, time::SystemTime};
@@ -194,6 +195,50 @@ pub fn validate_content(content: &str) -> Result<(), ContentError> {
     Ok(())
 }
 
+impl Kind {
+    /// The request field that names a collection of this kind.
+    pub fn collection_field(self) -> &'static str {
+        match self {
+            Self::Template => "set",
+            Self::Stylesheet => "theme",
+        }
+    }
+}
+
+impl Key {
+    /// A template's key; both names must be harmless file names (they
+    /// become path components), and so must the title's group.
+    pub fn template(set: String, title: String) -> Result<Self, ContentError> {
+        names::validate("key.set", &set)?;
+        names::validate("key.title", &title)?;
+        let group = template_group(&title);
+        if layout::is_ignored(group) {
+            return Err(ContentError::Invalid {
+                field: "key.title",
+                reason: format!(
+                    "its group {group:?} (the part before the first '_') looks like an editor's temporary file name, which sync ignores"
+                ),
+            });
+        }
+        Ok(Self {
+            kind: Kind::Template,
+            collection: set,
+            name: title,
+        })
+    }
+
+    /// A stylesheet's key; both names must be harmless file names.
+    pub fn stylesheet(theme: String, name: String) -> Result<Self, ContentError> {
+        names::validate("key.theme", &theme)?;
+        names::validate("key.name", &name)?;
+        Ok(Self {
+            kind: Kind::Stylesheet,
+            collection: theme,
+            name,
+        })
+    }
+}
+
 impl std::fmt::Display for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match self.kind {
@@ -222,6 +267,22 @@ mod tests {
         assert_eq!(template_group("header_welcomeblock"), "header");
         assert_eq!(template_group("index"), "ungrouped");
         assert_eq!(template_group("_odd"), "ungrouped");
+    }
+
+    #[test]
+    fn keys_are_checked_by_field() {
+        let field = |result: Result<Key, ContentError>| match result {
+            Err(ContentError::Invalid { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        assert!(Key::template("Default".into(), "header_welcome".into()).is_ok());
+        assert_eq!(field(Key::template("../x".into(), "t".into())), "key.set");
+        assert_eq!(field(Key::template("s".into(), "".into())), "key.title");
+        assert_eq!(
+            field(Key::template("s".into(), "4913_x".into())),
+            "key.title"
+        );
+        assert_eq!(field(Key::stylesheet("t".into(), "a/b".into())), "key.name");
     }
 
     #[test]

@@ -102,7 +102,11 @@ pub fn decide(
 mod tests {
     use super::{Decision::*, *};
 
-    const STAT: Stat = (3, 1, 7);
+    const STAT: Stat = Stat {
+        size: 3,
+        mtime_ns: 1,
+        inode: 7,
+    };
 
     fn base(sha256: &str, db_version: u64) -> Base {
         Base {
@@ -151,7 +155,10 @@ mod tests {
         let agreed = base("a", 1);
         let touched = FileSide::Content {
             sha256: "a",
-            stat: (3, 2, 7),
+            stat: Stat {
+                mtime_ns: 2,
+                ..STAT
+            },
         };
         assert_eq!(decide(touched, db("a", 1), Some(&agreed), true), Agree);
     }

@@ -6,26 +6,25 @@
 
 use std::path::Path;
 
+use super::{
+    engine::{Hint, queue::Signal},
+    layout,
+};
 use notify::{
     Config, ErrorKind, Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher,
     event::{AccessKind, AccessMode, CreateKind, ModifyKind},
 };
-use tokio::sync::mpsc::UnboundedSender;
 
-use super::{
-    engine::{Hint, Signal},
-    layout,
-};
-
-/// Watches `root`, sending hints; the error says why it cannot.
+/// Watches `root`, handing each hint to `hint` (on the watcher's thread:
+/// it must not block); the error says why it cannot.
 pub(super) fn watch(
     root: &Path,
-    hints: UnboundedSender<Hint>,
+    hint: impl Fn(Hint) + Send + 'static,
 ) -> Result<RecommendedWatcher, String> {
     let handler = move |result: notify::Result<Event>| match result {
         Ok(event) => {
             if event.need_rescan() {
-                let _ = hints.send(Hint::Rescan);
+                hint(Hint::Rescan);
             }
             let Some(signal) = signal(&event.kind) else {
                 return;
@@ -35,13 +34,11 @@ pub(super) fn watch(
                     .file_name()
                     .is_some_and(|name| layout::is_ignored(&name.to_string_lossy()));
                 if !ignored {
-                    let _ = hints.send(Hint::Path(path, signal));
+                    hint(Hint::Path(path, signal));
                 }
             }
         }
-        Err(err) => {
-            let _ = hints.send(Hint::Failed(describe(&err)));
-        }
+        Err(err) => hint(Hint::Failed(describe(&err))),
     };
     // Links are never followed: not for content, and not for watches
     // (a link to / would use up every inotify watch).

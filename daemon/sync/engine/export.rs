@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{
+use crate::sync::{
     ContentError, ContentStore, Item, Key, Kind,
     atomic::Batch,
     file::{self, Disk, Stat},
@@ -36,8 +36,8 @@ pub struct ExportSummary {
     pub elapsed: Duration,
 }
 
-/// Exports collection `collection` of `kind` under `root`. The caller
-/// keeps the watcher paused and every other writer of the root out.
+/// Exports collection `collection` of `kind` under `root`. The caller (the
+/// engine, running it as a job) keeps every other writer of the root out.
 pub async fn export<C: ContentStore, L: Ledger>(
     content: &C,
     store: &L,

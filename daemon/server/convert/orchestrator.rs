@@ -1,78 +1,67 @@
-//! Translation between the `outpost.v1` messages and the orchestrator's
-//! domain types. Request fields are validated here (or by the domain types
-//! they become); every error names the field.
-
-use std::time::{Duration, SystemTime};
+//! Translation between the Orchestrator service's messages and the
+//! orchestrator's domain (instances, events, logs, workspaces, the daemon's
+//! own status).
 
 use tonic::Status;
 
-use super::timestamp;
 use outpost::{
     proto::v1 as pb,
     spec::{
-        HealthCheck, HttpTarget, InstanceSpec, PortChoice, Probe, RestartMode, RestartPolicy,
-        SpecInput,
+        ExternalInput, HealthCheck, HttpTarget, InstanceSpec, PortChoice, Probe, RestartMode,
+        RestartPolicy, SpecInput,
     },
+    workspace_file::Workspace,
 };
 
-use crate::orchestrator::{
-    OrchestratorError,
-    events::{Change, Event, Snapshot, SnapshotKind, WorkspaceDiff},
-    status::{
-        Backoff, Breaker, Exit, ExitOutcome, Failure, Health, HealthState, InstanceKind,
-        InstanceState, InstanceStatus, Reason, Usage, signal_name,
+use super::{duration, invalid, time, timestamp};
+use crate::{
+    orchestrator::{
+        OrchestratorError,
+        events::{Change, Event, EventFilter, Snapshot, SnapshotKind, WorkspaceDiff},
+        logs::{
+            Stream,
+            follow::{LogLines, LogRequest},
+        },
+        status::{
+            Backoff, Breaker, Exit, ExitOutcome, Failure, Health, HealthState, InstanceKind,
+            InstanceState, InstanceStatus, Reason, Usage, signal_name,
+        },
+        validate::{Issue, IssueKind},
     },
-    validate::{Issue, IssueKind},
+    server::DaemonInfo,
+    workspaces::{ApplyError, Source, WorkspaceStatus},
 };
 
-/// An INVALID_ARGUMENT status naming `field`.
-pub fn invalid(field: &str, reason: impl std::fmt::Display) -> Status {
-    Status::invalid_argument(format!("{field}: {reason}"))
-}
-
-/// An INVALID_ARGUMENT status for a field the contract's validation refused.
-pub fn invalid_field(err: outpost::spec::InvalidField) -> Status {
-    Status::invalid_argument(err.to_string())
-}
+/// Most log lines sent in one StreamLogs message.
+const LOG_BATCH: usize = 1000;
 
 impl From<OrchestratorError> for Status {
     fn from(err: OrchestratorError) -> Self {
-        status(err)
+        let message = err.to_string();
+        match err {
+            OrchestratorError::Invalid { .. } => Status::invalid_argument(message),
+            OrchestratorError::NoSuchInstance(_) => Status::not_found(message),
+            OrchestratorError::Taken(_) => Status::already_exists(message),
+            OrchestratorError::Refused(_)
+            | OrchestratorError::StartFailed(_)
+            | OrchestratorError::PortTaken(_) => Status::failed_precondition(message),
+            OrchestratorError::LimitReached(_) => Status::resource_exhausted(message),
+            OrchestratorError::Storage(_) => Status::unavailable(message),
+        }
     }
 }
 
-/// Maps a domain error to its gRPC status.
-pub fn status(err: OrchestratorError) -> Status {
-    let message = err.to_string();
-    match err {
-        OrchestratorError::Invalid { .. } => Status::invalid_argument(message),
-        OrchestratorError::NoSuchInstance(_) => Status::not_found(message),
-        OrchestratorError::Taken(_) => Status::already_exists(message),
-        OrchestratorError::Refused(_)
-        | OrchestratorError::StartFailed(_)
-        | OrchestratorError::PortTaken(_) => Status::failed_precondition(message),
-        OrchestratorError::LimitReached(_) => Status::resource_exhausted(message),
-        OrchestratorError::Storage(_) => Status::unavailable(message),
+impl From<ApplyError> for Status {
+    fn from(err: ApplyError) -> Self {
+        let message = err.to_string();
+        match err {
+            ApplyError::Invalid { .. } | ApplyError::Rejected(_) => {
+                Status::invalid_argument(message)
+            }
+            ApplyError::NotFound(_) => Status::not_found(message),
+            ApplyError::ShuttingDown => Status::unavailable(message),
+        }
     }
-}
-
-/// A protobuf duration as a std one; negative or malformed is invalid.
-pub fn duration(
-    field: &str,
-    value: Option<&pbjson_types::Duration>,
-) -> Result<Option<Duration>, Status> {
-    let Some(value) = value else { return Ok(None) };
-    if value.seconds < 0 || value.nanos < 0 || value.nanos >= 1_000_000_000 {
-        return Err(invalid(field, "must be a non-negative duration"));
-    }
-    Ok(Some(Duration::new(
-        value.seconds as u64,
-        value.nanos as u32,
-    )))
-}
-
-fn proto_duration(value: Duration) -> pbjson_types::Duration {
-    value.into()
 }
 
 /// A required, non-empty instance reference (id or name).
@@ -86,7 +75,7 @@ pub fn instance_key<'a>(field: &str, key: &'a str) -> Result<&'a str, Status> {
 
 /// A health check from a request (fields named under `prefix`); unset
 /// fields take their defaults.
-pub fn health_check(prefix: &str, check: Option<pb::HealthCheck>) -> Result<HealthCheck, Status> {
+fn health_check(prefix: &str, check: Option<pb::HealthCheck>) -> Result<HealthCheck, Status> {
     let defaults = HealthCheck::default();
     let Some(check) = check else {
         return Ok(defaults);
@@ -158,7 +147,7 @@ fn restart_policy(policy: Option<pb::RestartPolicy>) -> Result<RestartPolicy, St
 
 /// Validates a spec from a request.
 pub fn spec(spec: Option<pb::InstanceSpec>) -> Result<InstanceSpec, Status> {
-    InstanceSpec::validate(spec_input(spec)?).map_err(invalid_field)
+    Ok(InstanceSpec::validate(spec_input(spec)?).map_err(OrchestratorError::from)?)
 }
 
 /// The raw spec of a request, for the domain to validate.
@@ -395,7 +384,7 @@ pub fn spec_message(spec: &InstanceSpec) -> pb::InstanceSpec {
         idle_timeout: spec.idle_timeout.map(Into::into),
         startup_timeout: Some(spec.startup_timeout.into()),
         stop_signal: spec.stop_signal.as_str().to_owned(),
-        stop_grace_period: Some(proto_duration(spec.stop_grace)),
+        stop_grace_period: Some(spec.stop_grace.into()),
         labels: spec.labels.clone().into_iter().collect(),
     }
 }
@@ -403,10 +392,6 @@ pub fn spec_message(spec: &InstanceSpec) -> pb::InstanceSpec {
 fn path_text(path: Option<&std::path::Path>) -> String {
     path.map(|path| path.display().to_string())
         .unwrap_or_default()
-}
-
-fn time(time: SystemTime) -> Option<pbjson_types::Timestamp> {
-    Some(timestamp(time))
 }
 
 /// The proto form of an instance's status without its spec (the BASIC
@@ -458,24 +443,6 @@ pub fn full_view(field: &str, view: i32) -> Result<bool, Status> {
         Ok(pb::InstanceView::Unspecified | pb::InstanceView::Basic) => Ok(false),
         Ok(pb::InstanceView::Full) => Ok(true),
         Err(_) => Err(invalid(field, format!("{view} is not an instance view"))),
-    }
-}
-
-/// The proto form of a snapshot.
-pub fn snapshot(snapshot: &Snapshot, keep: impl Fn(&InstanceStatus) -> bool) -> pb::StatusSnapshot {
-    pb::StatusSnapshot {
-        revision: snapshot.revision,
-        kind: match snapshot.kind {
-            SnapshotKind::Initial => pb::SnapshotKind::Initial,
-            SnapshotKind::Resync => pb::SnapshotKind::Resync,
-        }
-        .into(),
-        instances: snapshot
-            .instances
-            .iter()
-            .filter(|s| keep(s))
-            .map(instance)
-            .collect(),
     }
 }
 
@@ -555,5 +522,188 @@ pub fn workspace_diff(diff: &WorkspaceDiff) -> pb::WorkspaceDiff {
         deleted: diff.deleted.clone(),
         changed: diff.changed.clone(),
         unchanged: diff.unchanged.clone(),
+    }
+}
+
+/// An external registration from a request, for the orchestrator to
+/// validate.
+pub fn external_input(
+    request: pb::RegisterExternalInstanceRequest,
+) -> Result<ExternalInput, Status> {
+    Ok(ExternalInput {
+        name: request.name,
+        pid: request.pid,
+        port: request.port,
+        project_path: request.project_path,
+        labels: request.labels.into_iter().collect(),
+        health: health_check("health", request.health)?,
+    })
+}
+
+/// The answer to `RecordActivity`: the instance, and when it would go idle.
+pub fn activity(status: &InstanceStatus) -> pb::RecordActivityResponse {
+    let idle_deadline = status
+        .spec
+        .idle_timeout
+        .filter(|_| status.state.is_active())
+        .map(|timeout| timestamp(status.last_activity_at + timeout));
+    pb::RecordActivityResponse {
+        instance: Some(instance(status)),
+        idle_deadline,
+    }
+}
+
+/// The filter of a `WatchStatus` request.
+pub fn event_filter(request: pb::WatchStatusRequest) -> Result<EventFilter, Status> {
+    Ok(EventFilter {
+        instances: request.instances.into_iter().collect(),
+        workspaces: request.workspaces.into_iter().collect(),
+        states: states("states", &request.states)?,
+    })
+}
+
+/// A snapshot as a `WatchStatus` message, with the instances `filter` shows.
+pub fn status_snapshot(snapshot: &Snapshot, filter: &EventFilter) -> pb::WatchStatusResponse {
+    let snapshot = pb::StatusSnapshot {
+        revision: snapshot.revision,
+        kind: match snapshot.kind {
+            SnapshotKind::Initial => pb::SnapshotKind::Initial,
+            SnapshotKind::Resync => pb::SnapshotKind::Resync,
+        }
+        .into(),
+        instances: snapshot
+            .instances
+            .iter()
+            .filter(|status| filter.shows(status))
+            .map(instance)
+            .collect(),
+    };
+    pb::WatchStatusResponse {
+        payload: Some(pb::watch_status_response::Payload::Snapshot(snapshot)),
+    }
+}
+
+/// The events `filter` passes as one `WatchStatus` message; None if none.
+pub fn status_events(
+    events: &[std::sync::Arc<Event>],
+    filter: &EventFilter,
+) -> Option<pb::WatchStatusResponse> {
+    let events: Vec<pb::StatusEvent> = events
+        .iter()
+        .filter(|event| filter.passes(event))
+        .map(|event| self::event(event))
+        .collect();
+    if events.is_empty() {
+        return None;
+    }
+    Some(pb::WatchStatusResponse {
+        payload: Some(pb::watch_status_response::Payload::Events(
+            pb::StatusEvents { events },
+        )),
+    })
+}
+
+/// What a `StreamLogs` request asks for.
+pub fn log_request(request: &pb::StreamLogsRequest) -> Result<LogRequest, Status> {
+    let streams = match pb::LogStream::try_from(request.stream) {
+        Ok(pb::LogStream::Unspecified) => vec![Stream::Stdout, Stream::Stderr],
+        Ok(pb::LogStream::Stdout) => vec![Stream::Stdout],
+        Ok(pb::LogStream::Stderr) => vec![Stream::Stderr],
+        Err(_) => {
+            return Err(invalid(
+                "stream",
+                format!("{} is not a log stream", request.stream),
+            ));
+        }
+    };
+    Ok(LogRequest {
+        streams,
+        tail: request.tail_lines as usize,
+        follow: request.follow,
+    })
+}
+
+/// Log lines as `StreamLogs` messages of at most [`LOG_BATCH`] lines.
+pub fn log_messages(lines: LogLines) -> Vec<pb::StreamLogsResponse> {
+    let stream = match lines.stream {
+        Stream::Stdout => pb::LogStream::Stdout,
+        Stream::Stderr => pb::LogStream::Stderr,
+    };
+    lines
+        .lines
+        .chunks(LOG_BATCH)
+        .map(|chunk| pb::StreamLogsResponse {
+            lines: chunk
+                .iter()
+                .map(|text| pb::LogLine {
+                    stream: stream.into(),
+                    text: text.clone(),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// The daemon's status, with `counts` of instances by state.
+pub fn daemon_status(
+    info: &DaemonInfo,
+    counts: &std::collections::BTreeMap<InstanceState, u32>,
+) -> pb::GetDaemonStatusResponse {
+    pb::GetDaemonStatusResponse {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        pid: std::process::id(),
+        started_at: Some(timestamp(info.started_at)),
+        uptime: Some(info.started.elapsed().into()),
+        listen_addresses: info.listen_addresses.clone(),
+        data_dir: info.data_dir.display().to_string(),
+        instance_count: counts.values().sum(),
+        instance_counts: counts
+            .iter()
+            .map(|(&state, &count)| pb::InstanceStateCount {
+                state: self::state(state).into(),
+                count,
+            })
+            .collect(),
+        port_range: Some(pb::PortRange {
+            first: info.port_range.first.into(),
+            last: info.port_range.last.into(),
+        }),
+        max_instances: info.max_instances,
+        sync_root: info.sync_root.display().to_string(),
+        workspaces_dir: info.workspaces_dir.display().to_string(),
+    }
+}
+
+/// A workspace's status owning `instance_count` instances.
+pub fn workspace(name: &str, status: &WorkspaceStatus, instance_count: usize) -> pb::Workspace {
+    pb::Workspace {
+        name: name.to_owned(),
+        file: status.file.display().to_string(),
+        last_applied_at: status.last_applied_at.map(timestamp),
+        last_errors: status.last_errors.clone(),
+        instance_count: instance_count as u32,
+    }
+}
+
+/// A workspace's definition, as applied.
+pub fn workspace_definition(workspace: &Workspace) -> pb::WorkspaceDefinition {
+    pb::WorkspaceDefinition {
+        defaults: Some(pb::WorkspaceDefaults {
+            env: workspace.defaults.env.clone().into_iter().collect(),
+            labels: workspace.defaults.labels.clone().into_iter().collect(),
+            health: None,
+            restart: None,
+        }),
+        instances: workspace.instances.iter().map(spec_message).collect(),
+    }
+}
+
+/// Where an `ApplyWorkspace` takes its workspace from (the workspace
+/// engine checks it).
+pub fn workspace_source(source: Option<pb::apply_workspace_request::Source>) -> Source {
+    match source {
+        Some(pb::apply_workspace_request::Source::File(file)) => Source::File(file),
+        Some(pb::apply_workspace_request::Source::Name(name)) => Source::Name(name),
+        None => Source::Name(String::new()),
     }
 }

@@ -1,0 +1,144 @@
+//! The daemon as a whole: its domains, and the order they start and stop
+//! in. A front end (the gRPC transport in [`crate::server`]) is started
+//! after [`Daemon::start`] and finished before [`Daemon::stop`].
+//!
+//! Start: the data directory is locked (a second daemon on it stops
+//! here), the state database opened and checked, the orchestrator started —
+//! which re-adopts what an earlier daemon left running — then the
+//! workspace engine (which may create instances) and the sync engine.
+//!
+//! Stop: the sync engine first (it finishes the entity it is at), then the
+//! workspace engine (an apply in progress gets [`DRAIN_TIMEOUT`], later
+//! ones are refused), so that nothing starts an instance while they are
+//! being stopped; then every instance stops, unless they are kept for the
+//! next daemon; either way every change is stored before the lock goes.
+
+use std::{
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use crate::{
+    config::{Config, ConfigError, setting},
+    orchestrator::{Orchestrator, OrchestratorConfig, StartError},
+    pid_lock::{AlreadyRunning, PidLock, create_private_dir},
+    store::{self, Store, StoreError},
+    sync::{engine::SyncEngine, service::SyncService},
+    workspaces::Workspaces,
+};
+
+/// How long a workspace apply in progress may take to finish at shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// A setting cannot be used (the error names it).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Another daemon holds the data directory.
+    #[error(transparent)]
+    AlreadyRunning(#[from] AlreadyRunning),
+    /// The state database cannot be used.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The orchestrator could not start (records, subreaper, log directory).
+    #[error(transparent)]
+    Orchestrator(#[from] StartError),
+}
+
+/// The running daemon's domains.
+pub struct Daemon {
+    /// Its configuration.
+    pub config: Config,
+    /// When it started, by the wall clock.
+    pub started_at: SystemTime,
+    /// When it started, for its uptime.
+    pub started: Instant,
+    /// Instances.
+    pub orchestrator: Arc<Orchestrator>,
+    /// Workspace files.
+    pub workspaces: Workspaces,
+    /// Content and its mirror on disk.
+    pub sync: Arc<SyncService<Store>>,
+    _data_lock: PidLock,
+}
+
+impl Daemon {
+    /// Starts every domain, in order (see the module).
+    pub async fn start(config: Config) -> Result<Self, DaemonError> {
+        let started_at = SystemTime::now();
+        let started = Instant::now();
+        let data_lock = lock_data_dir(&config.data_dir)?;
+        let store = Arc::new(Store::open(&config.data_dir.join(store::FILE_NAME)).await?);
+        let orchestrator = Orchestrator::start(
+            OrchestratorConfig {
+                data_dir: config.data_dir.clone(),
+                port_range: config.port_range,
+                max_instances: config.max_instances,
+            },
+            store.clone(),
+        )
+        .await?;
+        let workspaces = Workspaces::start(config.workspaces_dir.clone(), orchestrator.clone())
+            .map_err(|err| {
+                ConfigError::new(
+                    setting::WORKSPACES_DIR,
+                    format!("cannot watch {}: {err}", config.workspaces_dir.display()),
+                )
+            })?;
+        let engine = SyncEngine::start(
+            store.clone(),
+            store.clone(),
+            config.sync_root.clone(),
+            config.sync,
+        )
+        .await
+        .map_err(|err| ConfigError::new(setting::SYNC_ROOT, err.to_string()))?;
+        Ok(Self {
+            config,
+            started_at,
+            started,
+            orchestrator,
+            workspaces,
+            sync: Arc::new(SyncService::new(store, engine)),
+            _data_lock: data_lock,
+        })
+    }
+
+    /// Stops every domain, in order (see the module).
+    pub async fn stop(self) {
+        self.sync.engine().stop().await;
+        self.workspaces.stop(DRAIN_TIMEOUT).await;
+        if self.config.keep_instances_on_exit {
+            tracing::info!(
+                "leaving instances running for the next daemon (--keep-instances-on-exit)"
+            );
+            if let Err(err) = self.orchestrator.flush().await {
+                tracing::error!(%err, "state not saved at shutdown");
+            }
+        } else {
+            self.orchestrator.shutdown().await;
+        }
+    }
+}
+
+/// Prepares and locks the data directory.
+fn lock_data_dir(dir: &Path) -> Result<PidLock, DaemonError> {
+    create_private_dir(setting::DATA_DIR, dir)?;
+    let lock_path = dir.join("outpostd.lock");
+    match PidLock::acquire(&lock_path) {
+        Ok(Ok(lock)) => Ok(lock),
+        Ok(Err(pid)) => Err(AlreadyRunning {
+            what: format!("data dir {}", dir.display()),
+            pid,
+        }
+        .into()),
+        Err(err) => Err(ConfigError::new(
+            setting::DATA_DIR,
+            format!("{} is not writable: {err}", lock_path.display()),
+        )
+        .into()),
+    }
+}

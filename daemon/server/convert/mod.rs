@@ -1,0 +1,47 @@
+//! Translation between the `outpost.v1` messages and the domain: requests
+//! into domain calls (every field error names the field), domain values
+//! into messages, and every domain error into its gRPC status — here and
+//! nowhere else.
+
+pub mod orchestrator;
+pub mod sync;
+
+use std::time::{Duration, SystemTime};
+
+use tonic::Status;
+
+/// An INVALID_ARGUMENT status naming `field`.
+pub fn invalid(field: &str, reason: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(format!("{field}: {reason}"))
+}
+
+/// A protobuf duration as a std one; negative or malformed is invalid.
+pub fn duration(
+    field: &str,
+    value: Option<&pbjson_types::Duration>,
+) -> Result<Option<Duration>, Status> {
+    let Some(value) = value else { return Ok(None) };
+    if value.seconds < 0 || value.nanos < 0 || value.nanos >= 1_000_000_000 {
+        return Err(invalid(field, "must be a non-negative duration"));
+    }
+    Ok(Some(Duration::new(
+        value.seconds as u64,
+        value.nanos as u32,
+    )))
+}
+
+/// A wall-clock time as a protobuf timestamp.
+pub fn timestamp(time: SystemTime) -> pbjson_types::Timestamp {
+    let since_epoch = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    pbjson_types::Timestamp {
+        seconds: since_epoch.as_secs() as i64,
+        nanos: since_epoch.subsec_nanos() as i32,
+    }
+}
+
+/// [`timestamp`], for optional message fields.
+fn time(time: SystemTime) -> Option<pbjson_types::Timestamp> {
+    Some(timestamp(time))
+}

@@ -1,0 +1,277 @@
+//! Translation between the Sync service's messages and the sync domain
+//! (content, the engine's summaries and status, events, conflicts).
+
+use std::sync::Arc;
+
+use tonic::Status;
+
+use outpost::proto::v1 as pb;
+
+use super::{invalid, timestamp};
+use crate::sync::{
+    Collection, Conflict, ContentError, Item, Key, Kind,
+    engine::{ExportSummary, RescanSummary, WatcherState},
+    events::{EventKind, SyncEvent},
+    service::SyncStatus,
+};
+
+impl From<ContentError> for Status {
+    fn from(err: ContentError) -> Self {
+        let message = err.to_string();
+        match err {
+            ContentError::Invalid { .. } => Status::invalid_argument(message),
+            ContentError::NotFound(_) => Status::not_found(message),
+            ContentError::VersionMismatch { .. } => Status::aborted(message),
+            ContentError::Refused(_) => Status::failed_precondition(message),
+            ContentError::Storage(_) => Status::unavailable(message),
+        }
+    }
+}
+
+/// A template's key from a request.
+pub fn template_key(key: Option<pb::TemplateKey>) -> Result<Key, Status> {
+    let key = key.ok_or_else(|| invalid("key", "is required"))?;
+    Ok(Key::template(key.set, key.title)?)
+}
+
+/// A stylesheet's key from a request.
+pub fn stylesheet_key(key: Option<pb::StylesheetKey>) -> Result<Key, Status> {
+    let key = key.ok_or_else(|| invalid("key", "is required"))?;
+    Ok(Key::stylesheet(key.theme, key.name)?)
+}
+
+/// Which side a `ResolveConflict` keeps: true for the disk's.
+pub fn keeps_disk(resolution: i32) -> Result<bool, Status> {
+    match pb::Resolution::try_from(resolution) {
+        Ok(pb::Resolution::KeepDisk) => Ok(true),
+        Ok(pb::Resolution::KeepDatabase) => Ok(false),
+        _ => Err(invalid("resolution", "must be KEEP_DISK or KEEP_DATABASE")),
+    }
+}
+
+/// The event kinds a `WatchSyncEvents` request asks for (empty: all).
+pub fn event_kinds(kinds: &[i32]) -> Result<Vec<i32>, Status> {
+    kinds
+        .iter()
+        .map(|&kind| match pb::SyncEventKind::try_from(kind) {
+            Ok(pb::SyncEventKind::Unspecified) | Err(_) => {
+                Err(invalid("kinds", format!("{kind} is not a sync event kind")))
+            }
+            Ok(kind) => Ok(kind as i32),
+        })
+        .collect()
+}
+
+/// A template set.
+pub fn template_set(set: Collection) -> pb::TemplateSet {
+    pb::TemplateSet {
+        name: set.name,
+        template_count: set.items,
+        updated_at: set.updated_at.map(timestamp),
+    }
+}
+
+/// A theme.
+pub fn theme(theme: Collection) -> pb::Theme {
+    pb::Theme {
+        name: theme.name,
+        stylesheet_count: theme.items,
+        updated_at: theme.updated_at.map(timestamp),
+    }
+}
+
+/// A template.
+pub fn template(item: Item) -> pb::Template {
+    pb::Template {
+        group: crate::sync::template_group(&item.key.name).to_owned(),
+        key: Some(pb::TemplateKey {
+            set: item.key.collection,
+            title: item.key.name,
+        }),
+        content: item.content,
+        version: item.version,
+        updated_at: Some(timestamp(item.updated_at)),
+        size_bytes: item.size,
+        sha256: item.sha256,
+    }
+}
+
+/// A stylesheet.
+pub fn stylesheet(item: Item) -> pb::Stylesheet {
+    pb::Stylesheet {
+        key: Some(pb::StylesheetKey {
+            theme: item.key.collection,
+            name: item.key.name,
+        }),
+        content: item.content,
+        version: item.version,
+        updated_at: Some(timestamp(item.updated_at)),
+        size_bytes: item.size,
+        sha256: item.sha256,
+    }
+}
+
+/// What an export did.
+pub fn export_summary(summary: ExportSummary) -> pb::ExportSummary {
+    pb::ExportSummary {
+        written: summary.written,
+        unchanged: summary.unchanged,
+        conflicts: summary.conflicts,
+        elapsed: Some(summary.elapsed.into()),
+    }
+}
+
+/// What a rescan did.
+pub fn rescan(summary: RescanSummary) -> pb::RescanResponse {
+    pb::RescanResponse {
+        scanned: summary.scanned,
+        imported: summary.imported,
+        exported: summary.exported,
+        conflicts: summary.conflicts,
+        skipped: summary.skipped,
+        elapsed: Some(summary.elapsed.into()),
+    }
+}
+
+/// The watcher's state.
+pub fn watcher_state(state: WatcherState) -> pb::WatcherState {
+    match state {
+        WatcherState::Watching => pb::WatcherState::Watching,
+        WatcherState::Paused => pb::WatcherState::Paused,
+        WatcherState::Stopped => pb::WatcherState::Stopped,
+    }
+}
+
+/// The status report, at the sync root `root`.
+pub fn status(status: SyncStatus, root: &std::path::Path) -> pb::GetSyncStatusResponse {
+    let tally = status.tally;
+    pb::GetSyncStatusResponse {
+        state: watcher_state(status.engine.state).into(),
+        root: root.display().to_string(),
+        paused_by_user: status.engine.paused_by_user,
+        active_exports: status.engine.exports,
+        dirty_count: status.engine.queued as u32,
+        last_rescan_at: tally.last_rescan_at.map(timestamp),
+        counters: Some(pb::SyncCounters {
+            synced: tally.synced,
+            skipped_empty: tally.skipped_empty,
+            rejected: tally.rejected,
+            conflicts: tally.conflicts,
+        }),
+        open_conflicts: tally.open_conflicts,
+        last_error: tally.last_error.unwrap_or_default(),
+    }
+}
+
+fn content_key(key: &Key) -> pb::ContentKey {
+    let key_message = match key.kind {
+        Kind::Template => pb::content_key::Key::Template(pb::TemplateKey {
+            set: key.collection.clone(),
+            title: key.name.clone(),
+        }),
+        Kind::Stylesheet => pb::content_key::Key::Stylesheet(pb::StylesheetKey {
+            theme: key.collection.clone(),
+            name: key.name.clone(),
+        }),
+    };
+    pb::ContentKey {
+        key: Some(key_message),
+    }
+}
+
+/// The key of a resolved conflict and its version after.
+pub fn resolved(key: &Key, version: u64) -> pb::ResolveConflictResponse {
+    pb::ResolveConflictResponse {
+        key: Some(content_key(key)),
+        version,
+    }
+}
+
+/// An open conflict.
+pub fn conflict(conflict: Conflict) -> pb::Conflict {
+    pb::Conflict {
+        key: Some(content_key(&conflict.key)),
+        id: conflict.id,
+        path: conflict.path.display().to_string(),
+        conflict_copy_path: conflict.copy_path.display().to_string(),
+        database_version: conflict.db_version,
+        database_sha256: conflict.db_sha256,
+        disk_sha256: conflict.disk_sha256,
+        detected_at: Some(timestamp(conflict.detected_at)),
+    }
+}
+
+fn event_kind(kind: EventKind) -> pb::SyncEventKind {
+    match kind {
+        EventKind::Imported => pb::SyncEventKind::Imported,
+        EventKind::Exported => pb::SyncEventKind::Exported,
+        EventKind::SkippedEmpty => pb::SyncEventKind::SkippedEmpty,
+        EventKind::Rejected => pb::SyncEventKind::Rejected,
+        EventKind::Conflict => pb::SyncEventKind::Conflict,
+        EventKind::ConflictResolved => pb::SyncEventKind::ConflictResolved,
+        EventKind::Orphaned => pb::SyncEventKind::Orphaned,
+        EventKind::Paused => pb::SyncEventKind::Paused,
+        EventKind::Resumed => pb::SyncEventKind::Resumed,
+        EventKind::Rescanned => pb::SyncEventKind::Rescanned,
+        EventKind::ExportFinished => pb::SyncEventKind::ExportFinished,
+        EventKind::WatcherError => pb::SyncEventKind::WatcherError,
+        EventKind::ContentChanged => pb::SyncEventKind::ContentChanged,
+    }
+}
+
+fn sync_event(event: &SyncEvent) -> pb::SyncEvent {
+    let notice = &event.notice;
+    pb::SyncEvent {
+        revision: event.revision,
+        time: Some(timestamp(event.time)),
+        kind: event_kind(notice.kind) as i32,
+        key: notice.key.as_ref().map(content_key),
+        path: notice
+            .path
+            .as_ref()
+            .map(|path| path.display().to_string())
+            .unwrap_or_default(),
+        version: notice.version,
+        message: notice.message.clone(),
+    }
+}
+
+/// A snapshot of the status as a `WatchSyncEvents` message.
+pub fn status_snapshot(
+    revision: u64,
+    resync: bool,
+    status: pb::GetSyncStatusResponse,
+) -> pb::WatchSyncEventsResponse {
+    let kind = if resync {
+        pb::SyncSnapshotKind::Resync
+    } else {
+        pb::SyncSnapshotKind::Initial
+    };
+    pb::WatchSyncEventsResponse {
+        payload: Some(pb::watch_sync_events_response::Payload::Snapshot(
+            pb::SyncSnapshot {
+                revision,
+                kind: kind as i32,
+                status: Some(status),
+            },
+        )),
+    }
+}
+
+/// The events of `kinds` (all when empty) as one `WatchSyncEvents`
+/// message; None if none.
+pub fn events(events: &[Arc<SyncEvent>], kinds: &[i32]) -> Option<pb::WatchSyncEventsResponse> {
+    let events: Vec<pb::SyncEvent> = events
+        .iter()
+        .map(|event| sync_event(event))
+        .filter(|event| kinds.is_empty() || kinds.contains(&event.kind))
+        .collect();
+    if events.is_empty() {
+        return None;
+    }
+    Some(pb::WatchSyncEventsResponse {
+        payload: Some(pb::watch_sync_events_response::Payload::Events(
+            pb::SyncEvents { events },
+        )),
+    })
+}

@@ -1,0 +1,242 @@
+//! A rescan: every entity with a file, a base, or a row in a mirrored
+//! collection is looked at — on start-up (edits made while the daemon was
+//! down), on request, and when events were lost. The root is walked
+//! without following links, and an entity whose file stat, row version
+//! and content hash all equal its base is unchanged without a file being
+//! read or hashed.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    fs,
+    path::{Path, PathBuf},
+    time::{Instant, SystemTime, UNIX_EPOCH},
+};
+
+use tokio::sync::watch;
+
+use super::{
+    Hint, RescanSummary,
+    actor::{Hold, Next, Report},
+    queue::Signal,
+    worker::{Effect, Outcome, Worker, blocking},
+};
+use crate::sync::{
+    ContentError, ContentStore, Key, Kind,
+    events::{EventKind, Notice},
+    file::{self, Stat},
+    layout::{self, Target},
+    ledger::Ledger,
+};
+
+impl<C: ContentStore, L: Ledger> Worker<C, L> {
+    /// Looks at every entity with a file, a base, or a row in a mirrored
+    /// collection. An entity whose file stat and database version are
+    /// those of its base is unchanged without reading anything.
+    pub(super) async fn rescan(
+        &self,
+        hold: &watch::Receiver<Hold>,
+        report: &mut Report,
+    ) -> Result<RescanSummary, ContentError> {
+        let started = Instant::now();
+        let mut summary = RescanSummary::default();
+        let root = self.root.clone();
+        let walked = blocking(move || walk(&root)).await;
+        for (path, reason) in &walked.rejected {
+            self.reject(path, reason);
+            summary.skipped += 1;
+        }
+        let mut keys: BTreeSet<Key> = walked.keys.into_iter().collect();
+        for kind in [Kind::Template, Kind::Stylesheet] {
+            let mut collections: BTreeSet<String> = self
+                .ledger
+                .synced_collections(kind)
+                .await?
+                .into_iter()
+                .collect();
+            collections.extend(walked.collections.get(&kind).into_iter().flatten().cloned());
+            for collection in collections {
+                let bases = self.ledger.bases(kind, &collection).await?;
+                let items = match self.content.items(kind, &collection, false).await {
+                    Ok(items) => items,
+                    Err(ContentError::NotFound(_)) => Vec::new(),
+                    Err(err) => return Err(err),
+                };
+                let rows: HashMap<&str, (u64, &str)> = items
+                    .iter()
+                    .map(|item| (item.key.name.as_str(), (item.version, item.sha256.as_str())))
+                    .collect();
+                let mirrored = walked
+                    .collections
+                    .get(&kind)
+                    .is_some_and(|names| names.contains(&collection));
+                let make_key = |name: &str| Key {
+                    kind,
+                    collection: collection.clone(),
+                    name: name.to_owned(),
+                };
+                if mirrored {
+                    keys.extend(items.iter().map(|item| item.key.clone()));
+                }
+                keys.extend(bases.keys().map(|name| make_key(name)));
+                // Drop what is unchanged on both sides.
+                keys.retain(|key| {
+                    if key.kind != kind || key.collection != collection {
+                        return true;
+                    }
+                    let unchanged = bases.get(&key.name).is_some_and(|base| {
+                        rows.get(key.name.as_str())
+                            == Some(&(base.db_version, base.sha256.as_str()))
+                            && walked.stats.get(key).is_some_and(|stat| *stat == base.stat)
+                    });
+                    if unchanged {
+                        summary.scanned += 1;
+                    }
+                    !unchanged
+                });
+            }
+        }
+        let settle_ns = i64::try_from(self.settings.settle.as_nanos()).unwrap_or(i64::MAX);
+        let now_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos() as i64);
+        for key in keys {
+            if hold.borrow().stopping {
+                break;
+            }
+            summary.scanned += 1;
+            let path = layout::path(&self.root, &key);
+            // A file written to within the settle period may still be
+            // being written: the watcher's hints or a later look decide.
+            let recent = walked
+                .stats
+                .get(&key)
+                .is_some_and(|stat| now_ns.saturating_sub(stat.mtime_ns) < settle_ns);
+            if recent {
+                summary.skipped += 1;
+                report.hints.push(Hint::Path(
+                    path,
+                    Signal::Later {
+                        after: self.settings.settle,
+                        tries: 0,
+                    },
+                ));
+                continue;
+            }
+            let outcome = match self.reconcile(&key, 0, report).await {
+                Ok(outcome) => outcome,
+                Err(err) => {
+                    tracing::warn!(%key, %err, "cannot reconcile; retrying after the rescan");
+                    Outcome::Retry {
+                        after: self.settings.settle,
+                        tries: 0,
+                    }
+                }
+            };
+            match outcome {
+                Outcome::Settled(Effect::Imported) => summary.imported += 1,
+                Outcome::Settled(Effect::Exported) => summary.exported += 1,
+                Outcome::Settled(Effect::Conflict) => summary.conflicts += 1,
+                Outcome::Settled(Effect::Skipped) => summary.skipped += 1,
+                Outcome::Settled(Effect::Nothing) => {}
+                Outcome::Retry { after, tries } => {
+                    summary.skipped += 1;
+                    report.next.push((path, Next::Retry { after, tries }));
+                }
+            }
+        }
+        summary.elapsed = started.elapsed();
+        self.board.publish(Notice::new(
+            EventKind::Rescanned,
+            format!(
+                "rescanned {} in {:?}: {} imported, {} exported, {} conflicts, {} skipped",
+                summary.scanned,
+                summary.elapsed,
+                summary.imported,
+                summary.exported,
+                summary.conflicts,
+                summary.skipped
+            ),
+        ));
+        Ok(summary)
+    }
+}
+
+/// What is on disk under the root.
+#[derive(Default)]
+struct Walked {
+    keys: Vec<Key>,
+    stats: HashMap<Key, Stat>,
+    collections: HashMap<Kind, BTreeSet<String>>,
+    rejected: Vec<(PathBuf, String)>,
+}
+
+/// Walks the sync root without following links.
+fn walk(root: &Path) -> Walked {
+    let mut walked = Walked::default();
+    for kind in [Kind::Template, Kind::Stylesheet] {
+        let depth = if kind == Kind::Template { 2 } else { 1 };
+        for collection in dirs_in(&root.join(layout::kind_dir(kind)), &mut walked.rejected) {
+            let Some(name) = collection.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            walked
+                .collections
+                .entry(kind)
+                .or_default()
+                .insert(name.to_owned());
+            let mut dirs = vec![collection.clone()];
+            for _ in 1..depth {
+                dirs = dirs
+                    .iter()
+                    .flat_map(|dir| dirs_in(dir, &mut walked.rejected))
+                    .collect();
+            }
+            for dir in dirs {
+                let Ok(entries) = fs::read_dir(&dir) else {
+                    continue;
+                };
+                for entry in entries.flatten() {
+                    let path = entry.path();
+                    match layout::classify(root, &path) {
+                        Target::Item(key) => {
+                            if let Ok(meta) = entry.metadata() {
+                                walked.stats.insert(key.clone(), file::stat_of(&meta));
+                            }
+                            walked.keys.push(key);
+                        }
+                        Target::Rejected(reason) => walked.rejected.push((path, reason)),
+                        Target::Ignored => {}
+                    }
+                }
+            }
+        }
+    }
+    walked
+}
+
+/// The real directories in `dir`; symbolic links among them are rejected.
+fn dirs_in(dir: &Path, rejected: &mut Vec<(PathBuf, String)>) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut dirs = Vec::new();
+    for entry in entries.flatten() {
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        let name = entry.file_name();
+        if layout::is_ignored(&name.to_string_lossy()) {
+            continue;
+        }
+        if kind.is_symlink() {
+            rejected.push((
+                entry.path(),
+                "is a symbolic link; links are never followed".to_owned(),
+            ));
+        } else if kind.is_dir() {
+            dirs.push(entry.path());
+        }
+    }
+    dirs.sort();
+    dirs
+}

@@ -1,0 +1,234 @@
+//! What jobs share — the content store, the ledger, the root, the board —
+//! and how a job is run: one kind of work each, reported back to the
+//! engine's task when done. The work itself is in [`apply`](super::apply)
+//! (one entity), [`rescan`](super::rescan), [`export`](super::export) and
+//! [`resolve`](super::resolve); file writes and bases, which they share,
+//! are here.
+
+use std::{
+    collections::HashSet,
+    io,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use tokio::sync::watch;
+
+use super::{
+    Hint, Settings,
+    actor::{Hold, Next, Report, Work},
+    export::{self, ExportSummary},
+    queue::Signal,
+};
+use crate::sync::{
+    ContentError, ContentStore, Item, Key,
+    atomic::Batch,
+    events::{EventKind, Notice, SyncBoard},
+    file::{self, Stat},
+    ledger::Ledger,
+    reconcile::Base,
+};
+
+/// What one look at an entity came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Effect {
+    Nothing,
+    Imported,
+    Exported,
+    Conflict,
+    Skipped,
+}
+
+/// Whether an entity is settled or must be looked at again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Outcome {
+    Settled(Effect),
+    Retry { after: Duration, tries: u8 },
+}
+
+/// What every job needs.
+pub(super) struct Worker<C, L> {
+    pub content: Arc<C>,
+    pub ledger: Arc<L>,
+    pub root: PathBuf,
+    pub settings: Settings,
+    pub board: Arc<SyncBoard>,
+}
+
+/// Runs blocking file work off the async threads.
+pub(super) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(work)
+        .await
+        .expect("file work does not panic")
+}
+
+pub(super) fn storage(err: impl std::fmt::Display) -> ContentError {
+    ContentError::Storage(err.to_string())
+}
+
+impl<C: ContentStore, L: Ledger> Worker<C, L> {
+    /// Does `work` with the missing files reported so far (`orphans`),
+    /// stopping early when `hold` says so.
+    pub(super) async fn run(
+        &self,
+        work: Work,
+        orphans: HashSet<Key>,
+        hold: watch::Receiver<Hold>,
+    ) -> Report {
+        let mut report = Report {
+            orphans,
+            ..Report::default()
+        };
+        match work {
+            Work::Reconcile(paths) => self.reconcile_due(paths, &hold, &mut report).await,
+            Work::Rescan(reply) => {
+                let result = self.rescan(&hold, &mut report).await;
+                match (&result, reply) {
+                    (_, Some(reply)) => {
+                        let _ = reply.send(result);
+                    }
+                    (Ok(summary), None) => tracing::info!(?summary, "sync rescan"),
+                    (Err(err), None) => {
+                        self.board.publish(Notice::new(
+                            EventKind::WatcherError,
+                            format!("rescan failed: {err}"),
+                        ));
+                    }
+                }
+            }
+            Work::Export {
+                kind,
+                collection,
+                reply,
+            } => {
+                let result =
+                    export::export(&*self.content, &*self.ledger, &self.root, kind, &collection)
+                        .await;
+                self.announce_export(&collection, &result);
+                let _ = reply.send(result);
+            }
+            Work::Resolve {
+                id,
+                keep_disk,
+                reply,
+            } => {
+                let _ = reply.send(self.resolve(&id, keep_disk, &mut report).await);
+            }
+        }
+        report
+    }
+
+    /// Looks at the due `paths` one after the other.
+    async fn reconcile_due(
+        &self,
+        paths: Vec<(PathBuf, super::queue::Pending)>,
+        hold: &watch::Receiver<Hold>,
+        report: &mut Report,
+    ) {
+        for (path, pending) in paths {
+            let held = *hold.borrow();
+            if held.paused || held.stopping {
+                // The rest waits for the resume.
+                report.next.push((path, Next::PutBack(pending)));
+                continue;
+            }
+            match self.look_at(&path, pending.tries, report).await {
+                Ok(Outcome::Settled(_)) => {}
+                Ok(Outcome::Retry { after, tries }) => {
+                    report.next.push((path, Next::Retry { after, tries }));
+                }
+                Err(err) => {
+                    tracing::warn!(path = %path.display(), %err, "cannot reconcile; retrying");
+                    if pending.tries == 0 {
+                        self.board.publish(
+                            Notice::new(
+                                EventKind::WatcherError,
+                                format!("cannot sync {}: {err}; retrying", path.display()),
+                            )
+                            .path(&path),
+                        );
+                    }
+                    report.next.push((
+                        path,
+                        Next::Failed {
+                            tries: pending.tries,
+                        },
+                    ));
+                }
+            }
+        }
+    }
+
+    fn announce_export(&self, collection: &str, result: &Result<ExportSummary, ContentError>) {
+        let message = match result {
+            Ok(summary) => format!(
+                "exported {collection}: {} written, {} unchanged, {} conflicts",
+                summary.written, summary.unchanged, summary.conflicts
+            ),
+            Err(err) => format!("export of {collection} failed: {err}"),
+        };
+        self.board
+            .publish(Notice::new(EventKind::ExportFinished, message));
+    }
+
+    /// Publishes that `path` is not synced, and why.
+    pub(super) fn reject(&self, path: &Path, reason: &str) {
+        self.board.publish(
+            Notice::new(
+                EventKind::Rejected,
+                format!("{} {reason}: not synced", path.display()),
+            )
+            .path(path),
+        );
+    }
+
+    /// Records `item`, now also in the file with `stat`, as the base.
+    pub(super) async fn agree(
+        &self,
+        key: &Key,
+        item: &Item,
+        stat: Stat,
+    ) -> Result<(), ContentError> {
+        let base = Base {
+            sha256: item.sha256.clone(),
+            db_version: item.version,
+            stat,
+        };
+        self.ledger.set_bases(&[(key.clone(), base)]).await
+    }
+
+    /// Writes `item` to `path` atomically (and `copy` beside it), if the
+    /// file still has stat `expected` (None: missing). Returns the new
+    /// stat, or None when the file changed first.
+    pub(super) async fn write(
+        &self,
+        path: &Path,
+        item: &Item,
+        expected: Option<Stat>,
+        copy: Option<(PathBuf, String)>,
+    ) -> Result<Option<Stat>, ContentError> {
+        let (path, content) = (path.to_owned(), item.content.clone());
+        let shown = path.display().to_string();
+        blocking(move || {
+            let mut batch = Batch::default();
+            if let Some((copy_path, text)) = &copy {
+                batch.stage(copy_path, text.as_bytes())?;
+            }
+            batch.stage(&path, content.as_bytes())?;
+            let left_alone =
+                batch.commit_if(|target| target != path || file::stat(&path).ok() == expected)?;
+            if !left_alone.is_empty() {
+                return Ok(None);
+            }
+            file::stat(&path).map(Some)
+        })
+        .await
+        .map_err(|err: io::Error| storage(format!("cannot write {shown}: {err}")))
+    }
+
+    /// Looks at `path` again soon, without debounce.
+    pub(super) fn look_again_now(path: PathBuf, report: &mut Report) {
+        report.hints.push(Hint::Path(path, Signal::Now));
+    }
+}

@@ -1,0 +1,160 @@
+//! The Sync service as every front end calls it: content reads and
+//! writes with their rules (names, limits), a write or delete told to the
+//! engine so that the file follows, and the engine's own commands. A front
+//! end only translates between its wire and these calls.
+
+use std::sync::Arc;
+
+use super::{
+    Collection, Conflict, ContentError, ContentStore, Item, Key, Kind,
+    engine::{EngineStatus, ExportSummary, RescanSummary, Resolved, Resumed, SyncEngine},
+    events::{Subscription, Tally, TallySnapshot},
+    names, validate_content,
+};
+
+/// A write's result.
+#[derive(Debug)]
+pub struct Written {
+    /// The item as stored.
+    pub item: Item,
+    /// Whether the write created it.
+    pub created: bool,
+}
+
+/// Everything a status report shows.
+#[derive(Clone, Debug)]
+pub struct SyncStatus {
+    /// The engine: watcher state and queued changes.
+    pub engine: EngineStatus,
+    /// What the reconciler did since the daemon started.
+    pub tally: Tally,
+}
+
+/// Content in a [`ContentStore`], mirrored on disk by a [`SyncEngine`].
+pub struct SyncService<C> {
+    content: Arc<C>,
+    engine: SyncEngine,
+}
+
+impl<C: ContentStore> SyncService<C> {
+    /// The service over `content`, whose changes `engine` mirrors.
+    pub fn new(content: Arc<C>, engine: SyncEngine) -> Self {
+        Self { content, engine }
+    }
+
+    /// The engine (for daemon shutdown).
+    pub fn engine(&self) -> &SyncEngine {
+        &self.engine
+    }
+
+    /// Every collection of `kind`.
+    pub async fn collections(&self, kind: Kind) -> Result<Vec<Collection>, ContentError> {
+        self.content.collections(kind).await
+    }
+
+    /// The items of one collection, with or without their content.
+    pub async fn items(
+        &self,
+        kind: Kind,
+        collection: &str,
+        with_content: bool,
+    ) -> Result<Vec<Item>, ContentError> {
+        names::validate(kind.collection_field(), collection)?;
+        self.content.items(kind, collection, with_content).await
+    }
+
+    /// One item with its content.
+    pub async fn get(&self, key: &Key) -> Result<Item, ContentError> {
+        self.content.get(key).await
+    }
+
+    /// Creates or replaces an item, if its version is `expected` when given
+    /// (0: it must not exist); the file follows.
+    pub async fn put(
+        &self,
+        key: &Key,
+        content: &str,
+        expected: Option<u64>,
+    ) -> Result<Written, ContentError> {
+        validate_content(content)?;
+        let (item, created) = self.content.put(key, content, expected).await?;
+        let what = if created { "created" } else { "updated" };
+        self.engine
+            .changed(key, item.version, &format!("{key} {what} through the API"));
+        Ok(Written { item, created })
+    }
+
+    /// Deletes an item, if its version is `expected` when given; returns
+    /// the deleted version. Its file goes only if nobody edited it.
+    pub async fn delete(&self, key: &Key, expected: Option<u64>) -> Result<u64, ContentError> {
+        let version = self.content.delete(key, expected).await?;
+        self.engine
+            .changed(key, 0, &format!("{key} deleted through the API"));
+        Ok(version)
+    }
+
+    /// Mirrors a collection on disk (see [`SyncEngine::export`]).
+    pub async fn export(
+        &self,
+        kind: Kind,
+        collection: &str,
+    ) -> Result<ExportSummary, ContentError> {
+        names::validate(kind.collection_field(), collection)?;
+        self.engine.export(kind, collection).await
+    }
+
+    /// Looks at every file and every synced entity.
+    pub async fn rescan(&self) -> Result<RescanSummary, ContentError> {
+        self.engine.rescan().await
+    }
+
+    /// Pauses the watcher for a user; returns whether it was paused.
+    pub async fn pause(&self) -> Result<bool, ContentError> {
+        self.engine.pause().await
+    }
+
+    /// Resumes the watcher.
+    pub async fn resume(&self) -> Result<Resumed, ContentError> {
+        self.engine.resume().await
+    }
+
+    /// The watcher's state and the tallies.
+    pub fn status(&self) -> SyncStatus {
+        self.status_with(self.engine.board().tally(false).tally)
+    }
+
+    /// The watcher's state now, with `tally` (of an event stream's
+    /// snapshot).
+    pub fn status_with(&self, tally: Tally) -> SyncStatus {
+        SyncStatus {
+            engine: self.engine.status(),
+            tally,
+        }
+    }
+
+    /// Every open conflict, oldest first.
+    pub async fn conflicts(&self) -> Result<Vec<Conflict>, ContentError> {
+        self.engine.conflicts().await
+    }
+
+    /// Resolves conflict `id`, keeping the disk side or the database side.
+    pub async fn resolve(&self, id: &str, keep_disk: bool) -> Result<Resolved, ContentError> {
+        if id.is_empty() {
+            return Err(ContentError::Invalid {
+                field: "conflict_id",
+                reason: "is required".to_owned(),
+            });
+        }
+        self.engine.resolve(id, keep_disk).await
+    }
+
+    /// Subscribes to sync events (see [`crate::bus`]).
+    pub fn subscribe(&self, since: Option<u64>) -> Subscription {
+        self.engine.board().subscribe(since)
+    }
+
+    /// The tallies now, for a subscriber that fell behind.
+    pub fn resync(&self) -> TallySnapshot {
+        self.engine.board().tally(true)
+    }
+}
