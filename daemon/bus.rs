@@ -17,7 +17,6 @@ use tokio::sync::broadcast::{self, Receiver, error::RecvError, error::TryRecvErr
 
 /// An event that knows its revision.
 pub trait Revisioned {
-    /// Its revision.
     fn revision(&self) -> u64;
 }
 
@@ -44,7 +43,6 @@ pub struct Subscription<E, S> {
     pub events: Receiver<Arc<E>>,
 }
 
-/// The bus.
 pub struct Bus<E> {
     revision: u64,
     history: VecDeque<Arc<E>>,

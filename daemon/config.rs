@@ -173,9 +173,7 @@ pub mod setting {
     pub const SOCKET: &str = "--socket (OUTPOST_SOCKET)";
     /// The TCP listeners.
     pub const LISTEN: &str = "--listen (OUTPOST_LISTEN)";
-    /// The token.
     pub const TOKEN: &str = "--token-file (OUTPOST_TOKEN_FILE) or OUTPOST_TOKEN";
-    /// The sync root.
     pub const SYNC_ROOT: &str = "--sync-root (OUTPOST_SYNC_ROOT)";
     /// The workspaces directory.
     pub const WORKSPACES_DIR: &str = "--workspaces-dir (OUTPOST_WORKSPACES_DIR)";

@@ -1,6 +1,6 @@
 //! The daemon as a whole: its domains, and the order they start and stop
-//! in. A front end (the gRPC transport in [`crate::server`]) is started
-//! after [`Daemon::start`] and finished before [`Daemon::stop`].
+//! in. A front end (the gRPC transport in `server`) is started after
+//! [`Daemon::start`] and finished before [`Daemon::stop`].
 //!
 //! Start: the data directory is locked (a second daemon on it stops
 //! here), the state database opened and checked, the orchestrator started —

@@ -1,6 +1,8 @@
 //! What the user asks for: a validated instance spec. Shared by the daemon
 //! (every front end, and workspace files) and by `outpostctl workspace
-//! check`, so both refuse the same specs with the same words.
+//! check`, so both refuse the same specs with the same words. One job,
+//! what a valid spec is, for managed and for external instances; long
+//! because every field has its rule.
 
 use std::{
     collections::BTreeMap,
@@ -17,7 +19,6 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {reason}")]
 pub struct InvalidField {
-    /// The field.
     pub field: String,
     /// What is wrong with it.
     pub reason: String,
@@ -146,7 +147,6 @@ impl Probe {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub struct HealthCheck {
-    /// The probe.
     pub probe: Probe,
     /// Time between checks.
     pub interval: Duration,
@@ -518,7 +518,6 @@ pub struct ExternalInput {
     pub port: u32,
     /// Its project directory; empty for none.
     pub project_path: String,
-    /// Labels.
     pub labels: BTreeMap<String, String>,
     /// How to probe it; checked against the port.
     pub health: HealthCheck,

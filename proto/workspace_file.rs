@@ -131,7 +131,6 @@ pub struct InstanceEntry {
     /// Environment.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
-    /// Labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     /// Health check.

@@ -6,18 +6,19 @@
 //! instance), and its timers (restart delay or cooldown, startup timeout,
 //! next probe, idle timeout, failure-count reset). Commands are handled one
 //! at a time, so concurrent start/stop/restart calls are serialised.
+//!
+//! One job, the state machine of an instance, and a long file because every
+//! kind of event meets every state here; what the machine calls on —
+//! stopping a process tree ([`super::terminate`]), the restart policy
+//! ([`super::policy`]), one probe ([`super::health`]) — lives elsewhere.
 
 use std::{
     hash::{BuildHasher, RandomState},
-    os::fd::OwnedFd,
     sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
 
-use tokio::{
-    io::unix::AsyncFd,
-    sync::{mpsc, oneshot},
-};
+use tokio::sync::{mpsc, oneshot};
 
 use outpost::spec::{InstanceSpec, Probe, RestartMode};
 
@@ -29,9 +30,10 @@ use super::{
     policy::{RestartTracker, Verdict},
     status::{
         Exit, ExitOutcome, FAILURE_HISTORY, Failure, HealthState, InstanceKind, InstanceState,
-        InstanceStatus, ProcessInfo, Reason,
+        InstanceStatus, Reason,
     },
-    terminate::{Group, terminate, terminate_group},
+    terminate::{terminate, terminate_group},
+    watched::Process,
 };
 
 /// The answer to a command.
@@ -80,64 +82,6 @@ pub enum Command {
         /// Where to answer.
         reply: Reply,
     },
-}
-
-/// The process behind an instance, as the actor holds it.
-pub enum Process {
-    /// A child of the daemon, leader of its own group.
-    Managed {
-        /// Its identity.
-        info: ProcessInfo,
-        /// Its exit, delivered by the reaper.
-        exit: oneshot::Receiver<ExitOutcome>,
-    },
-    /// A process an earlier daemon spawned, re-adopted: leader of its own
-    /// group like a managed one, but watched through a pidfd (it is no
-    /// longer the daemon's child, so its exit status cannot be known).
-    Adopted {
-        /// Its identity.
-        info: ProcessInfo,
-        /// Readable once the process has exited.
-        pidfd: AsyncFd<OwnedFd>,
-    },
-    /// A process someone else started, watched through a pidfd.
-    External {
-        /// Its identity.
-        info: ProcessInfo,
-        /// Readable once the process has exited.
-        pidfd: AsyncFd<OwnedFd>,
-    },
-}
-
-impl Process {
-    /// Its process group; the daemon's own when it spawned the process.
-    pub fn group(&self) -> Group {
-        Group {
-            pgid: self.info().pgid,
-            own: matches!(self, Self::Managed { .. }),
-        }
-    }
-
-    /// Its identity.
-    pub fn info(&self) -> ProcessInfo {
-        match self {
-            Self::Managed { info, .. }
-            | Self::Adopted { info, .. }
-            | Self::External { info, .. } => *info,
-        }
-    }
-
-    /// Completes when the process exits.
-    pub async fn exited(&mut self) -> ExitOutcome {
-        match self {
-            Self::Managed { exit, .. } => exit.await.unwrap_or(ExitOutcome::Unknown),
-            Self::Adopted { pidfd, .. } | Self::External { pidfd, .. } => {
-                // A pidfd polls readable when its process exits.
-                let _ = pidfd.readable().await;
-                ExitOutcome::Unknown
-            }
-        }
-    }
 }
 
 /// A probe result, tagged with the process generation it was run for.

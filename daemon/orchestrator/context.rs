@@ -8,7 +8,6 @@ use std::{path::PathBuf, sync::Arc, time::SystemTime};
 use outpost::spec::InstanceSpec;
 
 use super::{
-    actor::Process,
     events::{Change, StatusBoard},
     logs::{LogFiles, spares::LogSpares},
     process,
@@ -16,6 +15,7 @@ use super::{
     records::{Op, Transition},
     scanner::Scanner,
     status::{InstanceStatus, ProcessInfo},
+    watched::Process,
     writer::RecordWriter,
 };
 

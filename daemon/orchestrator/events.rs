@@ -58,7 +58,6 @@ pub enum Change {
 pub struct WorkspaceChange {
     /// The workspace.
     pub name: String,
-    /// Its file.
     pub file: std::path::PathBuf,
     /// What applying it changed; `None` when the file was rejected.
     pub diff: Option<WorkspaceDiff>,

@@ -13,35 +13,14 @@
 //! A re-adopted instance's processes may have been orphaned to init while
 //! no daemon ran; they are never looked for here.
 
-use std::{fs, path::Path, sync::OnceLock};
+use std::{fs, path::Path};
 
 use nix::{errno::Errno, sys::signal::killpg, unistd::Pid};
 
-use super::{process, reaper::Reaper};
-
-/// Whether this kernel lists children (it is built with
-/// CONFIG_PROC_CHILDREN); without, every look is a scan.
-fn listed() -> bool {
-    static LISTED: OnceLock<bool> = OnceLock::new();
-    *LISTED.get_or_init(|| {
-        let me = std::process::id();
-        Path::new(&format!("/proc/{me}/task/{me}/children")).exists()
-    })
-}
-
-/// The children of thread `tid` of process `pid`; `None` when the list
-/// cannot be read (the process is gone, or the kernel keeps no lists).
-pub fn thread_children(pid: i32, tid: i32) -> Option<Vec<i32>> {
-    if !listed() {
-        return None;
-    }
-    let text = fs::read_to_string(format!("/proc/{pid}/task/{tid}/children")).ok()?;
-    Some(
-        text.split_whitespace()
-            .filter_map(|pid| pid.parse().ok())
-            .collect(),
-    )
-}
+use super::{
+    process::{self, thread_children},
+    reaper::Reaper,
+};
 
 /// The children of every thread of process `pid`.
 fn children(pid: i32) -> Option<Vec<i32>> {

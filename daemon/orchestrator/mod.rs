@@ -2,7 +2,8 @@
 //! ([`actor`]) owning its process; the [`registry`] finds actors by id,
 //! name or project; every change is published on the [`events`] board and
 //! written through the [`writer`]. This file is the facade every front end
-//! calls; nothing here knows about gRPC.
+//! calls, one method per request (long because the requests are many);
+//! nothing here knows about gRPC.
 
 pub mod actor;
 pub mod context;
@@ -23,6 +24,7 @@ pub mod status;
 pub mod terminate;
 pub mod usage;
 pub mod validate;
+pub mod watched;
 pub mod writer;
 
 use std::{
@@ -35,7 +37,7 @@ use std::{
 use outpost::spec::{ExternalInput, InstanceSpec, PortChoice, SpecInput, validate_dir};
 use tokio::sync::mpsc;
 
-use actor::{Actor, Command, Process, Reply};
+use actor::{Actor, Command, Reply};
 use context::Context;
 pub use error::{OrchestratorError, StartError};
 use events::{StatusBoard, Subscription};
@@ -49,6 +51,7 @@ use records::{InstanceRecords, Op};
 use registry::{InstanceHandle, Registry};
 use scanner::Scanner;
 use status::{InstanceKind, InstanceState, InstanceStatus, Reason};
+use watched::Process;
 use writer::RecordWriter;
 
 /// Commands an actor may have queued before senders wait.
@@ -100,6 +103,15 @@ impl ListFilter {
     }
 }
 
+/// Instances and the revision of the board they were read at.
+#[derive(Debug)]
+pub struct Listing {
+    /// The instances, ordered by name.
+    pub instances: Vec<InstanceStatus>,
+    /// The board's revision: a `WatchStatus` from it misses nothing.
+    pub revision: u64,
+}
+
 /// What [`Orchestrator::get_or_create`] did.
 #[derive(Debug)]
 pub struct Ensured {
@@ -111,7 +123,6 @@ pub struct Ensured {
     pub started: bool,
 }
 
-/// The orchestrator.
 pub struct Orchestrator {
     context: Arc<Context>,
     /// Lookups are synchronous map reads on every call; admission,
@@ -363,7 +374,7 @@ impl Orchestrator {
 
     /// Instances matching `filter`, ordered by name, and the revision they
     /// reflect.
-    pub fn list(&self, filter: &ListFilter) -> (Vec<InstanceStatus>, u64) {
+    pub fn list(&self, filter: &ListFilter) -> Listing {
         let snapshot = self.context.board.snapshot(events::SnapshotKind::Initial);
         let mut instances: Vec<InstanceStatus> = snapshot
             .instances
@@ -372,7 +383,10 @@ impl Orchestrator {
             .collect();
         instances.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
         self.add_usage(&mut instances);
-        (instances, snapshot.revision)
+        Listing {
+            instances,
+            revision: snapshot.revision,
+        }
     }
 
     /// Number of instances in each state.
@@ -380,7 +394,6 @@ impl Orchestrator {
         self.context.board.counts()
     }
 
-    /// Starts an instance.
     pub async fn start_instance(&self, key: &str) -> Result<InstanceStatus, OrchestratorError> {
         let handle = self.handle(key)?;
         self.call(&handle, |reply| Command::Start {
@@ -391,7 +404,6 @@ impl Orchestrator {
         .await
     }
 
-    /// Stops an instance.
     pub async fn stop_instance(
         &self,
         key: &str,
@@ -408,7 +420,6 @@ impl Orchestrator {
         .await
     }
 
-    /// Restarts an instance.
     pub async fn restart_instance(&self, key: &str) -> Result<InstanceStatus, OrchestratorError> {
         let handle = self.handle(key)?;
         self.call(&handle, |reply| Command::Restart { reply }).await
@@ -458,7 +469,7 @@ impl Orchestrator {
     /// Compares the daemon's state with reality (see [`validate::check`]);
     /// with `fix`, applies the safe fixes, stale ports included.
     pub async fn validate(&self, fix: bool) -> Vec<validate::Issue> {
-        let (instances, _) = self.list(&ListFilter::default());
+        let instances = self.list(&ListFilter::default()).instances;
         let ports = self.registry().ports.allocations();
         let data_dir = self.context.data_dir.clone();
         let issues = tokio::task::spawn_blocking(move || {

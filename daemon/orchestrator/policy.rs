@@ -28,7 +28,6 @@ pub enum Verdict {
 pub struct RestartTracker {
     /// Failures since the count was last reset.
     pub failures: u32,
-    /// The breaker.
     pub breaker: Breaker,
     /// The delay chosen for the latest restart.
     pub delay: Duration,

@@ -56,7 +56,6 @@ pub enum PortError {
     /// The fixed port is allocated to another instance.
     #[error("port {port} is already allocated to instance {owner}")]
     Allocated {
-        /// The port.
         port: u16,
         /// The instance holding it.
         owner: String,

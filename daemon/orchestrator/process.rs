@@ -9,7 +9,7 @@ use std::{
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::Arc,
+    sync::{Arc, OnceLock},
     time::{Duration, SystemTime},
 };
 
@@ -311,7 +311,7 @@ pub fn command(
     if !dir.is_dir() {
         return Err(SpawnError::BadWorkingDir(dir.to_owned()));
     }
-    let (stdout, stderr) = logs.open_for_child(spares).map_err(SpawnError::Logs)?;
+    let outputs = logs.open_for_child(spares).map_err(SpawnError::Logs)?;
     let mut command = Command::new(&spec.command);
     command
         .args(spec.args.iter().map(|arg| substitute(arg, port)))
@@ -324,8 +324,8 @@ pub fn command(
         .env(DAEMON_MARKER, data_dir)
         .current_dir(dir)
         .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
+        .stdout(outputs.stdout)
+        .stderr(outputs.stderr)
         .process_group(0);
     if let Some(port) = port {
         command.env("PORT", port.to_string());
@@ -426,6 +426,30 @@ pub fn listeners(table: &ProcTable, port: u16) -> Vec<i32> {
         })
         .map(|process| process.pid)
         .collect()
+}
+
+/// Whether this kernel lists children (it is built with
+/// CONFIG_PROC_CHILDREN); without, every look is a scan.
+fn listed() -> bool {
+    static LISTED: OnceLock<bool> = OnceLock::new();
+    *LISTED.get_or_init(|| {
+        let me = std::process::id();
+        Path::new(&format!("/proc/{me}/task/{me}/children")).exists()
+    })
+}
+
+/// The children of thread `tid` of process `pid`; `None` when the list
+/// cannot be read (the process is gone, or the kernel keeps no lists).
+pub fn thread_children(pid: i32, tid: i32) -> Option<Vec<i32>> {
+    if !listed() {
+        return None;
+    }
+    let text = fs::read_to_string(format!("/proc/{pid}/task/{tid}/children")).ok()?;
+    Some(
+        text.split_whitespace()
+            .filter_map(|pid| pid.parse().ok())
+            .collect(),
+    )
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use tokio::{
     sync::oneshot,
 };
 
-use super::{lineage, status::ExitOutcome};
+use super::{process, status::ExitOutcome};
 
 /// Hands process exits to their owners.
 #[derive(Default)]
@@ -39,7 +39,6 @@ pub struct Reaper {
 
 /// A spawned child and the future outcome of its exit.
 pub struct Spawned {
-    /// Its pid.
     pub pid: u32,
     /// Completes when the reaper collects it.
     pub exit: oneshot::Receiver<ExitOutcome>,
@@ -86,7 +85,7 @@ impl Reaper {
     pub fn orphans(&self) -> Option<Vec<i32>> {
         let _reaping = self.reaping.lock().unwrap_or_else(|p| p.into_inner());
         let me = std::process::id() as i32;
-        let children = lineage::thread_children(me, me)?;
+        let children = process::thread_children(me, me)?;
         let waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
         Some(
             children

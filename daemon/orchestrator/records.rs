@@ -18,10 +18,7 @@ pub enum Op {
         transition: Option<Transition>,
     },
     /// Remove an instance (its transitions and port go with it).
-    Delete {
-        /// Its id.
-        id: String,
-    },
+    Delete { id: String },
 }
 
 /// A recorded state transition.
@@ -31,7 +28,6 @@ pub struct Transition {
     pub at: SystemTime,
     /// Why.
     pub reason: Reason,
-    /// Details.
     pub detail: String,
 }
 

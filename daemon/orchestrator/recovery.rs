@@ -8,11 +8,11 @@ use tokio::io::unix::AsyncFd;
 
 use super::{
     Orchestrator, Origin,
-    actor::Process,
     error::OrchestratorError,
     process,
     records::StoredInstance,
     status::{InstanceKind, InstanceState, ProcessInfo},
+    watched::Process,
 };
 
 impl Orchestrator {

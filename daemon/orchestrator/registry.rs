@@ -29,7 +29,6 @@ pub struct Registry {
     handles: HashMap<String, InstanceHandle>,
     names: HashMap<String, String>,
     projects: HashMap<PathBuf, String>,
-    /// The port pool.
     pub ports: PortPool,
     max_instances: u32,
 }

@@ -139,7 +139,6 @@ pub enum Breaker {
 /// The restart machinery of an instance, as shown to users.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Backoff {
-    /// The breaker.
     pub breaker: Breaker,
     /// Failures in a row, counted towards `max_restarts`.
     pub consecutive_failures: u32,

@@ -19,12 +19,12 @@ use nix::sys::signal::Signal;
 use tokio::{io::unix::AsyncFd, time::timeout_at};
 
 use super::{
-    actor::Process,
     context::Context,
     lineage::Lineage,
     process,
     scanner::Scanner,
     status::{ExitOutcome, ProcessInfo},
+    watched::{Group, Process},
 };
 
 /// How long SIGKILLed processes may take to disappear.
@@ -98,15 +98,6 @@ impl<'a> Members<'a> {
             tokio::time::sleep(GROUP_POLL).await;
         }
     }
-}
-
-/// The process group of an instance being stopped.
-pub struct Group {
-    /// Its id (the leader's pid).
-    pub pgid: u32,
-    /// Whether this daemon spawned its leader, so that its processes can be
-    /// found through lists of children (see [`Lineage`]) in place of scans.
-    pub own: bool,
 }
 
 /// Stops a managed group: the stop signal to the group and to every

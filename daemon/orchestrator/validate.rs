@@ -29,7 +29,6 @@ pub enum IssueKind {
 /// One disagreement between the daemon's state and reality.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Issue {
-    /// Its kind.
     pub kind: IssueKind,
     /// The instance concerned, if any.
     pub instance: Option<(String, String)>,

@@ -73,7 +73,7 @@ impl OrchestratorRpc for OrchestratorApi {
         request: Request<pb::CreateInstanceRequest>,
     ) -> Reply<pb::CreateInstanceResponse> {
         let request = request.into_inner();
-        let spec = to::spec(request.spec)?;
+        let spec = convert::spec::spec(request.spec)?;
         let status = self
             .orchestrator
             .create(spec, request.start.unwrap_or(true), None)
@@ -87,7 +87,7 @@ impl OrchestratorRpc for OrchestratorApi {
         &self,
         request: Request<pb::GetOrCreateInstanceRequest>,
     ) -> Reply<pb::GetOrCreateInstanceResponse> {
-        let input = to::spec_input(request.into_inner().spec)?;
+        let input = convert::spec::spec_input(request.into_inner().spec)?;
         let ensured = self.orchestrator.get_or_create(input).await?;
         Ok(Response::new(pb::GetOrCreateInstanceResponse {
             instance: Some(to::instance(&ensured.status)),
@@ -124,10 +124,10 @@ impl OrchestratorRpc for OrchestratorApi {
         } else {
             to::instance_basic
         };
-        let (instances, revision) = self.orchestrator.list(&filter);
+        let listing = self.orchestrator.list(&filter);
         Ok(Response::new(pb::ListInstancesResponse {
-            instances: instances.iter().map(render).collect(),
-            revision,
+            instances: listing.instances.iter().map(render).collect(),
+            revision: listing.revision,
         }))
     }
 
@@ -190,7 +190,7 @@ impl OrchestratorRpc for OrchestratorApi {
         &self,
         request: Request<pb::RegisterExternalInstanceRequest>,
     ) -> Reply<pb::RegisterExternalInstanceResponse> {
-        let input = to::external_input(request.into_inner())?;
+        let input = convert::spec::external_input(request.into_inner())?;
         let status = self.orchestrator.register_external(input).await?;
         Ok(Response::new(pb::RegisterExternalInstanceResponse {
             instance: Some(to::instance(&status)),

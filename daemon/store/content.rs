@@ -6,10 +6,14 @@ use std::time::SystemTime;
 
 // Dynamic SQL here only ever splices the constant table and column names
 // of `tables`; every value is bound.
-use sqlx::{AssertSqlSafe, Connection, Row, sqlite::SqliteRow};
+use sqlx::{
+    AssertSqlSafe, Connection, Row, Sqlite,
+    query::Query,
+    sqlite::{SqliteArguments, SqliteRow},
+};
 
 use super::{Store, from_millis, millis};
-use crate::sync::{Collection, ContentError, ContentStore, Item, Key, Kind, sha256};
+use crate::sync::{Collection, ContentError, ContentStore, Item, Key, Kind, Written, sha256};
 
 /// Where one kind of content lives.
 struct Tables {
@@ -52,6 +56,33 @@ impl Store {
             "cannot use the state database {}: {err}",
             self.path().display()
         ))
+    }
+
+    /// The rows `query` selects.
+    pub(super) async fn rows(
+        &self,
+        query: Query<'_, Sqlite, SqliteArguments>,
+    ) -> Result<Vec<SqliteRow>, ContentError> {
+        let result = query.fetch_all(&mut *self.connection().await).await;
+        result.map_err(|e| self.storage(e))
+    }
+
+    /// The row `query` selects, if any.
+    pub(super) async fn row(
+        &self,
+        query: Query<'_, Sqlite, SqliteArguments>,
+    ) -> Result<Option<SqliteRow>, ContentError> {
+        let result = query.fetch_optional(&mut *self.connection().await).await;
+        result.map_err(|e| self.storage(e))
+    }
+
+    /// Runs a statement that returns nothing.
+    pub(super) async fn run(
+        &self,
+        query: Query<'_, Sqlite, SqliteArguments>,
+    ) -> Result<(), ContentError> {
+        let result = query.execute(&mut *self.connection().await).await;
+        result.map(drop).map_err(|e| self.storage(e))
     }
 
     /// The current version of `key` (None: it does not exist), failing
@@ -112,10 +143,7 @@ impl ContentStore for Store {
             items = t.items,
             collection = t.collection
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .fetch_all(&mut *self.connection().await)
-            .await
-            .map_err(|e| self.storage(e))?;
+        let rows = self.rows(sqlx::query(AssertSqlSafe(sql))).await?;
         Ok(rows
             .iter()
             .map(|row| Collection {
@@ -133,26 +161,18 @@ impl ContentStore for Store {
         with_content: bool,
     ) -> Result<Vec<Item>, ContentError> {
         let t = tables(kind);
-        let exists = sqlx::query(AssertSqlSafe(format!(
-            "SELECT 1 FROM {} WHERE name = ?",
-            t.collections
-        )))
-        .bind(collection)
-        .fetch_optional(&mut *self.connection().await)
-        .await
-        .map_err(|e| self.storage(e))?;
-        if exists.is_none() {
+        let sql = format!("SELECT 1 FROM {} WHERE name = ?", t.collections);
+        let exists = sqlx::query(AssertSqlSafe(sql)).bind(collection);
+        if self.row(exists).await?.is_none() {
             return Err(ContentError::NotFound(format!(
                 "no {} {collection:?}",
                 collection_word(kind)
             )));
         }
         let sql = format!("{} ORDER BY {}", select_items(&t), t.name);
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(collection)
-            .fetch_all(&mut *self.connection().await)
-            .await
-            .map_err(|e| self.storage(e))?;
+        let rows = self
+            .rows(sqlx::query(AssertSqlSafe(sql)).bind(collection))
+            .await?;
         Ok(rows
             .iter()
             .map(|row| item(kind, collection, row, with_content))
@@ -162,12 +182,12 @@ impl ContentStore for Store {
     async fn get(&self, key: &Key) -> Result<Item, ContentError> {
         let t = tables(key.kind);
         let sql = format!("{} AND {} = ?", select_items(&t), t.name);
-        let row = sqlx::query(AssertSqlSafe(sql))
+        let select = sqlx::query(AssertSqlSafe(sql))
             .bind(&key.collection)
-            .bind(&key.name)
-            .fetch_optional(&mut *self.connection().await)
-            .await
-            .map_err(|e| self.storage(e))?
+            .bind(&key.name);
+        let row = self
+            .row(select)
+            .await?
             .ok_or_else(|| ContentError::NotFound(format!("no {key}")))?;
         Ok(item(key.kind, &key.collection, &row, true))
     }
@@ -177,7 +197,7 @@ impl ContentStore for Store {
         key: &Key,
         content: &str,
         expected: Option<u64>,
-    ) -> Result<(Item, bool), ContentError> {
+    ) -> Result<Written, ContentError> {
         let t = tables(key.kind);
         let mut connection = self.connection().await;
         let mut tx = connection.begin().await.map_err(|e| self.storage(e))?;
@@ -218,7 +238,10 @@ impl ContentStore for Store {
             size: content.len() as u64,
             sha256: sha256(content),
         };
-        Ok((item, current.is_none()))
+        Ok(Written {
+            item,
+            created: current.is_none(),
+        })
     }
 
     async fn delete(&self, key: &Key, expected: Option<u64>) -> Result<u64, ContentError> {

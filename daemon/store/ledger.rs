@@ -59,15 +59,13 @@ impl Ledger for Store {
         kind: Kind,
         collection: &str,
     ) -> Result<HashMap<String, Base>, ContentError> {
-        let rows = sqlx::query(
+        let select = sqlx::query(
             "SELECT name, sha256, db_version, file_size, file_mtime, file_inode FROM sync_base \
              WHERE kind = ? AND collection = ?",
         )
         .bind(kind_name(kind))
-        .bind(collection)
-        .fetch_all(&mut *self.connection().await)
-        .await
-        .map_err(|e| self.storage(e))?;
+        .bind(collection);
+        let rows = self.rows(select).await?;
         Ok(rows
             .iter()
             .map(|row| (row.get("name"), base_from(row)))
@@ -75,28 +73,23 @@ impl Ledger for Store {
     }
 
     async fn base(&self, key: &Key) -> Result<Option<Base>, ContentError> {
-        let row = sqlx::query(
+        let select = sqlx::query(
             "SELECT sha256, db_version, file_size, file_mtime, file_inode FROM sync_base \
              WHERE kind = ? AND collection = ? AND name = ?",
         )
         .bind(kind_name(key.kind))
         .bind(&key.collection)
-        .bind(&key.name)
-        .fetch_optional(&mut *self.connection().await)
-        .await
-        .map_err(|e| self.storage(e))?;
-        Ok(row.as_ref().map(base_from))
+        .bind(&key.name);
+        Ok(self.row(select).await?.as_ref().map(base_from))
     }
 
     async fn forget_base(&self, key: &Key) -> Result<(), ContentError> {
-        sqlx::query("DELETE FROM sync_base WHERE kind = ? AND collection = ? AND name = ?")
-            .bind(kind_name(key.kind))
-            .bind(&key.collection)
-            .bind(&key.name)
-            .execute(&mut *self.connection().await)
-            .await
-            .map_err(|e| self.storage(e))?;
-        Ok(())
+        let delete =
+            sqlx::query("DELETE FROM sync_base WHERE kind = ? AND collection = ? AND name = ?")
+                .bind(kind_name(key.kind))
+                .bind(&key.collection)
+                .bind(&key.name);
+        self.run(delete).await
     }
 
     async fn synced_collections(&self, kind: Kind) -> Result<Vec<String>, ContentError> {
@@ -108,7 +101,7 @@ impl Ledger for Store {
     }
 
     async fn add_conflict(&self, conflict: &Conflict) -> Result<(), ContentError> {
-        sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO sync_conflicts (id, kind, collection, name, path, copy_path, db_version, \
              db_sha256, disk_sha256, detected_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
@@ -121,38 +114,27 @@ impl Ledger for Store {
         .bind(conflict.db_version as i64)
         .bind(&conflict.db_sha256)
         .bind(&conflict.disk_sha256)
-        .bind(millis(conflict.detected_at))
-        .execute(&mut *self.connection().await)
-        .await
-        .map_err(|e| self.storage(e))?;
-        Ok(())
+        .bind(millis(conflict.detected_at));
+        self.run(insert).await
     }
 
     async fn conflicts(&self) -> Result<Vec<Conflict>, ContentError> {
-        let rows = sqlx::query("SELECT * FROM sync_conflicts ORDER BY detected_at, id")
-            .fetch_all(&mut *self.connection().await)
-            .await
-            .map_err(|e| self.storage(e))?;
-        Ok(rows.iter().map(conflict_from).collect())
+        let select = sqlx::query("SELECT * FROM sync_conflicts ORDER BY detected_at, id");
+        Ok(self.rows(select).await?.iter().map(conflict_from).collect())
     }
 
     async fn conflict(&self, id: &str) -> Result<Conflict, ContentError> {
-        let row = sqlx::query("SELECT * FROM sync_conflicts WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&mut *self.connection().await)
-            .await
-            .map_err(|e| self.storage(e))?
+        let select = sqlx::query("SELECT * FROM sync_conflicts WHERE id = ?").bind(id);
+        let row = self
+            .row(select)
+            .await?
             .ok_or_else(|| ContentError::NotFound(format!("no conflict {id:?}")))?;
         Ok(conflict_from(&row))
     }
 
     async fn remove_conflict(&self, id: &str) -> Result<(), ContentError> {
-        sqlx::query("DELETE FROM sync_conflicts WHERE id = ?")
-            .bind(id)
-            .execute(&mut *self.connection().await)
-            .await
-            .map_err(|e| self.storage(e))?;
-        Ok(())
+        let delete = sqlx::query("DELETE FROM sync_conflicts WHERE id = ?").bind(id);
+        self.run(delete).await
     }
 
     async fn set_bases(&self, bases: &[(Key, Base)]) -> Result<(), ContentError> {

@@ -39,7 +39,6 @@ pub enum EventKind {
     Resumed,
     /// A rescan finished.
     Rescanned,
-    /// An export finished.
     ExportFinished,
     /// The watcher failed.
     WatcherError,
@@ -156,7 +155,6 @@ impl Tally {
 /// The tallies at a revision.
 #[derive(Clone, Debug)]
 pub struct TallySnapshot {
-    /// The revision.
     pub revision: u64,
     /// The tallies at it.
     pub tally: Tally,

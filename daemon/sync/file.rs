@@ -54,9 +54,7 @@ pub enum Disk {
     Rejected(String),
     /// Settled content.
     Content {
-        /// The text.
         text: String,
-        /// Its SHA-256.
         sha256: String,
         /// The stat tuple it was read under.
         stat: Stat,

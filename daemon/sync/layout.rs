@@ -10,7 +10,11 @@ use std::{
     path::{Component, Path, PathBuf},
 };
 
-use super::{Key, Kind, atomic, names, template_group};
+use super::{
+    Key, Kind,
+    names::{self, CONFLICT_MARK, is_ignored},
+    template_group,
+};
 
 /// Directory of templates under the root.
 const TEMPLATES: &str = "templates";
@@ -18,8 +22,6 @@ const TEMPLATES: &str = "templates";
 const STYLESHEETS: &str = "stylesheets";
 /// Ending of a template's file name.
 const TEMPLATE_SUFFIX: &str = ".html";
-/// Marks a conflict copy: `<file>.outpost-conflict-<id>`.
-const CONFLICT_MARK: &str = ".outpost-conflict-";
 
 /// The file of a piece of content under `root`.
 pub fn path(root: &Path, key: &Key) -> PathBuf {
@@ -50,28 +52,6 @@ pub fn conflict_copy(file: &Path, id: &str) -> PathBuf {
     let mut name = file.as_os_str().to_owned();
     name.push(format!("{CONFLICT_MARK}{id}"));
     PathBuf::from(name)
-}
-
-/// Whether a file name is never content: our temps and conflict copies,
-/// hidden files, and what editors and tools leave behind while saving
-/// (backups, swap and lock files, vim's `4913` probe, JetBrains' and
-/// sed's temps, GIO's output streams).
-pub fn is_ignored(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    let vim_swap = bytes.len() > 4 && bytes[..bytes.len() - 1].ends_with(b".sw");
-    let sed_temp = bytes.len() == 9
-        && name.starts_with("sed")
-        && bytes[3..].iter().all(u8::is_ascii_alphanumeric);
-    atomic::is_temp(name)
-        || name.contains(CONFLICT_MARK)
-        || name.starts_with('.')
-        || name.ends_with('~')
-        || (name.starts_with('#') && name.ends_with('#'))
-        || vim_swap
-        || (!name.is_empty() && name.bytes().all(|byte| byte.is_ascii_digit()))
-        || name.ends_with("___jb_tmp___")
-        || name.ends_with("___jb_old___")
-        || sed_temp
 }
 
 /// What a path under the root stands for.

@@ -15,7 +15,6 @@ pub mod ledger;
 pub mod names;
 pub mod reconcile;
 pub mod service;
-mod watcher;
 
 use std::{future::Future, path::PathBuf, time::SystemTime};
 
@@ -61,10 +60,18 @@ pub struct Item {
     pub sha256: String,
 }
 
+/// What a write stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Written {
+    /// The item as stored.
+    pub item: Item,
+    /// Whether the write created it.
+    pub created: bool,
+}
+
 /// A template set or theme.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Collection {
-    /// Its name.
     pub name: String,
     /// How many items it holds.
     pub items: u32,
@@ -144,14 +151,13 @@ pub trait ContentStore: Send + Sync + 'static {
     /// One item with its content.
     fn get(&self, key: &Key) -> impl Future<Output = Result<Item, ContentError>> + Send;
     /// Creates or replaces an item (creating its collection), if its current
-    /// version is `expected` (0: it must not exist) when given. Returns the
-    /// item and whether it was created.
+    /// version is `expected` (0: it must not exist) when given.
     fn put(
         &self,
         key: &Key,
         content: &str,
         expected: Option<u64>,
-    ) -> impl Future<Output = Result<(Item, bool), ContentError>> + Send;
+    ) -> impl Future<Output = Result<Written, ContentError>> + Send;
     /// Deletes an item if its version is `expected` when given; returns the
     /// deleted version.
     fn delete(
@@ -212,7 +218,7 @@ impl Key {
         names::validate("key.set", &set)?;
         names::validate("key.title", &title)?;
         let group = template_group(&title);
-        if layout::is_ignored(group) {
+        if names::is_ignored(group) {
             return Err(ContentError::Invalid {
                 field: "key.title",
                 reason: format!(

@@ -1,7 +1,8 @@
 //! Names of template sets, themes, templates and stylesheets become path
 //! components under the sync root, so each is checked to be one harmless
 //! file name: nothing can address a path outside the root, and nothing
-//! looks like a hidden, temporary or backup file.
+//! looks like a hidden, temporary or backup file — the names sync ignores
+//! on disk, which are here too.
 
 /// Longest name, in bytes.
 pub const MAX_NAME: usize = 120;
@@ -29,12 +30,37 @@ pub fn validate(field: &'static str, name: &str) -> Result<(), super::ContentErr
             "{name:?} must not start with '.', '#', '~' or '-', nor end with '~' or a space"
         )));
     }
-    if super::layout::is_ignored(name) {
+    if is_ignored(name) {
         return Err(invalid(format!(
             "{name:?} looks like an editor's temporary or backup file, which sync ignores"
         )));
     }
     Ok(())
+}
+
+/// Marks a conflict copy: `<file>.outpost-conflict-<id>`.
+pub const CONFLICT_MARK: &str = ".outpost-conflict-";
+
+/// Whether a file name is never content: our temps and conflict copies,
+/// hidden files, and what editors and tools leave behind while saving
+/// (backups, swap and lock files, vim's `4913` probe, JetBrains' and
+/// sed's temps, GIO's output streams).
+pub fn is_ignored(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let vim_swap = bytes.len() > 4 && bytes[..bytes.len() - 1].ends_with(b".sw");
+    let sed_temp = bytes.len() == 9
+        && name.starts_with("sed")
+        && bytes[3..].iter().all(u8::is_ascii_alphanumeric);
+    super::atomic::is_temp(name)
+        || name.contains(CONFLICT_MARK)
+        || name.starts_with('.')
+        || name.ends_with('~')
+        || (name.starts_with('#') && name.ends_with('#'))
+        || vim_swap
+        || (!name.is_empty() && name.bytes().all(|byte| byte.is_ascii_digit()))
+        || name.ends_with("___jb_tmp___")
+        || name.ends_with("___jb_old___")
+        || sed_temp
 }
 
 #[cfg(test)]

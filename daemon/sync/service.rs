@@ -6,20 +6,11 @@
 use std::sync::Arc;
 
 use super::{
-    Collection, Conflict, ContentError, ContentStore, Item, Key, Kind,
+    Collection, Conflict, ContentError, ContentStore, Item, Key, Kind, Written,
     engine::{EngineStatus, ExportSummary, RescanSummary, Resolved, Resumed, SyncEngine},
     events::{Subscription, Tally, TallySnapshot},
     names, validate_content,
 };
-
-/// A write's result.
-#[derive(Debug)]
-pub struct Written {
-    /// The item as stored.
-    pub item: Item,
-    /// Whether the write created it.
-    pub created: bool,
-}
 
 /// Everything a status report shows.
 #[derive(Clone, Debug)]
@@ -77,11 +68,18 @@ impl<C: ContentStore> SyncService<C> {
         expected: Option<u64>,
     ) -> Result<Written, ContentError> {
         validate_content(content)?;
-        let (item, created) = self.content.put(key, content, expected).await?;
-        let what = if created { "created" } else { "updated" };
-        self.engine
-            .changed(key, item.version, &format!("{key} {what} through the API"));
-        Ok(Written { item, created })
+        let written = self.content.put(key, content, expected).await?;
+        let what = if written.created {
+            "created"
+        } else {
+            "updated"
+        };
+        self.engine.changed(
+            key,
+            written.item.version,
+            &format!("{key} {what} through the API"),
+        );
+        Ok(written)
     }
 
     /// Deletes an item, if its version is `expected` when given; returns

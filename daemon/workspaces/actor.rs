@@ -6,6 +6,7 @@
 //! start-up, or a new file — is not delayed). Each apply runs in a task of
 //! its own and reports back; while one runs, later changes of the same
 //! workspace wait and coalesce, and `ApplyWorkspace` requests queue.
+//! One job, owning that state; what an apply does is in [`super::apply`].
 
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},

@@ -120,8 +120,9 @@ pub(super) fn owned(orchestrator: &Orchestrator, name: &str) -> BTreeMap<String,
         workspace: Some(name.to_owned()),
         ..Default::default()
     };
-    let (instances, _) = orchestrator.list(&filter);
-    instances
+    orchestrator
+        .list(&filter)
+        .instances
         .into_iter()
         .map(|status| (status.spec.name.clone(), (*status.spec).clone()))
         .collect()

@@ -27,7 +27,6 @@ use actor::Message;
 /// What is known about one workspace.
 #[derive(Clone, Debug, Default)]
 pub struct WorkspaceStatus {
-    /// Its file.
     pub file: PathBuf,
     /// When it was last applied successfully.
     pub last_applied_at: Option<SystemTime>,
@@ -43,7 +42,6 @@ pub enum ApplyError {
     /// The request names no workspace: neither a name nor an absolute path.
     #[error("{field}: {reason}")]
     Invalid {
-        /// The field.
         field: &'static str,
         /// Why.
         reason: String,

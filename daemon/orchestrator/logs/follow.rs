@@ -43,9 +43,9 @@ pub struct LogRequest {
 pub async fn stream(files: LogFiles, request: LogRequest, sender: mpsc::Sender<LogLines>) {
     let mut offsets = Vec::with_capacity(request.streams.len());
     for &stream in &request.streams {
-        let (lines, offset) = tail(&files.path(stream), request.tail).unwrap_or_default();
-        offsets.push((stream, offset));
-        if !send(&sender, stream, lines).await {
+        let last = tail(&files.path(stream), request.tail).unwrap_or_default();
+        offsets.push((stream, last.offset));
+        if !send(&sender, stream, last.lines).await {
             return;
         }
     }
@@ -63,9 +63,9 @@ pub async fn stream(files: LogFiles, request: LogRequest, sender: mpsc::Sender<L
         // Also after the watch was added: nothing appended between the
         // tail and the watch is missed.
         for (stream, offset) in &mut offsets {
-            let (lines, next) = read_new_lines(&files.path(*stream), *offset).unwrap_or_default();
-            *offset = next;
-            if !send(&sender, *stream, lines).await {
+            let new = read_new_lines(&files.path(*stream), *offset).unwrap_or_default();
+            *offset = new.offset;
+            if !send(&sender, *stream, new.lines).await {
                 return;
             }
         }

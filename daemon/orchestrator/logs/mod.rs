@@ -43,6 +43,24 @@ impl Stream {
     }
 }
 
+/// Both files, open for appending: a new process's stdout and stderr.
+#[derive(Debug)]
+pub struct Outputs {
+    /// Where stdout goes.
+    pub stdout: File,
+    /// Where stderr goes.
+    pub stderr: File,
+}
+
+/// Complete lines read from a log file.
+#[derive(Debug, Default)]
+pub struct Lines {
+    /// The lines, without their newlines.
+    pub lines: Vec<String>,
+    /// Where a follower continues reading.
+    pub offset: u64,
+}
+
 /// The log files of one instance.
 #[derive(Clone, Debug)]
 pub struct LogFiles {
@@ -73,7 +91,7 @@ impl LogFiles {
     /// Opens both files for a new process, creating them if needed: for
     /// an instance without logs yet, by moving a spare directory into place
     /// when one is ready.
-    pub fn open_for_child(&self, spares: &Arc<LogSpares>) -> io::Result<(File, File)> {
+    pub fn open_for_child(&self, spares: &Arc<LogSpares>) -> io::Result<Outputs> {
         let placed = fs::symlink_metadata(&self.dir).is_err() && spares.place(&self.dir);
         if !placed {
             fs::create_dir_all(&self.dir)?;
@@ -82,7 +100,7 @@ impl LogFiles {
     }
 
     /// Opens both files for appending, creating missing ones (0600).
-    pub(super) fn open_streams(&self) -> io::Result<(File, File)> {
+    pub(super) fn open_streams(&self) -> io::Result<Outputs> {
         let open = |stream| {
             OpenOptions::new()
                 .create(true)
@@ -90,7 +108,10 @@ impl LogFiles {
                 .mode(0o600)
                 .open(self.path(stream))
         };
-        Ok((open(Stream::Stdout)?, open(Stream::Stderr)?))
+        Ok(Outputs {
+            stdout: open(Stream::Stdout)?,
+            stderr: open(Stream::Stderr)?,
+        })
     }
 
     /// Rotates every stream that has grown past `limit` bytes; returns the
@@ -142,18 +163,20 @@ fn rotate(path: &Path, generations: u32) -> io::Result<()> {
     OpenOptions::new().write(true).open(path)?.set_len(0)
 }
 
-/// The last `count` lines of `path` (without newlines); reads backwards so
-/// a large file costs only what the lines need. Also returns the file
-/// length, from which a follower continues.
-pub fn tail(path: &Path, count: usize) -> io::Result<(Vec<String>, u64)> {
+/// The last `count` lines of `path`; reads backwards so a large file costs
+/// only what the lines need. A follower continues from the file's end.
+pub fn tail(path: &Path, count: usize) -> io::Result<Lines> {
     let mut file = match File::open(path) {
         Ok(file) => file,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Lines::default()),
         Err(err) => return Err(err),
     };
     let len = file.metadata()?.len();
     if count == 0 {
-        return Ok((Vec::new(), len));
+        return Ok(Lines {
+            lines: Vec::new(),
+            offset: len,
+        });
     }
     let mut start = len;
     let mut chunk = 8 << 10;
@@ -178,15 +201,18 @@ pub fn tail(path: &Path, count: usize) -> io::Result<(Vec<String>, u64)> {
         lines.remove(0); // a partial first line
     }
     let skip = lines.len().saturating_sub(count);
-    Ok((lines.split_off(skip), len))
+    Ok(Lines {
+        lines: lines.split_off(skip),
+        offset: len,
+    })
 }
 
-/// Complete lines appended to `path` since `offset`, and the offset after
-/// them. A file shorter than `offset` was rotated: reading restarts at 0.
-pub fn read_new_lines(path: &Path, offset: u64) -> io::Result<(Vec<String>, u64)> {
+/// Complete lines appended to `path` since `offset`. A file shorter than
+/// `offset` was rotated: reading restarts at 0.
+pub fn read_new_lines(path: &Path, offset: u64) -> io::Result<Lines> {
     let mut file = match File::open(path) {
         Ok(file) => file,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Lines::default()),
         Err(err) => return Err(err),
     };
     let len = file.metadata()?.len();
@@ -203,7 +229,10 @@ pub fn read_new_lines(path: &Path, offset: u64) -> io::Result<(Vec<String>, u64)
         .lines()
         .map(str::to_owned)
         .collect();
-    Ok((lines, offset + complete as u64))
+    Ok(Lines {
+        lines,
+        offset: offset + complete as u64,
+    })
 }
 
 #[cfg(test)]
@@ -220,10 +249,10 @@ mod tests {
         for i in 0..10_000 {
             writeln!(file, "line {i}").unwrap();
         }
-        let (lines, len) = tail(&path, 3).unwrap();
-        assert_eq!(lines, ["line 9997", "line 9998", "line 9999"]);
-        assert_eq!(len, fs::metadata(&path).unwrap().len());
-        assert_eq!(tail(&path, 20_000).unwrap().0.len(), 10_000);
+        let last = tail(&path, 3).unwrap();
+        assert_eq!(last.lines, ["line 9997", "line 9998", "line 9999"]);
+        assert_eq!(last.offset, fs::metadata(&path).unwrap().len());
+        assert_eq!(tail(&path, 20_000).unwrap().lines.len(), 10_000);
     }
 
     #[tokio::test]
@@ -231,18 +260,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spares = LogSpares::start(dir.path()).unwrap();
         let logs = LogFiles::new(dir.path(), "i-1");
-        let (mut out, _) = logs.open_for_child(&spares).unwrap();
+        let mut out = logs.open_for_child(&spares).unwrap().stdout;
         let path = logs.path(Stream::Stdout);
         write!(out, "one\ntw").unwrap();
-        let (lines, offset) = read_new_lines(&path, 0).unwrap();
-        assert_eq!(lines, ["one"]);
+        let first = read_new_lines(&path, 0).unwrap();
+        assert_eq!(first.lines, ["one"]);
         writeln!(out, "o").unwrap();
-        let (lines, offset) = read_new_lines(&path, offset).unwrap();
-        assert_eq!(lines, ["two"]);
+        let second = read_new_lines(&path, first.offset).unwrap();
+        assert_eq!(second.lines, ["two"]);
 
         logs.rotate_if_larger(0).unwrap();
         writeln!(out, "three").unwrap();
-        assert_eq!(read_new_lines(&path, offset).unwrap().0, ["three"]);
+        assert_eq!(
+            read_new_lines(&path, second.offset).unwrap().lines,
+            ["three"]
+        );
         let rotated = fs::read_to_string(format!("{}.1", path.display())).unwrap();
         assert_eq!(rotated, "one\ntwo\n");
     }

@@ -155,7 +155,7 @@ mod tests {
         let spare = spares.state().ready.last().cloned().unwrap();
 
         let logs = LogFiles::new(dir.path(), "i-1");
-        let (mut out, _) = logs.open_for_child(&spares).unwrap();
+        let mut out = logs.open_for_child(&spares).unwrap().stdout;
         writeln!(out, "hello").unwrap();
         assert!(!spare.exists(), "the spare was moved into place");
         assert_eq!(

@@ -4,6 +4,7 @@
 //! nowhere else.
 
 pub mod orchestrator;
+pub mod spec;
 pub mod sync;
 
 use std::time::{Duration, SystemTime};

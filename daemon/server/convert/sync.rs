@@ -62,7 +62,6 @@ pub fn event_kinds(kinds: &[i32]) -> Result<Vec<i32>, Status> {
         .collect()
 }
 
-/// A template set.
 pub fn template_set(set: Collection) -> pb::TemplateSet {
     pb::TemplateSet {
         name: set.name,
@@ -71,7 +70,6 @@ pub fn template_set(set: Collection) -> pb::TemplateSet {
     }
 }
 
-/// A theme.
 pub fn theme(theme: Collection) -> pb::Theme {
     pb::Theme {
         name: theme.name,
@@ -80,7 +78,6 @@ pub fn theme(theme: Collection) -> pb::Theme {
     }
 }
 
-/// A template.
 pub fn template(item: Item) -> pb::Template {
     pb::Template {
         group: crate::sync::template_group(&item.key.name).to_owned(),
@@ -96,7 +93,6 @@ pub fn template(item: Item) -> pb::Template {
     }
 }
 
-/// A stylesheet.
 pub fn stylesheet(item: Item) -> pb::Stylesheet {
     pb::Stylesheet {
         key: Some(pb::StylesheetKey {

@@ -13,25 +13,22 @@
 
 use std::{
     collections::{HashSet, VecDeque},
-    path::PathBuf,
     sync::Arc,
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{
     EngineStatus, ExportSummary, Hint, RescanSummary, Resolved, Resumed, WatcherState,
-    queue::{Pending, Queue},
-    worker::Worker,
+    queue::Queue,
+    worker::{Hold, Next, Reply, Report, Work, Worker},
 };
 use crate::sync::{
-    Conflict, ContentError, ContentStore, Key, Kind,
+    Conflict, ContentStore, Key, Kind,
     events::{EventKind, Notice},
     ledger::Ledger,
 };
-
-type Reply<T> = oneshot::Sender<Result<T, ContentError>>;
 
 /// What the task is told.
 pub(super) enum Message {
@@ -70,55 +67,6 @@ pub(super) enum Command {
     Stop {
         reply: oneshot::Sender<()>,
     },
-}
-
-/// A job: work that needs the root to itself.
-pub(super) enum Work {
-    /// Look at these due paths.
-    Reconcile(Vec<(PathBuf, Pending)>),
-    /// Look at everything; answer `reply` if a user asked.
-    Rescan(Option<Reply<RescanSummary>>),
-    Export {
-        kind: Kind,
-        collection: String,
-        reply: Reply<ExportSummary>,
-    },
-    Resolve {
-        id: String,
-        keep_disk: bool,
-        reply: Reply<Resolved>,
-    },
-}
-
-/// What the running job is told.
-#[derive(Clone, Copy, Debug, Default)]
-pub(super) struct Hold {
-    /// A user paused: reconciling stops before the next path.
-    pub paused: bool,
-    /// The daemon stops: every job stops before its next entity.
-    pub stopping: bool,
-}
-
-/// What a path needs after a job looked at it (or did not).
-#[derive(Debug)]
-pub(super) enum Next {
-    /// Look again after `after`, the `tries`-th time.
-    Retry { after: Duration, tries: u8 },
-    /// The look failed, the `tries`-th time in a row: back off.
-    Failed { tries: u8 },
-    /// Not looked at (paused or stopping): as it was.
-    PutBack(Pending),
-}
-
-/// What a job reports when it is done.
-#[derive(Debug, Default)]
-pub(super) struct Report {
-    /// The missing files reported so far, lent to the job.
-    pub orphans: HashSet<Key>,
-    /// Paths that need another look.
-    pub next: Vec<(PathBuf, Next)>,
-    /// Paths or rescans the job found necessary.
-    pub hints: Vec<Hint>,
 }
 
 /// The job in the slot.

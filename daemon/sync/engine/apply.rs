@@ -13,12 +13,11 @@ use std::{
 
 use super::{
     Hint,
-    actor::Report,
     queue::Signal,
-    worker::{Effect, Outcome, Worker, blocking, storage},
+    worker::{Effect, Outcome, Report, Worker, blocking, storage},
 };
 use crate::sync::{
-    Conflict, ContentError, ContentStore, Item, Key,
+    Conflict, ContentError, ContentStore, Item, Key, Written,
     events::{EventKind, Notice},
     file::{self, Disk, Stat},
     layout::{self, Target},
@@ -157,7 +156,7 @@ impl<C: ContentStore, L: Ledger> Worker<C, L> {
                 };
                 let expected = db.as_ref().map_or(0, |item| item.version);
                 match self.content.put(key, text, Some(expected)).await {
-                    Ok((item, created)) => {
+                    Ok(Written { item, created }) => {
                         self.agree(key, &item, *stat).await?;
                         let what = if created {
                             "created from"

@@ -21,6 +21,7 @@ pub mod export;
 pub mod queue;
 mod rescan;
 mod resolve;
+mod watcher;
 mod worker;
 
 use std::{fs, path::PathBuf, sync::Arc, time::Duration};
@@ -33,7 +34,6 @@ use super::{
     events::{EventKind, Notice, SyncBoard},
     layout,
     ledger::Ledger,
-    watcher,
 };
 use actor::{Actor, Command, Message};
 pub use export::ExportSummary;

@@ -16,9 +16,8 @@ use tokio::sync::watch;
 
 use super::{
     Hint, RescanSummary,
-    actor::{Hold, Next, Report},
     queue::Signal,
-    worker::{Effect, Outcome, Worker, blocking},
+    worker::{Effect, Hold, Next, Outcome, Report, Worker, blocking},
 };
 use crate::sync::{
     ContentError, ContentStore, Key, Kind,
@@ -26,6 +25,7 @@ use crate::sync::{
     file::{self, Stat},
     layout::{self, Target},
     ledger::Ledger,
+    names,
 };
 
 impl<C: ContentStore, L: Ledger> Worker<C, L> {
@@ -225,7 +225,7 @@ fn dirs_in(dir: &Path, rejected: &mut Vec<(PathBuf, String)>) -> Vec<PathBuf> {
             continue;
         };
         let name = entry.file_name();
-        if layout::is_ignored(&name.to_string_lossy()) {
+        if names::is_ignored(&name.to_string_lossy()) {
             continue;
         }
         if kind.is_symlink() {

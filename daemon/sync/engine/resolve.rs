@@ -8,8 +8,7 @@ use std::{fs, io};
 
 use super::{
     Resolved,
-    actor::Report,
-    worker::{Worker, blocking, storage},
+    worker::{Report, Worker, blocking, storage},
 };
 use crate::sync::{
     ContentError, ContentStore,
@@ -43,11 +42,11 @@ impl<C: ContentStore, L: Ledger> Worker<C, L> {
                     )));
                 }
             };
-            let (item, _) = self
+            let written = self
                 .content
                 .put(&conflict.key, &text, Some(conflict.db_version))
                 .await?;
-            item.version
+            written.item.version
         } else {
             match self.content.get(&conflict.key).await {
                 Ok(item) => item.version,

@@ -13,22 +13,73 @@ use std::{
     time::Duration,
 };
 
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use super::{
-    Hint, Settings,
-    actor::{Hold, Next, Report, Work},
+    Hint, RescanSummary, Resolved, Settings,
     export::{self, ExportSummary},
-    queue::Signal,
+    queue::{Pending, Signal},
 };
 use crate::sync::{
-    ContentError, ContentStore, Item, Key,
+    ContentError, ContentStore, Item, Key, Kind,
     atomic::Batch,
     events::{EventKind, Notice, SyncBoard},
     file::{self, Stat},
     ledger::Ledger,
     reconcile::Base,
 };
+
+/// How a job answers whoever asked for it.
+pub(super) type Reply<T> = oneshot::Sender<Result<T, ContentError>>;
+
+/// A job: work that needs the root to itself.
+pub(super) enum Work {
+    /// Look at these due paths.
+    Reconcile(Vec<(PathBuf, Pending)>),
+    /// Look at everything; answer `reply` if a user asked.
+    Rescan(Option<Reply<RescanSummary>>),
+    Export {
+        kind: Kind,
+        collection: String,
+        reply: Reply<ExportSummary>,
+    },
+    Resolve {
+        id: String,
+        keep_disk: bool,
+        reply: Reply<Resolved>,
+    },
+}
+
+/// What the running job is told.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Hold {
+    /// A user paused: reconciling stops before the next path.
+    pub paused: bool,
+    /// The daemon stops: every job stops before its next entity.
+    pub stopping: bool,
+}
+
+/// What a path needs after a job looked at it (or did not).
+#[derive(Debug)]
+pub(super) enum Next {
+    /// Look again after `after`, the `tries`-th time.
+    Retry { after: Duration, tries: u8 },
+    /// The look failed, the `tries`-th time in a row: back off.
+    Failed { tries: u8 },
+    /// Not looked at (paused or stopping): as it was.
+    PutBack(Pending),
+}
+
+/// What a job reports when it is done.
+#[derive(Debug, Default)]
+pub(super) struct Report {
+    /// The missing files reported so far, lent to the job.
+    pub orphans: HashSet<Key>,
+    /// Paths that need another look.
+    pub next: Vec<(PathBuf, Next)>,
+    /// Paths or rescans the job found necessary.
+    pub hints: Vec<Hint>,
+}
 
 /// What one look at an entity came to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,7 +173,7 @@ impl<C: ContentStore, L: Ledger> Worker<C, L> {
     /// Looks at the due `paths` one after the other.
     async fn reconcile_due(
         &self,
-        paths: Vec<(PathBuf, super::queue::Pending)>,
+        paths: Vec<(PathBuf, Pending)>,
         hold: &watch::Receiver<Hold>,
         report: &mut Report,
     ) {

@@ -6,10 +6,8 @@
 
 use std::path::Path;
 
-use super::{
-    engine::{Hint, queue::Signal},
-    layout,
-};
+use super::{Hint, queue::Signal};
+use crate::sync::names;
 use notify::{
     Config, ErrorKind, Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher,
     event::{AccessKind, AccessMode, CreateKind, ModifyKind},
@@ -32,7 +30,7 @@ pub(super) fn watch(
             for path in event.paths {
                 let ignored = path
                     .file_name()
-                    .is_some_and(|name| layout::is_ignored(&name.to_string_lossy()));
+                    .is_some_and(|name| names::is_ignored(&name.to_string_lossy()));
                 if !ignored {
                     hint(Hint::Path(path, signal));
                 }
