@@ -9,7 +9,10 @@ use std::{
 use clap::Subcommand;
 use outpost::{endpoint::Connection, proto::v1 as pb};
 
-use crate::{failure::Failure, output};
+use crate::{
+    failure::Failure,
+    output::{self, done},
+};
 
 /// `outpostctl template|stylesheet …`. For templates COLLECTION is a
 /// template set and NAME a title; for stylesheets a theme and a name.
@@ -68,7 +71,6 @@ struct Row {
     size: u64,
 }
 
-/// Runs a content command.
 pub async fn run(
     connection: &Connection,
     json: bool,
@@ -273,11 +275,6 @@ pub async fn run(
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-pub(crate) fn done(result: std::io::Result<()>) -> Result<ExitCode, Failure> {
-    result?;
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Content from a file, or from stdin.

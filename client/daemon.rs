@@ -1,23 +1,50 @@
-//! Commands about the daemon itself: `status` and `health`.
+//! Commands about the daemon itself: `validate`, `status` and `health`.
 
 use std::process::ExitCode;
 
-use outpost::{
-    endpoint::Connection,
-    proto::v1::{GetDaemonStatusRequest, InstanceState},
-};
+use clap::Subcommand;
+use outpost::{endpoint::Connection, proto::v1 as pb};
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 
 use crate::{failure::Failure, output};
 
+/// The daemon commands, at the top level of the command line.
+#[derive(Debug, Subcommand)]
+pub enum DaemonCommand {
+    /// Compare the daemon's state with the processes and ports that exist (exit 1 if they disagree)
+    Validate {
+        /// Apply the safe fixes (never kills a process it cannot prove is outpost's)
+        #[arg(long)]
+        fix: bool,
+    },
+    /// Show the daemon's version, uptime, listeners and instance counts
+    Status,
+    /// Check the gRPC health of the daemon and its services (exit 1 unless all serve)
+    Health {
+        /// Check only this service (e.g. outpost.v1.Sync); "" is the daemon as a whole
+        service: Option<String>,
+    },
+}
+
+pub async fn run(
+    connection: &Connection,
+    json: bool,
+    command: DaemonCommand,
+) -> Result<ExitCode, Failure> {
+    match command {
+        DaemonCommand::Validate { fix } => validate(connection, json, fix).await,
+        DaemonCommand::Status => status(connection, json).await,
+        DaemonCommand::Health { service } => health(connection, json, service).await,
+    }
+}
+
 /// Services `health` checks when none is named ("" is the daemon overall).
 const SERVICES: [&str; 3] = ["", "outpost.v1.Orchestrator", "outpost.v1.Sync"];
 
-/// `outpostctl status`.
-pub async fn status(connection: &Connection, json: bool) -> Result<ExitCode, Failure> {
+async fn status(connection: &Connection, json: bool) -> Result<ExitCode, Failure> {
     let status = connection
         .orchestrator()
-        .get_daemon_status(GetDaemonStatusRequest {})
+        .get_daemon_status(pb::GetDaemonStatusRequest {})
         .await?
         .into_inner();
     if json {
@@ -28,11 +55,7 @@ pub async fn status(connection: &Connection, json: bool) -> Result<ExitCode, Fai
         .instance_counts
         .iter()
         .filter(|count| count.count > 0)
-        .map(|count| {
-            let state = InstanceState::try_from(count.state).unwrap_or_default();
-            let name = state.as_str_name().trim_start_matches("INSTANCE_STATE_");
-            format!("{} {}", count.count, name.to_lowercase())
-        })
+        .map(|count| format!("{} {}", count.count, output::instance_state(count.state)))
         .collect();
     let mut instances = format!(
         "{} (at most {})",
@@ -63,10 +86,10 @@ pub async fn status(connection: &Connection, json: bool) -> Result<ExitCode, Fai
 
 /// `outpostctl health [SERVICE]`: exit status 1 unless every checked
 /// service is SERVING.
-pub async fn health(
+async fn health(
     connection: &Connection,
-    service: Option<String>,
     json: bool,
+    service: Option<String>,
 ) -> Result<ExitCode, Failure> {
     let services: Vec<String> = match service {
         Some(service) => vec![service],
@@ -118,10 +141,10 @@ pub async fn health(
 
 /// `outpostctl validate [--fix]`: one line per inconsistency; exit status 1
 /// while any remains unfixed.
-pub async fn validate(connection: &Connection, fix: bool, json: bool) -> Result<ExitCode, Failure> {
+async fn validate(connection: &Connection, json: bool, fix: bool) -> Result<ExitCode, Failure> {
     let response = connection
         .orchestrator()
-        .validate_state(outpost::proto::v1::ValidateStateRequest { fix })
+        .validate_state(pb::ValidateStateRequest { fix })
         .await?
         .into_inner();
     if json {
@@ -130,12 +153,13 @@ pub async fn validate(connection: &Connection, fix: bool, json: bool) -> Result<
         println!("no inconsistencies");
     } else {
         for issue in &response.inconsistencies {
-            let kind = outpost::proto::v1::InconsistencyKind::try_from(issue.kind)
-                .unwrap_or_default()
-                .as_str_name()
-                .trim_start_matches("INCONSISTENCY_KIND_")
-                .to_lowercase()
-                .replace('_', " ");
+            let kind = output::word(
+                issue.kind,
+                pb::InconsistencyKind::as_str_name,
+                "INCONSISTENCY_KIND_",
+            )
+            .unwrap_or_else(|| "unspecified".to_owned())
+            .replace('_', " ");
             let fixed = if issue.fixed { " [fixed]" } else { "" };
             println!("{kind}: {} — {}{fixed}", issue.description, issue.remedy);
         }

@@ -19,7 +19,6 @@ use outpost::{
 
 use failure::Failure;
 
-/// Command-line interface of `outpostctl`.
 #[derive(Debug, Parser)]
 #[command(
     name = "outpostctl",
@@ -50,128 +49,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Create an instance and start it
-    Run {
-        /// Unique name (lowercase letters, digits, '-', dots)
-        name: String,
-        /// Project directory (unique among instances)
-        #[arg(long, value_name = "PATH")]
-        project: Option<PathBuf>,
-        /// Create it stopped
-        #[arg(long)]
-        no_start: bool,
-        #[command(flatten)]
-        spec: instances::SpecArgs,
-        /// The program and its arguments
-        #[arg(last = true, required = true, value_name = "CMD")]
-        command: Vec<String>,
-    },
-    /// Make sure the instance of a project runs: start it, or create it from CMD
-    Up {
-        /// Project directory
-        project: PathBuf,
-        /// Name for a new instance [default: the directory's name]
-        #[arg(long)]
-        name: Option<String>,
-        #[command(flatten)]
-        spec: instances::SpecArgs,
-        /// The program and its arguments, for a new instance
-        #[arg(last = true, value_name = "CMD")]
-        command: Vec<String>,
-    },
-    /// List instances
-    Ls {
-        /// Only instances in this state (repeatable)
-        #[arg(long = "state", value_enum)]
-        states: Vec<instances::StateArg>,
-        /// Only instances of this workspace
-        #[arg(long)]
-        workspace: Option<String>,
-        /// Only instances with this label (repeatable)
-        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = key_value)]
-        labels: Vec<(String, String)>,
-        /// Include each instance's spec (shown with --json)
-        #[arg(long)]
-        full: bool,
-    },
-    /// Show one instance
-    Get {
-        /// Id or name
-        instance: String,
-    },
-    /// Start an instance
-    Start {
-        /// Id or name
-        instance: String,
-    },
-    /// Stop an instance and every process of its group
-    Stop {
-        /// Id or name
-        instance: String,
-        /// Time between the stop signal and SIGKILL [default: the instance's]
-        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-        grace: Option<Duration>,
-        /// Really signal an external (registered) process
-        #[arg(long)]
-        signal_external: bool,
-    },
-    /// Restart an instance
-    Restart {
-        /// Id or name
-        instance: String,
-    },
-    /// Stop and delete an instance
-    Rm {
-        /// Id or name
-        instance: String,
-        /// Delete even if a workspace owns it
-        #[arg(long)]
-        force: bool,
-        /// Also signal an external (registered) process
-        #[arg(long)]
-        signal_external: bool,
-    },
-    /// Watch a process the daemon did not start
-    Register {
-        /// Unique name
-        name: String,
-        /// Its process id
-        #[arg(long)]
-        pid: Option<u32>,
-        /// Its port
-        #[arg(long)]
-        port: Option<u32>,
-        /// Its project directory
-        #[arg(long, value_name = "PATH")]
-        project: Option<PathBuf>,
-    },
-    /// Record activity (postpones the idle timeout)
-    Touch {
-        /// Id or name
-        instance: String,
-    },
-    /// Show an instance's output
-    Logs {
-        /// Id or name
-        instance: String,
-        /// Keep printing new lines
-        #[arg(short, long)]
-        follow: bool,
-        /// Lines of history to show first (per stream)
-        #[arg(short = 'n', long, default_value_t = 50)]
-        lines: u32,
-        /// Only this stream
-        #[arg(long, value_enum)]
-        stream: Option<instances::StreamArg>,
-    },
-    /// Print status changes as they happen, one line per event
-    Watch {
-        /// Only these instances (ids or names)
-        instances: Vec<String>,
-        /// Resume after this revision
-        #[arg(long, default_value_t = 0)]
-        since: u64,
-    },
+    // Boxed: `run` and `up` carry every spec flag, the other commands a few.
+    #[command(flatten)]
+    Instance(Box<instances::InstanceCommand>),
     /// Templates in template sets: ls [SET], get SET TITLE, put SET TITLE, rm SET TITLE
     #[command(subcommand)]
     Template(content::ContentCommand),
@@ -184,19 +64,8 @@ enum Command {
     /// Declarative workspaces: ls, show, apply, check
     #[command(subcommand)]
     Workspace(workspaces::WorkspaceCommand),
-    /// Compare the daemon's state with the processes and ports that exist (exit 1 if they disagree)
-    Validate {
-        /// Apply the safe fixes (never kills a process it cannot prove is outpost's)
-        #[arg(long)]
-        fix: bool,
-    },
-    /// Show the daemon's version, uptime, listeners and instance counts
-    Status,
-    /// Check the gRPC health of the daemon and its services (exit 1 unless all serve)
-    Health {
-        /// Check only this service (e.g. outpost.v1.Sync); "" is the daemon as a whole
-        service: Option<String>,
-    },
+    #[command(flatten)]
+    Daemon(daemon::DaemonCommand),
     /// Print a shell completion script
     Completions {
         /// The shell to complete for
@@ -230,88 +99,22 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     if let Command::Workspace(workspaces::WorkspaceCommand::Check { file }) = &cli.command {
         return Ok(workspaces::check(file));
     }
-    let streaming = matches!(
-        cli.command,
-        Command::Watch { .. } | Command::Logs { follow: true, .. }
-    );
+    let streaming = matches!(&cli.command, Command::Instance(command) if command.streams());
     let connection = connect(&cli, streaming).await?;
     let json = cli.json;
-    use instances::Action;
     match cli.command {
-        Command::Run {
-            name,
-            project,
-            no_start,
-            spec,
-            command,
-        } => instances::run(&connection, json, name, project, no_start, spec, command).await,
-        Command::Up {
-            project,
-            name,
-            spec,
-            command,
-        } => instances::up(&connection, json, project, name, spec, command).await,
-        Command::Ls {
-            states,
-            workspace,
-            labels,
-            full,
-        } => instances::list(&connection, json, states, workspace, labels, full).await,
-        Command::Get { instance } => instances::act(&connection, json, Action::Get, instance).await,
-        Command::Start { instance } => {
-            instances::act(&connection, json, Action::Start, instance).await
-        }
-        Command::Restart { instance } => {
-            instances::act(&connection, json, Action::Restart, instance).await
-        }
-        Command::Touch { instance } => {
-            instances::act(&connection, json, Action::Touch, instance).await
-        }
-        Command::Stop {
-            instance,
-            grace,
-            signal_external,
-        } => instances::stop(&connection, json, instance, grace, signal_external).await,
-        Command::Rm {
-            instance,
-            force,
-            signal_external,
-        } => instances::remove(&connection, json, instance, force, signal_external).await,
-        Command::Register {
-            name,
-            pid,
-            port,
-            project,
-        } => instances::register(&connection, json, name, pid, port, project).await,
-        Command::Logs {
-            instance,
-            follow,
-            lines,
-            stream,
-        } => instances::logs(&connection, json, instance, follow, lines, stream).await,
-        Command::Watch { instances, since } => {
-            instances::watch(&connection, json, instances, since).await
-        }
-        Command::Validate { fix } => daemon::validate(&connection, fix, json).await,
-        Command::Workspace(command) => workspaces::run(&connection, json, command).await,
-        Command::Sync(command) => sync::run(&connection, json, command).await,
+        Command::Instance(command) => instances::run(&connection, json, *command).await,
         Command::Template(command) => {
             content::run(&connection, json, content::Content::Templates, command).await
         }
         Command::Stylesheet(command) => {
             content::run(&connection, json, content::Content::Stylesheets, command).await
         }
-        Command::Status => daemon::status(&connection, json).await,
-        Command::Health { service } => daemon::health(&connection, service, json).await,
+        Command::Sync(command) => sync::run(&connection, json, command).await,
+        Command::Workspace(command) => workspaces::run(&connection, json, command).await,
+        Command::Daemon(command) => daemon::run(&connection, json, command).await,
         Command::Completions { .. } => unreachable!("handled before connecting"),
     }
-}
-
-/// "KEY=VALUE" → (KEY, VALUE).
-fn key_value(text: &str) -> Result<(String, String), String> {
-    text.split_once('=')
-        .map(|(key, value)| (key.to_owned(), value.to_owned()))
-        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))
 }
 
 /// Opens the connection the global flags describe. Streams get no request

@@ -8,7 +8,10 @@ use outpost::{
     proto::v1::{self as pb, content_key::Key, watch_sync_events_response::Payload},
 };
 
-use crate::{content::done, failure::Failure, output};
+use crate::{
+    failure::Failure,
+    output::{self, done},
+};
 
 /// `outpostctl sync …`.
 #[derive(Debug, Subcommand)]
@@ -68,7 +71,6 @@ pub enum ExportTarget {
     },
 }
 
-/// Runs a sync command.
 pub async fn run(
     connection: &Connection,
     json: bool,
@@ -87,38 +89,14 @@ pub async fn run(
             print_status(&status)
         }
         SyncCommand::Events { since } => {
-            let mut stream = client
+            let stream = client
                 .watch_sync_events(pb::WatchSyncEventsRequest {
                     since_revision: since,
                     kinds: Vec::new(),
                 })
                 .await?
                 .into_inner();
-            while let Some(message) = stream.message().await? {
-                if json {
-                    output::json_line(&message)?;
-                    continue;
-                }
-                match message.payload {
-                    Some(Payload::Snapshot(snapshot)) => println!(
-                        "revision {}: {} ({})",
-                        snapshot.revision,
-                        state_name(snapshot.status.as_ref().map_or(0, |s| s.state)),
-                        if snapshot.kind == pb::SyncSnapshotKind::Resync as i32 {
-                            "resync: events were skipped"
-                        } else {
-                            "live from here"
-                        }
-                    ),
-                    Some(Payload::Events(batch)) => {
-                        for event in batch.events {
-                            println!("{}", event_line(&event));
-                        }
-                    }
-                    None => {}
-                }
-            }
-            Ok(ExitCode::SUCCESS)
+            output::stream(json, stream, print_event).await
         }
         SyncCommand::Conflicts => {
             let response = client
@@ -259,12 +237,12 @@ async fn export(
 
 fn print_status(status: &pb::GetSyncStatusResponse) -> Result<ExitCode, Failure> {
     let counters = status.counters.unwrap_or_default();
-    let last_rescan = status
-        .last_rescan_at
-        .as_ref()
-        .map_or_else(|| "never".to_owned(), |at| ago(at.seconds));
+    let last_rescan = status.last_rescan_at.as_ref().map_or_else(
+        || "never".to_owned(),
+        |at| format!("{}s ago", output::seconds_since(at.seconds)),
+    );
     output::rows(&[
-        ("state", state_name(status.state).to_owned()),
+        ("state", state_name(status.state)),
         ("root", status.root.clone()),
         ("paused by user", status.paused_by_user.to_string()),
         ("exports running", status.active_exports.to_string()),
@@ -282,21 +260,11 @@ fn print_status(status: &pb::GetSyncStatusResponse) -> Result<ExitCode, Failure>
     Ok(ExitCode::SUCCESS)
 }
 
-/// A time given in seconds since the epoch, as "Ns ago".
-fn ago(seconds: i64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    format!("{}s ago", (now - seconds).max(0))
-}
-
-fn state_name(state: i32) -> &'static str {
-    match pb::WatcherState::try_from(state) {
-        Ok(pb::WatcherState::Watching) => "watching",
-        Ok(pb::WatcherState::Paused) => "paused",
-        Ok(pb::WatcherState::Stopped) => "stopped",
-        _ => "unknown",
-    }
+/// "watching", "paused" or "stopped"; "unknown" otherwise.
+fn state_name(state: i32) -> String {
+    output::word(state, pb::WatcherState::as_str_name, "WATCHER_STATE_")
+        .filter(|state| state != "unspecified")
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 fn key_name(key: Option<&pb::ContentKey>) -> String {
@@ -307,13 +275,30 @@ fn key_name(key: Option<&pb::ContentKey>) -> String {
     }
 }
 
-fn event_line(event: &pb::SyncEvent) -> String {
-    let kind = pb::SyncEventKind::try_from(event.kind)
-        .map(|kind| {
-            kind.as_str_name()
-                .trim_start_matches("SYNC_EVENT_KIND_")
-                .to_lowercase()
-        })
-        .unwrap_or_default();
-    format!("{:>6}  {kind:<17} {}", event.revision, event.message)
+/// One `sync events` message: the snapshot's state, or a line per event.
+fn print_event(message: pb::WatchSyncEventsResponse) {
+    match message.payload {
+        Some(Payload::Snapshot(snapshot)) => println!(
+            "revision {}: {} ({})",
+            snapshot.revision,
+            state_name(snapshot.status.as_ref().map_or(0, |s| s.state)),
+            if snapshot.kind == pb::SyncSnapshotKind::Resync as i32 {
+                "resync: events were skipped"
+            } else {
+                "live from here"
+            }
+        ),
+        Some(Payload::Events(batch)) => {
+            for event in batch.events {
+                let kind = output::word(
+                    event.kind,
+                    pb::SyncEventKind::as_str_name,
+                    "SYNC_EVENT_KIND_",
+                )
+                .unwrap_or_default();
+                println!("{:>6}  {kind:<17} {}", event.revision, event.message);
+            }
+        }
+        None => {}
+    }
 }
