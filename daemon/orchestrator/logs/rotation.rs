@@ -4,13 +4,14 @@
 //! they were last looked at are looked at less and less often (see
 //! [`MAX_QUIET_SKIP`]), and again every round once they grow, so that a
 //! thousand quiet instances cost next to nothing. The task knows the
-//! instances by their directories alone.
+//! instances by their directories alone, and lists them again only when
+//! the logs root's mtime says one came or went.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     fs,
     path::{Path, PathBuf},
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use super::LogFiles;
@@ -21,55 +22,80 @@ const ROTATE_EVERY: Duration = Duration::from_secs(10);
 /// quiet logs are looked at every 10 s, 20 s, 40 s … up to every 320 s.
 const MAX_QUIET_SKIP: u32 = 31;
 
+/// A directory whose mtime is this close to the listing may have changed
+/// again within the same tick of the file system's clock: listed again.
+const MTIME_TICK: Duration = Duration::from_secs(1);
+
 /// Starts the rotation task over the log directories in `logs_root`; it
 /// runs as long as the runtime does.
 pub fn start(logs_root: PathBuf) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(ROTATE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut watched = HashMap::new();
+        let mut rounds = Rounds::default();
         loop {
             tick.tick().await;
-            let root = logs_root.clone();
-            let round = tokio::task::spawn_blocking(move || {
-                rotate_round(&root, &mut watched);
-                watched
-            });
-            match round.await {
-                Ok(kept) => watched = kept,
-                Err(err) => {
-                    tracing::error!(%err, "log rotation failed");
-                    watched = HashMap::new();
-                }
-            }
+            rounds.rotate(&logs_root);
         }
     });
 }
 
-/// One round: rotates what is due and has grown too large.
-fn rotate_round(logs_root: &Path, watched: &mut HashMap<String, LogWatch>) {
-    let ids: Vec<String> = match fs::read_dir(logs_root) {
-        Ok(entries) => entries
+/// What the rotation remembers between rounds.
+#[derive(Default)]
+struct Rounds {
+    /// The logs root's mtime when it was last listed.
+    listed_mtime: Option<SystemTime>,
+    /// Each instance directory and how its logs are watched.
+    watched: HashMap<String, LogWatch>,
+}
+
+impl Rounds {
+    /// One round: rotates what is due and has grown too large.
+    fn rotate(&mut self, logs_root: &Path) {
+        self.list(logs_root);
+        for (id, watch) in &mut self.watched {
+            if !watch.due() {
+                continue;
+            }
+            match LogFiles::new(logs_root, id).rotate_if_larger(super::ROTATE_AT) {
+                Ok(sizes) => watch.looked(sizes),
+                Err(err) => tracing::warn!(id, %err, "cannot rotate logs"),
+            }
+        }
+    }
+
+    /// Lists the instance directories again if an entry may have come or
+    /// gone since the last listing.
+    fn list(&mut self, logs_root: &Path) {
+        let mtime = fs::metadata(logs_root)
+            .and_then(|meta| meta.modified())
+            .ok();
+        let recent = mtime.is_none_or(|mtime| {
+            SystemTime::now()
+                .duration_since(mtime)
+                .is_ok_and(|age| age < MTIME_TICK)
+        });
+        if mtime == self.listed_mtime && !recent {
+            return;
+        }
+        let entries = match fs::read_dir(logs_root) {
+            Ok(entries) => entries,
+            Err(err) => {
+                tracing::warn!(root = %logs_root.display(), %err, "cannot list the log directories");
+                return;
+            }
+        };
+        let ids: HashSet<String> = entries
             .flatten()
             .filter_map(|entry| entry.file_name().into_string().ok())
             // Spare directories (`.spare-N`) belong to no instance yet.
             .filter(|name| !name.starts_with('.'))
-            .collect(),
-        Err(err) => {
-            tracing::warn!(root = %logs_root.display(), %err, "cannot list the log directories");
-            return;
+            .collect();
+        self.watched.retain(|id, _| ids.contains(id));
+        for id in ids {
+            self.watched.entry(id).or_default();
         }
-    };
-    watched.retain(|id, _| ids.contains(id));
-    for id in ids {
-        let watch = watched.entry(id.clone()).or_default();
-        if !watch.due() {
-            continue;
-        }
-        match LogFiles::new(logs_root, &id).rotate_if_larger(super::ROTATE_AT) {
-            Ok(sizes) => watch.looked(sizes),
-            Err(err) => tracing::warn!(id, %err, "cannot rotate logs"),
-        }
+        self.listed_mtime = mtime;
     }
 }
 
@@ -152,8 +178,8 @@ mod tests {
             fs::create_dir(dir.path().join(name)).unwrap();
             fs::write(dir.path().join(name).join("stdout.log"), &big).unwrap();
         }
-        let mut watched = HashMap::new();
-        rotate_round(dir.path(), &mut watched);
+        let mut rounds = Rounds::default();
+        rounds.rotate(dir.path());
         assert!(dir.path().join("i-1/stdout.log.1").exists());
         assert_eq!(
             fs::metadata(dir.path().join("i-1/stdout.log"))
@@ -162,6 +188,12 @@ mod tests {
             0
         );
         assert!(!dir.path().join(".spare-1/stdout.log.1").exists());
-        assert_eq!(watched.keys().collect::<Vec<_>>(), ["i-1"]);
+        assert_eq!(rounds.watched.keys().collect::<Vec<_>>(), ["i-1"]);
+
+        // A new instance's directory is found, a deleted one forgotten.
+        fs::remove_dir_all(dir.path().join("i-1")).unwrap();
+        fs::create_dir(dir.path().join("i-2")).unwrap();
+        rounds.rotate(dir.path());
+        assert_eq!(rounds.watched.keys().collect::<Vec<_>>(), ["i-2"]);
     }
 }
