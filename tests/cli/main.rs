@@ -25,6 +25,17 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// What `outpostctl status` against `address` prints when it fails, as
+/// it must: exit status 1.
+fn status_failure(address: &str) -> String {
+    let output = ctl_command()
+        .args(["--addr", address, "status"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    stderr(&output)
+}
+
 #[test]
 fn usage_errors_exit_2() {
     let output = ctl_command().arg("frobnicate").output().unwrap();
@@ -41,12 +52,7 @@ fn usage_errors_exit_2() {
 fn missing_daemon_is_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     let address = format!("unix://{}/outpostd.sock", dir.path().display());
-    let output = ctl_command()
-        .args(["--addr", &address, "status"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let message = stderr(&output);
+    let message = status_failure(&address);
     assert_eq!(
         message.trim_end(),
         format!("outpostctl: cannot connect to {address}: no such file — is outpostd running?")
@@ -61,13 +67,7 @@ fn closed_tcp_port_is_one_clear_line() {
         .local_addr()
         .unwrap()
         .port();
-    let address = format!("http://127.0.0.1:{port}");
-    let output = ctl_command()
-        .args(["--addr", &address, "status"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let message = stderr(&output);
+    let message = status_failure(&format!("http://127.0.0.1:{port}"));
     assert!(
         message.contains("connection refused — is outpostd running?"),
         "{message}"

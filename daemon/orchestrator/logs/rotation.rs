@@ -196,4 +196,45 @@ mod tests {
         rounds.rotate(dir.path());
         assert_eq!(rounds.watched.keys().collect::<Vec<_>>(), ["i-2"]);
     }
+
+    /// Sets the mtime of directory `dir`.
+    fn set_mtime(dir: &Path, mtime: SystemTime) {
+        fs::File::open(dir).unwrap().set_modified(mtime).unwrap();
+    }
+
+    #[test]
+    fn the_root_is_listed_again_only_when_its_mtime_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        fs::create_dir(root.join("i-1")).unwrap();
+        set_mtime(root, hour_ago);
+        let mut rounds = Rounds::default();
+        rounds.list(root);
+        assert_eq!(rounds.watched.keys().collect::<Vec<_>>(), ["i-1"]);
+
+        // Same mtime, old enough to be final: not listed, so a directory
+        // slipped in behind the clock's back is not seen.
+        fs::create_dir(root.join("i-2")).unwrap();
+        set_mtime(root, hour_ago);
+        rounds.list(root);
+        assert_eq!(rounds.watched.keys().collect::<Vec<_>>(), ["i-1"]);
+
+        // Another mtime, even an older one: listed again.
+        set_mtime(root, hour_ago - Duration::from_secs(60));
+        rounds.list(root);
+        let mut ids: Vec<_> = rounds.watched.keys().cloned().collect();
+        ids.sort();
+        assert_eq!(ids, ["i-1", "i-2"]);
+
+        // An mtime within the clock's tick of now: listed every time.
+        fs::create_dir(root.join("i-3")).unwrap();
+        let now = SystemTime::now();
+        set_mtime(root, now);
+        rounds.list(root);
+        fs::create_dir(root.join("i-4")).unwrap();
+        set_mtime(root, now);
+        rounds.list(root);
+        assert!(rounds.watched.contains_key("i-4"));
+    }
 }
