@@ -18,6 +18,7 @@
 pub mod content;
 pub mod instances;
 pub mod ledger;
+pub mod mybb;
 
 use std::{
     path::{Path, PathBuf},
