@@ -257,7 +257,59 @@ fn print_status(status: &pb::GetSyncStatusResponse) -> Result<ExitCode, Failure>
         ),
         ("last error", status.last_error.clone()),
     ])?;
+    if let Some(backend) = &status.backend {
+        print_backend(backend)?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The database behind sync; a forum's connection state when it is one.
+fn print_backend(backend: &pb::SyncBackend) -> Result<(), Failure> {
+    let ago = |seconds: i64| {
+        let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds.max(0) as u64);
+        format!(
+            "{} ({}s ago)",
+            humantime::format_rfc3339_seconds(time),
+            output::seconds_since(seconds)
+        )
+    };
+    let mut rows = vec![("backend", backend.kind.clone())];
+    if backend.kind != "native" {
+        rows.extend([
+            ("forum", backend.forum_root.clone()),
+            ("database", backend.database.clone()),
+            ("table prefix", backend.table_prefix.clone()),
+            (
+                "server",
+                if backend.server_version.is_empty() {
+                    "not connected yet".to_owned()
+                } else {
+                    backend.server_version.clone()
+                },
+            ),
+            (
+                "last poll",
+                backend
+                    .last_poll_at
+                    .as_ref()
+                    .map_or_else(|| "never".to_owned(), |at| ago(at.seconds)),
+            ),
+        ]);
+    } else {
+        rows.push(("database", backend.database.clone()));
+    }
+    if let Some(since) = &backend.unreachable_since {
+        rows.push((
+            "database",
+            format!(
+                "unreachable since {}: {}",
+                ago(since.seconds),
+                backend.error
+            ),
+        ));
+    }
+    output::rows(&rows)?;
+    Ok(())
 }
 
 /// "watching", "paused" or "stopped"; "unknown" otherwise.

@@ -99,6 +99,55 @@ pub struct DaemonArgs {
     /// On SIGINT/SIGTERM leave instances running for the next daemon to re-adopt
     #[arg(long, env = "OUTPOST_KEEP_INSTANCES_ON_EXIT")]
     pub keep_instances_on_exit: bool,
+
+    /// Sync templates with this MyBB forum's database (the forum's directory; its inc/config.php is read)
+    #[arg(long, env = "OUTPOST_MYBB", value_name = "DIR")]
+    pub mybb: Option<PathBuf>,
+
+    /// The forum's database instead of config.php's: mysql://USER:PASSWORD@HOST[:PORT]/DB[?socket=PATH] (moved out of the daemon's arguments at start)
+    #[arg(long, env = MYBB_DATABASE_ENV, value_name = "URL", hide_env_values = true)]
+    pub mybb_database: Option<String>,
+
+    /// File holding the --mybb-database URL
+    #[arg(long, env = "OUTPOST_MYBB_DATABASE_FILE", value_name = "FILE")]
+    pub mybb_database_file: Option<PathBuf>,
+
+    /// How often the forum's database is polled for changes made there (the admin panel)
+    #[arg(
+        long,
+        env = "OUTPOST_MYBB_POLL",
+        value_name = "DURATION",
+        default_value = "1s",
+        value_parser = poll_interval
+    )]
+    pub mybb_poll: Duration,
+}
+
+/// The variable that carries the forum database's URL.
+pub const MYBB_DATABASE_ENV: &str = "OUTPOST_MYBB_DATABASE";
+
+/// Variables of the daemon's environment that hold secrets: never passed
+/// on to the processes it starts.
+pub const SECRET_ENV: [&str; 2] = [TOKEN_ENV, MYBB_DATABASE_ENV];
+
+/// Where and how to sync with a MyBB forum.
+#[derive(Debug)]
+pub struct MybbSettings {
+    /// The forum's directory.
+    pub root: PathBuf,
+    /// Its database, if not as config.php says.
+    pub database_url: Option<DatabaseUrl>,
+    /// How often its database is polled.
+    pub poll: Duration,
+}
+
+/// A database URL: it holds a password, so it is never shown.
+pub struct DatabaseUrl(pub String);
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DatabaseUrl(..)")
+    }
 }
 
 /// A TCP address to listen on, written `tcp://HOST:PORT`.
@@ -128,6 +177,15 @@ impl fmt::Display for ListenAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "tcp://{}", self.0)
     }
+}
+
+/// A poll interval: 50 ms at least (a database is not to be hammered).
+fn poll_interval(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|err| err.to_string())?;
+    if duration < Duration::from_millis(50) || duration > Duration::from_secs(3600) {
+        return Err(format!("{text} is not between 50ms and 1h"));
+    }
+    Ok(duration)
 }
 
 /// A sync wait: a duration of at least 10 ms (shorter ones would have
@@ -177,6 +235,10 @@ pub mod setting {
     pub const SYNC_ROOT: &str = "--sync-root (OUTPOST_SYNC_ROOT)";
     /// The workspaces directory.
     pub const WORKSPACES_DIR: &str = "--workspaces-dir (OUTPOST_WORKSPACES_DIR)";
+    /// The forum.
+    pub const MYBB: &str = "--mybb (OUTPOST_MYBB)";
+    /// The forum's database.
+    pub const MYBB_DATABASE: &str = "--mybb-database (OUTPOST_MYBB_DATABASE) or --mybb-database-file (OUTPOST_MYBB_DATABASE_FILE)";
 }
 
 /// The daemon's resolved, validated configuration. Its `Debug` and
@@ -203,12 +265,15 @@ pub struct Config {
     pub workspaces_dir: PathBuf,
     /// Leave instances running at shutdown.
     pub keep_instances_on_exit: bool,
+    /// The forum to sync with, if any (else the native store).
+    pub mybb: Option<MybbSettings>,
 }
 
 impl Config {
     /// Resolves defaults, loads the token and checks what can be checked
     /// without touching the file system.
     pub fn resolve(args: DaemonArgs) -> Result<Self, ConfigError> {
+        let mybb = mybb_settings(&args)?;
         let data_dir = absolute(setting::DATA_DIR, args.data_dir, paths::default_data_dir)?;
         let socket = absolute(setting::SOCKET, args.socket, paths::default_socket_path)?;
         let sync_root = absolute(setting::SYNC_ROOT, args.sync_root, || {
@@ -231,6 +296,7 @@ impl Config {
             ));
         }
         Ok(Self {
+            mybb,
             data_dir,
             socket,
             listen: args.listen,
@@ -246,6 +312,41 @@ impl Config {
             keep_instances_on_exit: args.keep_instances_on_exit,
         })
     }
+}
+
+/// The forum settings, with the database URL from the flag, the
+/// environment or its file.
+fn mybb_settings(args: &DaemonArgs) -> Result<Option<MybbSettings>, ConfigError> {
+    let url = match (&args.mybb_database, &args.mybb_database_file) {
+        (Some(url), _) => Some(url.trim().to_owned()),
+        (None, Some(file)) => Some(
+            std::fs::read_to_string(file)
+                .map_err(|err| {
+                    ConfigError::new(
+                        setting::MYBB_DATABASE,
+                        format!("cannot read {}: {err}", file.display()),
+                    )
+                })?
+                .trim()
+                .to_owned(),
+        ),
+        (None, None) => None,
+    };
+    let Some(root) = args.mybb.clone() else {
+        if url.is_some() {
+            return Err(ConfigError::new(
+                setting::MYBB_DATABASE,
+                "is only used with --mybb DIR (the forum's directory)",
+            ));
+        }
+        return Ok(None);
+    };
+    let root = absolute(setting::MYBB, Some(root), || None)?;
+    Ok(Some(MybbSettings {
+        root,
+        database_url: url.map(DatabaseUrl),
+        poll: args.mybb_poll,
+    }))
 }
 
 /// Takes `given` or the default, and insists on an absolute path.
@@ -273,7 +374,7 @@ impl fmt::Display for Config {
         let listen: Vec<String> = self.listen.iter().map(ToString::to_string).collect();
         write!(
             f,
-            "data_dir={} socket={} listen=[{}] token={} port_range={} max_instances={} sync_root={} sync_debounce={:?} sync_settle={:?} workspaces_dir={} keep_instances_on_exit={}",
+            "data_dir={} socket={} listen=[{}] token={} port_range={} max_instances={} sync_root={} sync_debounce={:?} sync_settle={:?} workspaces_dir={} keep_instances_on_exit={} mybb={}",
             show(&self.data_dir),
             show(&self.socket),
             listen.join(","),
@@ -285,6 +386,9 @@ impl fmt::Display for Config {
             self.sync.settle,
             show(&self.workspaces_dir),
             self.keep_instances_on_exit,
+            self.mybb
+                .as_ref()
+                .map_or_else(|| "none".to_owned(), |mybb| show(&mybb.root)),
         )
     }
 }

@@ -23,7 +23,11 @@ use crate::{
     config::{Config, ConfigError, setting},
     orchestrator::{Orchestrator, OrchestratorConfig, StartError},
     pid_lock::{AlreadyRunning, PidLock, create_private_dir},
-    store::{self, Store, StoreError},
+    store::{
+        self, Store, StoreError,
+        backend::ContentBackend,
+        mybb::{MybbStore, forum::Forum},
+    },
     sync::{engine::SyncEngine, service::SyncService},
     workspaces::Workspaces,
 };
@@ -61,7 +65,9 @@ pub struct Daemon {
     /// Workspace files.
     pub workspaces: Workspaces,
     /// Content and its mirror on disk.
-    pub sync: Arc<SyncService<Store>>,
+    pub sync: Arc<SyncService<ContentBackend>>,
+    /// Polls a forum's database for changes made there.
+    poller: Option<tokio::task::JoinHandle<()>>,
     _data_lock: PidLock,
 }
 
@@ -88,27 +94,51 @@ impl Daemon {
                     format!("cannot watch {}: {err}", config.workspaces_dir.display()),
                 )
             })?;
+        let (content, poller) = match &config.mybb {
+            None => (ContentBackend::Native(store.clone()), None),
+            Some(mybb) => {
+                let url = mybb.database_url.as_ref().map(|url| url.0.as_str());
+                let forum = Forum::open(&mybb.root, url).map_err(|reason| {
+                    let setting = if url.is_some() && reason.starts_with("--mybb-database") {
+                        setting::MYBB_DATABASE
+                    } else {
+                        setting::MYBB
+                    };
+                    ConfigError::new(setting, reason)
+                })?;
+                tracing::info!(?forum, "syncing with a MyBB forum");
+                let (mybb_store, mut poller) = MybbStore::open(forum, mybb.poll);
+                poller.first_look().await;
+                (ContentBackend::Mybb(mybb_store), Some(poller))
+            }
+        };
+        let content = Arc::new(content);
         let engine = SyncEngine::start(
-            store.clone(),
+            content.clone(),
             store.clone(),
             config.sync_root.clone(),
             config.sync,
         )
         .await
         .map_err(|err| ConfigError::new(setting::SYNC_ROOT, err.to_string()))?;
+        let poller = poller.map(|poller| tokio::spawn(poller.run(engine.clone())));
         Ok(Self {
             config,
             started_at,
             started,
             orchestrator,
             workspaces,
-            sync: Arc::new(SyncService::new(store, engine)),
+            sync: Arc::new(SyncService::new(content, engine)),
+            poller,
             _data_lock: data_lock,
         })
     }
 
     /// Stops every domain, in order (see the module).
     pub async fn stop(self) {
+        if let Some(poller) = &self.poller {
+            poller.abort();
+        }
         self.sync.engine().stop().await;
         self.workspaces.stop(DRAIN_TIMEOUT).await;
         if self.config.keep_instances_on_exit {

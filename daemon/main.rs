@@ -1,10 +1,10 @@
 //! `outpostd`: the outpost daemon.
 
-use std::{io::IsTerminal, process::ExitCode};
+use std::{ffi::OsString, io::IsTerminal, os::unix::process::CommandExt, process::ExitCode};
 
 use clap::Parser;
 use outpostd::{
-    config::{Config, DaemonArgs},
+    config::{Config, DaemonArgs, MYBB_DATABASE_ENV},
     daemon::{Daemon, DaemonError},
     server::{self, ServerError},
 };
@@ -23,6 +23,7 @@ const MALLOC_TRIM_THRESHOLD: i32 = 4 << 20;
 async fn main() -> ExitCode {
     // SAFETY: mallopt only sets an allocator tuning parameter.
     unsafe { libc::mallopt(libc::M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD) };
+    hide_database_url();
     let args = DaemonArgs::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -55,6 +56,42 @@ async fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// A database URL on the command line holds a password that every user
+/// sees in `ps`: the daemon runs itself again with the URL moved into its
+/// environment (readable by its own user only), and the arguments without
+/// it. If that cannot be done, it carries on as it was started.
+fn hide_database_url() {
+    const FLAG: &str = "--mybb-database";
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let mut kept = Vec::with_capacity(args.len());
+    let mut url = None;
+    let mut rest = args.iter().skip(1);
+    while let Some(arg) = rest.next() {
+        let text = arg.to_string_lossy();
+        if text == "--" {
+            kept.push(arg.clone());
+            kept.extend(rest.by_ref().cloned());
+        } else if text == FLAG {
+            url = rest.next().cloned();
+        } else if let Some(value) = text.strip_prefix("--mybb-database=") {
+            url = Some(OsString::from(value));
+        } else {
+            kept.push(arg.clone());
+        }
+    }
+    let (Some(url), Ok(exe)) = (url, std::env::current_exe()) else {
+        return;
+    };
+    let err = std::process::Command::new(exe)
+        .arg0(&args[0])
+        .args(kept)
+        .env(MYBB_DATABASE_ENV, url)
+        .exec();
+    eprintln!(
+        "outpostd: cannot move --mybb-database out of the arguments ({err}); it stays visible in ps"
+    );
 }
 
 /// Why the daemon stopped early.

@@ -5,6 +5,8 @@
 use std::{os::unix::process::CommandExt, process::Stdio, time::Duration};
 
 use bytes::Bytes;
+
+use crate::config::SECRET_ENV;
 use http_body_util::Empty;
 use hyper::{Request, Uri, header::HOST};
 use hyper_util::rt::TokioIo;
@@ -107,6 +109,9 @@ async fn exec(
 ) -> Result<(), String> {
     let (program, args) = command.split_first().ok_or("no command")?;
     let mut process = std::process::Command::new(program);
+    for secret in SECRET_ENV {
+        process.env_remove(secret);
+    }
     process
         .args(args)
         .stdin(Stdio::null())

@@ -21,6 +21,8 @@ use nix::{
 
 use outpost::spec::InstanceSpec;
 
+use crate::config::SECRET_ENV;
+
 use super::logs::{LogFiles, spares::LogSpares};
 
 /// Environment variable set in every managed process (and so inherited by
@@ -313,6 +315,9 @@ pub fn command(
     }
     let outputs = logs.open_for_child(spares).map_err(SpawnError::Logs)?;
     let mut command = Command::new(&spec.command);
+    for secret in SECRET_ENV {
+        command.env_remove(secret);
+    }
     command
         .args(spec.args.iter().map(|arg| substitute(arg, port)))
         .envs(

@@ -44,7 +44,7 @@ use crate::{
     daemon::Daemon,
     orchestrator::ports::PortRange,
     pid_lock::AlreadyRunning,
-    store::Store,
+    store::backend::ContentBackend,
 };
 use access::Gate;
 use listeners::SocketFile;
@@ -130,7 +130,7 @@ pub async fn serve(
     );
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let orchestrator_name = <OrchestratorServer<orchestrator::OrchestratorApi>>::NAME;
-    let sync_name = <SyncServer<sync::SyncApi<Store>>>::NAME;
+    let sync_name = <SyncServer<sync::SyncApi<ContentBackend>>>::NAME;
     for name in [orchestrator_name, sync_name] {
         health_reporter
             .set_service_status(name, ServingStatus::Serving)

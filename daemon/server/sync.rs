@@ -75,7 +75,13 @@ impl<C: ContentStore> Sync for SyncApi<C> {
             .items(Kind::Template, &request.set, request.include_content)
             .await?;
         Ok(Response::new(pb::ListTemplatesResponse {
-            templates: items.into_iter().map(to::template).collect(),
+            templates: items
+                .into_iter()
+                .map(|item| {
+                    let group = self.sync.template_group(&item.key.name);
+                    to::template(item, group)
+                })
+                .collect(),
         }))
     }
 
@@ -85,8 +91,9 @@ impl<C: ContentStore> Sync for SyncApi<C> {
     ) -> Reply<pb::GetTemplateResponse> {
         let key = to::template_key(request.into_inner().key)?;
         let item = self.sync.get(&key).await?;
+        let group = self.sync.template_group(&key.name);
         Ok(Response::new(pb::GetTemplateResponse {
-            template: Some(to::template(item)),
+            template: Some(to::template(item, group)),
         }))
     }
 
@@ -100,8 +107,9 @@ impl<C: ContentStore> Sync for SyncApi<C> {
             .sync
             .put(&key, &request.content, request.expected_version)
             .await?;
+        let group = self.sync.template_group(&key.name);
         Ok(Response::new(pb::PutTemplateResponse {
-            template: Some(to::template(written.item)),
+            template: Some(to::template(written.item, group)),
             created: written.created,
         }))
     }

@@ -13,7 +13,12 @@ use sqlx::{
 };
 
 use super::{Store, from_millis, millis};
-use crate::sync::{Collection, ContentError, ContentStore, Item, Key, Kind, Written, sha256};
+use tokio::sync::watch;
+
+use crate::sync::{
+    Backend, Collection, ContentError, ContentStore, Item, Key, Kind, Written,
+    layout::TemplateGroups, sha256,
+};
 
 /// Where one kind of content lives.
 struct Tables {
@@ -133,6 +138,19 @@ fn item(kind: Kind, collection: &str, row: &SqliteRow, with_content: bool) -> It
 }
 
 impl ContentStore for Store {
+    fn template_groups(&self) -> watch::Receiver<TemplateGroups> {
+        // The rule never changes: the sender may go at once.
+        watch::channel(TemplateGroups::ByPrefix).1
+    }
+
+    fn backend(&self) -> Backend {
+        Backend {
+            kind: "native",
+            database: self.path().display().to_string(),
+            ..Backend::default()
+        }
+    }
+
     async fn collections(&self, kind: Kind) -> Result<Vec<Collection>, ContentError> {
         let t = tables(kind);
         let sql = format!(
@@ -241,6 +259,7 @@ impl ContentStore for Store {
         Ok(Written {
             item,
             created: current.is_none(),
+            warnings: Vec::new(),
         })
     }
 

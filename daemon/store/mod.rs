@@ -15,6 +15,7 @@
 //! refused with an error naming it: the daemon never starts empty and
 //! forgets running instances.
 
+pub mod backend;
 pub mod content;
 pub mod instances;
 pub mod ledger;

@@ -42,8 +42,11 @@ pub enum EventKind {
     ExportFinished,
     /// The watcher failed.
     WatcherError,
-    /// Content was changed through the API.
+    /// Content was changed through the API or in the database.
     ContentChanged,
+    /// Something a user should know: a write that did not do all it
+    /// should (a cache file not written), duplicates in the database.
+    Warning,
 }
 
 /// What a new event says; the board adds revision and time.
@@ -147,7 +150,8 @@ impl Tally {
             | EventKind::Paused
             | EventKind::Resumed
             | EventKind::ExportFinished
-            | EventKind::ContentChanged => {}
+            | EventKind::ContentChanged
+            | EventKind::Warning => {}
         }
     }
 }

@@ -10,7 +10,7 @@ use std::{
     path::Path,
 };
 
-use super::{MAX_CONTENT, sha256, validate_content};
+use super::{MAX_CONTENT, Trim, sha256, validate_content};
 
 /// A file's size, mtime and inode: when one changes, the file may have.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +59,25 @@ pub enum Disk {
         /// The stat tuple it was read under.
         stat: Stat,
     },
+}
+
+impl Disk {
+    /// The same, with content hashed as a store that strips `trim` keeps
+    /// it.
+    pub fn trimmed(self, trim: Trim) -> Self {
+        match self {
+            Self::Content { text, sha256, stat } => {
+                let kept = trim.apply(&text);
+                let sha256 = if kept.len() == text.len() {
+                    sha256
+                } else {
+                    super::sha256(kept)
+                };
+                Self::Content { text, sha256, stat }
+            }
+            other => other,
+        }
+    }
 }
 
 /// Reads the file at `path`.

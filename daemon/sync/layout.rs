@@ -4,16 +4,23 @@
 //! the content it holds. Names were validated to be single file names, so
 //! every path stays under the root; paths found on disk are checked the
 //! same way, and a symbolic link anywhere below the root is refused.
+//!
+//! A template's group is the store's rule ([`TemplateGroups`]): the title's
+//! prefix for the native store, the forum's own template groups for MyBB,
+//! which are known only once its database has been read.
 
 use std::{
+    collections::BTreeSet,
     fs, io,
     path::{Component, Path, PathBuf},
+    sync::Arc,
 };
+
+use tokio::sync::watch;
 
 use super::{
     Key, Kind,
     names::{self, CONFLICT_MARK, is_ignored},
-    template_group,
 };
 
 /// Directory of templates under the root.
@@ -23,13 +30,104 @@ const STYLESHEETS: &str = "stylesheets";
 /// Ending of a template's file name.
 const TEMPLATE_SUFFIX: &str = ".html";
 
-/// The file of a piece of content under `root`.
-pub fn path(root: &Path, key: &Key) -> PathBuf {
-    match key.kind {
-        Kind::Template => collection_dir(root, key.kind, &key.collection)
-            .join(template_group(&key.name))
-            .join(format!("{}{TEMPLATE_SUFFIX}", key.name)),
-        Kind::Stylesheet => collection_dir(root, key.kind, &key.collection).join(&key.name),
+/// Where templates of no group go, as a directory name.
+pub const UNGROUPED: &str = "ungrouped";
+
+/// How template titles are put in group directories.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TemplateGroups {
+    /// The title's prefix before its first `_`, else [`UNGROUPED`].
+    ByPrefix,
+    /// MyBB's rule: the title up to its first `_` (all of it if it has
+    /// none), lower-cased, if that is one of these prefixes (lower-cased);
+    /// else [`UNGROUPED`].
+    Prefixes(Arc<BTreeSet<String>>),
+    /// Not known yet (the forum's database has not been read): a path's
+    /// group directory is taken as it is.
+    Unknown,
+}
+
+impl TemplateGroups {
+    /// MyBB's groups of these `templategroups.prefix` values.
+    pub fn prefixes<S: AsRef<str>>(prefixes: impl IntoIterator<Item = S>) -> Self {
+        Self::Prefixes(Arc::new(
+            prefixes
+                .into_iter()
+                .map(|prefix| prefix.as_ref().to_lowercase())
+                .filter(|prefix| !prefix.is_empty())
+                .collect(),
+        ))
+    }
+
+    /// The group of `title`; None while unknown.
+    pub fn of(&self, title: &str) -> Option<String> {
+        match self {
+            Self::ByPrefix => Some(match title.split_once('_') {
+                Some((group, _)) if !group.is_empty() => group.to_owned(),
+                _ => UNGROUPED.to_owned(),
+            }),
+            Self::Prefixes(prefixes) => {
+                let first = title.split('_').next().unwrap_or(title).to_lowercase();
+                Some(if prefixes.contains(&first) {
+                    first
+                } else {
+                    UNGROUPED.to_owned()
+                })
+            }
+            Self::Unknown => None,
+        }
+    }
+}
+
+/// The sync root and the rule that places templates in it.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    root: PathBuf,
+    groups: watch::Receiver<TemplateGroups>,
+}
+
+impl Layout {
+    /// The layout of `root`, with the store's groups as they are now and
+    /// as they change.
+    pub fn new(root: PathBuf, groups: watch::Receiver<TemplateGroups>) -> Self {
+        Self { root, groups }
+    }
+
+    /// The sync root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The group directory of template `title`. While the groups are not
+    /// known, the title's prefix stands in: nothing is written then (the
+    /// database is not there to read).
+    pub fn group(&self, title: &str) -> String {
+        let groups = self.groups.borrow();
+        groups
+            .of(title)
+            .or_else(|| TemplateGroups::ByPrefix.of(title))
+            .unwrap_or_else(|| UNGROUPED.to_owned())
+    }
+
+    /// The file of a piece of content.
+    pub fn path(&self, key: &Key) -> PathBuf {
+        let dir = collection_dir(&self.root, key.kind, &key.collection);
+        match key.kind {
+            Kind::Template => dir
+                .join(self.group(&key.name))
+                .join(format!("{}{TEMPLATE_SUFFIX}", key.name)),
+            Kind::Stylesheet => dir.join(&key.name),
+        }
+    }
+
+    /// Maps a path under the root to the content it would hold.
+    pub fn classify(&self, path: &Path) -> Target {
+        classify(&self.root, path, &self.groups.borrow())
+    }
+
+    /// Whether `path` names a directory level that holds content.
+    pub fn is_content_dir(&self, path: &Path) -> bool {
+        is_content_dir(&self.root, path)
     }
 }
 
@@ -65,8 +163,9 @@ pub enum Target {
     Rejected(String),
 }
 
-/// Maps a path under `root` to the content it would hold.
-pub fn classify(root: &Path, path: &Path) -> Target {
+/// Maps a path under `root` to the content it would hold, with templates
+/// grouped by `groups`.
+fn classify(root: &Path, path: &Path, groups: &TemplateGroups) -> Target {
     let Ok(relative) = path.strip_prefix(root) else {
         return Target::Ignored;
     };
@@ -102,12 +201,11 @@ pub fn classify(root: &Path, path: &Path) -> Target {
                     "a template's file name ends in {TEMPLATE_SUFFIX}"
                 ));
             };
-            match named(Kind::Template, set, title) {
-                Target::Item(_) if template_group(title) != *group => Target::Rejected(format!(
-                    "template {title:?} belongs in the group directory {:?}, not {group:?}",
-                    template_group(title)
+            match (named(Kind::Template, set, title), groups.of(title)) {
+                (Target::Item(_), Some(belongs)) if belongs != *group => Target::Rejected(format!(
+                    "template {title:?} belongs in the group directory {belongs:?}, not {group:?}"
                 )),
-                target => target,
+                (target, _) => target,
             }
         }
         [STYLESHEETS, theme, name] => named(Kind::Stylesheet, theme, name),
@@ -117,7 +215,7 @@ pub fn classify(root: &Path, path: &Path) -> Target {
 
 /// Whether `path` names a directory level that holds content: a set or
 /// a group directory of templates, a theme directory of stylesheets.
-pub fn is_content_dir(root: &Path, path: &Path) -> bool {
+fn is_content_dir(root: &Path, path: &Path) -> bool {
     let Ok(relative) = path.strip_prefix(root) else {
         return false;
     };
@@ -161,6 +259,10 @@ pub fn check_dirs(root: &Path, path: &Path) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    fn by_prefix(root: &str) -> Layout {
+        Layout::new(root.into(), watch::channel(TemplateGroups::ByPrefix).1)
+    }
+
     fn template(set: &str, title: &str) -> Key {
         Key {
             kind: Kind::Template,
@@ -172,7 +274,7 @@ mod tests {
     #[test]
     fn templates_are_grouped_by_title_prefix() {
         assert_eq!(
-            path(Path::new("/r"), &template("Default", "header_welcome")),
+            by_prefix("/r").path(&template("Default", "header_welcome")),
             Path::new("/r/templates/Default/header/header_welcome.html")
         );
         let css = Key {
@@ -181,14 +283,14 @@ mod tests {
             name: "global.css".to_owned(),
         };
         assert_eq!(
-            path(Path::new("/r"), &css),
+            by_prefix("/r").path(&css),
             Path::new("/r/stylesheets/Default/global.css")
         );
     }
 
     #[test]
     fn paths_map_back_to_their_content() {
-        let root = Path::new("/r");
+        let layout = by_prefix("/r");
         for key in [
             template("Default", "header_welcome"),
             template("Default", "sedan_chair"),
@@ -199,7 +301,7 @@ mod tests {
                 name: "global.css".to_owned(),
             },
         ] {
-            assert_eq!(classify(root, &path(root, &key)), Target::Item(key));
+            assert_eq!(layout.classify(&layout.path(&key)), Target::Item(key));
         }
         for ignored in [
             "/r/templates/Default",
@@ -217,7 +319,7 @@ mod tests {
             "/elsewhere/templates/Default/header/header_a.html",
         ] {
             assert_eq!(
-                classify(root, Path::new(ignored)),
+                layout.classify(Path::new(ignored)),
                 Target::Ignored,
                 "{ignored}"
             );
@@ -228,7 +330,7 @@ mod tests {
             "/r/stylesheets/Dark/-x.css",
         ] {
             assert!(
-                matches!(classify(root, Path::new(rejected)), Target::Rejected(_)),
+                matches!(layout.classify(Path::new(rejected)), Target::Rejected(_)),
                 "{rejected}"
             );
         }
@@ -236,13 +338,13 @@ mod tests {
 
     #[test]
     fn content_directories_are_known_by_their_level() {
-        let root = Path::new("/r");
+        let layout = by_prefix("/r");
         for dir in [
             "/r/templates/D",
             "/r/templates/D/header",
             "/r/stylesheets/T",
         ] {
-            assert!(is_content_dir(root, Path::new(dir)), "{dir}");
+            assert!(layout.is_content_dir(Path::new(dir)), "{dir}");
         }
         for other in [
             "/r/templates",
@@ -250,8 +352,40 @@ mod tests {
             "/r/notes",
             "/x/templates/D",
         ] {
-            assert!(!is_content_dir(root, Path::new(other)), "{other}");
+            assert!(!layout.is_content_dir(Path::new(other)), "{other}");
         }
+    }
+
+    #[test]
+    fn a_forum_groups_by_its_own_prefixes() {
+        let groups = TemplateGroups::prefixes(["Header", "index", "postbit"]);
+        assert_eq!(groups.of("header_welcomeblock").as_deref(), Some("header"));
+        assert_eq!(groups.of("Header").as_deref(), Some("header"));
+        assert_eq!(groups.of("INDEX_boardstats").as_deref(), Some("index"));
+        assert_eq!(groups.of("headerinclude").as_deref(), Some(UNGROUPED));
+        assert_eq!(groups.of("index").as_deref(), Some("index"));
+        assert_eq!(groups.of("zzcustom_box").as_deref(), Some(UNGROUPED));
+        assert_eq!(groups.of("_x").as_deref(), Some(UNGROUPED));
+        assert_eq!(TemplateGroups::Unknown.of("index"), None);
+
+        let (sender, receiver) = watch::channel(TemplateGroups::Unknown);
+        let layout = Layout::new("/r".into(), receiver);
+        let index = template("Default", "index");
+        // Unknown: the directory is taken as it is.
+        assert_eq!(
+            layout.classify(Path::new("/r/templates/Default/anything/index.html")),
+            Target::Item(index.clone())
+        );
+        sender.send_replace(groups);
+        assert_eq!(
+            layout.path(&index),
+            Path::new("/r/templates/Default/index/index.html")
+        );
+        assert_eq!(layout.classify(&layout.path(&index)), Target::Item(index));
+        assert!(matches!(
+            layout.classify(Path::new("/r/templates/Default/zzcustom/zzcustom_box.html")),
+            Target::Rejected(_)
+        ));
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub mod service;
 use std::{future::Future, path::PathBuf, time::SystemTime};
 
 use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use layout::TemplateGroups;
 
 /// Largest content accepted, in bytes.
 pub const MAX_CONTENT: usize = 2 << 20;
@@ -67,6 +70,54 @@ pub struct Written {
     pub item: Item,
     /// Whether the write created it.
     pub created: bool,
+    /// What the write could not do as it should (a forum's cache file it
+    /// could not write, say); the write itself holds.
+    pub warnings: Vec<String>,
+}
+
+/// What a store strips from the content it stores. Files are compared
+/// with the database as stripped, so that an editor adding a final
+/// newline to a template MyBB stores without one changes nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trim {
+    /// Content is stored as it is.
+    Nothing,
+    /// Trailing whitespace as PHP's `rtrim` strips it (space, tab,
+    /// newline, carriage return, NUL, vertical tab).
+    TrailingWhitespace,
+}
+
+impl Trim {
+    /// `content` as the store would keep it.
+    pub fn apply(self, content: &str) -> &str {
+        match self {
+            Self::Nothing => content,
+            Self::TrailingWhitespace => {
+                content.trim_end_matches([' ', '\t', '\n', '\r', '\0', '\x0b'])
+            }
+        }
+    }
+}
+
+/// The database behind sync, as a status report shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Backend {
+    /// `native` (the daemon's SQLite) or `mybb`.
+    pub kind: &'static str,
+    /// The database server's version, once connected.
+    pub server_version: String,
+    /// The database (or file) name.
+    pub database: String,
+    /// The forum's table prefix.
+    pub prefix: String,
+    /// The forum's directory.
+    pub forum_root: Option<PathBuf>,
+    /// When the database was last polled for changes.
+    pub last_poll: Option<SystemTime>,
+    /// Since when the database cannot be reached, if it cannot.
+    pub unreachable_since: Option<SystemTime>,
+    /// Why, while it cannot (never holding a password).
+    pub error: String,
 }
 
 /// A template set or theme.
@@ -136,6 +187,16 @@ pub enum ContentError {
 
 /// The database side of sync.
 pub trait ContentStore: Send + Sync + 'static {
+    /// How templates are grouped in directories, now and as it changes.
+    fn template_groups(&self) -> watch::Receiver<TemplateGroups>;
+    /// What this store strips from content of `kind` it stores, which
+    /// comparisons with files must see past.
+    fn trim(&self, kind: Kind) -> Trim {
+        let _ = kind;
+        Trim::Nothing
+    }
+    /// The backend as a status report shows it.
+    fn backend(&self) -> Backend;
     /// Every collection of `kind`, by name.
     fn collections(
         &self,
@@ -217,8 +278,8 @@ impl Key {
     pub fn template(set: String, title: String) -> Result<Self, ContentError> {
         names::validate("key.set", &set)?;
         names::validate("key.title", &title)?;
-        let group = template_group(&title);
-        if names::is_ignored(group) {
+        let group = TemplateGroups::ByPrefix.of(&title).unwrap_or_default();
+        if names::is_ignored(&group) {
             return Err(ContentError::Invalid {
                 field: "key.title",
                 reason: format!(
@@ -255,24 +316,16 @@ impl std::fmt::Display for Key {
     }
 }
 
-/// A template's group: its title's prefix before the first '_', else
-/// "ungrouped".
-pub fn template_group(title: &str) -> &str {
-    match title.split_once('_') {
-        Some((group, _)) if !group.is_empty() => group,
-        _ => "ungrouped",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn groups_come_from_the_title_prefix() {
-        assert_eq!(template_group("header_welcomeblock"), "header");
-        assert_eq!(template_group("index"), "ungrouped");
-        assert_eq!(template_group("_odd"), "ungrouped");
+        let group = |title| TemplateGroups::ByPrefix.of(title).unwrap();
+        assert_eq!(group("header_welcomeblock"), "header");
+        assert_eq!(group("index"), "ungrouped");
+        assert_eq!(group("_odd"), "ungrouped");
     }
 
     #[test]
@@ -289,6 +342,15 @@ mod tests {
             "key.title"
         );
         assert_eq!(field(Key::stylesheet("t".into(), "a/b".into())), "key.name");
+    }
+
+    #[test]
+    fn trimming_strips_what_php_rtrim_strips() {
+        let trim = Trim::TrailingWhitespace;
+        assert_eq!(trim.apply("  a b \t\r\n\0\x0b"), "  a b");
+        assert_eq!(trim.apply("a\u{a0}"), "a\u{a0}");
+        assert_eq!(trim.apply("\n\n"), "");
+        assert_eq!(Trim::Nothing.apply("a\n"), "a\n");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::{
-    Collection, Conflict, ContentError, ContentStore, Item, Key, Kind, Written,
+    Backend, Collection, Conflict, ContentError, ContentStore, Item, Key, Kind, Written,
     engine::{EngineStatus, ExportSummary, RescanSummary, Resolved, Resumed, SyncEngine},
     events::{Subscription, Tally, TallySnapshot},
     names, validate_content,
@@ -19,6 +19,8 @@ pub struct SyncStatus {
     pub engine: EngineStatus,
     /// What the reconciler did since the daemon started.
     pub tally: Tally,
+    /// The database behind it.
+    pub backend: Backend,
 }
 
 /// Content in a [`ContentStore`], mirrored on disk by a [`SyncEngine`].
@@ -79,6 +81,9 @@ impl<C: ContentStore> SyncService<C> {
             written.item.version,
             &format!("{key} {what} through the API"),
         );
+        for warning in &written.warnings {
+            self.engine.warn(Some(key), warning);
+        }
         Ok(written)
     }
 
@@ -127,7 +132,13 @@ impl<C: ContentStore> SyncService<C> {
         SyncStatus {
             engine: self.engine.status(),
             tally,
+            backend: self.content.backend(),
         }
+    }
+
+    /// The group directory of template `title`.
+    pub fn template_group(&self, title: &str) -> String {
+        self.engine.template_group(title)
     }
 
     /// Every open conflict, oldest first.

@@ -9,7 +9,7 @@ use outpost::proto::v1 as pb;
 
 use super::{invalid, timestamp};
 use crate::sync::{
-    Collection, Conflict, ContentError, Item, Key, Kind,
+    Backend, Collection, Conflict, ContentError, Item, Key, Kind,
     engine::{ExportSummary, RescanSummary, WatcherState},
     events::{EventKind, SyncEvent},
     service::SyncStatus,
@@ -78,9 +78,10 @@ pub fn theme(theme: Collection) -> pb::Theme {
     }
 }
 
-pub fn template(item: Item) -> pb::Template {
+/// A template, in group directory `group`.
+pub fn template(item: Item, group: String) -> pb::Template {
     pb::Template {
-        group: crate::sync::template_group(&item.key.name).to_owned(),
+        group,
         key: Some(pb::TemplateKey {
             set: item.key.collection,
             title: item.key.name,
@@ -156,6 +157,23 @@ pub fn status(status: SyncStatus, root: &std::path::Path) -> pb::GetSyncStatusRe
         }),
         open_conflicts: tally.open_conflicts,
         last_error: tally.last_error.unwrap_or_default(),
+        backend: Some(backend(status.backend)),
+    }
+}
+
+fn backend(backend: Backend) -> pb::SyncBackend {
+    pb::SyncBackend {
+        kind: backend.kind.to_owned(),
+        server_version: backend.server_version,
+        database: backend.database,
+        table_prefix: backend.prefix,
+        forum_root: backend
+            .forum_root
+            .map(|root| root.display().to_string())
+            .unwrap_or_default(),
+        last_poll_at: backend.last_poll.map(timestamp),
+        unreachable_since: backend.unreachable_since.map(timestamp),
+        error: backend.error,
     }
 }
 
@@ -212,6 +230,7 @@ fn event_kind(kind: EventKind) -> pb::SyncEventKind {
         EventKind::ExportFinished => pb::SyncEventKind::ExportFinished,
         EventKind::WatcherError => pb::SyncEventKind::WatcherError,
         EventKind::ContentChanged => pb::SyncEventKind::ContentChanged,
+        EventKind::Warning => pb::SyncEventKind::Warning,
     }
 }
 

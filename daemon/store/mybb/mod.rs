@@ -1,12 +1,343 @@
-//! The MyBB content store (work in progress, issue #17): a forum's own
-//! database as the content store, with MyBB 1.8's rules
-//! (`docs/mybb-semantics.md`).
+//! The MyBB content store: a forum's own MySQL/MariaDB database as the
+//! content store, written as MyBB 1.8's admin panel writes it
+//! (`docs/mybb-semantics.md`; what outpost does is in `docs/mybb.md`).
+//!
+//! MyBB's tables are MyISAM: no transactions and no unique keys. Every
+//! write is therefore one conditional statement whose affected rows are
+//! checked (a lost race is a version mismatch, for the reconciler to
+//! decide again), an insert is followed by a check for duplicates, and
+//! what was written is read back. Changes made in the database (the admin
+//! panel, another tool) are found by [`poll`].
 
-#![allow(dead_code)]
-
+pub mod columns;
+#[allow(dead_code)]
 pub mod css;
+pub mod forum;
 pub mod php_config;
+pub mod poll;
 pub mod rules;
+mod templates;
+
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use sha2::{Digest, Sha256};
+use sqlx::{
+    Executor, MySqlPool,
+    mysql::{MySqlPoolOptions, MySqlRow},
+};
+use tokio::sync::{OnceCell, watch};
+
+use crate::sync::{
+    Backend, Collection, ContentError, ContentStore, Item, Key, Kind, Trim, Written,
+    layout::TemplateGroups,
+};
+use columns::Column;
+use forum::Forum;
+
+/// How long one operation may take before it is reported as failed: a
+/// database that hangs must not hold the reconciler forever.
+const OPERATION_DEADLINE: Duration = Duration::from_secs(30);
+
+/// How long to wait for a connection.
+const CONNECT_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The forum's tables, with its prefix.
+struct Tables {
+    templates: String,
+    templatesets: String,
+    templategroups: String,
+    themes: String,
+    themestylesheets: String,
+}
+
+impl Tables {
+    fn new(prefix: &str) -> Self {
+        Self {
+            templates: format!("{prefix}templates"),
+            templatesets: format!("{prefix}templatesets"),
+            templategroups: format!("{prefix}templategroups"),
+            themes: format!("{prefix}themes"),
+            themestylesheets: format!("{prefix}themestylesheets"),
+        }
+    }
+}
+
+/// The columns content is written to, as the live schema defines them.
+struct Columns {
+    template: Column,
+    title: Column,
+}
+
+/// A MyBB forum's database as a [`ContentStore`].
+pub struct MybbStore {
+    forum: Forum,
+    pool: MySqlPool,
+    tables: Tables,
+    columns: OnceCell<Columns>,
+    groups: watch::Receiver<TemplateGroups>,
+    backend: watch::Receiver<Backend>,
+}
+
+impl MybbStore {
+    /// The store of `forum`, and the poller that keeps its template
+    /// groups and status and finds changes made in the database. Nothing
+    /// is connected yet: a database that is down now is waited for.
+    pub fn open(forum: Forum, interval: Duration) -> (Arc<Self>, poll::Poller) {
+        let strict = "SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'STRICT_ALL_TABLES')";
+        let pool = MySqlPoolOptions::new()
+            .max_connections(4)
+            .min_connections(0)
+            .acquire_timeout(CONNECT_DEADLINE)
+            // A write the column cannot hold fails instead of being cut
+            // short, whatever the server's own mode (checked before
+            // writing too; this is the second line).
+            .after_connect(move |connection, _| {
+                Box::pin(async move { connection.execute(strict).await.map(drop) })
+            })
+            .connect_lazy_with(forum.connect.clone().pipes_as_concat(false).timezone(None));
+        let (groups_sender, groups) = watch::channel(TemplateGroups::Unknown);
+        let (backend_sender, backend) = watch::channel(Backend {
+            kind: "mybb",
+            database: forum.database.clone(),
+            prefix: forum.prefix.clone(),
+            forum_root: Some(forum.root.clone()),
+            ..Backend::default()
+        });
+        let store = Arc::new(Self {
+            tables: Tables::new(&forum.prefix),
+            forum,
+            pool,
+            columns: OnceCell::new(),
+            groups,
+            backend,
+        });
+        let poller = poll::Poller::new(store.clone(), interval, groups_sender, backend_sender);
+        (store, poller)
+    }
+
+    /// A database error as sync reports it: which database, and why
+    /// (sqlx's messages never hold the password).
+    fn storage(&self, err: impl std::fmt::Display) -> ContentError {
+        ContentError::Storage(format!(
+            "cannot use the forum database {} at {}: {err}",
+            self.forum.database, self.forum.server
+        ))
+    }
+
+    /// Runs `operation` within the deadline.
+    async fn bounded<T>(
+        &self,
+        operation: impl Future<Output = Result<T, ContentError>>,
+    ) -> Result<T, ContentError> {
+        tokio::time::timeout(OPERATION_DEADLINE, operation)
+            .await
+            .unwrap_or_else(|_| {
+                Err(self.storage(format!(
+                    "no answer within {} s",
+                    OPERATION_DEADLINE.as_secs()
+                )))
+            })
+    }
+
+    /// The rows `query` selects.
+    async fn rows<'q>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::MySql, sqlx::mysql::MySqlArguments>,
+    ) -> Result<Vec<MySqlRow>, ContentError> {
+        query
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|err| self.storage(err))
+    }
+
+    /// Runs a statement; returns the rows it affected and the id it
+    /// inserted.
+    async fn run<'q>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::MySql, sqlx::mysql::MySqlArguments>,
+    ) -> Result<(u64, u64), ContentError> {
+        let done = query
+            .execute(&self.pool)
+            .await
+            .map_err(|err| self.storage(err))?;
+        Ok((done.rows_affected(), done.last_insert_id()))
+    }
+
+    /// The content columns, read from the live schema once.
+    async fn columns(&self) -> Result<&Columns, ContentError> {
+        self.columns
+            .get_or_try_init(|| async {
+                let rows = self
+                    .rows(
+                        sqlx::query(
+                            "SELECT COLUMN_NAME AS name, COALESCE(CHARACTER_SET_NAME, '') AS charset, \
+                             CAST(COALESCE(CHARACTER_OCTET_LENGTH, 0) AS UNSIGNED) AS max_bytes, \
+                             CAST(COALESCE(CHARACTER_MAXIMUM_LENGTH, 0) AS UNSIGNED) AS max_chars, \
+                             DATA_TYPE AS data_type \
+                             FROM information_schema.COLUMNS \
+                             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
+                        )
+                        .bind(&self.tables.templates),
+                    )
+                    .await?;
+                let column = |wanted: &str| {
+                    use sqlx::Row;
+                    let row = rows.iter().find(|row| {
+                        row.try_get::<String, _>("name")
+                            .is_ok_and(|name| name.eq_ignore_ascii_case(wanted))
+                    });
+                    let row = row.ok_or_else(|| {
+                        ContentError::Storage(format!(
+                            "the forum database {} has no column {}.{wanted} (is the prefix {:?} right?)",
+                            self.forum.database, self.tables.templates, self.forum.prefix
+                        ))
+                    })?;
+                    let data_type: String = row.try_get("data_type").unwrap_or_default();
+                    let varchar = matches!(data_type.to_lowercase().as_str(), "varchar" | "char");
+                    Ok::<_, ContentError>(Column {
+                        name: format!("{}.{wanted}", self.tables.templates),
+                        charset: row.try_get("charset").unwrap_or_default(),
+                        max_bytes: row.try_get("max_bytes").unwrap_or(u64::MAX),
+                        max_chars: varchar.then(|| row.try_get("max_chars").unwrap_or(u64::MAX)),
+                    })
+                };
+                Ok(Columns {
+                    template: column("template")?,
+                    title: column("title")?,
+                })
+            })
+            .await
+    }
+
+    /// Refuses `text` for `column` when it cannot hold it exactly.
+    fn check_fits(
+        &self,
+        field: &'static str,
+        column: &Column,
+        text: &str,
+    ) -> Result<(), ContentError> {
+        match column.refuses(text, self.forum.narrow_connection()) {
+            Some(reason) => Err(ContentError::Invalid { field, reason }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Now, in the whole seconds MyBB stores.
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs() as i64)
+}
+
+/// A row's compare-and-swap token: changes whenever the row, its time or
+/// its content does; never 0 (which means "does not exist") and within 63
+/// bits (the ledger keeps it as a signed integer).
+fn version(row_id: i64, changed_at: i64, sha256: &str) -> u64 {
+    let digest = Sha256::new()
+        .chain_update(row_id.to_be_bytes())
+        .chain_update(changed_at.to_be_bytes())
+        .chain_update(sha256.as_bytes())
+        .finalize();
+    let bits = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes")) >> 1;
+    bits.max(1)
+}
+
+fn from_unix(seconds: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(seconds.max(0) as u64)
+}
+
+/// Stylesheets are synced by the next step of this store.
+fn no_stylesheets() -> ContentError {
+    ContentError::Refused(
+        "stylesheets of a MyBB forum are not synced yet; only templates are".to_owned(),
+    )
+}
+
+impl ContentStore for MybbStore {
+    fn template_groups(&self) -> watch::Receiver<TemplateGroups> {
+        self.groups.clone()
+    }
+
+    fn trim(&self, kind: Kind) -> Trim {
+        match kind {
+            Kind::Template => Trim::TrailingWhitespace,
+            Kind::Stylesheet => Trim::Nothing,
+        }
+    }
+
+    fn backend(&self) -> Backend {
+        self.backend.borrow().clone()
+    }
+
+    async fn collections(&self, kind: Kind) -> Result<Vec<Collection>, ContentError> {
+        match kind {
+            Kind::Template => self.bounded(self.template_sets()).await,
+            Kind::Stylesheet => Ok(Vec::new()),
+        }
+    }
+
+    async fn items(
+        &self,
+        kind: Kind,
+        collection: &str,
+        _with_content: bool,
+    ) -> Result<Vec<Item>, ContentError> {
+        match kind {
+            Kind::Template => self.bounded(self.templates(collection)).await,
+            Kind::Stylesheet => Err(ContentError::NotFound(format!(
+                "no theme {collection:?} (stylesheets of a MyBB forum are not synced yet)"
+            ))),
+        }
+    }
+
+    async fn get(&self, key: &Key) -> Result<Item, ContentError> {
+        match key.kind {
+            Kind::Template => self.bounded(self.template(key)).await,
+            Kind::Stylesheet => Err(ContentError::NotFound(format!("no {key}"))),
+        }
+    }
+
+    async fn put(
+        &self,
+        key: &Key,
+        content: &str,
+        expected: Option<u64>,
+    ) -> Result<Written, ContentError> {
+        match key.kind {
+            Kind::Template => {
+                self.bounded(self.put_template(key, content, expected))
+                    .await
+            }
+            Kind::Stylesheet => Err(no_stylesheets()),
+        }
+    }
+
+    async fn delete(&self, key: &Key, expected: Option<u64>) -> Result<u64, ContentError> {
+        match key.kind {
+            Kind::Template => self.bounded(self.delete_template(key, expected)).await,
+            Kind::Stylesheet => Err(no_stylesheets()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_change_with_row_time_and_content() {
+        let base = version(7, 1_700_000_000, "aa");
+        assert_ne!(base, version(8, 1_700_000_000, "aa"));
+        assert_ne!(base, version(7, 1_700_000_001, "aa"));
+        assert_ne!(base, version(7, 1_700_000_000, "ab"));
+        assert_eq!(base, version(7, 1_700_000_000, "aa"));
+        assert!(base > 0 && base < 1 << 63);
+    }
+}
 
 /// MyBB's own PHP as the judge of `rules` and `css` (a developer's check,
 /// not run in CI: it needs MyBB's source). Extract `check_template` from

@@ -1,13 +1,14 @@
-//! MyBB's own rules for template content, as its admin panel applies them
+//! MyBB's own rule for template content, as its admin panel applies it
 //! (`docs/mybb-semantics.md`): the security check a template must pass
-//! before it is saved, the trailing whitespace a save strips, and the
-//! group a template's title puts it in.
+//! before it is saved. (The trailing whitespace a save strips is
+//! [`Trim`](crate::sync::Trim); the groups are
+//! [`TemplateGroups`](crate::sync::layout::TemplateGroups).)
 //!
 //! The check is MyBB's `check_template()` with the same three patterns,
 //! matched on bytes as PHP's PCRE does without the `u` flag (ASCII case
 //! folding and ASCII `\s`), so that it is neither looser nor stricter.
 
-use std::{collections::BTreeSet, sync::LazyLock};
+use std::sync::LazyLock;
 
 use regex::bytes::Regex;
 
@@ -58,44 +59,6 @@ pub fn check_template(template: &str) -> Result<(), &'static str> {
         );
     }
     Ok(())
-}
-
-/// What a save stores: the content without trailing whitespace, as PHP's
-/// `rtrim` strips it (space, tab, newline, carriage return, NUL, vertical
-/// tab).
-pub fn rtrim(content: &str) -> &str {
-    content.trim_end_matches([' ', '\t', '\n', '\r', '\0', '\x0b'])
-}
-
-/// Template groups by their prefixes, lower-cased.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Groups(BTreeSet<String>);
-
-/// Where templates of no group go, as a directory name.
-pub const UNGROUPED: &str = "ungrouped";
-
-impl Groups {
-    /// The groups of these `templategroups.prefix` values.
-    pub fn new<S: AsRef<str>>(prefixes: impl IntoIterator<Item = S>) -> Self {
-        Self(
-            prefixes
-                .into_iter()
-                .map(|prefix| prefix.as_ref().to_lowercase())
-                .filter(|prefix| !prefix.is_empty())
-                .collect(),
-        )
-    }
-
-    /// The group of a template: its title up to the first `_`, lower-cased,
-    /// if that is a group's prefix; else [`UNGROUPED`].
-    pub fn of(&self, title: &str) -> String {
-        let first = title.split('_').next().unwrap_or(title).to_lowercase();
-        if self.0.contains(&first) {
-            first
-        } else {
-            UNGROUPED.to_owned()
-        }
-    }
 }
 
 #[cfg(test)]
@@ -165,24 +128,5 @@ mod tests {
         ] {
             assert!(check_template(refused).is_err(), "{refused:?}");
         }
-    }
-
-    #[test]
-    fn saves_strip_trailing_whitespace_only() {
-        assert_eq!(rtrim("  a b \t\r\n\0\x0b"), "  a b");
-        assert_eq!(rtrim("a\u{a0}"), "a\u{a0}");
-        assert_eq!(rtrim("\n\n"), "");
-    }
-
-    #[test]
-    fn groups_follow_mybbs_rule() {
-        let groups = Groups::new(["header", "Index", "postbit"]);
-        assert_eq!(groups.of("header_welcomeblock_guest"), "header");
-        assert_eq!(groups.of("index"), "index");
-        assert_eq!(groups.of("INDEX_boardstats"), "index");
-        assert_eq!(groups.of("postbit_author_user"), "postbit");
-        assert_eq!(groups.of("headerinclude"), UNGROUPED);
-        assert_eq!(groups.of("sedan_chair"), UNGROUPED);
-        assert_eq!(groups.of("_odd"), UNGROUPED);
     }
 }

@@ -33,7 +33,7 @@ impl<C: ContentStore, L: Ledger> Worker<C, L> {
         tries: u8,
         report: &mut Report,
     ) -> Result<Outcome, ContentError> {
-        match layout::classify(&self.root, path) {
+        match self.layout.classify(path) {
             Target::Item(key) => self.reconcile(&key, tries, report).await,
             Target::Rejected(reason) => {
                 if fs::symlink_metadata(path).is_ok() {
@@ -55,7 +55,7 @@ impl<C: ContentStore, L: Ledger> Worker<C, L> {
                     }
                     // A set, group or theme directory renamed or removed:
                     // its files sent no event of their own.
-                    Err(_) if layout::is_content_dir(&self.root, path) => {
+                    Err(_) if self.layout.is_content_dir(path) => {
                         report.hints.push(Hint::Rescan);
                     }
                     _ => {}
@@ -72,16 +72,22 @@ impl<C: ContentStore, L: Ledger> Worker<C, L> {
         tries: u8,
         report: &mut Report,
     ) -> Result<Outcome, ContentError> {
-        let path = layout::path(&self.root, key);
-        if let Err(reason) = layout::check_dirs(&self.root, &path) {
+        let path = self.layout.path(key);
+        if let Err(reason) = layout::check_dirs(self.layout.root(), &path) {
             self.reject(&path, &reason);
             return Ok(Outcome::Settled(Effect::Skipped));
         }
         let read_path = path.clone();
-        let disk = blocking(move || file::read(&read_path)).await;
+        let trim = self.content.trim(key.kind);
+        let disk = blocking(move || file::read(&read_path).trimmed(trim)).await;
         let db = match self.content.get(key).await {
             Ok(item) => Some(item),
             Err(ContentError::NotFound(_)) => None,
+            // The database holds what cannot be synced (duplicate rows).
+            Err(ContentError::Refused(reason)) => {
+                self.reject(&path, &reason);
+                return Ok(Outcome::Settled(Effect::Skipped));
+            }
             Err(err) => return Err(err),
         };
         let base = self.ledger.base(key).await?;
@@ -122,7 +128,7 @@ impl<C: ContentStore, L: Ledger> Worker<C, L> {
                 stat: *stat,
             },
         };
-        let collection_dir = layout::collection_dir(&self.root, key.kind, &key.collection);
+        let collection_dir = layout::collection_dir(self.layout.root(), key.kind, &key.collection);
         let mirrored = fs::symlink_metadata(&collection_dir).is_ok_and(|meta| meta.is_dir());
         let db_side = db.as_ref().map(|item| DbSide {
             version: item.version,
@@ -156,8 +162,19 @@ impl<C: ContentStore, L: Ledger> Worker<C, L> {
                 };
                 let expected = db.as_ref().map_or(0, |item| item.version);
                 match self.content.put(key, text, Some(expected)).await {
-                    Ok(Written { item, created }) => {
+                    Ok(Written {
+                        item,
+                        created,
+                        warnings,
+                    }) => {
                         self.agree(key, &item, *stat).await?;
+                        for warning in warnings {
+                            self.board.publish(
+                                Notice::new(EventKind::Warning, warning)
+                                    .key(key)
+                                    .path(&path),
+                            );
+                        }
                         let what = if created {
                             "created from"
                         } else {
@@ -180,6 +197,12 @@ impl<C: ContentStore, L: Ledger> Worker<C, L> {
                             after: Duration::ZERO,
                             tries,
                         });
+                    }
+                    // Content the store will never take (MyBB's template
+                    // check, a column's limits): trying again cannot help.
+                    Err(err @ (ContentError::Invalid { .. } | ContentError::Refused(_))) => {
+                        self.reject(&path, &format!("cannot be stored: {err}"));
+                        return Ok(Outcome::Settled(Effect::Skipped));
                     }
                     Err(err) => return Err(err),
                 }

@@ -15,10 +15,10 @@ use std::{
 };
 
 use crate::sync::{
-    ContentError, ContentStore, Item, Key, Kind,
+    ContentError, ContentStore, Item, Key, Kind, Trim,
     atomic::Batch,
     file::{self, Disk, Stat},
-    layout,
+    layout::{self, Layout},
     ledger::Ledger,
     reconcile::Base,
 };
@@ -41,17 +41,19 @@ pub struct ExportSummary {
 pub async fn export<C: ContentStore, L: Ledger>(
     content: &C,
     store: &L,
-    root: &Path,
+    layout: &Layout,
     kind: Kind,
     collection: &str,
 ) -> Result<ExportSummary, ContentError> {
     let started = Instant::now();
     let items = content.items(kind, collection, true).await?;
     let bases = store.bases(kind, collection).await?;
-    let root = root.to_owned();
-    let (mut summary, agreed) = tokio::task::spawn_blocking(move || write(&root, items, &bases))
-        .await
-        .map_err(|err| ContentError::Storage(format!("export failed: {err}")))??;
+    let layout = layout.clone();
+    let trim = content.trim(kind);
+    let (mut summary, agreed) =
+        tokio::task::spawn_blocking(move || write(&layout, trim, items, &bases))
+            .await
+            .map_err(|err| ContentError::Storage(format!("export failed: {err}")))??;
     store.set_bases(&agreed).await?;
     summary.elapsed = started.elapsed();
     Ok(summary)
@@ -59,7 +61,8 @@ pub async fn export<C: ContentStore, L: Ledger>(
 
 /// Decides and writes; returns the summary and the new bases.
 fn write(
-    root: &Path,
+    layout: &Layout,
+    trim: Trim,
     items: Vec<Item>,
     bases: &HashMap<String, Base>,
 ) -> Result<(ExportSummary, Vec<(Key, Base)>), ContentError> {
@@ -70,10 +73,10 @@ fn write(
     let mut staged: Vec<(PathBuf, Item, Option<Stat>)> = Vec::new();
     let mut agreed = Vec::new();
     for item in items {
-        let path = layout::path(root, &item.key);
-        layout::check_dirs(root, &path)
+        let path = layout.path(&item.key);
+        layout::check_dirs(layout.root(), &path)
             .map_err(|reason| ContentError::Refused(format!("cannot export: {reason}")))?;
-        match file::read(&path) {
+        match file::read(&path).trimmed(trim) {
             Disk::Content { sha256, stat, .. } if sha256 == item.sha256 => {
                 summary.unchanged += 1;
                 agreed.push((item.key.clone(), base(&item, stat)));

@@ -32,7 +32,7 @@ use super::{
     Conflict, ContentError, ContentStore, Key, Kind,
     atomic::remove_stale_temps,
     events::{EventKind, Notice, SyncBoard},
-    layout,
+    layout::Layout,
     ledger::Ledger,
 };
 use actor::{Actor, Command, Message};
@@ -125,7 +125,7 @@ pub struct SyncEngine {
     messages: mpsc::UnboundedSender<Message>,
     status: watch::Receiver<EngineStatus>,
     board: Arc<SyncBoard>,
-    root: PathBuf,
+    layout: Layout,
 }
 
 impl SyncEngine {
@@ -154,6 +154,7 @@ impl SyncEngine {
         }
         let open_conflicts = ledger.conflicts().await?.len() as u32;
         let board = Arc::new(SyncBoard::new(open_conflicts));
+        let layout = Layout::new(root.clone(), content.template_groups());
         let (messages, receiver) = mpsc::unbounded_channel();
         // Watch first, then rescan: nothing changed in between is missed.
         let hints = messages.clone();
@@ -170,7 +171,7 @@ impl SyncEngine {
         let worker = worker::Worker {
             content,
             ledger,
-            root: root.clone(),
+            layout: layout.clone(),
             settings,
             board: board.clone(),
         };
@@ -196,13 +197,13 @@ impl SyncEngine {
             messages,
             status,
             board,
-            root,
+            layout,
         })
     }
 
     /// The sync root.
     pub fn root(&self) -> &std::path::Path {
-        &self.root
+        self.layout.root()
     }
 
     /// The event bus.
@@ -286,8 +287,39 @@ impl SyncEngine {
                 .key(key)
                 .version(version),
         );
-        let hint = Hint::Path(layout::path(&self.root, key), Signal::Now);
+        let hint = Hint::Path(self.layout.path(key), Signal::Now);
         let _ = self.messages.send(Message::Hint(hint));
+    }
+
+    /// Tells the reconciler that `key` may have changed in the database
+    /// (a poll found its rows changed). Nothing is published: what the
+    /// reconciler then does is (a file written, a conflict), and a change
+    /// that was the engine's own write is nothing.
+    pub fn changed_in_database(&self, key: &Key) {
+        let hint = Hint::Path(self.layout.path(key), Signal::Now);
+        let _ = self.messages.send(Message::Hint(hint));
+    }
+
+    /// Asks for a rescan as soon as the engine is free: the database came
+    /// back, or what it holds changed beyond single items (a set renamed,
+    /// template groups changed).
+    pub fn rescan_soon(&self) {
+        let _ = self.messages.send(Message::Hint(Hint::Rescan));
+    }
+
+    /// Publishes a warning: something the store found or could not do,
+    /// which a user should see.
+    pub fn warn(&self, key: Option<&Key>, message: &str) {
+        let notice = Notice::new(EventKind::Warning, message);
+        self.board.publish(match key {
+            Some(key) => notice.key(key),
+            None => notice,
+        });
+    }
+
+    /// The group directory of template `title`.
+    pub fn template_group(&self, title: &str) -> String {
+        self.layout.group(title)
     }
 
     /// Stops the engine: the reconciler finishes the entity it is at and

@@ -23,7 +23,7 @@ use crate::sync::{
     ContentError, ContentStore, Key, Kind,
     events::{EventKind, Notice},
     file::{self, Stat},
-    layout::{self, Target},
+    layout::{self, Layout, Target},
     ledger::Ledger,
     names,
 };
@@ -39,8 +39,8 @@ impl<C: ContentStore, L: Ledger> Worker<C, L> {
     ) -> Result<RescanSummary, ContentError> {
         let started = Instant::now();
         let mut summary = RescanSummary::default();
-        let root = self.root.clone();
-        let walked = blocking(move || walk(&root)).await;
+        let layout = self.layout.clone();
+        let walked = blocking(move || walk(&layout)).await;
         for (path, reason) in &walked.rejected {
             self.reject(path, reason);
             summary.skipped += 1;
@@ -104,7 +104,7 @@ impl<C: ContentStore, L: Ledger> Worker<C, L> {
                 break;
             }
             summary.scanned += 1;
-            let path = layout::path(&self.root, &key);
+            let path = self.layout.path(&key);
             // A file written to within the settle period may still be
             // being written: the watcher's hints or a later look decide.
             let recent = walked
@@ -171,7 +171,8 @@ struct Walked {
 }
 
 /// Walks the sync root without following links.
-fn walk(root: &Path) -> Walked {
+fn walk(layout: &Layout) -> Walked {
+    let root = layout.root();
     let mut walked = Walked::default();
     for kind in [Kind::Template, Kind::Stylesheet] {
         let depth = if kind == Kind::Template { 2 } else { 1 };
@@ -197,7 +198,7 @@ fn walk(root: &Path) -> Walked {
                 };
                 for entry in entries.flatten() {
                     let path = entry.path();
-                    match layout::classify(root, &path) {
+                    match layout.classify(&path) {
                         Target::Item(key) => {
                             if let Ok(meta) = entry.metadata() {
                                 walked.stats.insert(key.clone(), file::stat_of(&meta));

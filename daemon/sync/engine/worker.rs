@@ -25,6 +25,7 @@ use crate::sync::{
     atomic::Batch,
     events::{EventKind, Notice, SyncBoard},
     file::{self, Stat},
+    layout::Layout,
     ledger::Ledger,
     reconcile::Base,
 };
@@ -102,7 +103,7 @@ pub(super) enum Outcome {
 pub(super) struct Worker<C, L> {
     pub content: Arc<C>,
     pub ledger: Arc<L>,
-    pub root: PathBuf,
+    pub layout: Layout,
     pub settings: Settings,
     pub board: Arc<SyncBoard>,
 }
@@ -153,9 +154,14 @@ impl<C: ContentStore, L: Ledger> Worker<C, L> {
                 collection,
                 reply,
             } => {
-                let result =
-                    export::export(&*self.content, &*self.ledger, &self.root, kind, &collection)
-                        .await;
+                let result = export::export(
+                    &*self.content,
+                    &*self.ledger,
+                    &self.layout,
+                    kind,
+                    &collection,
+                )
+                .await;
                 self.announce_export(&collection, &result);
                 let _ = reply.send(result);
             }

@@ -1,0 +1,291 @@
+//! A forum as outpost finds it on disk: its database settings in
+//! `inc/config.php`, the `version_code` MyBB writes into every template it
+//! saves in `inc/class_core.php`, and how to reach its database — as
+//! PHP's mysqli would, or as a `mysql://` URL given instead.
+
+use std::{
+    fmt, fs,
+    path::{Path, PathBuf},
+    str::FromStr,
+};
+
+use sqlx::mysql::MySqlConnectOptions;
+
+use super::php_config::PhpConfig;
+
+/// Where mysqli looks for the server's socket when the host is
+/// `localhost`: the paths distributions build it with.
+const DEFAULT_SOCKETS: [&str; 5] = [
+    "/run/mysqld/mysqld.sock",
+    "/var/run/mysqld/mysqld.sock",
+    "/var/lib/mysql/mysql.sock",
+    "/tmp/mysql.sock",
+    "/tmp/mysqld.sock",
+];
+
+/// MySQL's own port, when the config names none.
+const DEFAULT_PORT: u16 = 3306;
+
+/// Connection character sets the store reads and writes correctly: the
+/// UTF-8 ones (MyBB's installer offers these for new forums).
+const ENCODINGS: [&str; 3] = ["utf8", "utf8mb3", "utf8mb4"];
+
+/// A forum's settings, as the store needs them.
+pub struct Forum {
+    /// The forum's directory.
+    pub root: PathBuf,
+    /// `version_code` of the MyBB running it (1837 for 1.8.37).
+    pub version_code: u32,
+    /// The table prefix, checked to be safe to splice into SQL.
+    pub prefix: String,
+    /// The database's name.
+    pub database: String,
+    /// The connection's character set: the forum's configured one, so
+    /// that text means what it means to MyBB.
+    pub encoding: String,
+    /// Where the server is, for messages (never a password).
+    pub server: String,
+    /// How to connect (holds the password: never printed).
+    pub connect: MySqlConnectOptions,
+}
+
+impl fmt::Debug for Forum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Forum")
+            .field("root", &self.root)
+            .field("version_code", &self.version_code)
+            .field("prefix", &self.prefix)
+            .field("database", &self.database)
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Forum {
+    /// Reads the forum at `root`. `database_url` (a `mysql://` URL)
+    /// replaces the connection settings of its config, not the prefix or
+    /// the encoding. Errors name the file and, for the config, the line.
+    pub fn open(root: &Path, database_url: Option<&str>) -> Result<Self, String> {
+        let config_path = root.join("inc/config.php");
+        let text = fs::read_to_string(&config_path)
+            .map_err(|err| format!("cannot read {}: {err}", config_path.display()))?;
+        let config = PhpConfig::parse(&text)
+            .map_err(|err| format!("cannot read {}: {err}", config_path.display()))?;
+        let setting = |key: &str| config.string(&["database", key]).unwrap_or_default();
+        let kind = setting("type");
+        match kind.as_str() {
+            "mysqli" | "mysql" | "mysql_pdo" => {}
+            "pgsql" | "pgsql_pdo" => {
+                return Err(format!(
+                    "{}: the forum's database is PostgreSQL, which outpost cannot sync with yet (only MySQL and MariaDB)",
+                    config_path.display()
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "{}: database type {other:?} is not one outpost can sync with (mysqli, mysql, mysql_pdo)",
+                    config_path.display()
+                ));
+            }
+        }
+        let prefix = setting("table_prefix");
+        if prefix.is_empty()
+            || !prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err(format!(
+                "{}: table_prefix {prefix:?} must be letters, digits and '_'",
+                config_path.display()
+            ));
+        }
+        let encoding = match setting("encoding") {
+            none if none.is_empty() => "utf8mb4".to_owned(),
+            encoding if ENCODINGS.contains(&encoding.to_lowercase().as_str()) => {
+                encoding.to_lowercase()
+            }
+            other => {
+                return Err(format!(
+                    "{}: encoding {other:?} is not one outpost syncs with (utf8, utf8mb4)",
+                    config_path.display()
+                ));
+            }
+        };
+        let version_code = version_code(root)?;
+        let (connect, server) = match database_url {
+            Some(url) => from_url(url)?,
+            None => from_config(
+                &setting("hostname"),
+                &setting("username"),
+                &setting("password"),
+            ),
+        };
+        let connect = match connect.get_database() {
+            Some(_) => connect,
+            None => connect.database(&setting("database")),
+        };
+        let database = connect.get_database().unwrap_or_default().to_owned();
+        if database.is_empty() {
+            return Err(format!(
+                "{}: no database name (database) is set",
+                config_path.display()
+            ));
+        }
+        Ok(Self {
+            root: root.to_owned(),
+            version_code,
+            prefix,
+            database,
+            connect: connect.charset(&encoding),
+            encoding,
+            server,
+        })
+    }
+
+    /// Whether the connection carries only 3-byte UTF-8: characters
+    /// beyond U+FFFF cannot pass it, whatever the column holds.
+    pub fn narrow_connection(&self) -> bool {
+        self.encoding != "utf8mb4"
+    }
+}
+
+/// `version_code` from `inc/class_core.php`.
+fn version_code(root: &Path) -> Result<u32, String> {
+    let path = root.join("inc/class_core.php");
+    let text = fs::read_to_string(&path)
+        .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+    text.lines()
+        .find_map(|line| {
+            let rest = line.trim().strip_prefix("public $version_code")?;
+            let value = rest.trim_start().strip_prefix('=')?.trim();
+            value.strip_suffix(';')?.trim().parse().ok()
+        })
+        .ok_or_else(|| {
+            format!(
+                "{}: no `public $version_code = N;` line (is this MyBB 1.8?)",
+                path.display()
+            )
+        })
+}
+
+/// The connection mysqli makes of the config's `hostname`: split at the
+/// first ':' into host and port; `localhost` means the default socket.
+fn from_config(hostname: &str, username: &str, password: &str) -> (MySqlConnectOptions, String) {
+    let (host, port) = match hostname.split_once(':') {
+        Some((host, port)) => (host, port.parse().unwrap_or(DEFAULT_PORT)),
+        None => (hostname, DEFAULT_PORT),
+    };
+    let host = if host.is_empty() { "localhost" } else { host };
+    let options = MySqlConnectOptions::new()
+        .username(username)
+        .password(password);
+    if host == "localhost" {
+        if let Some(socket) = DEFAULT_SOCKETS.iter().find(|path| Path::new(path).exists()) {
+            let server = format!("localhost via {socket}");
+            return (options.socket(socket), server);
+        }
+        let server = format!("127.0.0.1:{DEFAULT_PORT} (no socket at the usual paths)");
+        return (options.host("127.0.0.1").port(DEFAULT_PORT), server);
+    }
+    (options.host(host).port(port), format!("{host}:{port}"))
+}
+
+/// The connection a `mysql://` URL names.
+fn from_url(url: &str) -> Result<(MySqlConnectOptions, String), String> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err(
+            "--mybb-database: PostgreSQL forums cannot be synced yet (only mysql:// URLs)"
+                .to_owned(),
+        );
+    }
+    if !url.starts_with("mysql://") && !url.starts_with("mariadb://") {
+        return Err(
+            "--mybb-database: expected a mysql://USER:PASSWORD@HOST[:PORT]/DATABASE URL (?socket=PATH for a Unix socket)"
+                .to_owned(),
+        );
+    }
+    // sqlx's own message may quote the URL: only say what was wrong.
+    let options = MySqlConnectOptions::from_str(url).map_err(|_| {
+        "--mybb-database: not a valid mysql:// URL (percent-encode special characters in the password)"
+            .to_owned()
+    })?;
+    let server = match options.get_socket() {
+        Some(socket) => format!("{} via {}", options.get_host(), socket.display()),
+        None => format!("{}:{}", options.get_host(), options.get_port()),
+    };
+    Ok((options, server))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forum(config: &str) -> (tempfile::TempDir, Result<Forum, String>) {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("inc")).unwrap();
+        fs::write(dir.path().join("inc/config.php"), config).unwrap();
+        fs::write(
+            dir.path().join("inc/class_core.php"),
+            "<?php\nclass MyBB {\n\tpublic $version = \"1.8.37\";\n\tpublic $version_code = 1837;\n}\n",
+        )
+        .unwrap();
+        let opened = Forum::open(dir.path(), None);
+        (dir, opened)
+    }
+
+    const CONFIG: &str = "<?php\n$config['database']['type'] = 'mysqli';\n$config['database']['database'] = 'forum';\n$config['database']['table_prefix'] = 'mybb_';\n$config['database']['hostname'] = 'db.example:3307';\n$config['database']['username'] = 'u';\n$config['database']['password'] = 'p\\'w';\n$config['database']['encoding'] = 'utf8';\n";
+
+    #[test]
+    fn a_forum_is_read_from_its_config() {
+        let (_dir, forum) = forum(CONFIG);
+        let forum = forum.unwrap();
+        assert_eq!(forum.version_code, 1837);
+        assert_eq!(forum.prefix, "mybb_");
+        assert_eq!(forum.database, "forum");
+        assert_eq!(forum.server, "db.example:3307");
+        assert_eq!(forum.connect.get_port(), 3307);
+        assert_eq!(forum.connect.get_username(), "u");
+        assert!(forum.narrow_connection());
+        assert!(!format!("{forum:?}").contains("p'w"));
+    }
+
+    #[test]
+    fn localhost_means_a_socket_or_the_default_port() {
+        let (options, server) = from_config("localhost", "u", "p");
+        match options.get_socket() {
+            Some(socket) => assert!(DEFAULT_SOCKETS.contains(&socket.to_str().unwrap())),
+            None => {
+                assert_eq!(
+                    (options.get_host(), options.get_port()),
+                    ("127.0.0.1", 3306)
+                );
+                assert!(server.starts_with("127.0.0.1:3306"));
+            }
+        }
+        let (options, _) = from_config("10.0.0.5", "u", "p");
+        assert_eq!((options.get_host(), options.get_port()), ("10.0.0.5", 3306));
+    }
+
+    #[test]
+    fn bad_configs_are_named() {
+        let (_dir, opened) = forum(&CONFIG.replace("'mybb_'", "'my-bb'"));
+        assert!(opened.unwrap_err().contains("table_prefix"));
+        let (_dir, opened) = forum(&CONFIG.replace("mysqli", "pgsql"));
+        assert!(opened.unwrap_err().contains("PostgreSQL"));
+        let (_dir, opened) = forum(&CONFIG.replace("'utf8'", "'latin1'"));
+        assert!(opened.unwrap_err().contains("latin1"));
+        let (_dir, opened) = forum("<?php\n$config['database']['type'] = SOME_CONSTANT;\n");
+        assert!(opened.unwrap_err().contains("line 2"), "names the line");
+    }
+
+    #[test]
+    fn a_url_replaces_the_connection() {
+        let (options, server) =
+            from_url("mysql://u:s%40cret@localhost/other?socket=/tmp/x.sock").unwrap();
+        assert_eq!(options.get_database(), Some("other"));
+        assert_eq!(server, "localhost via /tmp/x.sock");
+        let err = from_url("mysql://u:secret@[bad").unwrap_err();
+        assert!(!err.contains("secret"));
+        assert!(from_url("postgres://x").unwrap_err().contains("PostgreSQL"));
+    }
+}

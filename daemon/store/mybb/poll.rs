@@ -1,0 +1,349 @@
+//! Finding what changed in a forum's database: MyBB's admin panel (or any
+//! other tool) writes its tables directly and tells nobody. Every interval
+//! one statement reads a fingerprint of each table (row count and
+//! checksums over every row); only a table whose fingerprint moved is
+//! read again, as per-row checksums without content, and only the titles
+//! whose rows changed are handed to the reconciler. A changed set list or
+//! template groups change the layout itself: that is a rescan.
+//!
+//! The poller owns what it learns: the forum's template groups (which the
+//! layout follows) and the backend's status — last poll, server version,
+//! and since when the database cannot be reached. When it comes back, a
+//! rescan makes every change that waited due at once.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use sqlx::{AssertSqlSafe, Row};
+use tokio::sync::watch;
+
+use super::{
+    MybbStore,
+    templates::{GLOBAL_SET, GLOBAL_SID, MASTER_SID},
+};
+use crate::sync::{Backend, Key, Kind, engine::SyncEngine, layout::TemplateGroups};
+
+/// The fingerprints of the tables, in one row.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Prints {
+    templates: String,
+    templatesets: String,
+    templategroups: String,
+    themes: String,
+    themestylesheets: String,
+}
+
+/// A template row's identity and checksum, without its content.
+type RowPrint = (i64, i64, i64);
+
+/// Rows by set and title.
+type TemplatePrints = BTreeMap<(i64, String), Vec<RowPrint>>;
+
+/// Watches one forum's database.
+pub struct Poller {
+    store: Arc<MybbStore>,
+    interval: Duration,
+    groups: watch::Sender<TemplateGroups>,
+    backend: watch::Sender<Backend>,
+    prints: Option<Prints>,
+    templates: TemplatePrints,
+    sets: BTreeMap<i64, String>,
+    duplicates: BTreeSet<(i64, String)>,
+}
+
+impl Poller {
+    pub(super) fn new(
+        store: Arc<MybbStore>,
+        interval: Duration,
+        groups: watch::Sender<TemplateGroups>,
+        backend: watch::Sender<Backend>,
+    ) -> Self {
+        Self {
+            store,
+            interval,
+            groups,
+            backend,
+            prints: None,
+            templates: TemplatePrints::new(),
+            sets: BTreeMap::new(),
+            duplicates: BTreeSet::new(),
+        }
+    }
+
+    /// Reads what the forum holds now — groups, sets, every row's
+    /// checksum — before the engine's first rescan, so that a change made
+    /// after it is not missed. A database that cannot be reached now is
+    /// only reported.
+    pub async fn first_look(&mut self) {
+        self.poll(None).await;
+    }
+
+    /// Polls until the task is dropped, handing changes to `engine`.
+    pub async fn run(mut self, engine: SyncEngine) {
+        let mut ticks = tokio::time::interval(self.interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            self.poll(Some(&engine)).await;
+        }
+    }
+
+    /// One poll: the fingerprints, then whatever moved.
+    async fn poll(&mut self, engine: Option<&SyncEngine>) {
+        let result = self.look(engine).await;
+        let was_unreachable = self.backend.borrow().unreachable_since.is_some();
+        match result {
+            Ok(()) => {
+                self.backend.send_modify(|backend| {
+                    backend.last_poll = Some(SystemTime::now());
+                    backend.unreachable_since = None;
+                    backend.error.clear();
+                });
+                if was_unreachable {
+                    tracing::info!(database = %self.store.forum.database, "the forum database is back");
+                    if let Some(engine) = engine {
+                        engine.rescan_soon();
+                    }
+                }
+            }
+            Err(err) => {
+                if !was_unreachable {
+                    tracing::warn!(%err, "the forum database cannot be reached; changes wait for it");
+                    if let Some(engine) = engine {
+                        engine.warn(
+                            None,
+                            &format!("the forum database cannot be reached: {err}; changes wait and are retried"),
+                        );
+                    }
+                }
+                self.backend.send_modify(|backend| {
+                    backend
+                        .unreachable_since
+                        .get_or_insert_with(SystemTime::now);
+                    backend.error = err;
+                });
+            }
+        }
+    }
+
+    async fn look(&mut self, engine: Option<&SyncEngine>) -> Result<(), String> {
+        if self.backend.borrow().server_version.is_empty() {
+            let version: String = sqlx::query_scalar("SELECT VERSION()")
+                .fetch_one(&self.store.pool)
+                .await
+                .map_err(|err| err.to_string())?;
+            self.backend
+                .send_modify(|backend| backend.server_version = version);
+        }
+        let prints = self.fingerprints().await?;
+        let before = self.prints.clone().unwrap_or_default();
+        let mut rescan = false;
+        if prints.templategroups != before.templategroups {
+            self.load_groups().await?;
+            rescan = true;
+        }
+        if prints.templatesets != before.templatesets {
+            self.load_sets().await?;
+            rescan = true;
+        }
+        if prints.templates != before.templates {
+            let now = self.template_prints().await?;
+            let changed = changed_titles(&self.templates, &now);
+            self.report_duplicates(&now, engine);
+            self.templates = now;
+            if let Some(engine) = engine.filter(|_| !rescan && self.prints.is_some()) {
+                for key in self.keys_of(&changed) {
+                    engine.changed_in_database(&key);
+                }
+            }
+        }
+        if let Some(engine) = engine.filter(|_| rescan && self.prints.is_some()) {
+            engine.rescan_soon();
+        }
+        self.prints = Some(prints);
+        Ok(())
+    }
+
+    /// Every table's fingerprint, in one statement.
+    async fn fingerprints(&self) -> Result<Prints, String> {
+        let t = &self.store.tables;
+        let print = |table: &str, columns: &str| {
+            format!(
+                "(SELECT CONCAT(COUNT(*), ':', COALESCE(SUM(CRC32(CONCAT_WS(0x1f, {columns}))), 0), ':', \
+                 COALESCE(BIT_XOR(CRC32(CONCAT_WS(0x1f, {columns}))), 0)) FROM {table})"
+            )
+        };
+        let sql = format!(
+            "SELECT {} AS templates, {} AS templatesets, {} AS templategroups, {} AS themes, {} AS themestylesheets",
+            print(&t.templates, "tid, sid, title, dateline, template"),
+            print(&t.templatesets, "sid, title"),
+            print(&t.templategroups, "gid, prefix"),
+            print(&t.themes, "tid, name, pid, def, properties, stylesheets"),
+            print(
+                &t.themestylesheets,
+                "sid, name, tid, attachedto, lastmodified, stylesheet"
+            ),
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .fetch_one(&self.store.pool)
+            .await
+            .map_err(|err| err.to_string())?;
+        let get = |column: &str| {
+            row.try_get::<String, _>(column)
+                .map_err(|err| err.to_string())
+        };
+        Ok(Prints {
+            templates: get("templates")?,
+            templatesets: get("templatesets")?,
+            templategroups: get("templategroups")?,
+            themes: get("themes")?,
+            themestylesheets: get("themestylesheets")?,
+        })
+    }
+
+    async fn load_groups(&mut self) -> Result<(), String> {
+        let sql = format!("SELECT prefix FROM {}", self.store.tables.templategroups);
+        let prefixes: Vec<String> = sqlx::query_scalar(AssertSqlSafe(sql))
+            .fetch_all(&self.store.pool)
+            .await
+            .map_err(|err| err.to_string())?;
+        self.groups.send_replace(TemplateGroups::prefixes(prefixes));
+        Ok(())
+    }
+
+    async fn load_sets(&mut self) -> Result<(), String> {
+        let sql = format!(
+            "SELECT CAST(sid AS SIGNED), title FROM {}",
+            self.store.tables.templatesets
+        );
+        let sets: Vec<(i64, String)> = sqlx::query_as(AssertSqlSafe(sql))
+            .fetch_all(&self.store.pool)
+            .await
+            .map_err(|err| err.to_string())?;
+        self.sets = sets.into_iter().collect();
+        Ok(())
+    }
+
+    async fn template_prints(&self) -> Result<TemplatePrints, String> {
+        let sql = format!(
+            "SELECT CAST(sid AS SIGNED), title, CAST(tid AS SIGNED), CAST(dateline AS SIGNED), \
+             CAST(CRC32(template) AS SIGNED) FROM {}",
+            self.store.tables.templates
+        );
+        let rows: Vec<(i64, String, i64, i64, i64)> = sqlx::query_as(AssertSqlSafe(sql))
+            .fetch_all(&self.store.pool)
+            .await
+            .map_err(|err| err.to_string())?;
+        let mut prints = TemplatePrints::new();
+        for (sid, title, tid, dateline, crc) in rows {
+            prints
+                .entry((sid, title))
+                .or_default()
+                .push((tid, dateline, crc));
+        }
+        for rows in prints.values_mut() {
+            rows.sort_unstable();
+        }
+        Ok(prints)
+    }
+
+    /// The keys whose content the changed rows can change: a set's own
+    /// row its set's, a master row every set's.
+    fn keys_of(&self, changed: &BTreeSet<(i64, String)>) -> Vec<Key> {
+        let key = |set: &str, title: &str| Key {
+            kind: Kind::Template,
+            collection: set.to_owned(),
+            name: title.to_owned(),
+        };
+        let mut keys = Vec::new();
+        for (sid, title) in changed {
+            match *sid {
+                MASTER_SID => keys.extend(self.sets.values().map(|set| key(set, title))),
+                GLOBAL_SID => keys.push(key(GLOBAL_SET, title)),
+                sid => keys.extend(self.sets.get(&sid).map(|set| key(set, title))),
+            }
+        }
+        keys
+    }
+
+    /// Warns once about each title with more than one row in a set.
+    fn report_duplicates(&mut self, prints: &TemplatePrints, engine: Option<&SyncEngine>) {
+        let duplicates: BTreeSet<(i64, String)> = prints
+            .iter()
+            .filter(|(_, rows)| rows.len() > 1)
+            .map(|(key, _)| key.clone())
+            .collect();
+        if let Some(engine) = engine {
+            for (sid, title) in duplicates.difference(&self.duplicates) {
+                let set = match *sid {
+                    MASTER_SID => "the master templates".to_owned(),
+                    GLOBAL_SID => GLOBAL_SET.to_owned(),
+                    sid => self
+                        .sets
+                        .get(&sid)
+                        .map_or_else(|| format!("set {sid}"), |set| format!("set {set:?}")),
+                };
+                engine.warn(
+                    None,
+                    &format!(
+                        "template {title:?} has {} rows in {set}: MyBB shows visitors whichever the database returns first, and outpost syncs none of them until all but one are deleted",
+                        prints[&(*sid, title.clone())].len()
+                    ),
+                );
+            }
+        }
+        self.duplicates = duplicates;
+    }
+}
+
+/// The (set, title) pairs whose rows differ between `before` and `now`.
+fn changed_titles(before: &TemplatePrints, now: &TemplatePrints) -> BTreeSet<(i64, String)> {
+    let gone = before.keys().filter(|key| !now.contains_key(*key));
+    let differ = now
+        .iter()
+        .filter(|(key, rows)| before.get(*key) != Some(*rows))
+        .map(|(key, _)| key);
+    gone.chain(differ).cloned().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_changed_titles_are_reported() {
+        let prints = |rows: &[(i64, &str, RowPrint)]| {
+            let mut prints = TemplatePrints::new();
+            for (sid, title, row) in rows {
+                prints
+                    .entry((*sid, (*title).to_owned()))
+                    .or_default()
+                    .push(*row);
+            }
+            prints
+        };
+        let before = prints(&[
+            (-2, "header", (1, 10, 100)),
+            (-2, "footer", (2, 10, 200)),
+            (1, "index", (3, 10, 300)),
+        ]);
+        let now = prints(&[
+            (-2, "header", (1, 10, 100)),
+            (-2, "footer", (2, 11, 201)),
+            (1, "header", (4, 12, 400)),
+        ]);
+        let changed: Vec<_> = changed_titles(&before, &now).into_iter().collect();
+        assert_eq!(
+            changed,
+            [
+                (-2, "footer".to_owned()),
+                (1, "header".to_owned()),
+                (1, "index".to_owned())
+            ]
+        );
+    }
+}
