@@ -11,7 +11,7 @@ use std::{
 
 use sqlx::mysql::MySqlConnectOptions;
 
-use super::php_config::PhpConfig;
+use super::{php_config::PhpConfig, theme_list::Driver};
 
 /// Where mysqli looks for the server's socket when the host is
 /// `localhost`: the paths distributions build it with.
@@ -45,6 +45,11 @@ pub struct Forum {
     pub encoding: String,
     /// Where the server is, for messages (never a password).
     pub server: String,
+    /// The database layer MyBB uses, which decides how it writes numbers
+    /// into serialized values.
+    pub driver: Driver,
+    /// Where MyBB keeps its cache (`db`, `files`, `memcache`, …).
+    pub cache_store: String,
     /// How to connect (holds the password: never printed).
     pub connect: MySqlConnectOptions,
 }
@@ -73,8 +78,9 @@ impl Forum {
             .map_err(|err| format!("cannot read {}: {err}", config_path.display()))?;
         let setting = |key: &str| config.string(&["database", key]).unwrap_or_default();
         let kind = setting("type");
-        match kind.as_str() {
-            "mysqli" | "mysql" | "mysql_pdo" => {}
+        let driver = match kind.as_str() {
+            "mysqli" | "mysql" => Driver::Mysqli,
+            "mysql_pdo" => Driver::MysqlPdo,
             "pgsql" | "pgsql_pdo" => {
                 return Err(format!(
                     "{}: the forum's database is PostgreSQL, which outpost cannot sync with yet (only MySQL and MariaDB)",
@@ -87,7 +93,7 @@ impl Forum {
                     config_path.display()
                 ));
             }
-        }
+        };
         let prefix = setting("table_prefix");
         if prefix.is_empty()
             || !prefix
@@ -139,6 +145,8 @@ impl Forum {
             connect: connect.charset(&encoding),
             encoding,
             server,
+            driver,
+            cache_store: config.string(&["cache_store"]).unwrap_or_default(),
         })
     }
 

@@ -10,13 +10,15 @@
 //! panel, another tool) are found by [`poll`].
 
 pub mod columns;
-#[allow(dead_code)]
 pub mod css;
 pub mod forum;
 pub mod php_config;
+pub mod php_value;
 pub mod poll;
 pub mod rules;
+mod stylesheets;
 mod templates;
+pub mod theme_list;
 
 use std::{
     sync::Arc,
@@ -69,6 +71,8 @@ impl Tables {
 struct Columns {
     template: Column,
     title: Column,
+    stylesheet: Column,
+    sheet_name: Column,
 }
 
 /// A MyBB forum's database as a [`ContentStore`].
@@ -176,37 +180,44 @@ impl MybbStore {
                             "SELECT COLUMN_NAME AS name, COALESCE(CHARACTER_SET_NAME, '') AS charset, \
                              CAST(COALESCE(CHARACTER_OCTET_LENGTH, 0) AS UNSIGNED) AS max_bytes, \
                              CAST(COALESCE(CHARACTER_MAXIMUM_LENGTH, 0) AS UNSIGNED) AS max_chars, \
-                             DATA_TYPE AS data_type \
-                             FROM information_schema.COLUMNS \
-                             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
+                             DATA_TYPE AS data_type, \
+                             TABLE_NAME AS table_name FROM information_schema.COLUMNS \
+                             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN (?, ?)",
                         )
-                        .bind(&self.tables.templates),
+                        .bind(&self.tables.templates)
+                        .bind(&self.tables.themestylesheets),
                     )
                     .await?;
-                let column = |wanted: &str| {
+                let column = |table: &str, wanted: &str| {
                     use sqlx::Row;
                     let row = rows.iter().find(|row| {
                         row.try_get::<String, _>("name")
                             .is_ok_and(|name| name.eq_ignore_ascii_case(wanted))
+                            && row
+                                .try_get::<String, _>("table_name")
+                                .is_ok_and(|name| name == table)
                     });
                     let row = row.ok_or_else(|| {
                         ContentError::Storage(format!(
-                            "the forum database {} has no column {}.{wanted} (is the prefix {:?} right?)",
-                            self.forum.database, self.tables.templates, self.forum.prefix
+                            "the forum database {} has no column {table}.{wanted} (is the prefix {:?} right?)",
+                            self.forum.database, self.forum.prefix
                         ))
                     })?;
                     let data_type: String = row.try_get("data_type").unwrap_or_default();
                     let varchar = matches!(data_type.to_lowercase().as_str(), "varchar" | "char");
                     Ok::<_, ContentError>(Column {
-                        name: format!("{}.{wanted}", self.tables.templates),
+                        name: format!("{table}.{wanted}"),
                         charset: row.try_get("charset").unwrap_or_default(),
                         max_bytes: row.try_get("max_bytes").unwrap_or(u64::MAX),
                         max_chars: varchar.then(|| row.try_get("max_chars").unwrap_or(u64::MAX)),
                     })
                 };
+                let (templates, sheets) = (&self.tables.templates, &self.tables.themestylesheets);
                 Ok(Columns {
-                    template: column("template")?,
-                    title: column("title")?,
+                    template: column(templates, "template")?,
+                    title: column(templates, "title")?,
+                    stylesheet: column(sheets, "stylesheet")?,
+                    sheet_name: column(sheets, "name")?,
                 })
             })
             .await
@@ -250,13 +261,6 @@ fn from_unix(seconds: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(seconds.max(0) as u64)
 }
 
-/// Stylesheets are synced by the next step of this store.
-fn no_stylesheets() -> ContentError {
-    ContentError::Refused(
-        "stylesheets of a MyBB forum are not synced yet; only templates are".to_owned(),
-    )
-}
-
 impl ContentStore for MybbStore {
     fn template_groups(&self) -> watch::Receiver<TemplateGroups> {
         self.groups.clone()
@@ -276,7 +280,7 @@ impl ContentStore for MybbStore {
     async fn collections(&self, kind: Kind) -> Result<Vec<Collection>, ContentError> {
         match kind {
             Kind::Template => self.bounded(self.template_sets()).await,
-            Kind::Stylesheet => Ok(Vec::new()),
+            Kind::Stylesheet => self.bounded(self.themes()).await,
         }
     }
 
@@ -288,16 +292,14 @@ impl ContentStore for MybbStore {
     ) -> Result<Vec<Item>, ContentError> {
         match kind {
             Kind::Template => self.bounded(self.templates(collection)).await,
-            Kind::Stylesheet => Err(ContentError::NotFound(format!(
-                "no theme {collection:?} (stylesheets of a MyBB forum are not synced yet)"
-            ))),
+            Kind::Stylesheet => self.bounded(self.stylesheets(collection)).await,
         }
     }
 
     async fn get(&self, key: &Key) -> Result<Item, ContentError> {
         match key.kind {
             Kind::Template => self.bounded(self.template(key)).await,
-            Kind::Stylesheet => Err(ContentError::NotFound(format!("no {key}"))),
+            Kind::Stylesheet => self.bounded(self.stylesheet(key)).await,
         }
     }
 
@@ -312,14 +314,17 @@ impl ContentStore for MybbStore {
                 self.bounded(self.put_template(key, content, expected))
                     .await
             }
-            Kind::Stylesheet => Err(no_stylesheets()),
+            Kind::Stylesheet => {
+                self.bounded(self.put_stylesheet(key, content, expected))
+                    .await
+            }
         }
     }
 
     async fn delete(&self, key: &Key, expected: Option<u64>) -> Result<u64, ContentError> {
         match key.kind {
             Kind::Template => self.bounded(self.delete_template(key, expected)).await,
-            Kind::Stylesheet => Err(no_stylesheets()),
+            Kind::Stylesheet => self.bounded(self.delete_stylesheet(key, expected)).await,
         }
     }
 }

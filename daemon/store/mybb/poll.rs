@@ -3,8 +3,10 @@
 //! one statement reads a fingerprint of each table (row count and
 //! checksums over every row); only a table whose fingerprint moved is
 //! read again, as per-row checksums without content, and only the titles
-//! whose rows changed are handed to the reconciler. A changed set list or
-//! template groups change the layout itself: that is a rescan.
+//! or stylesheet names whose rows changed are handed to the reconciler. A
+//! changed set list, theme tree or template groups change the layout
+//! itself: that is a rescan. The stylesheet lists outpost writes into
+//! `themes` are not part of its fingerprint.
 //!
 //! The poller owns what it learns: the forum's template groups (which the
 //! layout follows) and the backend's status — last poll, server version,
@@ -36,11 +38,11 @@ struct Prints {
     themestylesheets: String,
 }
 
-/// A template row's identity and checksum, without its content.
+/// A row's identity, time and checksum, without its content.
 type RowPrint = (i64, i64, i64);
 
-/// Rows by set and title.
-type TemplatePrints = BTreeMap<(i64, String), Vec<RowPrint>>;
+/// Rows by set and title, or by theme and stylesheet name.
+type RowPrints = BTreeMap<(i64, String), Vec<RowPrint>>;
 
 /// Watches one forum's database.
 pub struct Poller {
@@ -49,8 +51,10 @@ pub struct Poller {
     groups: watch::Sender<TemplateGroups>,
     backend: watch::Sender<Backend>,
     prints: Option<Prints>,
-    templates: TemplatePrints,
+    templates: RowPrints,
+    sheets: RowPrints,
     sets: BTreeMap<i64, String>,
+    themes: BTreeMap<i64, String>,
     duplicates: BTreeSet<(i64, String)>,
 }
 
@@ -67,8 +71,10 @@ impl Poller {
             groups,
             backend,
             prints: None,
-            templates: TemplatePrints::new(),
+            templates: RowPrints::new(),
+            sheets: RowPrints::new(),
             sets: BTreeMap::new(),
+            themes: BTreeMap::new(),
             duplicates: BTreeSet::new(),
         }
     }
@@ -150,15 +156,39 @@ impl Poller {
             self.load_sets().await?;
             rescan = true;
         }
+        if prints.themes != before.themes {
+            self.load_themes().await?;
+            rescan = true;
+        }
+        let mut changed = Vec::new();
         if prints.templates != before.templates {
-            let now = self.template_prints().await?;
-            let changed = changed_titles(&self.templates, &now);
+            let t = &self.store.tables;
+            let now = self
+                .row_prints(format!(
+                    "SELECT CAST(sid AS SIGNED), title, CAST(tid AS SIGNED), CAST(dateline AS SIGNED), \
+                     CAST(CRC32(template) AS SIGNED) FROM {}",
+                    t.templates
+                ))
+                .await?;
+            changed.extend(self.template_keys(&changed_rows(&self.templates, &now)));
             self.report_duplicates(&now, engine);
             self.templates = now;
-            if let Some(engine) = engine.filter(|_| !rescan && self.prints.is_some()) {
-                for key in self.keys_of(&changed) {
-                    engine.changed_in_database(&key);
-                }
+        }
+        if prints.themestylesheets != before.themestylesheets {
+            let t = &self.store.tables;
+            let now = self
+                .row_prints(format!(
+                    "SELECT CAST(tid AS SIGNED), name, CAST(sid AS SIGNED), CAST(lastmodified AS SIGNED), \
+                     CAST(CRC32(stylesheet) AS SIGNED) FROM {}",
+                    t.themestylesheets
+                ))
+                .await?;
+            changed.extend(self.stylesheet_keys(&changed_rows(&self.sheets, &now)));
+            self.sheets = now;
+        }
+        if let Some(engine) = engine.filter(|_| !rescan && self.prints.is_some()) {
+            for key in &changed {
+                engine.changed_in_database(key);
             }
         }
         if let Some(engine) = engine.filter(|_| rescan && self.prints.is_some()) {
@@ -182,7 +212,7 @@ impl Poller {
             print(&t.templates, "tid, sid, title, dateline, template"),
             print(&t.templatesets, "sid, title"),
             print(&t.templategroups, "gid, prefix"),
-            print(&t.themes, "tid, name, pid, def, properties, stylesheets"),
+            print(&t.themes, "tid, name, pid"),
             print(
                 &t.themestylesheets,
                 "sid, name, tid, attachedto, lastmodified, stylesheet"
@@ -228,22 +258,32 @@ impl Poller {
         Ok(())
     }
 
-    async fn template_prints(&self) -> Result<TemplatePrints, String> {
+    async fn load_themes(&mut self) -> Result<(), String> {
         let sql = format!(
-            "SELECT CAST(sid AS SIGNED), title, CAST(tid AS SIGNED), CAST(dateline AS SIGNED), \
-             CAST(CRC32(template) AS SIGNED) FROM {}",
-            self.store.tables.templates
+            "SELECT CAST(tid AS SIGNED), name FROM {}",
+            self.store.tables.themes
         );
+        let themes: Vec<(i64, String)> = sqlx::query_as(AssertSqlSafe(sql))
+            .fetch_all(&self.store.pool)
+            .await
+            .map_err(|err| err.to_string())?;
+        self.themes = themes.into_iter().collect();
+        Ok(())
+    }
+
+    /// Rows' prints, from a statement selecting collection id, name, row
+    /// id, time and checksum.
+    async fn row_prints(&self, sql: String) -> Result<RowPrints, String> {
         let rows: Vec<(i64, String, i64, i64, i64)> = sqlx::query_as(AssertSqlSafe(sql))
             .fetch_all(&self.store.pool)
             .await
             .map_err(|err| err.to_string())?;
-        let mut prints = TemplatePrints::new();
-        for (sid, title, tid, dateline, crc) in rows {
+        let mut prints = RowPrints::new();
+        for (collection, name, id, time, crc) in rows {
             prints
-                .entry((sid, title))
+                .entry((collection, name))
                 .or_default()
-                .push((tid, dateline, crc));
+                .push((id, time, crc));
         }
         for rows in prints.values_mut() {
             rows.sort_unstable();
@@ -251,9 +291,25 @@ impl Poller {
         Ok(prints)
     }
 
-    /// The keys whose content the changed rows can change: a set's own
-    /// row its set's, a master row every set's.
-    fn keys_of(&self, changed: &BTreeSet<(i64, String)>) -> Vec<Key> {
+    /// The stylesheets the changed rows can change: a theme's row shows in
+    /// it and the themes below it, so every theme's sheet of that name is
+    /// looked at.
+    fn stylesheet_keys(&self, changed: &BTreeSet<(i64, String)>) -> Vec<Key> {
+        let names: BTreeSet<&String> = changed.iter().map(|(_, name)| name).collect();
+        let mut keys = Vec::new();
+        for theme in self.themes.values() {
+            keys.extend(names.iter().map(|name| Key {
+                kind: Kind::Stylesheet,
+                collection: theme.clone(),
+                name: (*name).clone(),
+            }));
+        }
+        keys
+    }
+
+    /// The templates the changed rows can change: a set's own row its
+    /// set's, a master row every set's.
+    fn template_keys(&self, changed: &BTreeSet<(i64, String)>) -> Vec<Key> {
         let key = |set: &str, title: &str| Key {
             kind: Kind::Template,
             collection: set.to_owned(),
@@ -271,7 +327,7 @@ impl Poller {
     }
 
     /// Warns once about each title with more than one row in a set.
-    fn report_duplicates(&mut self, prints: &TemplatePrints, engine: Option<&SyncEngine>) {
+    fn report_duplicates(&mut self, prints: &RowPrints, engine: Option<&SyncEngine>) {
         let duplicates: BTreeSet<(i64, String)> = prints
             .iter()
             .filter(|(_, rows)| rows.len() > 1)
@@ -300,8 +356,9 @@ impl Poller {
     }
 }
 
-/// The (set, title) pairs whose rows differ between `before` and `now`.
-fn changed_titles(before: &TemplatePrints, now: &TemplatePrints) -> BTreeSet<(i64, String)> {
+/// The (collection, name) pairs whose rows differ between `before` and
+/// `now`.
+fn changed_rows(before: &RowPrints, now: &RowPrints) -> BTreeSet<(i64, String)> {
     let gone = before.keys().filter(|key| !now.contains_key(*key));
     let differ = now
         .iter()
@@ -317,7 +374,7 @@ mod tests {
     #[test]
     fn only_changed_titles_are_reported() {
         let prints = |rows: &[(i64, &str, RowPrint)]| {
-            let mut prints = TemplatePrints::new();
+            let mut prints = RowPrints::new();
             for (sid, title, row) in rows {
                 prints
                     .entry((*sid, (*title).to_owned()))
@@ -336,7 +393,7 @@ mod tests {
             (-2, "footer", (2, 11, 201)),
             (1, "header", (4, 12, 400)),
         ]);
-        let changed: Vec<_> = changed_titles(&before, &now).into_iter().collect();
+        let changed: Vec<_> = changed_rows(&before, &now).into_iter().collect();
         assert_eq!(
             changed,
             [
