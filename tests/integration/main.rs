@@ -2,10 +2,16 @@
 //! data directory and drives it over gRPC, through `outpostctl`, `grpcurl`
 //! or a generated Python client.
 
+/// A private MariaDB server per test, with synthetic MyBB forums: shared
+/// with the daemon's unit tests, hence its own directory.
+#[path = "../support/mariadb.rs"]
+pub mod mariadb;
+
 mod config;
 mod content;
 mod harness;
 mod instances;
+mod mariadb_harness;
 mod policies;
 mod polyglot;
 mod recovery;
