@@ -12,6 +12,7 @@ mod content;
 mod harness;
 mod instances;
 mod mariadb_harness;
+mod mybb;
 mod policies;
 mod polyglot;
 mod recovery;

@@ -1,0 +1,682 @@
+//! Sync against a real MyBB forum: a private MariaDB server per test with
+//! MyBB 1.8's tables (MyISAM, prefixed, utf8mb3 or utf8mb4, strict or
+//! not), and `outpostd --mybb`. What the admin panel does on a save is
+//! what the store must do — master rows never change, the first save
+//! inserts the set's own row, rtrim, version_code; stylesheets copied into
+//! the theme, cached files and the theme's list — and what MyBB or the
+//! column would refuse or mangle never reaches the database. Changes made
+//! in the database reach the files; a database that goes away loses no
+//! edit; the password shows nowhere.
+
+use std::{
+    fs,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use outpost::proto::v1::{self as pb, SyncEventKind as K, content_key};
+use tempfile::TempDir;
+use tonic::Code;
+
+use crate::{
+    harness::{Daemon, START_DEADLINE, create, eventually, spec, stdout, wait_until},
+    mariadb::{Charset, Forum, ForumSpec, MariaDb, SEED_TIME, SqlMode},
+    sync_support::{
+        EVENT_DEADLINE, FAST_SETTLE, SyncClient, SyncEvents, about, export, put, quiesce, sha256,
+        status,
+    },
+};
+
+/// The set a fresh forum has.
+const SET: &str = "Default Templates";
+
+/// How the daemon is told where the forum's database is.
+#[derive(Clone, Copy)]
+enum Connect {
+    /// As `inc/config.php` says, over TCP (`hostname = '127.0.0.1:PORT'`).
+    Config,
+    /// `OUTPOST_MYBB_DATABASE` with a socket URL.
+    Environment,
+}
+
+/// A forum, its database and a daemon syncing with it. Fields drop in
+/// order: the daemon before the server it talks to.
+struct Synced {
+    /// Kept running for the test.
+    _daemon: Daemon,
+    sync: SyncClient,
+    events: SyncEvents,
+    forum: Forum,
+    root: TempDir,
+    db: MariaDb,
+}
+
+impl Synced {
+    /// Starts a server in `mode`, a forum of `spec`, and a daemon on it;
+    /// None where MariaDB is not installed (and that is allowed).
+    async fn start(mode: SqlMode, spec: ForumSpec, connect: Connect) -> Option<Self> {
+        let db = MariaDb::start(mode)?;
+        let forum = db.create_forum(&spec);
+        let root = tempfile::tempdir().unwrap();
+        let hostname = match connect {
+            Connect::Config => format!("127.0.0.1:{}", db.port()),
+            Connect::Environment => "localhost".to_owned(),
+        };
+        forum.write_root(root.path(), &hostname);
+        let mut builder = Daemon::builder()
+            .arg("--sync-settle")
+            .arg(FAST_SETTLE)
+            .arg("--mybb")
+            .arg(root.path())
+            .arg("--mybb-poll")
+            .arg("100ms");
+        if let Connect::Environment = connect {
+            builder = builder.env("OUTPOST_MYBB_DATABASE", &forum.socket_url(&db));
+        }
+        let daemon = builder.start();
+        let connection = daemon.connect().await;
+        let sync = connection.sync();
+        let (events, _) = SyncEvents::open(&connection, &[]).await;
+        Some(Self {
+            _daemon: daemon,
+            sync,
+            events,
+            forum,
+            root,
+            db,
+        })
+    }
+
+    /// One value of a query's first row.
+    fn value(&self, sql: &str) -> String {
+        self.db
+            .sql(&self.forum.database, sql)
+            .trim_end_matches('\n')
+            .to_owned()
+    }
+
+    fn table(&self, name: &str) -> String {
+        self.forum.table(name)
+    }
+
+    /// The set's (or theme's) directory under the sync root.
+    async fn dir(&mut self, kind: &str, collection: &str) -> PathBuf {
+        let root = status(&mut self.sync).await.root;
+        Path::new(&root).join(kind).join(collection)
+    }
+
+    /// Waits for the event of `kind` about stylesheet `theme`/`name`.
+    async fn sheet_event(&mut self, kind: K, theme: &str, name: &str) -> pb::SyncEvent {
+        self.events
+            .until(&format!("{kind:?} of {theme}/{name}"), |event| {
+                event.kind() == kind
+                    && matches!(
+                        event.key.as_ref().and_then(|key| key.key.as_ref()),
+                        Some(content_key::Key::Stylesheet(key)) if key.theme == theme && key.name == name
+                    )
+            })
+            .await
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Rewrites `path` in place, as most editors save.
+fn save(path: &Path, content: &str) {
+    fs::write(path, content).unwrap();
+}
+
+#[tokio::test]
+async fn a_set_exports_and_saves_as_the_admin_panel_does() {
+    let spec = ForumSpec {
+        master_templates: 300,
+        ..ForumSpec::default()
+    };
+    let Some(mut s) = Synced::start(SqlMode::Strict, spec, Connect::Config).await else {
+        return;
+    };
+    let templates = s.table("templates");
+    let started = unix_now();
+
+    // The set shows every master template, in MyBB's groups.
+    let summary = export(&mut s.sync, SET).await;
+    assert_eq!((summary.written, summary.conflicts), (300, 0));
+    let dir = s.dir("templates", SET).await;
+    for (file, title) in [
+        ("header/header.html", "header"),
+        (
+            "header/header_welcomeblock_guest.html",
+            "header_welcomeblock_guest",
+        ),
+        ("index/index.html", "index"),
+        ("ungrouped/zzcustom_widget.html", "zzcustom_widget"),
+        ("ungrouped/htmldoctype.html", "htmldoctype"),
+    ] {
+        let on_disk = fs::read(dir.join(file)).unwrap_or_else(|err| panic!("{file}: {err}"));
+        let in_db = s.value(&format!(
+            "SELECT SHA2(template, 256) FROM {templates} WHERE sid = -2 AND title = '{title}'"
+        ));
+        assert_eq!(sha256(&on_disk), in_db, "{file} holds the master template");
+    }
+
+    // The first save inserts the set's own row: trimmed, version_code,
+    // status '', dateline now; the master row stays as it was.
+    let header = dir.join("header/header.html");
+    save(
+        &header,
+        "<div id=\"header\">{$lang->welcome}</div>\n\n\t \n",
+    );
+    s.events
+        .until("the header imported", |e| {
+            about(e, K::Imported, SET, "header")
+        })
+        .await;
+    let rows = s.value(&format!(
+        "SELECT sid, HEX(template), version, CONCAT('[', status, ']'), dateline >= {started} \
+         FROM {templates} WHERE title = 'header' ORDER BY sid"
+    ));
+    let master = s.value(&format!(
+        "SELECT COUNT(*) FROM {templates} WHERE sid = -2 AND dateline = {SEED_TIME}"
+    ));
+    assert_eq!(master, "300", "no master row changed");
+    let own: Vec<&str> = rows.lines().nth(1).unwrap().split('\t').collect();
+    assert_eq!(rows.lines().count(), 2, "{rows}");
+    assert_eq!(own[0], "1");
+    assert_eq!(
+        own[1],
+        hex(b"<div id=\"header\">{$lang->welcome}</div>"),
+        "stored without trailing whitespace"
+    );
+    assert_eq!(&own[2..], ["1837", "[]", "1"]);
+
+    // A later save updates that row; no third row appears.
+    save(&header, "<div id=\"header\">v2</div>");
+    s.events
+        .until("the second save imported", |e| {
+            about(e, K::Imported, SET, "header")
+        })
+        .await;
+    assert_eq!(
+        s.value(&format!(
+            "SELECT COUNT(*), MAX(template) FROM {templates} WHERE title = 'header'"
+        )),
+        "2\t<div id=\"header\">v2</div>"
+    );
+
+    // An editor adding a final newline changes nothing in the database.
+    let before = s.value(&format!(
+        "SELECT dateline FROM {templates} WHERE title = 'header' AND sid = 1"
+    ));
+    let mark = s.events.mark();
+    save(&header, "<div id=\"header\">v2</div>\n");
+    quiesce(&mut s.sync, &mut s.events).await;
+    assert!(
+        s.events
+            .matching(|e| e.revision > mark && about(e, K::Imported, SET, "header"))
+            .is_empty(),
+        "a final newline is no change"
+    );
+    assert_eq!(
+        s.value(&format!(
+            "SELECT dateline FROM {templates} WHERE title = 'header' AND sid = 1"
+        )),
+        before
+    );
+
+    // Deleting the set's row through the API reverts to the master, and
+    // the file follows; the master itself cannot be deleted.
+    let key = pb::TemplateKey {
+        set: SET.to_owned(),
+        title: "header".to_owned(),
+    };
+    s.sync
+        .delete_template(pb::DeleteTemplateRequest {
+            key: Some(key.clone()),
+            expected_version: None,
+        })
+        .await
+        .unwrap();
+    let master_sha = s.value(&format!(
+        "SELECT SHA2(template, 256) FROM {templates} WHERE sid = -2 AND title = 'header'"
+    ));
+    eventually("the file to hold the master again", EVENT_DEADLINE, || {
+        let ok = fs::read(&header).is_ok_and(|content| sha256(&content) == master_sha);
+        async move { ok.then_some(()) }
+    })
+    .await;
+    let refused = s
+        .sync
+        .delete_template(pb::DeleteTemplateRequest {
+            key: Some(key),
+            expected_version: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(
+        refused.message().contains("master"),
+        "{}",
+        refused.message()
+    );
+}
+
+/// `bytes` in upper-case hex, as MySQL's `HEX()` prints it.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02X}")).collect()
+}
+
+/// What MyBB's `check_template`, a utf8mb3 column or TEXT's size would
+/// refuse or mangle is refused with the reason — whatever the server's
+/// mode, since without strict mode MySQL would store it cut short or with
+/// `?` for the characters it cannot hold.
+async fn refusals(mode: SqlMode) {
+    let spec = ForumSpec {
+        charset: Charset::Utf8mb3,
+        master_templates: 20,
+        ..ForumSpec::default()
+    };
+    let Some(mut s) = Synced::start(mode, spec, Connect::Environment).await else {
+        return;
+    };
+    let templates = s.table("templates");
+    for (content, reason) in [
+        ("<p>{$config['database']['password']}</p>", "check_template"),
+        ("<script>let a = `${b}`;</script>", "check_template"),
+        ("<p>{$mybb->user->delete()}</p>", "check_template"),
+        ("<p>smile \u{1F600}</p>", "U+1F600"),
+        (&"x".repeat(70_000), "65535"),
+    ] {
+        let err = s
+            .sync
+            .put_template(put(SET, "index", content, None))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert!(err.message().starts_with("content: "), "{}", err.message());
+        assert!(err.message().contains(reason), "{}", err.message());
+    }
+    // The same from a file: REJECTED with the reason, nothing written.
+    export(&mut s.sync, SET).await;
+    let index = s.dir("templates", SET).await.join("index/index.html");
+    save(&index, "<p>smile \u{1F600}</p>\n");
+    let rejected = s
+        .events
+        .until("the emoji file rejected", |e| {
+            e.kind() == K::Rejected && e.path == index.display().to_string()
+        })
+        .await;
+    assert!(rejected.message.contains("U+1F600"), "{}", rejected.message);
+    assert_eq!(
+        s.value(&format!("SELECT COUNT(*) FROM {templates} WHERE sid <> -2")),
+        "0",
+        "nothing reached the database"
+    );
+}
+
+#[tokio::test]
+async fn refusals_in_strict_mode() {
+    refusals(SqlMode::Strict).await;
+}
+
+#[tokio::test]
+async fn refusals_without_strict_mode() {
+    refusals(SqlMode::NonStrict).await;
+}
+
+#[tokio::test]
+async fn database_edits_reach_the_files_and_duplicates_are_reported() {
+    let spec = ForumSpec {
+        master_templates: 20,
+        ..ForumSpec::default()
+    };
+    let Some(mut s) = Synced::start(SqlMode::Strict, spec, Connect::Environment).await else {
+        return;
+    };
+    let templates = s.table("templates");
+    export(&mut s.sync, SET).await;
+    let dir = s.dir("templates", SET).await;
+
+    // Another tool changes a master row: every set showing it follows.
+    s.value(&format!(
+        "UPDATE {templates} SET template = 'new footer', dateline = UNIX_TIMESTAMP() \
+         WHERE sid = -2 AND title = 'footer'"
+    ));
+    s.events
+        .until("the footer written", |e| {
+            about(e, K::Exported, SET, "footer")
+        })
+        .await;
+    assert_eq!(
+        fs::read_to_string(dir.join("footer/footer.html")).unwrap(),
+        "new footer"
+    );
+
+    // The admin panel saves the set's own copy of index.
+    s.value(&format!(
+        "INSERT INTO {templates} (title, template, sid, version, status, dateline) \
+         VALUES ('index', 'own index', 1, '1837', '', UNIX_TIMESTAMP())"
+    ));
+    s.events
+        .until("the index written", |e| about(e, K::Exported, SET, "index"))
+        .await;
+    assert_eq!(
+        fs::read_to_string(dir.join("index/index.html")).unwrap(),
+        "own index"
+    );
+
+    // A second own row: reported, and the title is synced no more.
+    s.value(&format!(
+        "INSERT INTO {templates} (title, template, sid, version, status, dateline) \
+         VALUES ('index', 'another index', 1, '1837', '', UNIX_TIMESTAMP())"
+    ));
+    let warning = s
+        .events
+        .until("the duplicate reported", |e| {
+            e.kind() == K::Warning && e.message.contains("\"index\"")
+        })
+        .await;
+    assert!(warning.message.contains("2 rows"), "{}", warning.message);
+    save(&dir.join("index/index.html"), "mine");
+    let rejected = s
+        .events
+        .until("the duplicated title rejected", |e| {
+            e.kind() == K::Rejected && e.path.ends_with("index/index.html")
+        })
+        .await;
+    assert!(
+        rejected.message.contains("2 own rows"),
+        "{}",
+        rejected.message
+    );
+    assert_eq!(
+        s.value(&format!(
+            "SELECT COUNT(*) FROM {templates} WHERE title = 'index' AND template = 'mine'"
+        )),
+        "0"
+    );
+}
+
+#[tokio::test]
+async fn stylesheets_save_as_the_admin_panel_does() {
+    let Some(mut s) =
+        Synced::start(SqlMode::Strict, ForumSpec::default(), Connect::Environment).await
+    else {
+        return;
+    };
+    let sheets = s.table("themestylesheets");
+    let themes = s.table("themes");
+    let started = unix_now();
+    let summary = s
+        .sync
+        .export_stylesheets(pb::ExportStylesheetsRequest {
+            theme: "Child".to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .summary
+        .unwrap();
+    assert_eq!(summary.written, 4, "the child shows every inherited sheet");
+    let child = s.dir("stylesheets", "Child").await;
+
+    // Saving a sheet the child inherits copies it into the child first.
+    save(
+        &child.join("color_black.css"),
+        "#logo { background: url(images/mine.png) }\n",
+    );
+    s.sheet_event(K::Imported, "Child", "color_black.css").await;
+    let row = s.value(&format!(
+        "SELECT sid, attachedto, cachefile, lastmodified >= {started}, HEX(stylesheet) FROM {sheets} \
+         WHERE tid = 3 AND name = 'color_black.css'"
+    ));
+    let row: Vec<&str> = row.split('\t').collect();
+    assert_eq!(&row[1..4], ["black", "color_black.css", "1"], "{row:?}");
+    assert_eq!(
+        row[4],
+        hex(b"#logo { background: url(images/mine.png) }\n"),
+        "stylesheets keep their trailing whitespace"
+    );
+    assert_eq!(
+        s.value(&format!(
+            "SELECT COUNT(*) FROM {sheets} WHERE tid = 2 AND name = 'color_black.css' AND lastmodified = {SEED_TIME}"
+        )),
+        "1",
+        "the parent's row is untouched"
+    );
+
+    // The cached copies MyBB serves, no older than the row.
+    let cache = s.root.path().join("cache/themes/theme3");
+    let lastmodified: u64 = s
+        .value(&format!(
+            "SELECT lastmodified FROM {sheets} WHERE tid = 3 AND name = 'color_black.css'"
+        ))
+        .parse()
+        .unwrap();
+    for (file, content) in [
+        (
+            "color_black.css",
+            "#logo { background: url(../../../images/mine.png) }\n",
+        ),
+        (
+            "color_black.min.css",
+            "#logo{background:url(../../../images/mine.png)}",
+        ),
+    ] {
+        let path = cache.join(file);
+        assert_eq!(fs::read_to_string(&path).unwrap(), content, "{file}");
+        let mtime = fs::metadata(&path).unwrap().mtime() as u64;
+        assert!(
+            mtime >= lastmodified,
+            "{file}: mtime {mtime} < {lastmodified}"
+        );
+    }
+    // The theme's list links the cached file.
+    let list = s.value(&format!("SELECT stylesheets FROM {themes} WHERE tid = 3"));
+    assert!(
+        list.contains("cache/themes/theme3/color_black.css"),
+        "{list}"
+    );
+
+    // A sheet of the default theme: visitors' cached copy of it follows.
+    let default = s.dir("stylesheets", "Default").await;
+    s.sync
+        .export_stylesheets(pb::ExportStylesheetsRequest {
+            theme: "Default".to_owned(),
+        })
+        .await
+        .unwrap();
+    save(&default.join("global.css"), "body { color: red }");
+    s.sheet_event(K::Imported, "Default", "global.css").await;
+    let cached_theme = s.value(&format!(
+        "SELECT cache FROM {} WHERE title = 'default_theme'",
+        s.table("datacache")
+    ));
+    assert!(
+        cached_theme.contains("cache/themes/theme2/global.css"),
+        "{cached_theme}"
+    );
+
+    // The master style is read-only.
+    let err = s
+        .sync
+        .put_stylesheet(pb::PutStylesheetRequest {
+            key: Some(pb::StylesheetKey {
+                theme: "MyBB Master Style".to_owned(),
+                name: "global.css".to_owned(),
+            }),
+            content: "body {}".to_owned(),
+            expected_version: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("master style"), "{}", err.message());
+}
+
+#[tokio::test]
+async fn an_edit_made_while_the_database_is_down_lands_when_it_is_back() {
+    let spec = ForumSpec {
+        master_templates: 20,
+        ..ForumSpec::default()
+    };
+    let Some(mut s) = Synced::start(SqlMode::Strict, spec, Connect::Environment).await else {
+        return;
+    };
+    let templates = s.table("templates");
+    export(&mut s.sync, SET).await;
+    let footer = s.dir("templates", SET).await.join("footer/footer.html");
+
+    s.db.stop();
+    eventually("the status to say unreachable", EVENT_DEADLINE, || {
+        let mut sync = s.sync.clone();
+        async move {
+            let backend = status(&mut sync).await.backend.unwrap_or_default();
+            backend.unreachable_since.is_some().then_some(backend)
+        }
+    })
+    .await;
+    save(
+        &footer,
+        "<footer>written while the database was down</footer>",
+    );
+    s.events
+        .until("the save to fail for now", |e| {
+            e.kind() == K::WatcherError && e.path == footer.display().to_string()
+        })
+        .await;
+
+    s.db.start_again();
+    s.events
+        .until("the save to land", |e| about(e, K::Imported, SET, "footer"))
+        .await;
+    assert_eq!(
+        s.value(&format!(
+            "SELECT template FROM {templates} WHERE sid = 1 AND title = 'footer'"
+        )),
+        "<footer>written while the database was down</footer>"
+    );
+    let backend = status(&mut s.sync).await.backend.unwrap_or_default();
+    assert!(backend.unreachable_since.is_none(), "{backend:?}");
+}
+
+#[tokio::test]
+async fn the_status_names_the_forum_and_nothing_shows_the_password() {
+    let Some(db) = MariaDb::start(SqlMode::Strict) else {
+        return;
+    };
+    let forum = db.create_forum(&ForumSpec {
+        master_templates: 20,
+        ..ForumSpec::default()
+    });
+    let root = tempfile::tempdir().unwrap();
+    forum.write_root(root.path(), "localhost");
+    let url = forum.socket_url(&db);
+    // Given as an argument: the daemon moves it out of its arguments.
+    let daemon = Daemon::builder()
+        .arg("--mybb")
+        .arg(root.path())
+        .arg("--mybb-database")
+        .arg(&url)
+        .start();
+    let connection = daemon.connect().await;
+    let sync = connection.sync();
+    let backend = eventually("the first poll", START_DEADLINE, || {
+        let mut sync = sync.clone();
+        async move {
+            let backend = status(&mut sync).await.backend.unwrap_or_default();
+            backend.last_poll_at.is_some().then_some(backend)
+        }
+    })
+    .await;
+    assert_eq!(backend.kind, "mybb");
+    assert_eq!(backend.database, forum.database);
+    assert_eq!(backend.table_prefix, forum.prefix);
+    assert_eq!(backend.forum_root, root.path().display().to_string());
+    assert!(backend.server_version.contains("MariaDB"), "{backend:?}");
+    let shown = stdout(&daemon.ctl(&["sync", "status"]));
+    assert!(
+        shown.contains("mybb") && shown.contains(&forum.database),
+        "{shown}"
+    );
+
+    let cmdline = fs::read(format!("/proc/{}/cmdline", daemon.pid())).unwrap();
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    assert!(cmdline.contains("--mybb"), "{cmdline}");
+    assert!(!cmdline.contains(&forum.password), "{cmdline}");
+    assert!(!cmdline.contains("mysql://"), "{cmdline}");
+
+    // Instances started by the daemon do not inherit the URL.
+    let env_file = daemon.dir.path().join("instance.env");
+    create(
+        &connection,
+        spec(
+            "env",
+            "sh",
+            &[
+                "-c",
+                &format!("env > {}; exec sleep 60", env_file.display()),
+            ],
+        ),
+    )
+    .await;
+    wait_until(
+        "the instance to write its environment",
+        START_DEADLINE,
+        || fs::read_to_string(&env_file).is_ok_and(|env| env.contains("PATH=")),
+    );
+    let env = fs::read_to_string(&env_file).unwrap();
+    assert!(!env.contains("OUTPOST_MYBB_DATABASE"), "{env}");
+    assert!(!daemon.log.text().contains(&forum.password));
+    drop(daemon);
+
+    // A wrong password: the daemon serves, and says why the database
+    // cannot be used, without the password.
+    let wrong = format!(
+        "mysql://{}:not-the-password@localhost/{}?socket={}",
+        forum.user,
+        forum.database,
+        db.socket().display()
+    );
+    let daemon = Daemon::builder()
+        .arg("--mybb")
+        .arg(root.path())
+        .env("OUTPOST_MYBB_DATABASE", &wrong)
+        .start();
+    let sync = daemon.connect().await.sync();
+    let backend = eventually("the status to say unreachable", START_DEADLINE, || {
+        let mut sync = sync.clone();
+        async move {
+            let backend = status(&mut sync).await.backend.unwrap_or_default();
+            backend.unreachable_since.is_some().then_some(backend)
+        }
+    })
+    .await;
+    assert!(backend.error.contains("Access denied"), "{backend:?}");
+    let shown = stdout(&daemon.ctl(&["sync", "status"]));
+    assert!(shown.contains("unreachable since"), "{shown}");
+    assert!(!shown.contains("not-the-password"), "{shown}");
+    assert!(!daemon.log.text().contains("not-the-password"));
+}
+
+#[test]
+fn a_config_it_cannot_read_stops_the_start_naming_the_line() {
+    let root = tempfile::tempdir().unwrap();
+    fs::create_dir_all(root.path().join("inc")).unwrap();
+    fs::write(
+        root.path().join("inc/config.php"),
+        "<?php\n$config['database']['type'] = 'mysqli';\n$config['database']['hostname'] = getenv('DB_HOST');\n",
+    )
+    .unwrap();
+    let mut daemon = Daemon::builder().arg("--mybb").arg(root.path()).spawn();
+    let status = daemon.wait_exit(START_DEADLINE);
+    assert_eq!(status.code(), Some(2));
+    let log = daemon.log.text();
+    assert!(log.contains("--mybb"), "{log}");
+    assert!(log.contains("inc/config.php: line 3"), "{log}");
+}
