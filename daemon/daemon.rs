@@ -5,9 +5,13 @@
 //! Start: the data directory is locked (a second daemon on it stops
 //! here), the state database opened and checked, the orchestrator started —
 //! which re-adopts what an earlier daemon left running — then the
-//! workspace engine (which may create instances) and the sync engine.
+//! workspace engine (which may create instances) and the sync engine. With
+//! `--mybb`, the forum is read and its database looked at once (groups,
+//! rows) before the sync engine's first rescan, and polled after it; a
+//! database that does not answer yet is waited for, not fatal.
 //!
-//! Stop: the sync engine first (it finishes the entity it is at), then the
+//! Stop: the forum's poller and the sync engine first (it finishes the
+//! entity it is at), then the
 //! workspace engine (an apply in progress gets [`DRAIN_TIMEOUT`], later
 //! ones are refused), so that nothing starts an instance while they are
 //! being stopped; then every instance stops, unless they are kept for the
