@@ -228,7 +228,13 @@ async fn export(
         summary.conflicts,
         output::millis(summary.elapsed.as_ref())
     );
-    Ok(if summary.conflicts > 0 {
+    if summary.skipped > 0 {
+        println!(
+            "{} left out: their names cannot be file names (see the daemon's log)",
+            summary.skipped
+        );
+    }
+    Ok(if summary.conflicts > 0 || summary.skipped > 0 {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

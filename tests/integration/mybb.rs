@@ -403,6 +403,34 @@ async fn database_edits_reach_the_files_and_duplicates_are_reported() {
 }
 
 #[tokio::test]
+async fn titles_that_cannot_be_file_names_are_never_written() {
+    let spec = ForumSpec {
+        master_templates: 20,
+        ..ForumSpec::default()
+    };
+    let Some(mut s) = Synced::start(SqlMode::Strict, spec, Connect::Environment).await else {
+        return;
+    };
+    let templates = s.table("templates");
+    s.value(&format!(
+        "INSERT INTO {templates} (title, template, sid, version, status, dateline) VALUES \
+         ('../../../escaped', 'x', -2, '1837', '', 1), ('a/b', 'y', 1, '1837', '', 1)"
+    ));
+    let summary = export(&mut s.sync, SET).await;
+    assert_eq!((summary.written, summary.skipped), (20, 2));
+    // Changes to them in the database reach no file either.
+    s.value(&format!(
+        "UPDATE {templates} SET template = 'z', dateline = 2 WHERE title IN ('../../../escaped', 'a/b')"
+    ));
+    quiesce(&mut s.sync, &mut s.events).await;
+    let root = PathBuf::from(status(&mut s.sync).await.root);
+    let outside = root.parent().unwrap();
+    assert!(!outside.join("escaped.html").exists());
+    let files = crate::sync_support::files(&root);
+    assert_eq!(files.len(), 20, "{files:?}");
+}
+
+#[tokio::test]
 async fn stylesheets_save_as_the_admin_panel_does() {
     let Some(mut s) =
         Synced::start(SqlMode::Strict, ForumSpec::default(), Connect::Environment).await

@@ -115,6 +115,7 @@ pub fn export_summary(summary: ExportSummary) -> pb::ExportSummary {
         unchanged: summary.unchanged,
         conflicts: summary.conflicts,
         elapsed: Some(summary.elapsed.into()),
+        skipped: summary.skipped,
     }
 }
 

@@ -131,11 +131,17 @@ impl MybbStore {
         ))
     }
 
-    /// Runs `operation` within the deadline.
+    /// Runs `operation` within the deadline — once the poller has read
+    /// the forum's template groups: until then a template's path is not
+    /// known, and nothing may be synced by a guess (the poller asks for a
+    /// rescan when it has them).
     async fn bounded<T>(
         &self,
         operation: impl Future<Output = Result<T, ContentError>>,
     ) -> Result<T, ContentError> {
+        if *self.groups.borrow() == TemplateGroups::Unknown {
+            return Err(self.storage("not read yet (waiting for the database)"));
+        }
         tokio::time::timeout(OPERATION_DEADLINE, operation)
             .await
             .unwrap_or_else(|_| {

@@ -22,6 +22,7 @@ use crate::sync::{
     file::{self, Disk, Stat},
     layout::{self, Target},
     ledger::Ledger,
+    names,
     reconcile::{DbSide, Decision, FileSide, decide},
 };
 
@@ -72,6 +73,14 @@ impl<C: ContentStore, L: Ledger> Worker<C, L> {
         tries: u8,
         report: &mut Report,
     ) -> Result<Outcome, ContentError> {
+        // A forum's database can hold any title: one that cannot be a
+        // file name never becomes a path.
+        let named = names::validate("collection", &key.collection)
+            .and_then(|()| names::validate("name", &key.name));
+        if let Err(err) = named {
+            tracing::warn!(%key, %err, "not synced: the name cannot be a file name");
+            return Ok(Outcome::Settled(Effect::Skipped));
+        }
         let path = self.layout.path(key);
         if let Err(reason) = layout::check_dirs(self.layout.root(), &path) {
             self.reject(&path, &reason);

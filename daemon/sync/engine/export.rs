@@ -20,6 +20,7 @@ use crate::sync::{
     file::{self, Disk, Stat},
     layout::{self, Layout},
     ledger::Ledger,
+    names,
     reconcile::Base,
 };
 
@@ -32,6 +33,9 @@ pub struct ExportSummary {
     pub unchanged: u32,
     /// Files changed on disk and left alone.
     pub conflicts: u32,
+    /// Items whose names cannot be file names (a forum's database can
+    /// hold any title): never written.
+    pub skipped: u32,
     /// How long it took.
     pub elapsed: Duration,
 }
@@ -73,6 +77,11 @@ fn write(
     let mut staged: Vec<(PathBuf, Item, Option<Stat>)> = Vec::new();
     let mut agreed = Vec::new();
     for item in items {
+        if let Err(err) = names::validate("name", &item.key.name) {
+            tracing::warn!(key = %item.key, %err, "not exported: the name cannot be a file name");
+            summary.skipped += 1;
+            continue;
+        }
         let path = layout.path(&item.key);
         layout::check_dirs(layout.root(), &path)
             .map_err(|reason| ContentError::Refused(format!("cannot export: {reason}")))?;
