@@ -120,6 +120,31 @@ impl Synced {
     }
 }
 
+/// A forum with few master templates, for tests that need only some.
+fn small() -> ForumSpec {
+    ForumSpec {
+        master_templates: 20,
+        ..ForumSpec::default()
+    }
+}
+
+/// Waits until the backend's status satisfies `wanted`; returns it.
+async fn backend_when(
+    sync: &SyncClient,
+    what: &str,
+    wanted: impl Fn(&pb::SyncBackend) -> bool,
+) -> pb::SyncBackend {
+    let wanted = &wanted;
+    eventually(what, EVENT_DEADLINE, || {
+        let mut sync = sync.clone();
+        async move {
+            let backend = status(&mut sync).await.backend.unwrap_or_default();
+            wanted(&backend).then_some(backend)
+        }
+    })
+    .await
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -331,11 +356,7 @@ async fn refusals_without_strict_mode() {
 
 #[tokio::test]
 async fn database_edits_reach_the_files_and_duplicates_are_reported() {
-    let spec = ForumSpec {
-        master_templates: 20,
-        ..ForumSpec::default()
-    };
-    let Some(mut s) = Synced::start(SqlMode::Strict, spec, Connect::Environment).await else {
+    let Some(mut s) = Synced::start(SqlMode::Strict, small(), Connect::Environment).await else {
         return;
     };
     let templates = s.table("templates");
@@ -404,11 +425,7 @@ async fn database_edits_reach_the_files_and_duplicates_are_reported() {
 
 #[tokio::test]
 async fn titles_that_cannot_be_file_names_are_never_written() {
-    let spec = ForumSpec {
-        master_templates: 20,
-        ..ForumSpec::default()
-    };
-    let Some(mut s) = Synced::start(SqlMode::Strict, spec, Connect::Environment).await else {
+    let Some(mut s) = Synced::start(SqlMode::Strict, small(), Connect::Environment).await else {
         return;
     };
     let templates = s.table("templates");
@@ -549,11 +566,7 @@ async fn stylesheets_save_as_the_admin_panel_does() {
 
 #[tokio::test]
 async fn an_edit_made_while_the_database_is_down_lands_when_it_is_back() {
-    let spec = ForumSpec {
-        master_templates: 20,
-        ..ForumSpec::default()
-    };
-    let Some(mut s) = Synced::start(SqlMode::Strict, spec, Connect::Environment).await else {
+    let Some(mut s) = Synced::start(SqlMode::Strict, small(), Connect::Environment).await else {
         return;
     };
     let templates = s.table("templates");
@@ -561,12 +574,8 @@ async fn an_edit_made_while_the_database_is_down_lands_when_it_is_back() {
     let footer = s.dir("templates", SET).await.join("footer/footer.html");
 
     s.db.stop();
-    eventually("the status to say unreachable", EVENT_DEADLINE, || {
-        let mut sync = s.sync.clone();
-        async move {
-            let backend = status(&mut sync).await.backend.unwrap_or_default();
-            backend.unreachable_since.is_some().then_some(backend)
-        }
+    backend_when(&s.sync, "the status to say unreachable", |backend| {
+        backend.unreachable_since.is_some()
     })
     .await;
     save(
@@ -598,10 +607,7 @@ async fn the_status_names_the_forum_and_nothing_shows_the_password() {
     let Some(db) = MariaDb::start(SqlMode::Strict) else {
         return;
     };
-    let forum = db.create_forum(&ForumSpec {
-        master_templates: 20,
-        ..ForumSpec::default()
-    });
+    let forum = db.create_forum(&small());
     let root = tempfile::tempdir().unwrap();
     forum.write_root(root.path(), "localhost");
     let url = forum.socket_url(&db);
@@ -614,12 +620,8 @@ async fn the_status_names_the_forum_and_nothing_shows_the_password() {
         .start();
     let connection = daemon.connect().await;
     let sync = connection.sync();
-    let backend = eventually("the first poll", START_DEADLINE, || {
-        let mut sync = sync.clone();
-        async move {
-            let backend = status(&mut sync).await.backend.unwrap_or_default();
-            backend.last_poll_at.is_some().then_some(backend)
-        }
+    let backend = backend_when(&sync, "the first poll", |backend| {
+        backend.last_poll_at.is_some()
     })
     .await;
     assert_eq!(backend.kind, "mybb");
@@ -677,12 +679,8 @@ async fn the_status_names_the_forum_and_nothing_shows_the_password() {
         .env("OUTPOST_MYBB_DATABASE", &wrong)
         .start();
     let sync = daemon.connect().await.sync();
-    let backend = eventually("the status to say unreachable", START_DEADLINE, || {
-        let mut sync = sync.clone();
-        async move {
-            let backend = status(&mut sync).await.backend.unwrap_or_default();
-            backend.unreachable_since.is_some().then_some(backend)
-        }
+    let backend = backend_when(&sync, "the status to say unreachable", |backend| {
+        backend.unreachable_since.is_some()
     })
     .await;
     assert!(backend.error.contains("Access denied"), "{backend:?}");

@@ -27,7 +27,7 @@ use std::{
 
 use sha2::{Digest, Sha256};
 use sqlx::{
-    Executor, MySqlPool,
+    AssertSqlSafe, Executor, MySqlPool,
     mysql::{MySqlPoolOptions, MySqlRow},
 };
 use tokio::sync::{OnceCell, watch};
@@ -229,6 +229,55 @@ impl MybbStore {
             .await
     }
 
+    /// Checks that the row `select` finds (by the bound `id`, as
+    /// `content` and `changed_at`) holds what was just written at
+    /// `written_at`. A row changed again since by someone else is theirs.
+    async fn read_back(
+        &self,
+        key: &Key,
+        select: String,
+        id: i64,
+        content: &str,
+        written_at: i64,
+    ) -> Result<(), ContentError> {
+        let rows = self
+            .rows(sqlx::query(AssertSqlSafe(select)).bind(id))
+            .await?;
+        let stored: Option<(String, i64)> = rows.first().and_then(|row| {
+            use sqlx::Row;
+            Some((
+                row.try_get("content").ok()?,
+                row.try_get("changed_at").ok()?,
+            ))
+        });
+        match stored {
+            Some((text, _)) if text == content => Ok(()),
+            Some((_, at)) if at != written_at => Ok(()),
+            _ => Err(ContentError::Refused(format!(
+                "{key}: the database did not store exactly what was written (row {id}); check the table's character set"
+            ))),
+        }
+    }
+
+    /// The mismatch a lost race is reported as, with the version now.
+    async fn lost_race(&self, key: &Key, expected: u64) -> ContentError {
+        let now = match key.kind {
+            Kind::Template => self.template(key).await,
+            Kind::Stylesheet => self.stylesheet(key).await,
+        };
+        let actual = match now {
+            Ok(item) => item.version,
+            Err(ContentError::NotFound(_)) => 0,
+            Err(err) => return err,
+        };
+        ContentError::VersionMismatch {
+            key: key.to_string(),
+            expected,
+            // Never equal to what the caller expected: it did change.
+            actual: if actual == expected { 0 } else { actual },
+        }
+    }
+
     /// Refuses `text` for `column` when it cannot hold it exactly.
     fn check_fits(
         &self,
@@ -240,6 +289,19 @@ impl MybbStore {
             Some(reason) => Err(ContentError::Invalid { field, reason }),
             None => Ok(()),
         }
+    }
+}
+
+/// Fails the compare-and-swap when `expected` is given and is not
+/// `actual`.
+fn compare(key: &Key, expected: Option<u64>, actual: u64) -> Result<(), ContentError> {
+    match expected {
+        Some(expected) if expected != actual => Err(ContentError::VersionMismatch {
+            key: key.to_string(),
+            expected,
+            actual,
+        }),
+        _ => Ok(()),
     }
 }
 

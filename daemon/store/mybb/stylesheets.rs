@@ -24,7 +24,7 @@ use std::{
 use sqlx::{AssertSqlSafe, Row, mysql::MySqlRow};
 
 use super::{
-    MybbStore, css, from_unix,
+    MybbStore, compare, css, from_unix,
     theme_list::{self, DefaultThemeRow, SheetRow, ThemeRow},
     unix_now, version,
 };
@@ -277,13 +277,7 @@ impl MybbStore {
         let actual = current
             .as_ref()
             .map_or(0, |sheet| item(&key.collection, sheet).version);
-        if let Some(expected) = expected.filter(|expected| *expected != actual) {
-            return Err(ContentError::VersionMismatch {
-                key: key.to_string(),
-                expected,
-                actual,
-            });
-        }
+        compare(key, expected, actual)?;
         let columns = self.columns().await?;
         self.check_fits("content", &columns.stylesheet, content)?;
         let now = unix_now();
@@ -312,7 +306,7 @@ impl MybbStore {
                     .bind(&sheet.stylesheet);
                 let (affected, _) = self.run(query).await?;
                 if affected != 1 {
-                    return Err(self.lost_sheet_race(key, expected.unwrap_or(actual)).await);
+                    return Err(self.lost_race(key, expected.unwrap_or(actual)).await);
                 }
                 (sheet.sid, false)
             }
@@ -356,12 +350,17 @@ impl MybbStore {
                 if own > 1 {
                     let sql = format!("DELETE FROM {} WHERE sid = ?", t.themestylesheets);
                     self.run(sqlx::query(AssertSqlSafe(sql)).bind(sid)).await?;
-                    return Err(self.lost_sheet_race(key, expected.unwrap_or(actual)).await);
+                    return Err(self.lost_race(key, expected.unwrap_or(actual)).await);
                 }
                 (sid, current.is_none())
             }
         };
-        self.read_back_sheet(key, sid, content, now).await?;
+        let select = format!(
+            "SELECT stylesheet AS content, CAST(lastmodified AS SIGNED) AS changed_at FROM {} WHERE sid = ?",
+            t.themestylesheets
+        );
+        self.read_back(key, select, sid.into(), content, now)
+            .await?;
         let mut warnings = Vec::new();
         if let Err(err) = self.cache_sheet(theme.tid, &key.name, content) {
             let fallback = format!("css.php?stylesheet={sid}");
@@ -412,13 +411,7 @@ impl MybbStore {
             )));
         }
         let actual = item(&key.collection, &sheet).version;
-        if let Some(expected) = expected.filter(|expected| *expected != actual) {
-            return Err(ContentError::VersionMismatch {
-                key: key.to_string(),
-                expected,
-                actual,
-            });
-        }
+        compare(key, expected, actual)?;
         let sql = format!(
             "DELETE FROM {} WHERE sid = ? AND lastmodified = ? AND BINARY stylesheet = ?",
             self.tables.themestylesheets
@@ -429,7 +422,7 @@ impl MybbStore {
             .bind(&sheet.stylesheet);
         let (affected, _) = self.run(query).await?;
         if affected != 1 {
-            return Err(self.lost_sheet_race(key, actual).await);
+            return Err(self.lost_race(key, actual).await);
         }
         let dir = self.forum.root.join(css::theme_dir(theme.tid));
         for name in [key.name.clone(), css::minified_name(&key.name)] {
@@ -555,48 +548,6 @@ impl MybbStore {
                 "the forum caches in {other:?}, which outpost does not reach: guests keep the old stylesheet list until the default_theme cache is rebuilt (Tools & Maintenance → Cache Manager)"
             )],
         })
-    }
-
-    /// Checks that row `sid` holds what was just written.
-    async fn read_back_sheet(
-        &self,
-        key: &Key,
-        sid: u32,
-        content: &str,
-        lastmodified: i64,
-    ) -> Result<(), ContentError> {
-        let sql = format!(
-            "SELECT stylesheet, CAST(lastmodified AS SIGNED) AS lastmodified FROM {} WHERE sid = ?",
-            self.tables.themestylesheets
-        );
-        let rows = self.rows(sqlx::query(AssertSqlSafe(sql)).bind(sid)).await?;
-        let stored: Option<(String, i64)> = rows.first().and_then(|row| {
-            Some((
-                row.try_get("stylesheet").ok()?,
-                row.try_get("lastmodified").ok()?,
-            ))
-        });
-        match stored {
-            Some((text, _)) if text == content => Ok(()),
-            // Someone else wrote it right after: theirs stands.
-            Some((_, at)) if at != lastmodified => Ok(()),
-            _ => Err(ContentError::Refused(format!(
-                "{key}: the database did not store exactly what was written (row {sid}); check the table's character set"
-            ))),
-        }
-    }
-
-    async fn lost_sheet_race(&self, key: &Key, expected: u64) -> ContentError {
-        let actual = match self.stylesheet(key).await {
-            Ok(item) => item.version,
-            Err(ContentError::NotFound(_)) => 0,
-            Err(err) => return err,
-        };
-        ContentError::VersionMismatch {
-            key: key.to_string(),
-            expected,
-            actual: if actual == expected { 0 } else { actual },
-        }
     }
 }
 

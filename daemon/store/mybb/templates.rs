@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use sqlx::{AssertSqlSafe, Row, mysql::MySqlRow};
 
-use super::{MybbStore, from_unix, rules, unix_now, version};
+use super::{MybbStore, compare, from_unix, rules, unix_now, version};
 use crate::sync::{
     Collection, ContentError, Item, Key, Kind, Trim, Written, names, sha256, validate_content,
 };
@@ -271,13 +271,7 @@ impl MybbStore {
         let actual = current
             .as_ref()
             .map_or(0, |shown| item(&key.collection, shown.row()).version);
-        if let Some(expected) = expected.filter(|expected| *expected != actual) {
-            return Err(ContentError::VersionMismatch {
-                key: key.to_string(),
-                expected,
-                actual,
-            });
-        }
+        compare(key, expected, actual)?;
         let columns = self.columns().await?;
         self.check_fits("content", &columns.template, content)?;
         let now = unix_now();
@@ -336,7 +330,11 @@ impl MybbStore {
                 (tid, shown.is_none())
             }
         };
-        self.read_back(key, tid, content, now).await?;
+        let select = format!(
+            "SELECT template AS content, CAST(dateline AS SIGNED) AS changed_at FROM {} WHERE tid = ?",
+            t.templates
+        );
+        self.read_back(key, select, tid, content, now).await?;
         let row = TemplateRow {
             tid,
             sid,
@@ -349,47 +347,6 @@ impl MybbStore {
             created,
             warnings: Vec::new(),
         })
-    }
-
-    /// Checks that row `tid` holds what was just written.
-    async fn read_back(
-        &self,
-        key: &Key,
-        tid: i64,
-        content: &str,
-        dateline: i64,
-    ) -> Result<(), ContentError> {
-        let sql = format!(
-            "SELECT template, CAST(dateline AS SIGNED) AS dateline FROM {} WHERE tid = ?",
-            self.tables.templates
-        );
-        let rows = self.rows(sqlx::query(AssertSqlSafe(sql)).bind(tid)).await?;
-        let stored: Option<(String, i64)> = rows
-            .first()
-            .and_then(|row| Some((row.try_get("template").ok()?, row.try_get("dateline").ok()?)));
-        match stored {
-            Some((text, _)) if text == content => Ok(()),
-            // Someone else wrote it right after: theirs stands.
-            Some((_, at)) if at != dateline => Ok(()),
-            _ => Err(ContentError::Refused(format!(
-                "{key}: the database did not store exactly what was written (row {tid}); check the table's character set"
-            ))),
-        }
-    }
-
-    /// The mismatch a lost race is reported as, with the version now.
-    async fn lost_race(&self, key: &Key, expected: u64) -> ContentError {
-        let actual = match self.template(key).await {
-            Ok(item) => item.version,
-            Err(ContentError::NotFound(_)) => 0,
-            Err(err) => return err,
-        };
-        ContentError::VersionMismatch {
-            key: key.to_string(),
-            expected,
-            // Never equal to what the caller expected: it did change.
-            actual: if actual == expected { 0 } else { actual },
-        }
     }
 
     /// Deletes a set's own row (MyBB's "revert to original": the master
@@ -410,13 +367,7 @@ impl MybbStore {
             Some(Shown::Own(row)) => row,
         };
         let actual = item(&key.collection, &row).version;
-        if let Some(expected) = expected.filter(|expected| *expected != actual) {
-            return Err(ContentError::VersionMismatch {
-                key: key.to_string(),
-                expected,
-                actual,
-            });
-        }
+        compare(key, expected, actual)?;
         let sql = format!(
             "DELETE FROM {} WHERE tid = ? AND dateline = ? AND BINARY template = ?",
             self.tables.templates
