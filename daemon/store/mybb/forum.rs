@@ -118,12 +118,30 @@ impl Forum {
             }
         };
         let version_code = version_code(root)?;
+        if !(1800..1900).contains(&version_code) {
+            return Err(format!(
+                "{}: version_code {version_code} is not MyBB 1.8, whose rules outpost follows",
+                root.join("inc/class_core.php").display()
+            ));
+        }
+        // A config split into read and write servers: writes go to the
+        // (first) write server, as MyBB's own.
+        let server_setting = |key: &str| {
+            [
+                &["database", "write", key][..],
+                &["database", "write", "0", key],
+                &["database", key],
+            ]
+            .iter()
+            .find_map(|path| config.string(path))
+            .unwrap_or_default()
+        };
         let (connect, server) = match database_url {
             Some(url) => from_url(url)?,
             None => from_config(
-                &setting("hostname"),
-                &setting("username"),
-                &setting("password"),
+                &server_setting("hostname"),
+                &server_setting("username"),
+                &server_setting("password"),
             ),
         };
         let connect = match connect.get_database() {
@@ -229,12 +247,19 @@ mod tests {
     use super::*;
 
     fn forum(config: &str) -> (tempfile::TempDir, Result<Forum, String>) {
+        forum_with_version(config, 1837)
+    }
+
+    fn forum_with_version(
+        config: &str,
+        version_code: u32,
+    ) -> (tempfile::TempDir, Result<Forum, String>) {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir_all(dir.path().join("inc")).unwrap();
         fs::write(dir.path().join("inc/config.php"), config).unwrap();
         fs::write(
             dir.path().join("inc/class_core.php"),
-            "<?php\nclass MyBB {\n\tpublic $version = \"1.8.37\";\n\tpublic $version_code = 1837;\n}\n",
+            format!("<?php\nclass MyBB {{\n\tpublic $version_code = {version_code};\n}}\n"),
         )
         .unwrap();
         let opened = Forum::open(dir.path(), None);
@@ -272,6 +297,17 @@ mod tests {
         }
         let (options, _) = from_config("10.0.0.5", "u", "p");
         assert_eq!((options.get_host(), options.get_port()), ("10.0.0.5", 3306));
+    }
+
+    #[test]
+    fn a_split_config_writes_to_its_write_server() {
+        let split = "<?php\n$config['database']['type'] = 'mysqli';\n$config['database']['database'] = 'forum';\n$config['database']['table_prefix'] = 'mybb_';\n$config['database']['read'][0]['hostname'] = 'replica';\n$config['database']['write'][0]['hostname'] = 'primary:3310';\n$config['database']['write'][0]['username'] = 'w';\n$config['database']['write'][0]['password'] = 'pw';\n";
+        let (_dir, forum) = forum(split);
+        let forum = forum.unwrap();
+        assert_eq!(forum.server, "primary:3310");
+        assert_eq!(forum.connect.get_username(), "w");
+        let (_dir, old) = forum_with_version(CONFIG, 1604);
+        assert!(old.unwrap_err().contains("not MyBB 1.8"));
     }
 
     #[test]
