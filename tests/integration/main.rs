@@ -18,6 +18,7 @@ mod polyglot;
 mod recovery;
 mod serving;
 mod socket;
+mod stores;
 mod sync_editors;
 mod sync_stress;
 mod sync_support;

@@ -5,6 +5,9 @@
 //! imported once, and nothing is deleted, orphaned or imported from a
 //! dropping. Last, the same template changed in the database and on disk
 //! at once becomes one conflict that keeps both versions.
+//!
+//! Each test runs on both content stores ([`both_stores!`]): the native
+//! one and a MyBB forum's database.
 
 use std::{
     fs::{self, File, OpenOptions},
@@ -19,9 +22,10 @@ use outpost::proto::v1::{self as pb, SyncEventKind as K};
 use tonic::Code;
 
 use crate::{
-    harness::{Daemon, eventually},
+    harness::{Daemon, DaemonBuilder, eventually},
+    stores::{Backend, both_stores},
     sync_support::{
-        EVENT_DEADLINE, Mirrored, about, generated, put, quiesce, sha256, status, sync_daemon,
+        EVENT_DEADLINE, Mirrored, about, generated, put, quiesce, sha256, status, sync_builder,
         template, templates,
     },
 };
@@ -51,23 +55,29 @@ fn saved() -> String {
     )
 }
 
-/// A daemon (from `daemon`) with [`SET`] mirrored: [`TITLE`] holding
-/// [`original`], and `footer_links`.
-async fn editing(daemon: Daemon) -> Mirrored {
-    Mirrored::start(
-        daemon,
-        SET,
-        &[(TITLE, &original()), ("footer_links", LINKS)],
-    )
-    .await
+/// A daemon (from `builder`, on `backend`) with [`SET`] mirrored:
+/// [`TITLE`] holding [`original`], and `footer_links`; and [`TITLE`]'s
+/// version. None if the store cannot be had ([`Backend::start_with`]).
+async fn editing(backend: Backend, builder: DaemonBuilder) -> Option<(Mirrored, u64)> {
+    let store = backend.start_with(builder)?;
+    let mut m = Mirrored::start(store, SET, &[(TITLE, &original()), ("footer_links", LINKS)]).await;
+    let version = template(&mut m.sync, SET, TITLE).await.version;
+    Some((m, version))
 }
 
 /// Checks the outcome of one save of `content` made after event revision
-/// `mark`: imported exactly once, with exactly that content; nothing
-/// deleted, orphaned, emptied, rejected or in conflict; no event about any
-/// of the `droppings` (file names beside the file), and no template made
-/// from one.
-async fn assert_saved_once(m: &mut Mirrored, mark: u64, content: &str, droppings: &[&str]) {
+/// `mark` to [`TITLE`] at version `before`: imported exactly once, with
+/// exactly that content (as the store keeps it); nothing deleted,
+/// orphaned, emptied, rejected or in conflict; no event about any of the
+/// `droppings` (file names beside the file), and no template made from
+/// one.
+async fn assert_saved_once(
+    m: &mut Mirrored,
+    mark: u64,
+    before: u64,
+    content: &str,
+    droppings: &[&str],
+) {
     let newer = |event: &pb::SyncEvent| event.revision > mark;
     m.events
         .wait_for("the save imported", |e| {
@@ -79,13 +89,10 @@ async fn assert_saved_once(m: &mut Mirrored, mark: u64, content: &str, droppings
     let imports = m.events.matching(|e| newer(e) && e.kind() == K::Imported);
     assert_eq!(imports.len(), 1, "imported once: {imports:#?}");
     let stored = template(&mut m.sync, SET, TITLE).await;
-    assert_eq!(
-        (stored.version, imports[0].version),
-        (2, 2),
-        "one new version"
-    );
+    assert_eq!(stored.version, imports[0].version, "the imported version");
+    assert_ne!(stored.version, before, "a new version");
     assert!(
-        stored.content == content,
+        stored.content == m.store.stored(content),
         "the database holds the save whole"
     );
     assert_eq!(fs::read_to_string(m.file(FILE)).unwrap(), content);
@@ -103,17 +110,28 @@ async fn assert_saved_once(m: &mut Mirrored, mark: u64, content: &str, droppings
         .into_iter()
         .map(|t| t.key.unwrap().title)
         .collect();
-    assert_eq!(titles, ["footer_links", TITLE], "nothing added or deleted");
+    assert_eq!(
+        titles.len(),
+        2 + m.store.masters().len(),
+        "nothing added or deleted: {titles:?}"
+    );
+    assert_eq!(
+        m.store.own(titles),
+        ["footer_links", TITLE],
+        "nothing added or deleted"
+    );
     assert_eq!(
         template(&mut m.sync, SET, "footer_links").await.content,
-        LINKS
+        m.store.stored(LINKS)
     );
 }
 
-#[tokio::test]
-async fn vscode_truncate_then_chunks_never_puts_a_prefix_in_the_database() {
+both_stores!(vscode_truncate_then_chunks_never_puts_a_prefix_in_the_database);
+async fn vscode_truncate_then_chunks_never_puts_a_prefix_in_the_database(backend: Backend) {
     // The default debounce (100 ms) and settle period (1 s).
-    let mut m = editing(Daemon::start()).await;
+    let Some((mut m, before)) = editing(backend, Daemon::builder()).await else {
+        return;
+    };
     let mark = m.events.mark();
     let content = saved();
     let bytes = content.as_bytes();
@@ -142,7 +160,7 @@ async fn vscode_truncate_then_chunks_never_puts_a_prefix_in_the_database() {
             tokio::time::sleep(pauses[n - 1]).await;
             let meanwhile = template(&mut m.sync, SET, TITLE).await;
             assert!(
-                meanwhile.version == 1 && meanwhile.content == original(),
+                meanwhile.version == before && meanwhile.content == m.store.stored(&original()),
                 "chunk {} of 4 not written yet, and the database has version {} of {} bytes",
                 n + 1,
                 meanwhile.version,
@@ -152,12 +170,14 @@ async fn vscode_truncate_then_chunks_never_puts_a_prefix_in_the_database() {
         file.write_all(&bytes[chunk[0]..chunk[1]]).unwrap();
     }
     drop(file);
-    assert_saved_once(&mut m, mark, &content, &[]).await;
+    assert_saved_once(&mut m, mark, before, &content, &[]).await;
 }
 
-#[tokio::test]
-async fn vim_default_renames_to_a_backup_and_writes_a_new_file() {
-    let mut m = editing(sync_daemon(&[])).await;
+both_stores!(vim_default_renames_to_a_backup_and_writes_a_new_file);
+async fn vim_default_renames_to_a_backup_and_writes_a_new_file(backend: Backend) {
+    let Some((mut m, before)) = editing(backend, sync_builder(&[])).await else {
+        return;
+    };
     let mark = m.events.mark();
     let dir = m.file("header");
     let (file, backup, swap) = (
@@ -195,15 +215,18 @@ async fn vim_default_renames_to_a_backup_and_writes_a_new_file() {
     assert_saved_once(
         &mut m,
         mark,
+        before,
         &saved(),
         &["header_welcome.html~", ".header_welcome.html.swp", "4913"],
     )
     .await;
 }
 
-#[tokio::test]
-async fn jetbrains_safe_write_swaps_in_a_temp_file() {
-    let mut m = editing(sync_daemon(&[])).await;
+both_stores!(jetbrains_safe_write_swaps_in_a_temp_file);
+async fn jetbrains_safe_write_swaps_in_a_temp_file(backend: Backend) {
+    let Some((mut m, before)) = editing(backend, sync_builder(&[])).await else {
+        return;
+    };
     let mark = m.events.mark();
     let file = m.file(FILE);
     let dir = m.file("header");
@@ -216,6 +239,7 @@ async fn jetbrains_safe_write_swaps_in_a_temp_file() {
     assert_saved_once(
         &mut m,
         mark,
+        before,
         &saved(),
         &[
             "header_welcome.html___jb_tmp___",
@@ -225,9 +249,11 @@ async fn jetbrains_safe_write_swaps_in_a_temp_file() {
     .await;
 }
 
-#[tokio::test]
-async fn emacs_locks_backs_up_by_renaming_and_writes_a_new_file() {
-    let mut m = editing(sync_daemon(&[])).await;
+both_stores!(emacs_locks_backs_up_by_renaming_and_writes_a_new_file);
+async fn emacs_locks_backs_up_by_renaming_and_writes_a_new_file(backend: Backend) {
+    let Some((mut m, before)) = editing(backend, sync_builder(&[])).await else {
+        return;
+    };
     let mark = m.events.mark();
     let file = m.file(FILE);
     let dir = m.file("header");
@@ -250,6 +276,7 @@ async fn emacs_locks_backs_up_by_renaming_and_writes_a_new_file() {
     assert_saved_once(
         &mut m,
         mark,
+        before,
         &saved(),
         &[
             ".#header_welcome.html",
@@ -260,14 +287,16 @@ async fn emacs_locks_backs_up_by_renaming_and_writes_a_new_file() {
     .await;
     assert_eq!(
         fs::read_to_string(&backup).unwrap(),
-        original(),
-        "the backup stays, untouched"
+        m.store.stored(&original()),
+        "the backup (of the file as exported) stays, untouched"
     );
 }
 
-#[tokio::test]
-async fn sed_in_place_renames_its_temp_over_the_file() {
-    let mut m = editing(sync_daemon(&[])).await;
+both_stores!(sed_in_place_renames_its_temp_over_the_file);
+async fn sed_in_place_renames_its_temp_over_the_file(backend: Backend) {
+    let Some((mut m, before)) = editing(backend, sync_builder(&[])).await else {
+        return;
+    };
     let mark = m.events.mark();
     let temp = m.file("header/sedAbC123");
     let edited = original().replace("old", "new");
@@ -280,11 +309,24 @@ async fn sed_in_place_renames_its_temp_over_the_file() {
     out.write_all(edited.as_bytes()).unwrap();
     drop(out);
     fs::rename(&temp, m.file(FILE)).unwrap();
-    assert_saved_once(&mut m, mark, &edited, &["sedAbC123"]).await;
+    assert_saved_once(&mut m, mark, before, &edited, &["sedAbC123"]).await;
 }
 
 /// Templates in the `git checkout` test.
 const CHECKOUT_FILES: usize = 200;
+
+/// The title of template `i` of the `git checkout` test: in group `misc`,
+/// which MyBB has too, so that its file is in the same directory (see
+/// [`checkout_file`]) on both stores.
+fn checkout_title(i: usize) -> String {
+    format!("misc_page_{i:03}")
+}
+
+/// The file of template `i` of the `git checkout` test, relative to the
+/// set's directory.
+fn checkout_file(i: usize) -> String {
+    format!("misc/{}.html", checkout_title(i))
+}
 
 /// The checked-out content of template `i`.
 fn checked_out(i: usize) -> String {
@@ -318,14 +360,13 @@ fn have_git() -> bool {
         .is_ok_and(|output| output.status.success())
 }
 
-/// Checks out a branch in which every file of `set_dir` (holding
-/// [`generated`] content) holds [`checked_out`] content: with real `git`
+/// Checks out a branch in which every file of `set_dir` (holding what
+/// the export of [`generated`] content wrote) holds [`checked_out`]
+/// content: with real `git`
 /// when it is installed (history kept outside the sync root), else by
 /// doing what it does to each file: unlink, create, write, close.
 fn checkout(history: &Path, set_dir: &Path) {
-    let names: Vec<String> = (0..CHECKOUT_FILES)
-        .map(|i| format!("page/page_{i:03}.html"))
-        .collect();
+    let names: Vec<String> = (0..CHECKOUT_FILES).map(checkout_file).collect();
     if !have_git() {
         for (i, name) in names.iter().enumerate() {
             let path = set_dir.join(name);
@@ -337,9 +378,13 @@ fn checkout(history: &Path, set_dir: &Path) {
     }
     // Both branches are built in a scratch work tree outside the root.
     let (repo, scratch) = (history.join("repo.git"), history.join("scratch"));
-    fs::create_dir_all(scratch.join("page")).unwrap();
+    fs::create_dir_all(scratch.join("misc")).unwrap();
     git(&repo, &scratch, &["init", "-q"]);
-    for (branch, content) in [("a", generated as fn(usize) -> String), ("b", checked_out)] {
+    // Branch a is what the export wrote (a MyBB store strips trailing
+    // whitespace), so that git finds the work tree clean.
+    let exported = |i: usize| fs::read_to_string(set_dir.join(checkout_file(i))).unwrap();
+    let branches: [(&str, &dyn Fn(usize) -> String); 2] = [("a", &exported), ("b", &checked_out)];
+    for (branch, content) in branches {
         for (i, name) in names.iter().enumerate() {
             fs::write(scratch.join(name), content(i)).unwrap();
         }
@@ -354,18 +399,31 @@ fn checkout(history: &Path, set_dir: &Path) {
     git(&repo, set_dir, &["checkout", "-q", "b"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn git_checkout_of_200_files() {
+both_stores!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    git_checkout_of_200_files
+);
+async fn git_checkout_of_200_files(backend: Backend) {
+    let Some(store) = backend.start_with(sync_builder(&[])) else {
+        return;
+    };
     let items: Vec<(String, String)> = (0..CHECKOUT_FILES)
-        .map(|i| (format!("page_{i:03}"), generated(i)))
+        .map(|i| (checkout_title(i), generated(i)))
         .collect();
     let borrowed: Vec<(&str, &str)> = items
         .iter()
         .map(|(title, content)| (title.as_str(), content.as_str()))
         .collect();
-    let mut m = Mirrored::start(sync_daemon(&[]), "Git", &borrowed).await;
+    let mut m = Mirrored::start(store, "Git", &borrowed).await;
+    let before: Vec<u64> = m
+        .store
+        .own_templates(templates(&mut m.sync, "Git").await)
+        .iter()
+        .map(|template| template.version)
+        .collect();
+    assert_eq!(before.len(), CHECKOUT_FILES);
     let mark = m.events.mark();
-    let history = m.daemon.dir.path().join("history");
+    let history = m.store.daemon.dir.path().join("history");
     checkout(&history, &m.dir);
 
     let newer = |event: &pb::SyncEvent| event.revision > mark;
@@ -387,19 +445,40 @@ async fn git_checkout_of_200_files() {
         let unexpected = m.events.matching(|e| newer(e) && e.kind() == kind);
         assert!(unexpected.is_empty(), "{unexpected:#?}");
     }
-    let stored = templates(&mut m.sync, "Git").await;
+    let listed = templates(&mut m.sync, "Git").await;
+    assert_eq!(
+        listed.len(),
+        CHECKOUT_FILES + m.store.masters().len(),
+        "nothing deleted or added"
+    );
+    let stored = m.store.own_templates(listed);
     assert_eq!(stored.len(), CHECKOUT_FILES, "nothing deleted or added");
     for (i, template) in stored.iter().enumerate() {
-        assert!(template.content == checked_out(i), "page_{i:03} whole");
-        assert_eq!(template.version, 2, "page_{i:03} imported once");
+        let title = checkout_title(i);
+        assert_eq!(template.key.as_ref().unwrap().title, title);
+        assert!(
+            template.content == m.store.stored(&checked_out(i)),
+            "{title} whole"
+        );
+        let imports: Vec<u64> = m
+            .events
+            .matching(|e| newer(e) && about(e, K::Imported, "Git", &title))
+            .iter()
+            .map(|e| e.version)
+            .collect();
+        assert_eq!(imports, [template.version], "{title} imported once");
+        assert_ne!(template.version, before[i], "{title} changed");
     }
 }
 
-#[tokio::test]
-async fn a_template_changed_in_the_database_and_on_disk_at_once_is_one_conflict() {
+both_stores!(a_template_changed_in_the_database_and_on_disk_at_once_is_one_conflict);
+async fn a_template_changed_in_the_database_and_on_disk_at_once_is_one_conflict(backend: Backend) {
     // A long debounce: the admin's save lands before the watcher looks at
     // the editor's, as when both happen within the debounce.
-    let mut m = editing(sync_daemon(&["--sync-debounce", "2s"])).await;
+    let Some((mut m, before)) = editing(backend, sync_builder(&["--sync-debounce", "2s"])).await
+    else {
+        return;
+    };
     let mark = m.events.mark();
     let newer = |event: &pb::SyncEvent| event.revision > mark;
     let file = m.file(FILE);
@@ -410,11 +489,12 @@ async fn a_template_changed_in_the_database_and_on_disk_at_once_is_one_conflict(
     fs::write(&file, disk).unwrap();
     let admin = m
         .sync
-        .put_template(put(SET, TITLE, database, Some(1)))
+        .put_template(put(SET, TITLE, database, Some(before)))
         .await
-        .expect("the admin panel read version 1")
+        .expect("the admin panel read the version before")
         .into_inner();
-    assert_eq!(admin.template.unwrap().version, 2);
+    let admin_version = admin.template.unwrap().version;
+    assert_ne!(admin_version, before);
 
     let detected = m
         .events
@@ -435,7 +515,10 @@ async fn a_template_changed_in_the_database_and_on_disk_at_once_is_one_conflict(
     // Both versions are kept: the database's in the database and the
     // file, the disk's in the conflict copy.
     let stored = template(&mut m.sync, SET, TITLE).await;
-    assert_eq!((stored.content.as_str(), stored.version), (database, 2));
+    assert_eq!(
+        (stored.content.as_str(), stored.version),
+        (database, admin_version)
+    );
     assert_eq!(fs::read_to_string(&file).unwrap(), database);
     let listed = m
         .sync
@@ -457,7 +540,7 @@ async fn a_template_changed_in_the_database_and_on_disk_at_once_is_one_conflict(
     let copy = format!("{}.outpost-conflict-{}", file.display(), conflict.id);
     assert_eq!(conflict.conflict_copy_path, copy);
     assert_eq!(fs::read_to_string(&copy).unwrap(), disk);
-    assert_eq!(conflict.database_version, 2);
+    assert_eq!(conflict.database_version, admin_version);
     assert_eq!(conflict.database_sha256, sha256(database.as_bytes()));
     assert_eq!(conflict.disk_sha256, sha256(disk.as_bytes()));
     assert!(conflict.detected_at.is_some());
@@ -489,14 +572,17 @@ async fn a_template_changed_in_the_database_and_on_disk_at_once_is_one_conflict(
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(resolved.version, 3);
+    assert_ne!(resolved.version, admin_version);
     m.events
         .wait_for("CONFLICT_RESOLVED", |e| {
             newer(e) && about(e, K::ConflictResolved, SET, TITLE)
         })
         .await;
     let kept = template(&mut m.sync, SET, TITLE).await;
-    assert_eq!((kept.content.as_str(), kept.version), (disk, 3));
+    assert_eq!(
+        (kept.content.as_str(), kept.version),
+        (disk, resolved.version)
+    );
     eventually("the file and copy to follow", EVENT_DEADLINE, || {
         let done =
             fs::read_to_string(&file).is_ok_and(|text| text == disk) && !Path::new(&copy).exists();

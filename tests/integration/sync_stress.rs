@@ -1,6 +1,7 @@
 //! Sync under load and under attack: exports repeated while files are
 //! edited and the database changes, then symlinks pointing out of the sync
-//! root, oversized files and NUL bytes.
+//! root, oversized files and NUL bytes. The hostile files run on both
+//! content stores ([`both_stores!`]); the load, on the native one.
 
 use std::{
     collections::HashMap,
@@ -21,6 +22,7 @@ use tokio::task::JoinSet;
 
 use crate::{
     harness::eventually,
+    stores::{Backend, both_stores},
     sync_support::{
         Mirrored, SyncClient, about, at, counters_reach, export, files, put, quiesce, status,
         sync_daemon, sync_root, template, templates,
@@ -276,24 +278,30 @@ async fn exports_repeated_while_files_are_edited_lose_nothing() {
     assert!(left.is_empty(), "temps left: {left:?}");
 }
 
-/// A daemon with set `Default` mirrored: `header_welcome` and
-/// `footer_links`.
-async fn mirrored() -> Mirrored {
-    Mirrored::start(
-        sync_daemon(&[]),
-        "Default",
-        &[
-            ("header_welcome", "<b>welcome</b>"),
-            ("footer_links", "<a>home</a>"),
-        ],
+/// A daemon on `backend` with set `Default` mirrored: `header_welcome`
+/// and `footer_links`; None if the store cannot be had
+/// ([`Backend::start_with`]).
+async fn mirrored(backend: Backend) -> Option<Mirrored> {
+    let store = backend.sync_daemon(&[])?;
+    Some(
+        Mirrored::start(
+            store,
+            "Default",
+            &[
+                ("header_welcome", "<b>welcome</b>"),
+                ("footer_links", "<a>home</a>"),
+            ],
+        )
+        .await,
     )
-    .await
 }
 
-#[tokio::test]
-async fn symlinks_inside_the_root_are_never_followed() {
-    let mut m = mirrored().await;
-    let outside = m.daemon.dir.path().join("outside");
+both_stores!(symlinks_inside_the_root_are_never_followed);
+async fn symlinks_inside_the_root_are_never_followed(backend: Backend) {
+    let Some(mut m) = mirrored(backend).await else {
+        return;
+    };
+    let outside = m.store.daemon.dir.path().join("outside");
     fs::create_dir_all(outside.join("set/header")).unwrap();
     fs::write(outside.join("outside.html"), "secret").unwrap();
     fs::write(outside.join("set/header/header_x.html"), "<b>outside</b>").unwrap();
@@ -319,6 +327,7 @@ async fn symlinks_inside_the_root_are_never_followed() {
 
     // Database changes to what the links name are never written through
     // them.
+    m.store.create_set("Linked");
     for (set, title) in [
         ("Default", "header_evil"),
         ("Linked", "header_x"),
@@ -357,9 +366,22 @@ async fn symlinks_inside_the_root_are_never_followed() {
     }
 }
 
-#[tokio::test]
-async fn oversized_and_nul_files_are_rejected() {
-    let mut m = mirrored().await;
+both_stores!(oversized_and_nul_files_are_rejected);
+async fn oversized_and_nul_files_are_rejected(backend: Backend) {
+    let Some(mut m) = mirrored(backend).await else {
+        return;
+    };
+    let versions = |templates: Vec<pb::Template>| -> Vec<(String, String, u64)> {
+        templates
+            .into_iter()
+            .map(|t| (t.key.unwrap().title, t.content, t.version))
+            .collect()
+    };
+    let before = versions(
+        m.store
+            .own_templates(templates(&mut m.sync, "Default").await),
+    );
+    assert_eq!(before.len(), 2);
     let huge = format!("<p>{}</p>", "x".repeat(10 << 20));
     let (welcome, new, links) = (
         m.file("header/header_welcome.html"),
@@ -383,16 +405,23 @@ async fn oversized_and_nul_files_are_rejected() {
     assert_eq!(counted.rejected, 3);
     quiesce(&mut m.sync, &mut m.events).await;
     assert!(m.events.matching(|e| e.kind() == K::Imported).is_empty());
-    let stored: Vec<(String, String, u64)> = templates(&mut m.sync, "Default")
-        .await
-        .into_iter()
-        .map(|t| (t.key.unwrap().title, t.content, t.version))
-        .collect();
+    let stored = versions(
+        m.store
+            .own_templates(templates(&mut m.sync, "Default").await),
+    );
+    assert_eq!(stored, before, "nothing changed");
     assert_eq!(
-        stored,
         [
-            ("footer_links".to_owned(), "<a>home</a>".to_owned(), 1),
-            ("header_welcome".to_owned(), "<b>welcome</b>".to_owned(), 1),
+            stored[0].0.as_str(),
+            &stored[0].1,
+            &stored[1].0,
+            &stored[1].1
+        ],
+        [
+            "footer_links",
+            "<a>home</a>",
+            "header_welcome",
+            "<b>welcome</b>"
         ]
     );
 }

@@ -14,7 +14,10 @@ use outpost::{
 };
 use tonic::Streaming;
 
-use crate::harness::{Daemon, START_DEADLINE, eventually};
+use crate::{
+    harness::{Daemon, DaemonBuilder, START_DEADLINE, eventually},
+    stores::Store,
+};
 
 /// A client of the Sync service.
 pub type SyncClient = pb::sync_client::SyncClient<outpost::endpoint::AuthChannel>;
@@ -124,19 +127,6 @@ pub async fn templates(sync: &mut SyncClient, set: &str) -> Vec<pb::Template> {
     .unwrap_or_else(|status| panic!("list {set}: {status}"))
     .into_inner()
     .templates
-}
-
-/// Puts `items` (title, content) into set `set` and exports it, so that
-/// the set is mirrored under the sync root; returns the set's directory.
-pub async fn mirror(sync: &mut SyncClient, set: &str, items: &[(&str, &str)]) -> PathBuf {
-    for (title, content) in items {
-        sync.put_template(put(set, title, content, None))
-            .await
-            .unwrap();
-    }
-    let summary = export(sync, set).await;
-    assert_eq!(summary.written as usize, items.len(), "{summary:?}");
-    sync_root(sync).await.join("templates").join(set)
 }
 
 /// The template an event is about, if any.
@@ -305,18 +295,24 @@ pub const FAST_SETTLE: &str = "300ms";
 
 /// Starts a daemon with [`FAST_SETTLE`] and `extra` arguments.
 pub fn sync_daemon(extra: &[&str]) -> Daemon {
+    sync_builder(extra).start()
+}
+
+/// A builder of a daemon with [`FAST_SETTLE`] and `extra` arguments, for
+/// a test that adds more (a store: [`crate::stores::Backend::sync_daemon`]).
+pub fn sync_builder(extra: &[&str]) -> DaemonBuilder {
     let mut builder = Daemon::builder().arg("--sync-settle").arg(FAST_SETTLE);
     for arg in extra {
         builder = builder.arg(arg);
     }
-    builder.start()
+    builder
 }
 
 /// A daemon with one mirrored template set, and a sync event stream
 /// opened before the set was put and exported.
 pub struct Mirrored {
-    /// The daemon.
-    pub daemon: Daemon,
+    /// The daemon and its store.
+    pub store: Store,
     /// A connection to it.
     pub connection: Connection,
     /// A Sync client on that connection.
@@ -328,16 +324,33 @@ pub struct Mirrored {
 }
 
 impl Mirrored {
-    /// Puts `items` (title, content) into set `set` of `daemon`, exports
-    /// it and waits until the reconciler is idle.
-    pub async fn start(daemon: Daemon, set: &str, items: &[(&str, &str)]) -> Self {
-        let connection = daemon.connect().await;
+    /// Creates set `set` in `store` ([`Store::create_set`]), puts `items`
+    /// (title, content) into it, exports it — so that it is mirrored under
+    /// the sync root — and waits until the reconciler is idle.
+    pub async fn start(store: Store, set: &str, items: &[(&str, &str)]) -> Self {
+        let connection = store.daemon.connect().await;
         let mut sync = connection.sync();
         let (mut events, _) = SyncEvents::open(&connection, &[]).await;
-        let dir = mirror(&mut sync, set, items).await;
+        store.create_set(set);
+        for (title, content) in items {
+            sync.put_template(put(set, title, content, None))
+                .await
+                .unwrap_or_else(|status| panic!("put {set}/{title}: {status}"));
+        }
+        let summary = export(&mut sync, set).await;
+        // A MyBB set shows (so exports) the master templates it has no row
+        // of its own for, too.
+        let inherited = store
+            .masters()
+            .iter()
+            .filter(|master| !items.iter().any(|(title, _)| title == master))
+            .count();
+        let shown = items.len() + inherited;
+        assert_eq!(summary.written as usize, shown, "{summary:?}");
+        let dir = sync_root(&mut sync).await.join("templates").join(set);
         quiesce(&mut sync, &mut events).await;
         Self {
-            daemon,
+            store,
             connection,
             sync,
             events,
