@@ -13,6 +13,7 @@ mod harness;
 mod instances;
 mod mariadb_harness;
 mod mybb;
+mod mybb_visitor;
 mod policies;
 mod polyglot;
 mod recovery;
