@@ -61,6 +61,22 @@ impl<'a> Members<'a> {
         }
     }
 
+    /// Remembers processes signalled outside a scan (found through the
+    /// kernel's lists of children): once they exit they are zombies
+    /// without a marker, and still to be waited for until reaped.
+    fn remember(&mut self, pids: &[i32]) {
+        self.seen.extend(pids);
+    }
+
+    /// Whether every process remembered is gone (reaped, or a zombie only
+    /// another parent can reap), by reading their entries alone.
+    fn remembered_gone(&self) -> bool {
+        let me = std::process::id() as i32;
+        self.seen.iter().all(|&pid| {
+            process::read_entry(pid).is_none_or(|p| p.state == 'Z' && p.ppid != me)
+        })
+    }
+
     /// Looks at a fresh process table (a scan shared with every other stop
     /// in progress, made off the async workers), remembering the members.
     /// Nothing remains when no member lingers, counting the daemon's own
@@ -127,7 +143,10 @@ pub async fn terminate_group(
         _ => None,
     };
     match escapees {
-        Some(escapees) => process::signal_members(pgid, &escapees, signal),
+        Some(escapees) => {
+            process::signal_members(pgid, &escapees, signal);
+            members.remember(&escapees);
+        }
         None => {
             let first = members.look().await;
             if first.live.is_empty() && leader.is_none() && first.gone {
@@ -142,7 +161,10 @@ pub async fn terminate_group(
         outcome = timeout_at(deadline.into(), leader.exited()).await.ok();
     }
     let reaped = leader.is_none() || outcome.is_some();
-    if reaped && lineage.as_ref().is_some_and(Lineage::gone) {
+    // An escapee that exited is a zombie without its marker until the
+    // reaper collects it: the lineage no longer sees it, the remembered
+    // pids do.
+    if reaped && lineage.as_ref().is_some_and(Lineage::gone) && members.remembered_gone() {
         return outcome.unwrap_or(ExitOutcome::Unknown);
     }
     if !members.wait_gone(deadline).await {
