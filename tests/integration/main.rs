@@ -7,6 +7,11 @@
 #[path = "../support/mariadb.rs"]
 pub mod mariadb;
 
+/// A private PostgreSQL server per test, with the same synthetic MyBB
+/// forums.
+#[path = "../support/postgres.rs"]
+pub mod postgres;
+
 mod config;
 mod content;
 mod harness;
@@ -15,6 +20,7 @@ mod mariadb_harness;
 mod mybb;
 mod policies;
 mod polyglot;
+mod postgres_harness;
 mod recovery;
 mod serving;
 mod socket;
