@@ -7,6 +7,11 @@
 #[path = "../support/mariadb.rs"]
 pub mod mariadb;
 
+/// A private PostgreSQL server per test, with the same synthetic MyBB
+/// forums.
+#[path = "../support/postgres.rs"]
+pub mod postgres;
+
 mod config;
 mod content;
 mod harness;
@@ -16,6 +21,7 @@ mod mybb;
 mod mybb_visitor;
 mod policies;
 mod polyglot;
+mod postgres_harness;
 mod recovery;
 mod serving;
 mod socket;

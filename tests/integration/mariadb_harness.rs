@@ -452,8 +452,8 @@ fn the_forum_root_reads_back_in_php() {
 }
 
 /// PHP's command-line interpreter, or None (with a reason) if it is
-/// missing and not required.
-fn php() -> Option<std::path::PathBuf> {
+/// missing and not required. Shared with the PostgreSQL harness's tests.
+pub(crate) fn php() -> Option<std::path::PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     if let Some(php) = std::env::split_paths(&path)
         .map(|dir| dir.join("php"))
