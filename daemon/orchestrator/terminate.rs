@@ -72,9 +72,9 @@ impl<'a> Members<'a> {
     /// another parent can reap), by reading their entries alone.
     fn remembered_gone(&self) -> bool {
         let me = std::process::id() as i32;
-        self.seen.iter().all(|&pid| {
-            process::read_entry(pid).is_none_or(|p| p.state == 'Z' && p.ppid != me)
-        })
+        self.seen
+            .iter()
+            .all(|&pid| process::read_entry(pid).is_none_or(|p| p.state == 'Z' && p.ppid != me))
     }
 
     /// Looks at a fresh process table (a scan shared with every other stop
