@@ -1,7 +1,8 @@
 //! Durable atomic writes of many files at once. Every file is first
 //! written to a unique hidden temp file in its own directory; then the
 //! temps are made durable together (one `syncfs` per file system, instead
-//! of one fsync per file); then all are renamed over their targets; then
+//! of one fsync per file, for a batch of more than a few; a few are
+//! fsynced one by one); then all are renamed over their targets; then
 //! each directory is fsynced once. A reader (or a crash) sees each target
 //! either whole and old or whole and new, never a prefix. Temps still
 //! staged when a batch is dropped — after an error, or a panic — are
@@ -25,6 +26,12 @@ const TEMP_SUFFIX: &str = ".tmp";
 pub fn is_temp(name: &str) -> bool {
     name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX)
 }
+
+/// Batches up to this many files are made durable with one fsync each:
+/// `syncfs` waits for everything dirty on the file system, other
+/// programs' writes included, which on a busy disk takes far longer than
+/// a few fsyncs (the reconciler writes one file at a time).
+const FSYNC_EACH_UP_TO: usize = 8;
 
 /// Files staged for one atomic, durable write.
 #[derive(Default)]
@@ -68,16 +75,22 @@ impl Batch {
     /// (asked after the temps are durable, right before the renames) is
     /// left alone and its temp removed. Returns those targets.
     pub fn commit_if(mut self, unchanged: impl Fn(&Path) -> bool) -> io::Result<Vec<PathBuf>> {
-        // One directory per file system: syncfs there flushes every temp.
-        let mut file_systems = BTreeMap::new();
-        for (temp, _) in &self.staged {
-            if let Some(dir) = temp.parent() {
-                let device = fs::metadata(dir)?.dev();
-                file_systems.entry(device).or_insert_with(|| dir.to_owned());
+        if self.staged.len() <= FSYNC_EACH_UP_TO {
+            for (temp, _) in &self.staged {
+                File::open(temp)?.sync_all()?;
             }
-        }
-        for dir in file_systems.values() {
-            nix::unistd::syncfs(File::open(dir)?)?;
+        } else {
+            // One directory per file system: syncfs there flushes every temp.
+            let mut file_systems = BTreeMap::new();
+            for (temp, _) in &self.staged {
+                if let Some(dir) = temp.parent() {
+                    let device = fs::metadata(dir)?.dev();
+                    file_systems.entry(device).or_insert_with(|| dir.to_owned());
+                }
+            }
+            for dir in file_systems.values() {
+                nix::unistd::syncfs(File::open(dir)?)?;
+            }
         }
         let mut dirs = BTreeSet::new();
         let mut left_alone = Vec::new();
