@@ -46,7 +46,7 @@ use outpost_bench_support as support;
 
 // Shared with the integration tests, which use all of it; this benchmark
 // uses only the server and one forum.
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 #[path = "../tests/support/mariadb.rs"]
 mod mariadb;
 
