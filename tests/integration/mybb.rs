@@ -337,6 +337,27 @@ async fn refusals(mode: SqlMode) {
         })
         .await;
     assert!(rejected.message.contains("U+1F600"), "{}", rejected.message);
+    // A set the forum does not have (sets are made in its admin panel).
+    let elsewhere = index
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .with_file_name("No Such Set")
+        .join("header/header.html");
+    fs::create_dir_all(elsewhere.parent().unwrap()).unwrap();
+    save(&elsewhere, "<p>lost?</p>");
+    let rejected = s
+        .events
+        .until("the file of an unknown set rejected", |e| {
+            e.kind() == K::Rejected && e.path == elsewhere.display().to_string()
+        })
+        .await;
+    assert!(
+        rejected.message.contains("no template set"),
+        "{}",
+        rejected.message
+    );
     assert_eq!(
         s.value(&format!("SELECT COUNT(*) FROM {templates} WHERE sid <> -2")),
         "0",

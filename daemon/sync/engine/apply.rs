@@ -208,8 +208,13 @@ impl<C: ContentStore, L: Ledger> Worker<C, L> {
                         });
                     }
                     // Content the store will never take (MyBB's template
-                    // check, a column's limits): trying again cannot help.
-                    Err(err @ (ContentError::Invalid { .. } | ContentError::Refused(_))) => {
+                    // check, a column's limits, a set the forum does not
+                    // have): trying again cannot help.
+                    Err(
+                        err @ (ContentError::Invalid { .. }
+                        | ContentError::Refused(_)
+                        | ContentError::NotFound(_)),
+                    ) => {
                         self.reject(&path, &format!("cannot be stored: {err}"));
                         return Ok(Outcome::Settled(Effect::Skipped));
                     }
