@@ -56,7 +56,7 @@ struct Sheet {
 }
 
 /// Every theme and every sheet, read together.
-struct Forum {
+struct Styles {
     themes: Vec<Theme>,
     sheets: Vec<Sheet>,
 }
@@ -65,7 +65,7 @@ fn int(row: &MySqlRow, column: &str) -> Result<i64, sqlx::Error> {
     row.try_get::<i64, _>(column)
 }
 
-impl Forum {
+impl Styles {
     fn theme_rows(&self) -> Vec<ThemeRow> {
         self.themes
             .iter()
@@ -162,7 +162,7 @@ fn item(theme: &str, sheet: &Sheet) -> Item {
 
 impl MybbStore {
     /// Every theme and every stylesheet row.
-    async fn forum(&self) -> Result<Forum, ContentError> {
+    async fn styles(&self) -> Result<Styles, ContentError> {
         let t = &self.tables;
         let sql = format!(
             "SELECT CAST(tid AS SIGNED) AS tid, CAST(pid AS SIGNED) AS pid, name, \
@@ -204,15 +204,15 @@ impl MybbStore {
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()
             .map_err(|err| self.storage(err))?;
-        Ok(Forum { themes, sheets })
+        Ok(Styles { themes, sheets })
     }
 
     /// Every theme, with the number of sheets it shows.
     pub(super) async fn themes(&self) -> Result<Vec<Collection>, ContentError> {
-        let forum = self.forum().await?;
+        let styles = self.styles().await?;
         let mut themes = Vec::new();
-        for theme in &forum.themes {
-            let Ok(shown) = forum.shown(theme) else {
+        for theme in &styles.themes {
+            let Ok(shown) = styles.shown(theme) else {
                 continue;
             };
             let sheets: Vec<&Sheet> = shown
@@ -233,9 +233,9 @@ impl MybbStore {
     /// The sheets theme `name` shows; names with duplicate rows are left
     /// out (reading one says why).
     pub(super) async fn stylesheets(&self, name: &str) -> Result<Vec<Item>, ContentError> {
-        let forum = self.forum().await?;
-        let theme = forum.theme(name)?;
-        Ok(forum
+        let styles = self.styles().await?;
+        let theme = styles.theme(name)?;
+        Ok(styles
             .shown(theme)?
             .into_values()
             .filter_map(|shown| shown.ok().map(|sheet| item(name, sheet)))
@@ -244,9 +244,9 @@ impl MybbStore {
 
     /// One sheet as its theme shows it.
     pub(super) async fn stylesheet(&self, key: &Key) -> Result<Item, ContentError> {
-        let forum = self.forum().await?;
-        let theme = forum.theme(&key.collection)?;
-        match forum.shown(theme)?.remove(&key.name) {
+        let styles = self.styles().await?;
+        let theme = styles.theme(&key.collection)?;
+        match styles.shown(theme)?.remove(&key.name) {
             Some(Ok(sheet)) => Ok(item(&key.collection, sheet)),
             Some(Err(reason)) => Err(ContentError::Refused(format!("{key} {reason}"))),
             None => Err(ContentError::NotFound(format!("no {key}"))),
@@ -261,15 +261,15 @@ impl MybbStore {
         expected: Option<u64>,
     ) -> Result<crate::sync::Written, ContentError> {
         names::validate("key.name", &key.name)?;
-        let forum = self.forum().await?;
-        let theme = forum.theme(&key.collection)?.clone();
+        let styles = self.styles().await?;
+        let theme = styles.theme(&key.collection)?.clone();
         if theme.tid == MASTER_THEME {
             return Err(ContentError::Refused(format!(
                 "{key}: {:?} is MyBB's master style, which the admin panel never edits; edit the sheet in a theme below it",
                 theme.name
             )));
         }
-        let current = match forum.shown(&theme)?.remove(&key.name) {
+        let current = match styles.shown(&theme)?.remove(&key.name) {
             Some(Ok(sheet)) => Some(sheet.clone()),
             Some(Err(reason)) => return Err(ContentError::Refused(format!("{key} {reason}"))),
             None => None,
@@ -397,9 +397,9 @@ impl MybbStore {
         key: &Key,
         expected: Option<u64>,
     ) -> Result<u64, ContentError> {
-        let forum = self.forum().await?;
-        let theme = forum.theme(&key.collection)?.clone();
-        let sheet = match forum.shown(&theme)?.remove(&key.name) {
+        let styles = self.styles().await?;
+        let theme = styles.theme(&key.collection)?.clone();
+        let sheet = match styles.shown(&theme)?.remove(&key.name) {
             None => return Err(ContentError::NotFound(format!("no {key}"))),
             Some(Err(reason)) => return Err(ContentError::Refused(format!("{key} {reason}"))),
             Some(Ok(sheet)) => sheet.clone(),
@@ -456,9 +456,9 @@ impl MybbStore {
     /// and, if the default theme is among them, the `default_theme` cache;
     /// returns what could not be done.
     async fn refresh_lists(&self, tid: u32) -> Result<Vec<String>, ContentError> {
-        let forum = self.forum().await?;
-        let themes = forum.theme_rows();
-        let sheets = forum.sheet_rows();
+        let styles = self.styles().await?;
+        let themes = styles.theme_rows();
+        let sheets = styles.sheet_rows();
         let root = self.forum.root.clone();
         let mtime = |tid: u32, name: &str| cached_mtime(&root, tid, name);
         let updated = theme_list::with_descendants(tid, &themes)
@@ -466,7 +466,7 @@ impl MybbStore {
         let mut warnings = Vec::new();
         let mut default_changed = None;
         for tid in updated {
-            let Some(theme) = forum.themes.iter().find(|t| t.tid == tid) else {
+            let Some(theme) = styles.themes.iter().find(|t| t.tid == tid) else {
                 continue;
             };
             let rebuilt =
