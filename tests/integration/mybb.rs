@@ -586,6 +586,46 @@ async fn stylesheets_save_as_the_admin_panel_does() {
 }
 
 #[tokio::test]
+async fn a_cache_that_cannot_be_written_falls_back_to_css_php_and_warns() {
+    let Some(mut s) = Synced::start(SqlMode::Strict, small(), Connect::Environment).await else {
+        return;
+    };
+    let sheets = s.table("themestylesheets");
+    s.sync
+        .export_stylesheets(pb::ExportStylesheetsRequest {
+            theme: "Child".to_owned(),
+        })
+        .await
+        .unwrap();
+    // Where the theme's cache directory should be, a file: nothing can
+    // be written under it (permissions would not stop root).
+    let cache = s.root.path().join("cache/themes/theme3");
+    fs::write(&cache, "not a directory").unwrap();
+    let child = s.dir("stylesheets", "Child").await;
+    save(&child.join("global.css"), "body { color: blue }");
+    let warning = s.sheet_event(K::Warning, "Child", "global.css").await;
+    assert!(
+        warning.message.contains("css.php?stylesheet="),
+        "{}",
+        warning.message
+    );
+    s.sheet_event(K::Imported, "Child", "global.css").await;
+    let row = s.value(&format!(
+        "SELECT sid, cachefile FROM {sheets} WHERE tid = 3 AND name = 'global.css'"
+    ));
+    let (sid, cachefile) = row.split_once('\t').unwrap();
+    assert_eq!(cachefile, format!("css.php?stylesheet={sid}"));
+    let list = s.value(&format!(
+        "SELECT stylesheets FROM {} WHERE tid = 3",
+        s.table("themes")
+    ));
+    assert!(
+        list.contains(&format!("css.php?stylesheet={sid}")),
+        "{list}"
+    );
+}
+
+#[tokio::test]
 async fn an_edit_made_while_the_database_is_down_lands_when_it_is_back() {
     let Some(mut s) = Synced::start(SqlMode::Strict, small(), Connect::Environment).await else {
         return;
