@@ -205,6 +205,17 @@ fn from_config(hostname: &str, username: &str, password: &str) -> (MySqlConnectO
     let options = MySqlConnectOptions::new()
         .username(username)
         .password(password);
+    // A socket path (`/run/mysqld/mysqld.sock`, `localhost:/run/…`):
+    // mysqli itself cannot take one there, but it says what is meant.
+    if let Some(socket) = [
+        hostname,
+        hostname.split_once(':').map_or("", |(_, rest)| rest),
+    ]
+    .into_iter()
+    .find(|part| part.starts_with('/'))
+    {
+        return (options.socket(socket), format!("localhost via {socket}"));
+    }
     if host == "localhost" {
         if let Some(socket) = DEFAULT_SOCKETS.iter().find(|path| Path::new(path).exists()) {
             let server = format!("localhost via {socket}");
@@ -297,6 +308,11 @@ mod tests {
         }
         let (options, _) = from_config("10.0.0.5", "u", "p");
         assert_eq!((options.get_host(), options.get_port()), ("10.0.0.5", 3306));
+        for socket in ["/srv/db.sock", "localhost:/srv/db.sock"] {
+            let (options, server) = from_config(socket, "u", "p");
+            assert_eq!(options.get_socket().unwrap(), Path::new("/srv/db.sock"));
+            assert_eq!(server, "localhost via /srv/db.sock");
+        }
     }
 
     #[test]
