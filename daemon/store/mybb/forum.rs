@@ -443,8 +443,11 @@ mod tests {
         .unwrap();
         assert_eq!(options.database(), Some("f"));
         assert_eq!(server, "db.example:5433");
-        let (_, server) =
-            from_url("postgres://u@localhost/f?host=/run/pg&port=5999", Dialect::Postgres).unwrap();
+        let (_, server) = from_url(
+            "postgres://u@localhost/f?host=/run/pg&port=5999",
+            Dialect::Postgres,
+        )
+        .unwrap();
         assert_eq!(server, "/run/pg/.s.PGSQL.5999 (socket)");
         let err = from_url("mysql://u:secret@db/forum", Dialect::Postgres)
             .err()
