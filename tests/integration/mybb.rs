@@ -51,8 +51,9 @@ enum Connect {
     /// directory (`hostname = '/path/to/dir:PORT'`), which MyBB's pgsql
     /// driver passes to libpq as `host`.
     Config,
-    /// `OUTPOST_MYBB_DATABASE` with a URL (MariaDB's socket, PostgreSQL's
-    /// TCP port).
+    /// `OUTPOST_MYBB_DATABASE` with a URL naming the server's socket (a
+    /// stopped server's socket is gone: the store learns at once that it
+    /// is down, where a refused TCP connection is retried for a while).
     Environment,
 }
 
@@ -154,15 +155,25 @@ impl Db {
         }
     }
 
-    /// A URL reaching the forum's database as its account.
+    /// A URL reaching the forum's database as its account through the
+    /// server's socket.
     fn url(&self) -> String {
         match self {
             Db::MariaDb(db, forum) => forum.socket_url(db),
-            Db::Postgres(db, forum) => forum.url(db),
+            Db::Postgres(db, forum) => {
+                let tcp = forum.url(db);
+                let (without_host, database) = tcp.rsplit_once('/').unwrap();
+                let (credentials, _) = without_host.rsplit_once('@').unwrap();
+                format!(
+                    "{credentials}@localhost/{database}?host={}&port={}",
+                    db.socket_dir().display(),
+                    db.port()
+                )
+            }
         }
     }
 
-    /// [`Db::url`] with a wrong password.
+    /// A URL with a wrong password (PostgreSQL's over TCP).
     fn url_with_a_wrong_password(&self) -> String {
         match self {
             Db::MariaDb(db, forum) => format!(

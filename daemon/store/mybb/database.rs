@@ -157,9 +157,31 @@ fn decode(column: &str, why: &str) -> sqlx::Error {
     }
 }
 
-/// The columns' names of `row`, shared by every row of a result.
-fn names(columns: &[impl sqlx::Column]) -> Arc<[String]> {
-    columns.iter().map(|c| c.name().to_owned()).collect()
+/// A result's rows as [`Row`]s, each value decoded by `value`; the
+/// columns' names are shared by every row.
+fn decode_all<R: sqlx::Row>(
+    rows: &[R],
+    value: fn(&R, usize) -> Result<Value, sqlx::Error>,
+) -> Result<Vec<Row>, sqlx::Error> {
+    let names: Arc<[String]> = rows.first().map_or_else(
+        || Arc::from([]),
+        |row| {
+            row.columns()
+                .iter()
+                .map(|column| sqlx::Column::name(column).to_owned())
+                .collect()
+        },
+    );
+    rows.iter()
+        .map(|row| {
+            Ok(Row {
+                names: names.clone(),
+                values: (0..row.len())
+                    .map(|index| value(row, index))
+                    .collect::<Result<_, _>>()?,
+            })
+        })
+        .collect()
 }
 
 fn mysql_value(row: &MySqlRow, index: usize) -> Result<Value, sqlx::Error> {
@@ -258,30 +280,10 @@ impl Database {
         let sql = expand(sql, self.dialect());
         match self {
             Database::Mysql(pool) => {
-                let rows = query(sql, binds).fetch_all(pool).await?;
-                let names = rows.first().map(|row| names(row.columns()));
-                rows.iter()
-                    .map(|row| {
-                        let values = (0..row.len()).map(|i| mysql_value(row, i));
-                        Ok(Row {
-                            names: names.clone().unwrap_or_default(),
-                            values: values.collect::<Result<_, _>>()?,
-                        })
-                    })
-                    .collect()
+                decode_all(&query(sql, binds).fetch_all(pool).await?, mysql_value)
             }
             Database::Postgres(pool) => {
-                let rows = query(sql, binds).fetch_all(pool).await?;
-                let names = rows.first().map(|row| names(row.columns()));
-                rows.iter()
-                    .map(|row| {
-                        let values = (0..row.len()).map(|i| pg_value(row, i));
-                        Ok(Row {
-                            names: names.clone().unwrap_or_default(),
-                            values: values.collect::<Result<_, _>>()?,
-                        })
-                    })
-                    .collect()
+                decode_all(&query(sql, binds).fetch_all(pool).await?, pg_value)
             }
         }
     }

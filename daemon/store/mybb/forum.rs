@@ -32,8 +32,10 @@ const DEFAULT_SOCKETS: [&str; 5] = [
 const DEFAULT_PORT: u16 = 3306;
 
 /// Where libpq looks for PostgreSQL's socket when the config names no
-/// host (as Debian and most distributions build it), and its port.
+/// host (as Debian and most distributions build it).
 const PG_DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
+
+/// PostgreSQL's own port, when the config names none.
 const PG_DEFAULT_PORT: u16 = 5432;
 
 /// Connection character sets the store reads and writes correctly: the
