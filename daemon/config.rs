@@ -104,7 +104,7 @@ pub struct DaemonArgs {
     #[arg(long, env = "OUTPOST_MYBB", value_name = "DIR")]
     pub mybb: Option<PathBuf>,
 
-    /// The forum's database instead of config.php's: mysql://USER:PASSWORD@HOST[:PORT]/DB[?socket=PATH] (moved out of the daemon's arguments at start)
+    /// The forum's database instead of config.php's: mysql://USER:PASSWORD@HOST[:PORT]/DB[?socket=PATH], or postgres://… for a pgsql forum (moved out of the daemon's arguments at start)
     #[arg(long, env = MYBB_DATABASE_ENV, value_name = "URL", hide_env_values = true)]
     pub mybb_database: Option<String>,
 

@@ -1,12 +1,15 @@
-//! Sync against a real MyBB forum: a private MariaDB server per test with
-//! MyBB 1.8's tables (MyISAM, prefixed, utf8mb3 or utf8mb4, strict or
-//! not), and `outpostd --mybb`. What the admin panel does on a save is
-//! what the store must do — master rows never change, the first save
-//! inserts the set's own row, rtrim, version_code; stylesheets copied into
-//! the theme, cached files and the theme's list — and what MyBB or the
-//! column would refuse or mangle never reaches the database. Changes made
-//! in the database reach the files; a database that goes away loses no
-//! edit; the password shows nowhere.
+//! Sync against a real MyBB forum: a private database server per test —
+//! MariaDB with MyBB 1.8's tables (MyISAM, prefixed, utf8mb3 or utf8mb4,
+//! strict or not), or PostgreSQL with MyBB's pgsql schema — and
+//! `outpostd --mybb`. What the admin panel does on a save is what the
+//! store must do — master rows never change, the first save inserts the
+//! set's own row, rtrim, version_code; stylesheets copied into the theme,
+//! cached files and the theme's list — and what MyBB or the column would
+//! refuse or mangle never reaches the database. Changes made in the
+//! database reach the files; a database that goes away loses no edit; the
+//! password shows nowhere. A test that holds on both servers is written
+//! once and run on each ([`both_servers!`]); the MySQL modes and
+//! character sets are tested on MariaDB only.
 
 use std::{
     fs,
@@ -21,7 +24,8 @@ use tonic::Code;
 
 use crate::{
     harness::{Daemon, START_DEADLINE, create, eventually, spec, stdout, wait_until},
-    mariadb::{Charset, Forum, ForumSpec, MariaDb, SEED_TIME, SqlMode},
+    mariadb::{self, Charset, ForumSpec, MariaDb, SEED_TIME, SqlMode},
+    postgres::{PgForum, PgForumSpec, Postgres},
     sync_support::{
         EVENT_DEADLINE, FAST_SETTLE, SyncClient, SyncEvents, about, export, put, quiesce, sha256,
         status,
@@ -31,13 +35,185 @@ use crate::{
 /// The set a fresh forum has.
 const SET: &str = "Default Templates";
 
+/// Which server holds a test's forum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Server {
+    /// MariaDB, in `mode`.
+    MariaDb(SqlMode),
+    Postgres,
+}
+
 /// How the daemon is told where the forum's database is.
 #[derive(Clone, Copy)]
 enum Connect {
-    /// As `inc/config.php` says, over TCP (`hostname = '127.0.0.1:PORT'`).
+    /// As `inc/config.php` says: over TCP (`hostname =
+    /// '127.0.0.1:PORT'`) for MariaDB; for PostgreSQL through its socket
+    /// directory (`hostname = '/path/to/dir:PORT'`), which MyBB's pgsql
+    /// driver passes to libpq as `host`.
     Config,
-    /// `OUTPOST_MYBB_DATABASE` with a socket URL.
+    /// `OUTPOST_MYBB_DATABASE` with a URL naming the server's socket (a
+    /// stopped server's socket is gone: the store learns at once that it
+    /// is down, where a refused TCP connection is retried for a while).
     Environment,
+}
+
+/// A running server and the forum created in it.
+enum Db {
+    MariaDb(MariaDb, mariadb::Forum),
+    Postgres(Postgres, PgForum),
+}
+
+impl Db {
+    /// Starts `server` and creates the forum `spec` describes (its
+    /// character set applies to MariaDB only); None where the server is
+    /// not installed (and that is allowed).
+    fn start(server: Server, spec: &ForumSpec) -> Option<Db> {
+        Some(match server {
+            Server::MariaDb(mode) => {
+                let db = MariaDb::start(mode)?;
+                let forum = db.create_forum(spec);
+                Db::MariaDb(db, forum)
+            }
+            Server::Postgres => {
+                let db = Postgres::start()?;
+                let forum = db.create_forum(&PgForumSpec {
+                    database: spec.database.clone(),
+                    prefix: spec.prefix.clone(),
+                    master_templates: spec.master_templates,
+                });
+                Db::Postgres(db, forum)
+            }
+        })
+    }
+
+    /// One value of a query's first row (or the rows, tab-separated),
+    /// run as the server's superuser in the forum's database.
+    fn value(&self, sql: &str) -> String {
+        let out = match self {
+            Db::MariaDb(db, forum) => db.sql(&forum.database, sql),
+            Db::Postgres(db, forum) => db.sql(&forum.database, sql),
+        };
+        out.trim_end_matches('\n').to_owned()
+    }
+
+    /// The forum's table `name`, with its prefix.
+    fn table(&self, name: &str) -> String {
+        match self {
+            Db::MariaDb(_, forum) => forum.table(name),
+            Db::Postgres(_, forum) => forum.table(name),
+        }
+    }
+
+    fn database(&self) -> &str {
+        match self {
+            Db::MariaDb(_, forum) => &forum.database,
+            Db::Postgres(_, forum) => &forum.database,
+        }
+    }
+
+    fn prefix(&self) -> &str {
+        match self {
+            Db::MariaDb(_, forum) => &forum.prefix,
+            Db::Postgres(_, forum) => &forum.prefix,
+        }
+    }
+
+    fn password(&self) -> &str {
+        match self {
+            Db::MariaDb(_, forum) => &forum.password,
+            Db::Postgres(_, forum) => &forum.password,
+        }
+    }
+
+    fn stop(&mut self) {
+        match self {
+            Db::MariaDb(db, _) => db.stop(),
+            Db::Postgres(db, _) => db.stop(),
+        }
+    }
+
+    fn start_again(&mut self) {
+        match self {
+            Db::MariaDb(db, _) => db.start_again(),
+            Db::Postgres(db, _) => db.start_again(),
+        }
+    }
+
+    /// Writes the forum's root into `dir`, its config reaching the
+    /// database as `connect` says.
+    fn write_root(&self, dir: &Path, connect: Connect) {
+        match (self, connect) {
+            (Db::MariaDb(db, forum), Connect::Config) => {
+                forum.write_root(dir, &format!("127.0.0.1:{}", db.port()));
+            }
+            (Db::Postgres(db, forum), Connect::Config) => {
+                forum.write_root(dir, &format!("{}:{}", db.socket_dir().display(), db.port()));
+            }
+            // The URL decides; the config names the usual place.
+            (Db::MariaDb(_, forum), Connect::Environment) => forum.write_root(dir, "localhost"),
+            (Db::Postgres(_, forum), Connect::Environment) => forum.write_root(dir, "localhost"),
+        }
+    }
+
+    /// A URL reaching the forum's database as its account through the
+    /// server's socket.
+    fn url(&self) -> String {
+        match self {
+            Db::MariaDb(db, forum) => forum.socket_url(db),
+            Db::Postgres(db, forum) => {
+                let tcp = forum.url(db);
+                let (without_host, database) = tcp.rsplit_once('/').unwrap();
+                let (credentials, _) = without_host.rsplit_once('@').unwrap();
+                format!(
+                    "{credentials}@localhost/{database}?host={}&port={}",
+                    db.socket_dir().display(),
+                    db.port()
+                )
+            }
+        }
+    }
+
+    /// A URL with a wrong password (PostgreSQL's over TCP).
+    fn url_with_a_wrong_password(&self) -> String {
+        match self {
+            Db::MariaDb(db, forum) => format!(
+                "mysql://{}:not-the-password@localhost/{}?socket={}",
+                forum.user,
+                forum.database,
+                db.socket().display()
+            ),
+            Db::Postgres(db, forum) => format!(
+                "postgres://{}:not-the-password@127.0.0.1:{}/{}",
+                forum.user,
+                db.port(),
+                forum.database
+            ),
+        }
+    }
+
+    /// SQL for the lowercase hex SHA-256 of text column `column`.
+    fn sha256_of(&self, column: &str) -> String {
+        match self {
+            Db::MariaDb(..) => format!("SHA2({column}, 256)"),
+            Db::Postgres(..) => format!("encode(sha256(convert_to({column}, 'UTF8')), 'hex')"),
+        }
+    }
+
+    /// SQL for the upper-case hex of text column `column`'s bytes.
+    fn hex_of(&self, column: &str) -> String {
+        match self {
+            Db::MariaDb(..) => format!("HEX({column})"),
+            Db::Postgres(..) => format!("upper(encode(convert_to({column}, 'UTF8'), 'hex'))"),
+        }
+    }
+
+    /// SQL for now, in Unix seconds.
+    fn now(&self) -> &'static str {
+        match self {
+            Db::MariaDb(..) => "UNIX_TIMESTAMP()",
+            Db::Postgres(..) => "CAST(EXTRACT(EPOCH FROM now()) AS int)",
+        }
+    }
 }
 
 /// A forum, its database and a daemon syncing with it. Fields drop in
@@ -47,23 +223,17 @@ struct Synced {
     _daemon: Daemon,
     sync: SyncClient,
     events: SyncEvents,
-    forum: Forum,
     root: TempDir,
-    db: MariaDb,
+    db: Db,
 }
 
 impl Synced {
-    /// Starts a server in `mode`, a forum of `spec`, and a daemon on it;
-    /// None where MariaDB is not installed (and that is allowed).
-    async fn start(mode: SqlMode, spec: ForumSpec, connect: Connect) -> Option<Self> {
-        let db = MariaDb::start(mode)?;
-        let forum = db.create_forum(&spec);
+    /// Starts `server`, a forum of `spec`, and a daemon on it; None where
+    /// the server is not installed (and that is allowed).
+    async fn start(server: Server, spec: ForumSpec, connect: Connect) -> Option<Self> {
+        let db = Db::start(server, &spec)?;
         let root = tempfile::tempdir().unwrap();
-        let hostname = match connect {
-            Connect::Config => format!("127.0.0.1:{}", db.port()),
-            Connect::Environment => "localhost".to_owned(),
-        };
-        forum.write_root(root.path(), &hostname);
+        db.write_root(root.path(), connect);
         let mut builder = Daemon::builder()
             .arg("--sync-settle")
             .arg(FAST_SETTLE)
@@ -72,7 +242,7 @@ impl Synced {
             .arg("--mybb-poll")
             .arg("100ms");
         if let Connect::Environment = connect {
-            builder = builder.env("OUTPOST_MYBB_DATABASE", &forum.socket_url(&db));
+            builder = builder.env("OUTPOST_MYBB_DATABASE", &db.url());
         }
         let daemon = builder.start();
         let connection = daemon.connect().await;
@@ -82,7 +252,6 @@ impl Synced {
             _daemon: daemon,
             sync,
             events,
-            forum,
             root,
             db,
         })
@@ -90,14 +259,11 @@ impl Synced {
 
     /// One value of a query's first row.
     fn value(&self, sql: &str) -> String {
-        self.db
-            .sql(&self.forum.database, sql)
-            .trim_end_matches('\n')
-            .to_owned()
+        self.db.value(sql)
     }
 
     fn table(&self, name: &str) -> String {
-        self.forum.table(name)
+        self.db.table(name)
     }
 
     /// The set's (or theme's) directory under the sync root.
@@ -118,6 +284,28 @@ impl Synced {
             })
             .await
     }
+}
+
+/// Runs the test body `$name` (an `async fn` taking a [`Server`]) on a
+/// strict MariaDB and on PostgreSQL, as the tests `$name::mariadb` and
+/// `$name::postgres`: one body, so both servers are held to the same
+/// promises.
+macro_rules! both_servers {
+    ($name:ident) => {
+        mod $name {
+            use super::{Server, SqlMode};
+
+            #[tokio::test]
+            async fn mariadb() {
+                super::$name(Server::MariaDb(SqlMode::Strict)).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                super::$name(Server::Postgres).await;
+            }
+        }
+    };
 }
 
 /// A forum with few master templates, for tests that need only some.
@@ -157,13 +345,13 @@ fn save(path: &Path, content: &str) {
     fs::write(path, content).unwrap();
 }
 
-#[tokio::test]
-async fn a_set_exports_and_saves_as_the_admin_panel_does() {
+both_servers!(a_set_exports_and_saves_as_the_admin_panel_does);
+async fn a_set_exports_and_saves_as_the_admin_panel_does(server: Server) {
     let spec = ForumSpec {
         master_templates: 300,
         ..ForumSpec::default()
     };
-    let Some(mut s) = Synced::start(SqlMode::Strict, spec, Connect::Config).await else {
+    let Some(mut s) = Synced::start(server, spec, Connect::Config).await else {
         return;
     };
     let templates = s.table("templates");
@@ -185,7 +373,8 @@ async fn a_set_exports_and_saves_as_the_admin_panel_does() {
     ] {
         let on_disk = fs::read(dir.join(file)).unwrap_or_else(|err| panic!("{file}: {err}"));
         let in_db = s.value(&format!(
-            "SELECT SHA2(template, 256) FROM {templates} WHERE sid = -2 AND title = '{title}'"
+            "SELECT {} FROM {templates} WHERE sid = -2 AND title = '{title}'",
+            s.db.sha256_of("template")
         ));
         assert_eq!(sha256(&on_disk), in_db, "{file} holds the master template");
     }
@@ -203,8 +392,10 @@ async fn a_set_exports_and_saves_as_the_admin_panel_does() {
         })
         .await;
     let rows = s.value(&format!(
-        "SELECT sid, HEX(template), version, CONCAT('[', status, ']'), dateline >= {started} \
-         FROM {templates} WHERE title = 'header' ORDER BY sid"
+        "SELECT sid, {}, version, CONCAT('[', status, ']'), \
+         CASE WHEN dateline >= {started} THEN 1 ELSE 0 END \
+         FROM {templates} WHERE title = 'header' ORDER BY sid",
+        s.db.hex_of("template")
     ));
     let master = s.value(&format!(
         "SELECT COUNT(*) FROM {templates} WHERE sid = -2 AND dateline = {SEED_TIME}"
@@ -268,7 +459,8 @@ async fn a_set_exports_and_saves_as_the_admin_panel_does() {
         .await
         .unwrap();
     let master_sha = s.value(&format!(
-        "SELECT SHA2(template, 256) FROM {templates} WHERE sid = -2 AND title = 'header'"
+        "SELECT {} FROM {templates} WHERE sid = -2 AND title = 'header'",
+        s.db.sha256_of("template")
     ));
     eventually("the file to hold the master again", EVENT_DEADLINE, || {
         let ok = fs::read(&header).is_ok_and(|content| sha256(&content) == master_sha);
@@ -306,7 +498,7 @@ async fn refusals(mode: SqlMode) {
         master_templates: 20,
         ..ForumSpec::default()
     };
-    let Some(mut s) = Synced::start(mode, spec, Connect::Environment).await else {
+    let Some(mut s) = Synced::start(Server::MariaDb(mode), spec, Connect::Environment).await else {
         return;
     };
     let templates = s.table("templates");
@@ -375,18 +567,19 @@ async fn refusals_without_strict_mode() {
     refusals(SqlMode::NonStrict).await;
 }
 
-#[tokio::test]
-async fn database_edits_reach_the_files_and_duplicates_are_reported() {
-    let Some(mut s) = Synced::start(SqlMode::Strict, small(), Connect::Environment).await else {
+both_servers!(database_edits_reach_the_files_and_duplicates_are_reported);
+async fn database_edits_reach_the_files_and_duplicates_are_reported(server: Server) {
+    let Some(mut s) = Synced::start(server, small(), Connect::Environment).await else {
         return;
     };
     let templates = s.table("templates");
+    let now = s.db.now();
     export(&mut s.sync, SET).await;
     let dir = s.dir("templates", SET).await;
 
     // Another tool changes a master row: every set showing it follows.
     s.value(&format!(
-        "UPDATE {templates} SET template = 'new footer', dateline = UNIX_TIMESTAMP() \
+        "UPDATE {templates} SET template = 'new footer', dateline = {now} \
          WHERE sid = -2 AND title = 'footer'"
     ));
     s.events
@@ -402,7 +595,7 @@ async fn database_edits_reach_the_files_and_duplicates_are_reported() {
     // The admin panel saves the set's own copy of index.
     s.value(&format!(
         "INSERT INTO {templates} (title, template, sid, version, status, dateline) \
-         VALUES ('index', 'own index', 1, '1837', '', UNIX_TIMESTAMP())"
+         VALUES ('index', 'own index', 1, '1837', '', {now})"
     ));
     s.events
         .until("the index written", |e| about(e, K::Exported, SET, "index"))
@@ -415,7 +608,7 @@ async fn database_edits_reach_the_files_and_duplicates_are_reported() {
     // A second own row: reported, and the title is synced no more.
     s.value(&format!(
         "INSERT INTO {templates} (title, template, sid, version, status, dateline) \
-         VALUES ('index', 'another index', 1, '1837', '', UNIX_TIMESTAMP())"
+         VALUES ('index', 'another index', 1, '1837', '', {now})"
     ));
     let warning = s
         .events
@@ -444,9 +637,9 @@ async fn database_edits_reach_the_files_and_duplicates_are_reported() {
     );
 }
 
-#[tokio::test]
-async fn titles_that_cannot_be_file_names_are_never_written() {
-    let Some(mut s) = Synced::start(SqlMode::Strict, small(), Connect::Environment).await else {
+both_servers!(titles_that_cannot_be_file_names_are_never_written);
+async fn titles_that_cannot_be_file_names_are_never_written(server: Server) {
+    let Some(mut s) = Synced::start(server, small(), Connect::Environment).await else {
         return;
     };
     let templates = s.table("templates");
@@ -468,10 +661,9 @@ async fn titles_that_cannot_be_file_names_are_never_written() {
     assert_eq!(files.len(), 20, "{files:?}");
 }
 
-#[tokio::test]
-async fn stylesheets_save_as_the_admin_panel_does() {
-    let Some(mut s) =
-        Synced::start(SqlMode::Strict, ForumSpec::default(), Connect::Environment).await
+both_servers!(stylesheets_save_as_the_admin_panel_does);
+async fn stylesheets_save_as_the_admin_panel_does(server: Server) {
+    let Some(mut s) = Synced::start(server, ForumSpec::default(), Connect::Environment).await
     else {
         return;
     };
@@ -498,8 +690,9 @@ async fn stylesheets_save_as_the_admin_panel_does() {
     );
     s.sheet_event(K::Imported, "Child", "color_black.css").await;
     let row = s.value(&format!(
-        "SELECT sid, attachedto, cachefile, lastmodified >= {started}, HEX(stylesheet) FROM {sheets} \
-         WHERE tid = 3 AND name = 'color_black.css'"
+        "SELECT sid, attachedto, cachefile, CASE WHEN lastmodified >= {started} THEN 1 ELSE 0 END, {} \
+         FROM {sheets} WHERE tid = 3 AND name = 'color_black.css'",
+        s.db.hex_of("stylesheet")
     ));
     let row: Vec<&str> = row.split('\t').collect();
     assert_eq!(&row[1..4], ["black", "color_black.css", "1"], "{row:?}");
@@ -585,9 +778,9 @@ async fn stylesheets_save_as_the_admin_panel_does() {
     assert!(err.message().contains("master style"), "{}", err.message());
 }
 
-#[tokio::test]
-async fn a_cache_that_cannot_be_written_falls_back_to_css_php_and_warns() {
-    let Some(mut s) = Synced::start(SqlMode::Strict, small(), Connect::Environment).await else {
+both_servers!(a_cache_that_cannot_be_written_falls_back_to_css_php_and_warns);
+async fn a_cache_that_cannot_be_written_falls_back_to_css_php_and_warns(server: Server) {
+    let Some(mut s) = Synced::start(server, small(), Connect::Environment).await else {
         return;
     };
     let sheets = s.table("themestylesheets");
@@ -625,9 +818,9 @@ async fn a_cache_that_cannot_be_written_falls_back_to_css_php_and_warns() {
     );
 }
 
-#[tokio::test]
-async fn an_edit_made_while_the_database_is_down_lands_when_it_is_back() {
-    let Some(mut s) = Synced::start(SqlMode::Strict, small(), Connect::Environment).await else {
+both_servers!(an_edit_made_while_the_database_is_down_lands_when_it_is_back);
+async fn an_edit_made_while_the_database_is_down_lands_when_it_is_back(server: Server) {
+    let Some(mut s) = Synced::start(server, small(), Connect::Environment).await else {
         return;
     };
     let templates = s.table("templates");
@@ -663,15 +856,14 @@ async fn an_edit_made_while_the_database_is_down_lands_when_it_is_back() {
     assert!(backend.unreachable_since.is_none(), "{backend:?}");
 }
 
-#[tokio::test]
-async fn the_status_names_the_forum_and_nothing_shows_the_password() {
-    let Some(db) = MariaDb::start(SqlMode::Strict) else {
+both_servers!(the_status_names_the_forum_and_nothing_shows_the_password);
+async fn the_status_names_the_forum_and_nothing_shows_the_password(server: Server) {
+    let Some(db) = Db::start(server, &small()) else {
         return;
     };
-    let forum = db.create_forum(&small());
     let root = tempfile::tempdir().unwrap();
-    forum.write_root(root.path(), "localhost");
-    let url = forum.socket_url(&db);
+    db.write_root(root.path(), Connect::Environment);
+    let url = db.url();
     // Given as an argument: the daemon moves it out of its arguments.
     let daemon = Daemon::builder()
         .arg("--mybb")
@@ -686,21 +878,25 @@ async fn the_status_names_the_forum_and_nothing_shows_the_password() {
     })
     .await;
     assert_eq!(backend.kind, "mybb");
-    assert_eq!(backend.database, forum.database);
-    assert_eq!(backend.table_prefix, forum.prefix);
+    assert_eq!(backend.database, db.database());
+    assert_eq!(backend.table_prefix, db.prefix());
     assert_eq!(backend.forum_root, root.path().display().to_string());
-    assert!(backend.server_version.contains("MariaDB"), "{backend:?}");
+    let product = match server {
+        Server::MariaDb(_) => "MariaDB",
+        Server::Postgres => "PostgreSQL",
+    };
+    assert!(backend.server_version.contains(product), "{backend:?}");
     let shown = stdout(&daemon.ctl(&["sync", "status"]));
     assert!(
-        shown.contains("mybb") && shown.contains(&forum.database),
+        shown.contains("mybb") && shown.contains(db.database()),
         "{shown}"
     );
 
     let cmdline = fs::read(format!("/proc/{}/cmdline", daemon.pid())).unwrap();
     let cmdline = String::from_utf8_lossy(&cmdline);
     assert!(cmdline.contains("--mybb"), "{cmdline}");
-    assert!(!cmdline.contains(&forum.password), "{cmdline}");
-    assert!(!cmdline.contains("mysql://"), "{cmdline}");
+    assert!(!cmdline.contains(db.password()), "{cmdline}");
+    assert!(!cmdline.contains("://"), "{cmdline}");
 
     // Instances started by the daemon do not inherit the URL.
     let env_file = daemon.dir.path().join("instance.env");
@@ -723,17 +919,12 @@ async fn the_status_names_the_forum_and_nothing_shows_the_password() {
     );
     let env = fs::read_to_string(&env_file).unwrap();
     assert!(!env.contains("OUTPOST_MYBB_DATABASE"), "{env}");
-    assert!(!daemon.log.text().contains(&forum.password));
+    assert!(!daemon.log.text().contains(db.password()));
     drop(daemon);
 
     // A wrong password: the daemon serves, and says why the database
     // cannot be used, without the password.
-    let wrong = format!(
-        "mysql://{}:not-the-password@localhost/{}?socket={}",
-        forum.user,
-        forum.database,
-        db.socket().display()
-    );
+    let wrong = db.url_with_a_wrong_password();
     let daemon = Daemon::builder()
         .arg("--mybb")
         .arg(root.path())
@@ -744,7 +935,11 @@ async fn the_status_names_the_forum_and_nothing_shows_the_password() {
         backend.unreachable_since.is_some()
     })
     .await;
-    assert!(backend.error.contains("Access denied"), "{backend:?}");
+    let refusal = match server {
+        Server::MariaDb(_) => "Access denied",
+        Server::Postgres => "password authentication failed",
+    };
+    assert!(backend.error.contains(refusal), "{backend:?}");
     let shown = stdout(&daemon.ctl(&["sync", "status"]));
     assert!(shown.contains("unreachable since"), "{shown}");
     assert!(!shown.contains("not-the-password"), "{shown}");
@@ -766,4 +961,48 @@ fn a_config_it_cannot_read_stops_the_start_naming_the_line() {
     let log = daemon.log.text();
     assert!(log.contains("--mybb"), "{log}");
     assert!(log.contains("inc/config.php: line 3"), "{log}");
+}
+
+/// What PostgreSQL's columns hold: UTF-8 throughout, so a 4-byte
+/// character is stored exactly (where a utf8mb3 MySQL column refuses
+/// it); and a `varchar(n)` counts characters, so a longer stylesheet name
+/// is refused with the reason before PostgreSQL would fail the statement.
+#[tokio::test]
+async fn postgres_stores_any_character_and_refuses_names_its_column_cannot_hold() {
+    let Some(mut s) = Synced::start(Server::Postgres, small(), Connect::Config).await else {
+        return;
+    };
+    let templates = s.table("templates");
+    s.sync
+        .put_template(put(SET, "index", "<p>smile \u{1F600}</p>", None))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.value(&format!(
+            "SELECT template FROM {templates} WHERE sid = 1 AND title = 'index'"
+        )),
+        "<p>smile \u{1F600}</p>"
+    );
+    let sheet = |name: String| pb::PutStylesheetRequest {
+        key: Some(pb::StylesheetKey {
+            theme: "Child".to_owned(),
+            name,
+        }),
+        content: "body {}".to_owned(),
+        expected_version: None,
+    };
+    // varchar(30): thirty characters, sixty bytes.
+    let fits = format!("{}.css", "é".repeat(26));
+    s.sync.put_stylesheet(sheet(fits)).await.unwrap();
+    let err = s
+        .sync
+        .put_stylesheet(sheet(format!("{}.css", "é".repeat(27))))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().contains("31 characters") && err.message().contains("at most 30"),
+        "{}",
+        err.message()
+    );
 }

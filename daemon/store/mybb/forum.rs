@@ -1,7 +1,8 @@
 //! A forum as outpost finds it on disk: its database settings in
 //! `inc/config.php`, the `version_code` MyBB writes into every template it
 //! saves in `inc/class_core.php`, and how to reach its database — as
-//! PHP's mysqli would, or as a `mysql://` URL given instead.
+//! PHP's mysqli or MyBB's pgsql driver would, or as a `mysql://` or
+//! `postgres://` URL given instead.
 
 use std::{
     fmt, fs,
@@ -9,9 +10,13 @@ use std::{
     str::FromStr,
 };
 
-use sqlx::mysql::MySqlConnectOptions;
+use sqlx::{mysql::MySqlConnectOptions, postgres::PgConnectOptions};
 
-use super::{php_config::PhpConfig, theme_list::Driver};
+use super::{
+    database::{Dialect, Options},
+    php_config::PhpConfig,
+    theme_list::Driver,
+};
 
 /// Where mysqli looks for the server's socket when the host is
 /// `localhost`: the paths distributions build it with.
@@ -25,6 +30,13 @@ const DEFAULT_SOCKETS: [&str; 5] = [
 
 /// MySQL's own port, when the config names none.
 const DEFAULT_PORT: u16 = 3306;
+
+/// Where libpq looks for PostgreSQL's socket when the config names no
+/// host (as Debian and most distributions build it).
+const PG_DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
+
+/// PostgreSQL's own port, when the config names none.
+const PG_DEFAULT_PORT: u16 = 5432;
 
 /// Connection character sets the store reads and writes correctly: the
 /// UTF-8 ones (MyBB's installer offers these for new forums).
@@ -41,7 +53,8 @@ pub struct Forum {
     /// The database's name.
     pub database: String,
     /// The connection's character set: the forum's configured one, so
-    /// that text means what it means to MyBB.
+    /// that text means what it means to MyBB (MySQL; PostgreSQL
+    /// connections are always UTF-8, converted by the server).
     pub encoding: String,
     /// Where the server is, for messages (never a password).
     pub server: String,
@@ -51,7 +64,7 @@ pub struct Forum {
     /// Where MyBB keeps its cache (`db`, `files`, `memcache`, …).
     pub cache_store: String,
     /// How to connect (holds the password: never printed).
-    pub connect: MySqlConnectOptions,
+    pub connect: Options,
 }
 
 impl fmt::Debug for Forum {
@@ -67,8 +80,8 @@ impl fmt::Debug for Forum {
 }
 
 impl Forum {
-    /// Reads the forum at `root`. `database_url` (a `mysql://` URL)
-    /// replaces the connection settings of its config, not the prefix or
+    /// Reads the forum at `root`. `database_url` (a `mysql://` or
+    /// `postgres://` URL, for the forum's kind of server) replaces the connection settings of its config, not the prefix or
     /// the encoding. Errors name the file and, for the config, the line.
     pub fn open(root: &Path, database_url: Option<&str>) -> Result<Self, String> {
         let config_path = root.join("inc/config.php");
@@ -78,18 +91,24 @@ impl Forum {
             .map_err(|err| format!("cannot read {}: {err}", config_path.display()))?;
         let setting = |key: &str| config.string(&["database", key]).unwrap_or_default();
         let kind = setting("type");
-        let driver = match kind.as_str() {
-            "mysqli" | "mysql" => Driver::Mysqli,
-            "mysql_pdo" => Driver::MysqlPdo,
-            "pgsql" | "pgsql_pdo" => {
+        let (driver, dialect) = match kind.as_str() {
+            "mysqli" | "mysql" => (Driver::Mysqli, Dialect::Mysql),
+            "mysql_pdo" => (Driver::MysqlPdo, Dialect::Mysql),
+            "pgsql" => (Driver::Pgsql, Dialect::Postgres),
+            "pgsql_pdo" | "sqlite" => {
                 return Err(format!(
-                    "{}: the forum's database is PostgreSQL, which outpost cannot sync with yet (only MySQL and MariaDB)",
-                    config_path.display()
+                    "{}: database type {kind:?} is not one outpost can sync with yet: use MyBB's own {} driver instead",
+                    config_path.display(),
+                    if kind == "sqlite" {
+                        "mysqli or pgsql"
+                    } else {
+                        "pgsql"
+                    }
                 ));
             }
             other => {
                 return Err(format!(
-                    "{}: database type {other:?} is not one outpost can sync with (mysqli, mysql, mysql_pdo)",
+                    "{}: database type {other:?} is not one outpost can sync with (mysqli, mysql, mysql_pdo, pgsql)",
                     config_path.display()
                 ));
             }
@@ -106,6 +125,9 @@ impl Forum {
             ));
         }
         let encoding = match setting("encoding") {
+            // MyBB's installer comments it out for PostgreSQL: the
+            // database's encoding is what counts, and sqlx talks UTF-8.
+            _ if dialect == Dialect::Postgres => "UTF8".to_owned(),
             none if none.is_empty() => "utf8mb4".to_owned(),
             encoding if ENCODINGS.contains(&encoding.to_lowercase().as_str()) => {
                 encoding.to_lowercase()
@@ -137,18 +159,30 @@ impl Forum {
             .unwrap_or_default()
         };
         let (connect, server) = match database_url {
-            Some(url) => from_url(url)?,
-            None => from_config(
-                &server_setting("hostname"),
-                &server_setting("username"),
-                &server_setting("password"),
-            ),
+            Some(url) => from_url(url, dialect)?,
+            None => {
+                let (hostname, username, password) = (
+                    server_setting("hostname"),
+                    server_setting("username"),
+                    server_setting("password"),
+                );
+                match dialect {
+                    Dialect::Mysql => {
+                        let (options, server) = from_config(&hostname, &username, &password);
+                        (Options::Mysql(options), server)
+                    }
+                    Dialect::Postgres => {
+                        let (options, server) = from_pg_config(&hostname, &username, &password);
+                        (Options::Postgres(options), server)
+                    }
+                }
+            }
         };
-        let connect = match connect.get_database() {
+        let connect = match connect.database() {
             Some(_) => connect,
-            None => connect.database(&setting("database")),
+            None => connect.with_database(&setting("database")),
         };
-        let database = connect.get_database().unwrap_or_default().to_owned();
+        let database = connect.database().unwrap_or_default().to_owned();
         if database.is_empty() {
             return Err(format!(
                 "{}: no database name (database) is set",
@@ -160,7 +194,10 @@ impl Forum {
             version_code,
             prefix,
             database,
-            connect: connect.charset(&encoding),
+            connect: match connect {
+                Options::Mysql(options) => Options::Mysql(options.charset(&encoding)),
+                postgres => postgres,
+            },
             encoding,
             server,
             driver,
@@ -171,7 +208,7 @@ impl Forum {
     /// Whether the connection carries only 3-byte UTF-8: characters
     /// beyond U+FFFF cannot pass it, whatever the column holds.
     pub fn narrow_connection(&self) -> bool {
-        self.encoding != "utf8mb4"
+        matches!(self.connect, Options::Mysql(_)) && self.encoding != "utf8mb4"
     }
 }
 
@@ -227,30 +264,82 @@ fn from_config(hostname: &str, username: &str, password: &str) -> (MySqlConnectO
     (options.host(host).port(port), format!("{host}:{port}"))
 }
 
-/// The connection a `mysql://` URL names.
-fn from_url(url: &str) -> Result<(MySqlConnectOptions, String), String> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(
-            "--mybb-database: PostgreSQL forums cannot be synced yet (only mysql:// URLs)"
-                .to_owned(),
-        );
+/// The connection MyBB's pgsql driver makes of the config's `hostname`
+/// (libpq's rules): split at the first ':' into host and port; no host
+/// means libpq's default socket directory, a host starting with '/' is a
+/// socket directory, and anything else — `localhost` too — is reached
+/// over TCP.
+fn from_pg_config(hostname: &str, username: &str, password: &str) -> (PgConnectOptions, String) {
+    let (host, port) = match hostname.split_once(':') {
+        Some((host, port)) => {
+            let port = port.split(':').next().unwrap_or_default();
+            (host, port.parse().unwrap_or(PG_DEFAULT_PORT))
+        }
+        None => (hostname, PG_DEFAULT_PORT),
+    };
+    // Not `new()`: that reads ~/.pgpass, which MyBB never sees.
+    let options = PgConnectOptions::new_without_pgpass()
+        .username(username)
+        .password(password)
+        .port(port);
+    let socket_dir = match host {
+        "" => Some(PG_DEFAULT_SOCKET_DIR),
+        dir if dir.starts_with('/') => Some(dir),
+        _ => None,
+    };
+    match socket_dir {
+        Some(dir) => (
+            options.socket(dir),
+            format!("{dir}/.s.PGSQL.{port} (socket)"),
+        ),
+        None => (options.host(host), format!("{host}:{port}")),
     }
-    if !url.starts_with("mysql://") && !url.starts_with("mariadb://") {
-        return Err(
-            "--mybb-database: expected a mysql://USER:PASSWORD@HOST[:PORT]/DATABASE URL (?socket=PATH for a Unix socket)"
-                .to_owned(),
-        );
+}
+
+/// The connection a `mysql://` or `postgres://` URL names, which must be
+/// the kind of server the forum's config says it uses (the SQL differs).
+fn from_url(url: &str, dialect: Dialect) -> Result<(Options, String), String> {
+    let usage = match dialect {
+        Dialect::Mysql => {
+            "a mysql://USER:PASSWORD@HOST[:PORT]/DATABASE URL (?socket=PATH for a Unix socket)"
+        }
+        Dialect::Postgres => {
+            "a postgres://USER:PASSWORD@HOST[:PORT]/DATABASE URL (?host=DIRECTORY for a Unix socket)"
+        }
+    };
+    if url.parse::<Dialect>() != Ok(dialect) {
+        return Err(format!(
+            "--mybb-database: the forum's config.php names a {} database: expected {usage}",
+            match dialect {
+                Dialect::Mysql => "MySQL/MariaDB",
+                Dialect::Postgres => "PostgreSQL",
+            }
+        ));
     }
     // sqlx's own message may quote the URL: only say what was wrong.
-    let options = MySqlConnectOptions::from_str(url).map_err(|_| {
-        "--mybb-database: not a valid mysql:// URL (percent-encode special characters in the password)"
-            .to_owned()
-    })?;
-    let server = match options.get_socket() {
-        Some(socket) => format!("{} via {}", options.get_host(), socket.display()),
-        None => format!("{}:{}", options.get_host(), options.get_port()),
+    let invalid = |_| {
+        format!(
+            "--mybb-database: not valid as {usage} (percent-encode special characters in the password)"
+        )
     };
-    Ok((options, server))
+    Ok(match dialect {
+        Dialect::Mysql => {
+            let options = MySqlConnectOptions::from_str(url).map_err(invalid)?;
+            let server = match options.get_socket() {
+                Some(socket) => format!("{} via {}", options.get_host(), socket.display()),
+                None => format!("{}:{}", options.get_host(), options.get_port()),
+            };
+            (Options::Mysql(options), server)
+        }
+        Dialect::Postgres => {
+            let options = PgConnectOptions::from_str(url).map_err(invalid)?;
+            let server = match options.get_socket() {
+                Some(dir) => format!("{}/.s.PGSQL.{} (socket)", dir.display(), options.get_port()),
+                None => format!("{}:{}", options.get_host(), options.get_port()),
+            };
+            (Options::Postgres(options), server)
+        }
+    })
 }
 
 #[cfg(test)]
@@ -287,8 +376,11 @@ mod tests {
         assert_eq!(forum.prefix, "mybb_");
         assert_eq!(forum.database, "forum");
         assert_eq!(forum.server, "db.example:3307");
-        assert_eq!(forum.connect.get_port(), 3307);
-        assert_eq!(forum.connect.get_username(), "u");
+        let Options::Mysql(connect) = &forum.connect else {
+            panic!("a mysqli forum connects to MySQL");
+        };
+        assert_eq!(connect.get_port(), 3307);
+        assert_eq!(connect.get_username(), "u");
         assert!(forum.narrow_connection());
         assert!(!format!("{forum:?}").contains("p'w"));
     }
@@ -321,7 +413,10 @@ mod tests {
         let (_dir, forum) = forum(split);
         let forum = forum.unwrap();
         assert_eq!(forum.server, "primary:3310");
-        assert_eq!(forum.connect.get_username(), "w");
+        let Options::Mysql(connect) = &forum.connect else {
+            panic!("a mysqli forum connects to MySQL");
+        };
+        assert_eq!(connect.get_username(), "w");
         let (_dir, old) = forum_with_version(CONFIG, 1604);
         assert!(old.unwrap_err().contains("not MyBB 1.8"));
     }
@@ -330,8 +425,8 @@ mod tests {
     fn bad_configs_are_named() {
         let (_dir, opened) = forum(&CONFIG.replace("'mybb_'", "'my-bb'"));
         assert!(opened.unwrap_err().contains("table_prefix"));
-        let (_dir, opened) = forum(&CONFIG.replace("mysqli", "pgsql"));
-        assert!(opened.unwrap_err().contains("PostgreSQL"));
+        let (_dir, opened) = forum(&CONFIG.replace("mysqli", "pgsql_pdo"));
+        assert!(opened.unwrap_err().contains("\"pgsql_pdo\""));
         let (_dir, opened) = forum(&CONFIG.replace("'utf8'", "'latin1'"));
         assert!(opened.unwrap_err().contains("latin1"));
         let (_dir, opened) = forum("<?php\n$config['database']['type'] = SOME_CONSTANT;\n");
@@ -340,12 +435,80 @@ mod tests {
 
     #[test]
     fn a_url_replaces_the_connection() {
-        let (options, server) =
-            from_url("mysql://u:s%40cret@localhost/other?socket=/tmp/x.sock").unwrap();
-        assert_eq!(options.get_database(), Some("other"));
+        let (options, server) = from_url(
+            "mysql://u:s%40cret@localhost/other?socket=/tmp/x.sock",
+            Dialect::Mysql,
+        )
+        .unwrap();
+        assert_eq!(options.database(), Some("other"));
         assert_eq!(server, "localhost via /tmp/x.sock");
-        let err = from_url("mysql://u:secret@[bad").unwrap_err();
+        let err = from_url("mysql://u:secret@[bad", Dialect::Mysql)
+            .err()
+            .unwrap();
         assert!(!err.contains("secret"));
-        assert!(from_url("postgres://x").unwrap_err().contains("PostgreSQL"));
+        let err = from_url("postgres://u:secret@db/forum", Dialect::Mysql)
+            .err()
+            .unwrap();
+        assert!(
+            err.contains("MySQL/MariaDB") && !err.contains("secret"),
+            "{err}"
+        );
+
+        let (options, server) = from_url(
+            "postgresql://u:s%40cret@db.example:5433/f",
+            Dialect::Postgres,
+        )
+        .unwrap();
+        assert_eq!(options.database(), Some("f"));
+        assert_eq!(server, "db.example:5433");
+        let (_, server) = from_url(
+            "postgres://u@localhost/f?host=/run/pg&port=5999",
+            Dialect::Postgres,
+        )
+        .unwrap();
+        assert_eq!(server, "/run/pg/.s.PGSQL.5999 (socket)");
+        let err = from_url("mysql://u:secret@db/forum", Dialect::Postgres)
+            .err()
+            .unwrap();
+        assert!(
+            err.contains("PostgreSQL") && !err.contains("secret"),
+            "{err}"
+        );
+    }
+
+    const PG_CONFIG: &str = "<?php\n$config['database']['type'] = 'pgsql';\n$config['database']['database'] = 'forum';\n$config['database']['table_prefix'] = 'mybb_';\n$config['database']['hostname'] = 'db.example:5433';\n$config['database']['username'] = 'u';\n$config['database']['password'] = 'p\\'w';\n// $config['database']['encoding'] = 'utf8';\n";
+
+    #[test]
+    fn a_postgresql_forum_connects_as_its_pgsql_driver_does() {
+        let (_dir, forum) = forum(PG_CONFIG);
+        let forum = forum.unwrap();
+        assert_eq!(forum.driver, Driver::Pgsql);
+        assert_eq!(
+            (forum.database.as_str(), forum.server.as_str()),
+            ("forum", "db.example:5433")
+        );
+        assert!(!forum.narrow_connection(), "PostgreSQL talks UTF-8");
+        let Options::Postgres(connect) = &forum.connect else {
+            panic!("a pgsql forum connects to PostgreSQL");
+        };
+        assert_eq!(connect.get_username(), "u");
+        assert!(!format!("{forum:?}").contains("p'w"));
+
+        // localhost is TCP for libpq; no host its default socket
+        // directory; a path a socket directory.
+        let (options, server) = from_pg_config("localhost", "u", "p");
+        assert_eq!(
+            (options.get_socket(), server.as_str()),
+            (None, "localhost:5432")
+        );
+        let (options, server) = from_pg_config("", "u", "p");
+        assert_eq!(
+            options.get_socket().unwrap().to_str(),
+            Some("/var/run/postgresql")
+        );
+        assert_eq!(server, "/var/run/postgresql/.s.PGSQL.5432 (socket)");
+        let (options, server) = from_pg_config("/tmp/pg:5999", "u", "p");
+        assert_eq!(options.get_socket().unwrap().to_str(), Some("/tmp/pg"));
+        assert_eq!(server, "/tmp/pg/.s.PGSQL.5999 (socket)");
     }
 }

@@ -1,8 +1,10 @@
-//! The MyBB content store: a forum's own MySQL/MariaDB database as the
-//! content store, written as MyBB 1.8's admin panel writes it
-//! (`docs/mybb-semantics.md`; what outpost does is in `docs/mybb.md`).
+//! The MyBB content store: a forum's own database (MySQL/MariaDB or
+//! PostgreSQL, through [`database`]) as the content store, written as
+//! MyBB 1.8's admin panel writes it (`docs/mybb-semantics.md`; what
+//! outpost does is in `docs/mybb.md`).
 //!
-//! MyBB's tables are MyISAM: no transactions and no unique keys. Every
+//! MyBB's tables are MyISAM on MySQL: no transactions; and on neither
+//! server a unique key but the row id. Every
 //! write is therefore one conditional statement whose affected rows are
 //! checked (a lost race is a version mismatch, for the reconciler to
 //! decide again), an insert is followed by a check for duplicates, and
@@ -11,6 +13,7 @@
 
 pub mod columns;
 pub mod css;
+pub mod database;
 pub mod forum;
 pub mod php_config;
 pub mod php_value;
@@ -26,10 +29,6 @@ use std::{
 };
 
 use sha2::{Digest, Sha256};
-use sqlx::{
-    AssertSqlSafe, Executor, MySqlPool,
-    mysql::{MySqlPoolOptions, MySqlRow},
-};
 use tokio::sync::{OnceCell, watch};
 
 use crate::sync::{
@@ -37,6 +36,7 @@ use crate::sync::{
     layout::TemplateGroups,
 };
 use columns::Column;
+use database::{Bind, Database, Row};
 use forum::Forum;
 
 /// How long one operation may take before it is reported as failed: a
@@ -78,7 +78,7 @@ struct Columns {
 /// A MyBB forum's database as a [`ContentStore`].
 pub struct MybbStore {
     forum: Forum,
-    pool: MySqlPool,
+    db: Database,
     tables: Tables,
     columns: OnceCell<Columns>,
     groups: watch::Receiver<TemplateGroups>,
@@ -90,18 +90,7 @@ impl MybbStore {
     /// groups and status and finds changes made in the database. Nothing
     /// is connected yet: a database that is down now is waited for.
     pub fn open(forum: Forum, interval: Duration) -> (Arc<Self>, poll::Poller) {
-        let strict = "SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'STRICT_ALL_TABLES')";
-        let pool = MySqlPoolOptions::new()
-            .max_connections(4)
-            .min_connections(0)
-            .acquire_timeout(CONNECT_DEADLINE)
-            // A write the column cannot hold fails instead of being cut
-            // short, whatever the server's own mode (checked before
-            // writing too; this is the second line).
-            .after_connect(move |connection, _| {
-                Box::pin(async move { connection.execute(strict).await.map(drop) })
-            })
-            .connect_lazy_with(forum.connect.clone().pipes_as_concat(false).timezone(None));
+        let db = Database::lazy(&forum.connect, 4, CONNECT_DEADLINE);
         let (groups_sender, groups) = watch::channel(TemplateGroups::Unknown);
         let (backend_sender, backend) = watch::channel(Backend {
             kind: "mybb",
@@ -113,7 +102,7 @@ impl MybbStore {
         let store = Arc::new(Self {
             tables: Tables::new(&forum.prefix),
             forum,
-            pool,
+            db,
             columns: OnceCell::new(),
             groups,
             backend,
@@ -152,56 +141,61 @@ impl MybbStore {
             })
     }
 
-    /// The rows `query` selects.
-    async fn rows<'q>(
-        &self,
-        query: sqlx::query::Query<'q, sqlx::MySql, sqlx::mysql::MySqlArguments>,
-    ) -> Result<Vec<MySqlRow>, ContentError> {
-        query
-            .fetch_all(&self.pool)
+    /// The rows portable statement `sql` selects ([`database`]).
+    async fn rows(&self, sql: &str, binds: &[Bind]) -> Result<Vec<Row>, ContentError> {
+        self.db
+            .rows(sql, binds)
             .await
             .map_err(|err| self.storage(err))
     }
 
-    /// Runs a statement; returns the rows it affected and the id it
-    /// inserted.
-    async fn run<'q>(
-        &self,
-        query: sqlx::query::Query<'q, sqlx::MySql, sqlx::mysql::MySqlArguments>,
-    ) -> Result<(u64, u64), ContentError> {
-        let done = query
-            .execute(&self.pool)
+    /// Runs portable statement `sql`; returns the rows it affected.
+    async fn run(&self, sql: &str, binds: &[Bind]) -> Result<u64, ContentError> {
+        self.db
+            .run(sql, binds)
             .await
-            .map_err(|err| self.storage(err))?;
-        Ok((done.rows_affected(), done.last_insert_id()))
+            .map_err(|err| self.storage(err))
+    }
+
+    /// Runs portable `INSERT` statement `sql`; returns the new row's
+    /// `id_column`.
+    async fn insert(
+        &self,
+        sql: &str,
+        binds: &[Bind],
+        id_column: &str,
+    ) -> Result<i64, ContentError> {
+        self.db
+            .insert(sql, binds, id_column)
+            .await
+            .map_err(|err| self.storage(err))
     }
 
     /// The content columns, read from the live schema once.
     async fn columns(&self) -> Result<&Columns, ContentError> {
         self.columns
             .get_or_try_init(|| async {
+                // PostgreSQL has no character set per column (NULL
+                // here) and spells the types out (`character varying`).
                 let rows = self
                     .rows(
-                        sqlx::query(
-                            "SELECT COLUMN_NAME AS name, COALESCE(CHARACTER_SET_NAME, '') AS charset, \
-                             CAST(COALESCE(CHARACTER_OCTET_LENGTH, 0) AS UNSIGNED) AS max_bytes, \
-                             CAST(COALESCE(CHARACTER_MAXIMUM_LENGTH, 0) AS UNSIGNED) AS max_chars, \
-                             DATA_TYPE AS data_type, \
-                             TABLE_NAME AS table_name FROM information_schema.COLUMNS \
-                             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN (?, ?)",
-                        )
-                        .bind(&self.tables.templates)
-                        .bind(&self.tables.themestylesheets),
+                        "SELECT COLUMN_NAME AS name, COALESCE(CHARACTER_SET_NAME, '') AS charset, \
+                         CAST(COALESCE(CHARACTER_OCTET_LENGTH, 0) AS {int}) AS max_bytes, \
+                         CAST(COALESCE(CHARACTER_MAXIMUM_LENGTH, 0) AS {int}) AS max_chars, \
+                         DATA_TYPE AS data_type, \
+                         TABLE_NAME AS table_name FROM information_schema.COLUMNS \
+                         WHERE TABLE_SCHEMA = {schema} AND TABLE_NAME IN (?, ?)",
+                        &[
+                            (&self.tables.templates).into(),
+                            (&self.tables.themestylesheets).into(),
+                        ],
                     )
                     .await?;
                 let column = |table: &str, wanted: &str| {
-                    use sqlx::Row;
                     let row = rows.iter().find(|row| {
-                        row.try_get::<String, _>("name")
+                        row.text("name")
                             .is_ok_and(|name| name.eq_ignore_ascii_case(wanted))
-                            && row
-                                .try_get::<String, _>("table_name")
-                                .is_ok_and(|name| name == table)
+                            && row.text("table_name").is_ok_and(|name| name == table)
                     });
                     let row = row.ok_or_else(|| {
                         ContentError::Storage(format!(
@@ -209,13 +203,22 @@ impl MybbStore {
                             self.forum.database, self.forum.prefix
                         ))
                     })?;
-                    let data_type: String = row.try_get("data_type").unwrap_or_default();
-                    let varchar = matches!(data_type.to_lowercase().as_str(), "varchar" | "char");
+                    let data_type = row.text("data_type").unwrap_or_default();
+                    let varchar = matches!(
+                        data_type.to_lowercase().as_str(),
+                        "varchar" | "char" | "character varying" | "character"
+                    );
+                    let limit = |name: &str| {
+                        row.int(name)
+                            .ok()
+                            .and_then(|limit| u64::try_from(limit).ok())
+                            .unwrap_or(u64::MAX)
+                    };
                     Ok::<_, ContentError>(Column {
                         name: format!("{table}.{wanted}"),
-                        charset: row.try_get("charset").unwrap_or_default(),
-                        max_bytes: row.try_get("max_bytes").unwrap_or(u64::MAX),
-                        max_chars: varchar.then(|| row.try_get("max_chars").unwrap_or(u64::MAX)),
+                        charset: row.text("charset").unwrap_or_default(),
+                        max_bytes: limit("max_bytes"),
+                        max_chars: varchar.then(|| limit("max_chars")),
                     })
                 };
                 let (templates, sheets) = (&self.tables.templates, &self.tables.themestylesheets);
@@ -240,16 +243,10 @@ impl MybbStore {
         content: &str,
         written_at: i64,
     ) -> Result<(), ContentError> {
-        let rows = self
-            .rows(sqlx::query(AssertSqlSafe(select)).bind(id))
-            .await?;
-        let stored: Option<(String, i64)> = rows.first().and_then(|row| {
-            use sqlx::Row;
-            Some((
-                row.try_get("content").ok()?,
-                row.try_get("changed_at").ok()?,
-            ))
-        });
+        let rows = self.rows(&select, &[id.into()]).await?;
+        let stored: Option<(String, i64)> = rows
+            .first()
+            .and_then(|row| Some((row.text("content").ok()?, row.int("changed_at").ok()?)));
         match stored {
             Some((text, _)) if text == content => Ok(()),
             Some((_, at)) if at != written_at => Ok(()),

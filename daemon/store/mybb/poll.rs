@@ -19,11 +19,10 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::watch;
 
 use super::{
-    MybbStore,
+    MybbStore, Row,
     templates::{GLOBAL_SET, GLOBAL_SID, MASTER_SID},
 };
 use crate::sync::{Backend, Key, Kind, engine::SyncEngine, layout::TemplateGroups};
@@ -138,8 +137,10 @@ impl Poller {
 
     async fn look(&mut self, engine: Option<&SyncEngine>) -> Result<(), String> {
         if self.backend.borrow().server_version.is_empty() {
-            let version: String = sqlx::query_scalar("SELECT VERSION()")
-                .fetch_one(&self.store.pool)
+            let version = self
+                .store
+                .db
+                .version()
                 .await
                 .map_err(|err| err.to_string())?;
             self.backend
@@ -165,8 +166,8 @@ impl Poller {
             let t = &self.store.tables;
             let now = self
                 .row_prints(format!(
-                    "SELECT CAST(sid AS SIGNED), title, CAST(tid AS SIGNED), CAST(dateline AS SIGNED), \
-                     CAST(CRC32(template) AS SIGNED) FROM {}",
+                    "SELECT CAST(sid AS {{int}}) AS collection, title AS name, CAST(tid AS {{int}}) AS id, \
+                     CAST(dateline AS {{int}}) AS at, CAST({{crc}}(template) AS {{int}}) AS crc FROM {}",
                     t.templates
                 ))
                 .await?;
@@ -178,8 +179,8 @@ impl Poller {
             let t = &self.store.tables;
             let now = self
                 .row_prints(format!(
-                    "SELECT CAST(tid AS SIGNED), name, CAST(sid AS SIGNED), CAST(lastmodified AS SIGNED), \
-                     CAST(CRC32(stylesheet) AS SIGNED) FROM {}",
+                    "SELECT CAST(tid AS {{int}}) AS collection, name, CAST(sid AS {{int}}) AS id, \
+                     CAST(lastmodified AS {{int}}) AS at, CAST({{crc}}(stylesheet) AS {{int}}) AS crc FROM {}",
                     t.themestylesheets
                 ))
                 .await?;
@@ -198,13 +199,14 @@ impl Poller {
         Ok(())
     }
 
-    /// Every table's fingerprint, in one statement.
+    /// Every table's fingerprint, in one statement (`BIT_XOR` needs
+    /// PostgreSQL 14 or later).
     async fn fingerprints(&self) -> Result<Prints, String> {
         let t = &self.store.tables;
         let print = |table: &str, columns: &str| {
             format!(
-                "(SELECT CONCAT(COUNT(*), ':', COALESCE(SUM(CRC32(CONCAT_WS(0x1f, {columns}))), 0), ':', \
-                 COALESCE(BIT_XOR(CRC32(CONCAT_WS(0x1f, {columns}))), 0)) FROM {table})"
+                "(SELECT CONCAT(COUNT(*), ':', COALESCE(SUM({{crc}}(CONCAT_WS({{sep}}, {columns}))), 0), ':', \
+                 COALESCE(BIT_XOR({{crc}}(CONCAT_WS({{sep}}, {columns}))), 0)) FROM {table})"
             )
         };
         let sql = format!(
@@ -218,14 +220,14 @@ impl Poller {
                 "sid, name, tid, attachedto, lastmodified, stylesheet"
             ),
         );
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .fetch_one(&self.store.pool)
+        let rows = self
+            .store
+            .db
+            .rows(&sql, &[])
             .await
             .map_err(|err| err.to_string())?;
-        let get = |column: &str| {
-            row.try_get::<String, _>(column)
-                .map_err(|err| err.to_string())
-        };
+        let row = rows.first().ok_or("the fingerprints are no row")?;
+        let get = |column: &str| row.text(column).map_err(|err| err.to_string());
         Ok(Prints {
             templates: get("templates")?,
             templatesets: get("templatesets")?,
@@ -237,9 +239,12 @@ impl Poller {
 
     async fn load_groups(&mut self) -> Result<(), String> {
         let sql = format!("SELECT prefix FROM {}", self.store.tables.templategroups);
-        let prefixes: Vec<String> = sqlx::query_scalar(AssertSqlSafe(sql))
-            .fetch_all(&self.store.pool)
-            .await
+        let prefixes = self
+            .select(&sql)
+            .await?
+            .iter()
+            .map(|row| row.text("prefix"))
+            .collect::<Result<Vec<_>, _>>()
             .map_err(|err| err.to_string())?;
         self.groups.send_replace(TemplateGroups::prefixes(prefixes));
         Ok(())
@@ -247,43 +252,52 @@ impl Poller {
 
     async fn load_sets(&mut self) -> Result<(), String> {
         let sql = format!(
-            "SELECT CAST(sid AS SIGNED), title FROM {}",
+            "SELECT CAST(sid AS {{int}}) AS id, title AS name FROM {}",
             self.store.tables.templatesets
         );
-        let sets: Vec<(i64, String)> = sqlx::query_as(AssertSqlSafe(sql))
-            .fetch_all(&self.store.pool)
-            .await
-            .map_err(|err| err.to_string())?;
-        self.sets = sets.into_iter().collect();
+        self.sets = self.names(&sql).await?;
         Ok(())
     }
 
     async fn load_themes(&mut self) -> Result<(), String> {
         let sql = format!(
-            "SELECT CAST(tid AS SIGNED), name FROM {}",
+            "SELECT CAST(tid AS {{int}}) AS id, name FROM {}",
             self.store.tables.themes
         );
-        let themes: Vec<(i64, String)> = sqlx::query_as(AssertSqlSafe(sql))
-            .fetch_all(&self.store.pool)
-            .await
-            .map_err(|err| err.to_string())?;
-        self.themes = themes.into_iter().collect();
+        self.themes = self.names(&sql).await?;
         Ok(())
     }
 
-    /// Rows' prints, from a statement selecting collection id, name, row
-    /// id, time and checksum.
-    async fn row_prints(&self, sql: String) -> Result<RowPrints, String> {
-        let rows: Vec<(i64, String, i64, i64, i64)> = sqlx::query_as(AssertSqlSafe(sql))
-            .fetch_all(&self.store.pool)
+    /// The rows portable statement `sql` selects.
+    async fn select(&self, sql: &str) -> Result<Vec<Row>, String> {
+        self.store
+            .db
+            .rows(sql, &[])
             .await
-            .map_err(|err| err.to_string())?;
+            .map_err(|err| err.to_string())
+    }
+
+    /// Names by id, from a statement selecting `id` and `name`.
+    async fn names(&self, sql: &str) -> Result<BTreeMap<i64, String>, String> {
+        self.select(sql)
+            .await?
+            .iter()
+            .map(|row| Ok((row.int("id")?, row.text("name")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|err| err.to_string())
+    }
+
+    /// Rows' prints, from a statement selecting `collection` id, `name`,
+    /// row `id`, time (`at`) and checksum (`crc`).
+    async fn row_prints(&self, sql: String) -> Result<RowPrints, String> {
         let mut prints = RowPrints::new();
-        for (collection, name, id, time, crc) in rows {
-            prints
-                .entry((collection, name))
-                .or_default()
-                .push((id, time, crc));
+        for row in self.select(&sql).await? {
+            let print = (|| {
+                let print = (row.int("id")?, row.int("at")?, row.int("crc")?);
+                Ok::<_, sqlx::Error>(((row.int("collection")?, row.text("name")?), print))
+            })();
+            let (key, print) = print.map_err(|err| err.to_string())?;
+            prints.entry(key).or_default().push(print);
         }
         for rows in prints.values_mut() {
             rows.sort_unstable();

@@ -21,8 +21,6 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use sqlx::{AssertSqlSafe, Row, mysql::MySqlRow};
-
 use super::{
     MybbStore, compare, css, from_unix,
     theme_list::{self, DefaultThemeRow, SheetRow, ThemeRow},
@@ -59,10 +57,6 @@ struct Sheet {
 struct Styles {
     themes: Vec<Theme>,
     sheets: Vec<Sheet>,
-}
-
-fn int(row: &MySqlRow, column: &str) -> Result<i64, sqlx::Error> {
-    row.try_get::<i64, _>(column)
 }
 
 impl Styles {
@@ -165,41 +159,41 @@ impl MybbStore {
     async fn styles(&self) -> Result<Styles, ContentError> {
         let t = &self.tables;
         let sql = format!(
-            "SELECT CAST(tid AS SIGNED) AS tid, CAST(pid AS SIGNED) AS pid, name, \
-             CAST(def AS SIGNED) AS def, properties, stylesheets FROM {} ORDER BY tid",
+            "SELECT CAST(tid AS {{int}}) AS tid, CAST(pid AS {{int}}) AS pid, name, \
+             CAST(def AS {{int}}) AS def, properties, stylesheets FROM {} ORDER BY tid",
             t.themes
         );
-        let rows = self.rows(sqlx::query(AssertSqlSafe(sql))).await?;
+        let rows = self.rows(&sql, &[]).await?;
         let themes = rows
             .iter()
             .map(|row| {
                 Ok(Theme {
-                    tid: int(row, "tid")? as u32,
-                    pid: int(row, "pid")? as u32,
-                    name: row.try_get("name")?,
-                    def: int(row, "def")? == 1,
-                    properties: row.try_get("properties")?,
-                    stylesheets: row.try_get("stylesheets")?,
+                    tid: row.int("tid")? as u32,
+                    pid: row.int("pid")? as u32,
+                    name: row.text("name")?,
+                    def: row.int("def")? == 1,
+                    properties: row.text("properties")?,
+                    stylesheets: row.text("stylesheets")?,
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()
             .map_err(|err| self.storage(err))?;
         let sql = format!(
-            "SELECT CAST(sid AS SIGNED) AS sid, CAST(tid AS SIGNED) AS tid, name, attachedto, \
-             CAST(lastmodified AS SIGNED) AS lastmodified, stylesheet FROM {} ORDER BY tid DESC",
+            "SELECT CAST(sid AS {{int}}) AS sid, CAST(tid AS {{int}}) AS tid, name, attachedto, \
+             CAST(lastmodified AS {{int}}) AS lastmodified, stylesheet FROM {} ORDER BY tid DESC",
             t.themestylesheets
         );
-        let rows = self.rows(sqlx::query(AssertSqlSafe(sql))).await?;
+        let rows = self.rows(&sql, &[]).await?;
         let sheets = rows
             .iter()
             .map(|row| {
                 Ok(Sheet {
-                    sid: int(row, "sid")? as u32,
-                    tid: int(row, "tid")? as u32,
-                    name: row.try_get("name")?,
-                    attachedto: row.try_get("attachedto")?,
-                    lastmodified: int(row, "lastmodified")?,
-                    stylesheet: row.try_get("stylesheet")?,
+                    sid: row.int("sid")? as u32,
+                    tid: row.int("tid")? as u32,
+                    name: row.text("name")?,
+                    attachedto: row.text("attachedto")?,
+                    lastmodified: row.int("lastmodified")?,
+                    stylesheet: row.text("stylesheet")?,
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()
@@ -293,18 +287,19 @@ impl MybbStore {
             Some(sheet) if sheet.tid == theme.tid => {
                 let sql = format!(
                     "UPDATE {} SET stylesheet = ?, cachefile = ?, lastmodified = ? \
-                     WHERE sid = ? AND tid = ? AND lastmodified = ? AND BINARY stylesheet = ?",
+                     WHERE sid = ? AND tid = ? AND lastmodified = ? AND {{exact}}stylesheet = ?",
                     t.themestylesheets
                 );
-                let query = sqlx::query(AssertSqlSafe(sql))
-                    .bind(content)
-                    .bind(&key.name)
-                    .bind(now)
-                    .bind(sheet.sid)
-                    .bind(sheet.tid)
-                    .bind(sheet.lastmodified)
-                    .bind(&sheet.stylesheet);
-                let (affected, _) = self.run(query).await?;
+                let binds = [
+                    content.into(),
+                    (&key.name).into(),
+                    now.into(),
+                    sheet.sid.into(),
+                    sheet.tid.into(),
+                    sheet.lastmodified.into(),
+                    (&sheet.stylesheet).into(),
+                ];
+                let affected = self.run(&sql, &binds).await?;
                 if affected != 1 {
                     return Err(self.lost_race(key, expected.unwrap_or(actual)).await);
                 }
@@ -320,43 +315,36 @@ impl MybbStore {
                      VALUES (?, ?, ?, ?, ?, ?)",
                     t.themestylesheets
                 );
-                let query = sqlx::query(AssertSqlSafe(sql))
-                    .bind(&key.name)
-                    .bind(theme.tid)
-                    .bind(attachedto)
-                    .bind(content)
-                    .bind(&key.name)
-                    .bind(now);
-                let (_, sid) = self.run(query).await?;
-                let sid = sid as u32;
+                let binds = [
+                    (&key.name).into(),
+                    theme.tid.into(),
+                    attachedto.into(),
+                    content.into(),
+                    (&key.name).into(),
+                    now.into(),
+                ];
+                let sid = self.insert(&sql, &binds, "sid").await? as u32;
                 let sql = format!(
                     "SELECT name FROM {} WHERE tid = ? AND name = ?",
                     t.themestylesheets
                 );
                 let rows = self
-                    .rows(
-                        sqlx::query(AssertSqlSafe(sql))
-                            .bind(theme.tid)
-                            .bind(&key.name),
-                    )
+                    .rows(&sql, &[theme.tid.into(), (&key.name).into()])
                     .await?;
                 let own = rows
                     .iter()
-                    .filter(|row| {
-                        row.try_get::<String, _>("name")
-                            .is_ok_and(|n| n == key.name)
-                    })
+                    .filter(|row| row.text("name").is_ok_and(|n| n == key.name))
                     .count();
                 if own > 1 {
                     let sql = format!("DELETE FROM {} WHERE sid = ?", t.themestylesheets);
-                    self.run(sqlx::query(AssertSqlSafe(sql)).bind(sid)).await?;
+                    self.run(&sql, &[sid.into()]).await?;
                     return Err(self.lost_race(key, expected.unwrap_or(actual)).await);
                 }
                 (sid, current.is_none())
             }
         };
         let select = format!(
-            "SELECT stylesheet AS content, CAST(lastmodified AS SIGNED) AS changed_at FROM {} WHERE sid = ?",
+            "SELECT stylesheet AS content, CAST(lastmodified AS {{int}}) AS changed_at FROM {} WHERE sid = ?",
             t.themestylesheets
         );
         self.read_back(key, select, sid.into(), content, now)
@@ -368,8 +356,7 @@ impl MybbStore {
                 "UPDATE {} SET cachefile = ? WHERE sid = ?",
                 t.themestylesheets
             );
-            self.run(sqlx::query(AssertSqlSafe(sql)).bind(&fallback).bind(sid))
-                .await?;
+            self.run(&sql, &[(&fallback).into(), sid.into()]).await?;
             warnings.push(format!(
                 "{key} is saved, but its cached file cannot be written ({err}): the forum serves it through {fallback}, as MyBB does"
             ));
@@ -413,14 +400,15 @@ impl MybbStore {
         let actual = item(&key.collection, &sheet).version;
         compare(key, expected, actual)?;
         let sql = format!(
-            "DELETE FROM {} WHERE sid = ? AND lastmodified = ? AND BINARY stylesheet = ?",
+            "DELETE FROM {} WHERE sid = ? AND lastmodified = ? AND {{exact}}stylesheet = ?",
             self.tables.themestylesheets
         );
-        let query = sqlx::query(AssertSqlSafe(sql))
-            .bind(sheet.sid)
-            .bind(sheet.lastmodified)
-            .bind(&sheet.stylesheet);
-        let (affected, _) = self.run(query).await?;
+        let binds = [
+            sheet.sid.into(),
+            sheet.lastmodified.into(),
+            (&sheet.stylesheet).into(),
+        ];
+        let affected = self.run(&sql, &binds).await?;
         if affected != 1 {
             return Err(self.lost_race(key, actual).await);
         }
@@ -485,16 +473,17 @@ impl MybbStore {
                 .unwrap_or_else(|| theme.properties.clone());
             let sql = format!(
                 "UPDATE {} SET stylesheets = ?, properties = ? WHERE tid = ? \
-                 AND BINARY stylesheets = ? AND BINARY properties = ?",
+                 AND {{exact}}stylesheets = ? AND {{exact}}properties = ?",
                 self.tables.themes
             );
-            let query = sqlx::query(AssertSqlSafe(sql))
-                .bind(&rebuilt.stylesheets)
-                .bind(&properties)
-                .bind(tid)
-                .bind(&theme.stylesheets)
-                .bind(&theme.properties);
-            let (affected, _) = self.run(query).await?;
+            let binds = [
+                (&rebuilt.stylesheets).into(),
+                (&properties).into(),
+                tid.into(),
+                (&theme.stylesheets).into(),
+                (&theme.properties).into(),
+            ];
+            let affected = self.run(&sql, &binds).await?;
             if affected != 1 {
                 warnings.push(format!(
                     "theme {:?} changed while its stylesheet list was rebuilt; save any of its sheets again (or a theme in the admin panel) to bring it up to date",
@@ -524,12 +513,11 @@ impl MybbStore {
         row: &DefaultThemeRow,
     ) -> Result<Vec<String>, ContentError> {
         let cache = theme_list::default_theme_cache(Some(row), self.forum.driver);
-        let sql = format!(
-            "REPLACE INTO {}datacache (title, cache) VALUES ('default_theme', ?)",
-            self.forum.prefix
-        );
-        self.run(sqlx::query(AssertSqlSafe(sql)).bind(cache))
-            .await?;
+        let table = format!("{}datacache", self.forum.prefix);
+        self.db
+            .upsert(&table, "title", "default_theme", "cache", &cache)
+            .await
+            .map_err(|err| self.storage(err))?;
         Ok(match self.forum.cache_store.as_str() {
             "" | "db" => Vec::new(),
             // The files store reads the table again when its file is gone.

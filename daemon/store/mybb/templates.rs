@@ -4,14 +4,12 @@
 //! trailing whitespace, with `version` = the forum's `version_code`,
 //! `status` = '' and `dateline` = now; the first save of a master
 //! template inserts the set's own row, and a master row is never written.
-//! Two own rows for one title (MySQL does not stop them) are reported,
+//! Two own rows for one title (no unique key stops them) are reported,
 //! never picked between.
 
 use std::collections::BTreeMap;
 
-use sqlx::{AssertSqlSafe, Row, mysql::MySqlRow};
-
-use super::{MybbStore, compare, from_unix, rules, unix_now, version};
+use super::{MybbStore, Row, compare, from_unix, rules, unix_now, version};
 use crate::sync::{
     Collection, ContentError, Item, Key, Kind, Trim, Written, names, sha256, validate_content,
 };
@@ -49,13 +47,13 @@ impl Shown {
     }
 }
 
-fn template_row(row: &MySqlRow) -> Result<TemplateRow, sqlx::Error> {
+fn template_row(row: &Row) -> Result<TemplateRow, sqlx::Error> {
     Ok(TemplateRow {
-        tid: row.try_get("tid")?,
-        sid: row.try_get("sid")?,
-        title: row.try_get("title")?,
-        dateline: row.try_get("dateline")?,
-        template: row.try_get("template")?,
+        tid: row.int("tid")?,
+        sid: row.int("sid")?,
+        title: row.text("title")?,
+        dateline: row.int("dateline")?,
+        template: row.text("template")?,
     })
 }
 
@@ -117,22 +115,22 @@ impl MybbStore {
         let t = &self.tables;
         let sql = format!(
             "SELECT s.title AS title, \
-             (SELECT COUNT(DISTINCT BINARY i.title) FROM {templates} i WHERE i.sid IN (-2, s.sid)) AS items, \
-             (SELECT CAST(MAX(i.dateline) AS SIGNED) FROM {templates} i WHERE i.sid = s.sid) AS updated \
+             (SELECT CAST(COUNT(DISTINCT {{exact}}i.title) AS {{int}}) FROM {templates} i WHERE i.sid IN (-2, s.sid)) AS items, \
+             (SELECT CAST(MAX(i.dateline) AS {{int}}) FROM {templates} i WHERE i.sid = s.sid) AS updated \
              FROM {sets} s \
-             UNION ALL SELECT '{GLOBAL_SET}', COUNT(DISTINCT BINARY title), CAST(MAX(dateline) AS SIGNED) \
+             UNION ALL SELECT '{GLOBAL_SET}', CAST(COUNT(DISTINCT {{exact}}title) AS {{int}}), CAST(MAX(dateline) AS {{int}}) \
              FROM {templates} WHERE sid = -1 \
              ORDER BY title",
             templates = t.templates,
             sets = t.templatesets,
         );
-        let rows = self.rows(sqlx::query(AssertSqlSafe(sql))).await?;
+        let rows = self.rows(&sql, &[]).await?;
         rows.iter()
             .map(|row| {
                 Ok(Collection {
-                    name: row.try_get("title")?,
-                    items: row.try_get::<i64, _>("items")? as u32,
-                    updated_at: row.try_get::<Option<i64>, _>("updated")?.map(from_unix),
+                    name: row.text("title")?,
+                    items: row.int("items")? as u32,
+                    updated_at: row.int_or_null("updated")?.map(from_unix),
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
@@ -143,19 +141,16 @@ impl MybbStore {
     /// title, Refused if it has two.
     async fn set_id(&self, set: &str) -> Result<i64, ContentError> {
         let sql = format!(
-            "SELECT CAST(sid AS SIGNED) AS sid, title FROM {} WHERE title = ?",
+            "SELECT CAST(sid AS {{int}}) AS sid, title FROM {} WHERE title = ?",
             self.tables.templatesets
         );
-        let rows = self.rows(sqlx::query(AssertSqlSafe(sql)).bind(set)).await?;
+        let rows = self.rows(&sql, &[set.into()]).await?;
         let mut sids = Vec::new();
         for row in &rows {
-            // The column's collation ignores case: compare exactly here.
-            let title: String = row.try_get("title").map_err(|err| self.storage(err))?;
+            // MySQL's collation ignores case: compare exactly here.
+            let title = row.text("title").map_err(|err| self.storage(err))?;
             if title == set {
-                sids.push(
-                    row.try_get::<i64, _>("sid")
-                        .map_err(|err| self.storage(err))?,
-                );
+                sids.push(row.int("sid").map_err(|err| self.storage(err))?);
             }
         }
         if set == GLOBAL_SET {
@@ -191,21 +186,19 @@ impl MybbStore {
             ""
         };
         let sql = format!(
-            "SELECT CAST(tid AS SIGNED) AS tid, CAST(sid AS SIGNED) AS sid, title, \
-             CAST(dateline AS SIGNED) AS dateline, template FROM {} WHERE {sids}{filter}",
+            "SELECT CAST(tid AS {{int}}) AS tid, CAST(sid AS {{int}}) AS sid, title, \
+             CAST(dateline AS {{int}}) AS dateline, template FROM {} WHERE {sids}{filter}",
             self.tables.templates
         );
-        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(sid);
-        if let Some(title) = title {
-            query = query.bind(title);
-        }
-        let rows = self.rows(query).await?;
+        let mut binds = vec![sid.into()];
+        binds.extend(title.map(Into::into));
+        let rows = self.rows(&sql, &binds).await?;
         let rows = rows
             .iter()
             .map(template_row)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|err| self.storage(err))?;
-        // The column's collation ignores case: compare exactly here.
+        // MySQL's collation ignores case: compare exactly here.
         Ok(rows
             .into_iter()
             .filter(|row| title.is_none_or(|title| row.title == title))
@@ -288,18 +281,19 @@ impl MybbStore {
             Some(Shown::Own(row)) => {
                 let sql = format!(
                     "UPDATE {} SET template = ?, version = ?, status = '', dateline = ? \
-                     WHERE tid = ? AND sid = ? AND dateline = ? AND BINARY template = ?",
+                     WHERE tid = ? AND sid = ? AND dateline = ? AND {{exact}}template = ?",
                     t.templates
                 );
-                let query = sqlx::query(AssertSqlSafe(sql))
-                    .bind(content)
-                    .bind(self.forum.version_code.to_string())
-                    .bind(now)
-                    .bind(row.tid)
-                    .bind(row.sid)
-                    .bind(row.dateline)
-                    .bind(&row.template);
-                let (affected, _) = self.run(query).await?;
+                let binds = [
+                    content.into(),
+                    self.forum.version_code.to_string().into(),
+                    now.into(),
+                    row.tid.into(),
+                    row.sid.into(),
+                    row.dateline.into(),
+                    (&row.template).into(),
+                ];
+                let affected = self.run(&sql, &binds).await?;
                 if affected != 1 {
                     return Err(self.lost_race(key, expected.unwrap_or(actual)).await);
                 }
@@ -311,27 +305,27 @@ impl MybbStore {
                     "INSERT INTO {} (title, template, sid, version, status, dateline) VALUES (?, ?, ?, ?, '', ?)",
                     t.templates
                 );
-                let query = sqlx::query(AssertSqlSafe(sql))
-                    .bind(&key.name)
-                    .bind(content)
-                    .bind(sid)
-                    .bind(self.forum.version_code.to_string())
-                    .bind(now);
-                let (_, tid) = self.run(query).await?;
-                let tid = tid as i64;
+                let binds = [
+                    (&key.name).into(),
+                    content.into(),
+                    sid.into(),
+                    self.forum.version_code.to_string().into(),
+                    now.into(),
+                ];
+                let tid = self.insert(&sql, &binds, "tid").await?;
                 // No unique key stops a second own row: if one appeared
                 // meanwhile, ours goes again and the race is lost.
                 let own = self.rows_of(sid, Some(&key.name)).await?;
                 if own.iter().filter(|row| row.sid == sid).count() > 1 {
                     let sql = format!("DELETE FROM {} WHERE tid = ?", t.templates);
-                    self.run(sqlx::query(AssertSqlSafe(sql)).bind(tid)).await?;
+                    self.run(&sql, &[tid.into()]).await?;
                     return Err(self.lost_race(key, expected.unwrap_or(actual)).await);
                 }
                 (tid, shown.is_none())
             }
         };
         let select = format!(
-            "SELECT template AS content, CAST(dateline AS SIGNED) AS changed_at FROM {} WHERE tid = ?",
+            "SELECT template AS content, CAST(dateline AS {{int}}) AS changed_at FROM {} WHERE tid = ?",
             t.templates
         );
         self.read_back(key, select, tid, content, now).await?;
@@ -369,14 +363,11 @@ impl MybbStore {
         let actual = item(&key.collection, &row).version;
         compare(key, expected, actual)?;
         let sql = format!(
-            "DELETE FROM {} WHERE tid = ? AND dateline = ? AND BINARY template = ?",
+            "DELETE FROM {} WHERE tid = ? AND dateline = ? AND {{exact}}template = ?",
             self.tables.templates
         );
-        let query = sqlx::query(AssertSqlSafe(sql))
-            .bind(row.tid)
-            .bind(row.dateline)
-            .bind(&row.template);
-        let (affected, _) = self.run(query).await?;
+        let binds = [row.tid.into(), row.dateline.into(), (&row.template).into()];
+        let affected = self.run(&sql, &binds).await?;
         if affected != 1 {
             return Err(self.lost_race(key, actual).await);
         }
