@@ -12,6 +12,7 @@ pub mod mariadb;
 #[path = "../support/postgres.rs"]
 pub mod postgres;
 
+mod cache_servers;
 mod config;
 mod content;
 mod harness;

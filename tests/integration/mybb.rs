@@ -23,8 +23,9 @@ use tempfile::TempDir;
 use tonic::Code;
 
 use crate::{
+    cache_servers::{CacheServer, Kind},
     harness::{Daemon, START_DEADLINE, create, eventually, spec, stdout, wait_until},
-    mariadb::{self, Charset, ForumSpec, MariaDb, SEED_TIME, SqlMode},
+    mariadb::{self, Charset, ForumSpec, MariaDb, SEED_TIME, SqlMode, free_port},
     postgres::{PgForum, PgForumSpec, Postgres},
     sync_support::{
         EVENT_DEADLINE, FAST_SETTLE, SyncClient, SyncEvents, about, export, put, quiesce, sha256,
@@ -231,9 +232,26 @@ impl Synced {
     /// Starts `server`, a forum of `spec`, and a daemon on it; None where
     /// the server is not installed (and that is allowed).
     async fn start(server: Server, spec: ForumSpec, connect: Connect) -> Option<Self> {
+        Self::start_with_config(server, spec, connect, |config| config).await
+    }
+
+    /// As [`Self::start`], with the forum's `inc/config.php` as `config`
+    /// makes it of the one written for the server.
+    async fn start_with_config(
+        server: Server,
+        spec: ForumSpec,
+        connect: Connect,
+        config: impl FnOnce(String) -> String,
+    ) -> Option<Self> {
         let db = Db::start(server, &spec)?;
         let root = tempfile::tempdir().unwrap();
         db.write_root(root.path(), connect);
+        let config_path = root.path().join("inc/config.php");
+        fs::write(
+            &config_path,
+            config(fs::read_to_string(&config_path).unwrap()),
+        )
+        .unwrap();
         let mut builder = Daemon::builder()
             .arg("--sync-settle")
             .arg(FAST_SETTLE)
@@ -816,6 +834,139 @@ async fn a_cache_that_cannot_be_written_falls_back_to_css_php_and_warns(server: 
         list.contains(&format!("css.php?stylesheet={sid}")),
         "{list}"
     );
+}
+
+/// `config.php` as the installer writes it, caching in `store` (one of
+/// `redis`, `memcache`, `memcached`) on 127.0.0.1:`port`.
+fn caching_in(store: &str, port: u16) -> impl FnOnce(String) -> String {
+    let section = if store == "redis" {
+        "redis"
+    } else {
+        "memcache"
+    };
+    let default_port = if store == "redis" { 6379 } else { 11211 };
+    move |config: String| {
+        let edited = config
+            .replace(
+                "$config['cache_store'] = 'db';",
+                &format!("$config['cache_store'] = '{store}';"),
+            )
+            .replace(
+                &format!("$config['{section}']['host'] = 'localhost';"),
+                &format!("$config['{section}']['host'] = '127.0.0.1';"),
+            )
+            .replace(
+                &format!("$config['{section}']['port'] = {default_port};"),
+                &format!("$config['{section}']['port'] = {port};"),
+            );
+        assert_eq!(
+            edited.matches("127.0.0.1").count(),
+            config.matches("127.0.0.1").count() + 1,
+            "the installer's {section} lines changed"
+        );
+        edited
+    }
+}
+
+/// MyBB's key for the forum's `default_theme` cache: md5 of its root's
+/// real path with a trailing '/', as PHP's `__FILE__` gives it.
+fn default_theme_key(root: &Path) -> String {
+    use md5::{Digest, Md5};
+    let real = fs::canonicalize(root).unwrap();
+    let digest = Md5::digest(format!("{}/", real.display()).as_bytes());
+    format!("{}_default_theme", hex(&digest).to_lowercase())
+}
+
+/// Saves a sheet of the default theme; returns the first WARNING or
+/// IMPORTED event about it.
+async fn save_a_default_sheet(s: &mut Synced) -> pb::SyncEvent {
+    s.sync
+        .export_stylesheets(pb::ExportStylesheetsRequest {
+            theme: "Default".to_owned(),
+        })
+        .await
+        .unwrap();
+    let default = s.dir("stylesheets", "Default").await;
+    save(&default.join("global.css"), "body { color: teal }");
+    s.events
+        .until("the save of Default/global.css", |event| {
+            matches!(event.kind(), K::Warning | K::Imported)
+                && matches!(
+                    event.key.as_ref().and_then(|key| key.key.as_ref()),
+                    Some(content_key::Key::Stylesheet(key)) if key.theme == "Default" && key.name == "global.css"
+                )
+        })
+        .await
+}
+
+/// A forum caching in redis, memcache or memcached: a save of a sheet of
+/// the default theme deletes MyBB's copy of the `default_theme` cache
+/// there, so that its next page reads the new row from `datacache`.
+async fn a_default_sheet_save_clears_the_cache_server(kind: Kind, store: &str) {
+    let Some(cache) = CacheServer::start(kind) else {
+        return;
+    };
+    let Some(mut s) = Synced::start_with_config(
+        Server::MariaDb(SqlMode::Strict),
+        small(),
+        Connect::Environment,
+        caching_in(store, cache.port),
+    )
+    .await
+    else {
+        return;
+    };
+    let key = default_theme_key(s.root.path());
+    cache.set(&key, "a:1:{s:3:\"tid\";i:2;}");
+    let other = key.replace("default_theme", "settings");
+    cache.set(&other, "kept");
+    let event = save_a_default_sheet(&mut s).await;
+    assert_eq!(event.kind(), K::Imported, "{}", event.message);
+    assert!(!cache.has(&key), "{store}: the default_theme key is gone");
+    assert!(cache.has(&other), "{store}: other caches stay");
+}
+
+#[tokio::test]
+async fn a_default_sheet_save_clears_redis() {
+    a_default_sheet_save_clears_the_cache_server(Kind::Redis, "redis").await;
+}
+
+#[tokio::test]
+async fn a_default_sheet_save_clears_memcached() {
+    a_default_sheet_save_clears_the_cache_server(Kind::Memcached, "memcached").await;
+}
+
+#[tokio::test]
+async fn a_default_sheet_save_clears_memcache() {
+    a_default_sheet_save_clears_the_cache_server(Kind::Memcached, "memcache").await;
+}
+
+/// A cache server that is down: the save lands, with a warning naming
+/// the server, since guests keep the old stylesheet list until the
+/// cache is rebuilt.
+#[tokio::test]
+async fn a_cache_server_that_is_down_is_named_in_a_warning() {
+    let port = free_port();
+    let Some(mut s) = Synced::start_with_config(
+        Server::MariaDb(SqlMode::Strict),
+        small(),
+        Connect::Environment,
+        caching_in("redis", port),
+    )
+    .await
+    else {
+        return;
+    };
+    let warning = save_a_default_sheet(&mut s).await;
+    assert_eq!(warning.kind(), K::Warning, "{}", warning.message);
+    assert!(
+        warning
+            .message
+            .contains(&format!("redis server 127.0.0.1:{port}: cannot connect")),
+        "{}",
+        warning.message
+    );
+    s.sheet_event(K::Imported, "Default", "global.css").await;
 }
 
 both_servers!(an_edit_made_while_the_database_is_down_lands_when_it_is_back);

@@ -596,14 +596,16 @@ fn user_args() -> &'static [&'static str] {
     }
 }
 
-/// Whether MariaDB is required (`OUTPOST_REQUIRE_REAL` set, not empty or
-/// `0`).
+/// Whether the real servers are required (`OUTPOST_REQUIRE_REAL` set, not
+/// empty or `0`).
 fn require_real() -> bool {
     env::var_os("OUTPOST_REQUIRE_REAL").is_some_and(|v| !v.is_empty() && v != "0")
 }
 
-/// None with a reason on stderr, or a panic if MariaDB is required.
-fn skip<T>(reason: &str) -> Option<T> {
+/// None with a reason on stderr, or a panic if the real servers are
+/// required. Public for the tests' other servers (the cache servers),
+/// which follow the same rule.
+pub fn skip<T>(reason: &str) -> Option<T> {
     assert!(
         !require_real(),
         "{reason} (and OUTPOST_REQUIRE_REAL is set)"
@@ -636,7 +638,7 @@ fn find_program(name: &str) -> Option<PathBuf> {
 }
 
 /// A TCP port of 127.0.0.1 that was free a moment ago.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("cannot bind a free port")

@@ -13,6 +13,7 @@ use std::{
 use sqlx::{mysql::MySqlConnectOptions, postgres::PgConnectOptions};
 
 use super::{
+    cache_store::CacheStore,
     database::{Dialect, Options},
     php_config::PhpConfig,
     theme_list::Driver,
@@ -61,8 +62,9 @@ pub struct Forum {
     /// The database layer MyBB uses, which decides how it writes numbers
     /// into serialized values.
     pub driver: Driver,
-    /// Where MyBB keeps its cache (`db`, `files`, `memcache`, …).
-    pub cache_store: String,
+    /// Where MyBB keeps its cache (`db`, `files`, `memcache`, …) and
+    /// how to reach it.
+    pub cache_store: CacheStore,
     /// How to connect (holds the password: never printed).
     pub connect: Options,
 }
@@ -201,7 +203,7 @@ impl Forum {
             encoding,
             server,
             driver,
-            cache_store: config.string(&["cache_store"]).unwrap_or_default(),
+            cache_store: CacheStore::from_config(&config),
         })
     }
 

@@ -11,6 +11,7 @@
 //! what was written is read back. Changes made in the database (the admin
 //! panel, another tool) are found by [`poll`].
 
+pub mod cache_store;
 pub mod columns;
 pub mod css;
 pub mod database;

@@ -101,9 +101,40 @@ impl PhpConfig {
             Value::Array(_) => return None,
         })
     }
+
+    /// The keys of the array at `path`, whether it is assigned whole or
+    /// key by key (`$config['memcache'][0]['host'] = …`), each once, in
+    /// the order assigned whole, then in key order.
+    pub fn keys(&self, path: &[&str]) -> Vec<String> {
+        let wanted: Vec<ArrayKey> = path.iter().map(|key| ArrayKey::of(key)).collect();
+        let mut keys: Vec<&ArrayKey> = match self.get(path) {
+            Some(Value::Array(entries)) => entries.iter().map(|(key, _)| key).collect(),
+            _ => Vec::new(),
+        };
+        for assigned in self.values.keys() {
+            if assigned.len() > wanted.len() && assigned.starts_with(&wanted) {
+                keys.push(&assigned[wanted.len()]);
+            }
+        }
+        let mut seen = Vec::new();
+        keys.retain(|key| {
+            let new = !seen.contains(key);
+            seen.push(*key);
+            new
+        });
+        keys.into_iter().map(ArrayKey::text).collect()
+    }
 }
 
 impl ArrayKey {
+    /// The key as PHP prints it.
+    fn text(&self) -> String {
+        match self {
+            ArrayKey::Int(n) => n.to_string(),
+            ArrayKey::Str(s) => s.clone(),
+        }
+    }
+
     /// The key PHP makes of a string: a canonical decimal integer becomes
     /// an integer key.
     pub fn of(key: &str) -> Self {
@@ -526,6 +557,11 @@ $config['secret_pin'] = '';"#;
         assert_eq!(config.get(&["database", "port"]), Some(&Value::Int(1)));
         assert_eq!(config.get(&["x", "1"]), Some(&Value::Int(2)));
         assert_eq!(config.get(&["x", "k"]), Some(&Value::Bool(true)));
+        assert_eq!(config.keys(&["x"]), ["0", "1", "k"]);
+        let text = "<?php\n$config['m'] = [2 => 'x'];\n$config['m'][0]['host'] = 'a';\n$config['m'][2]['port'] = 1;";
+        let config = PhpConfig::parse(text).unwrap();
+        assert_eq!(config.keys(&["m"]), ["2", "0"]);
+        assert!(config.keys(&["nothing"]).is_empty());
     }
 
     #[test]

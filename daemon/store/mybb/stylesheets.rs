@@ -507,7 +507,8 @@ impl MybbStore {
     }
 
     /// Puts the default theme's new row where visitors' pages read it: the
-    /// `datacache` table, and the forum's cache store.
+    /// `datacache` table, which the forum's cache store is then made to
+    /// read again.
     async fn refresh_default_theme(
         &self,
         row: &DefaultThemeRow,
@@ -518,24 +519,17 @@ impl MybbStore {
             .upsert(&table, "title", "default_theme", "cache", &cache)
             .await
             .map_err(|err| self.storage(err))?;
-        Ok(match self.forum.cache_store.as_str() {
-            "" | "db" => Vec::new(),
-            // The files store reads the table again when its file is gone.
-            "files" => {
-                let file = self.forum.root.join("cache/default_theme.php");
-                match fs::remove_file(&file) {
-                    Ok(()) => Vec::new(),
-                    Err(err) if err.kind() == io::ErrorKind::NotFound => Vec::new(),
-                    Err(err) => vec![format!(
-                        "cannot remove {} ({err}): guests keep the old stylesheet list until the forum's cache is rebuilt",
-                        file.display()
-                    )],
-                }
-            }
-            other => vec![format!(
-                "the forum caches in {other:?}, which outpost does not reach: guests keep the old stylesheet list until the default_theme cache is rebuilt (Tools & Maintenance → Cache Manager)"
-            )],
-        })
+        let failures = self
+            .forum
+            .cache_store
+            .forget(&self.forum.root, "default_theme")
+            .await;
+        Ok(failures
+            .into_iter()
+            .map(|failure| format!(
+                "{failure}: guests keep the old stylesheet list until the default_theme cache is rebuilt (Tools & Maintenance → Cache Manager)"
+            ))
+            .collect())
     }
 }
 
