@@ -60,11 +60,8 @@ use std::{
 };
 
 use outpost::{
-    endpoint::{AuthChannel, Connection},
-    proto::v1::{
-        self as pb, SyncEventKind, content_key, sync_client::SyncClient,
-        watch_sync_events_response::Payload,
-    },
+    endpoint::Connection,
+    proto::v1::{self as pb, SyncEventKind, content_key, watch_sync_events_response::Payload},
 };
 use sqlx::{AssertSqlSafe, Connection as _, MySqlConnection, Row, mysql::MySqlConnectOptions};
 use tokio::time::timeout;
@@ -77,6 +74,7 @@ use support::{
     report::{millis, percentile, verdict},
     runtime,
     server::{ServerProcess, daemon_command, daemon_socket},
+    sync::{EVENT_TIMEOUT, Sync, settle},
 };
 
 /// Master templates of the forum: MyBB 1.8's real count.
@@ -106,8 +104,6 @@ const POLLED_TABLES: u64 = 5;
 const DEBOUNCE: Duration = Duration::from_millis(100);
 /// `--mybb-poll` of the daemons (the default).
 const POLL: Duration = Duration::from_secs(1);
-/// How long to wait for one expected event, or for the daemon to settle.
-const EVENT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a daemon may take to exit after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The `version` column MyBB 1.8.37's admin panel writes.
@@ -123,9 +119,6 @@ const TARGET_DB_OVER_POLL: Duration = Duration::from_millis(100);
 const TARGET_IDLE_CPU: f64 = 0.5;
 /// Target: statements per poll, one per polled table at most.
 const TARGET_STATEMENTS_PER_POLL: u64 = POLLED_TABLES;
-
-/// A Sync client.
-type Sync = SyncClient<AuthChannel>;
 
 /// Runs the benchmark.
 fn main() -> ExitCode {
@@ -704,29 +697,6 @@ async fn wait_for_first_poll(sync: &mut Sync) -> Result<(), BoxError> {
             return Err(format!(
                 "the daemon has not polled the forum within {EVENT_TIMEOUT:?}: {:?}",
                 status.backend
-            )
-            .into());
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Waits until the daemon reports no dirty path; fails after
-/// [`EVENT_TIMEOUT`].
-async fn settle(sync: &mut Sync) -> Result<(), BoxError> {
-    let deadline = Instant::now() + EVENT_TIMEOUT;
-    loop {
-        let status = sync
-            .get_sync_status(pb::GetSyncStatusRequest {})
-            .await?
-            .into_inner();
-        if status.dirty_count == 0 {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "{} paths still dirty after {EVENT_TIMEOUT:?}",
-                status.dirty_count
             )
             .into());
         }

@@ -34,11 +34,8 @@ use std::{
 };
 
 use outpost::{
-    endpoint::{AuthChannel, Connection},
-    proto::v1::{
-        self as pb, SyncEventKind, content_key, sync_client::SyncClient,
-        watch_sync_events_response::Payload,
-    },
+    endpoint::Connection,
+    proto::v1::{self as pb, SyncEventKind, content_key, watch_sync_events_response::Payload},
 };
 use tokio::{task::JoinSet, time::timeout};
 use tonic::Streaming;
@@ -48,6 +45,7 @@ use support::{
     report::{millis, percentile, verdict},
     runtime,
     server::{ServerProcess, daemon_command, daemon_socket},
+    sync::{EVENT_TIMEOUT, Sync, settle},
 };
 
 /// Templates of each exported set.
@@ -71,8 +69,6 @@ const PUT_IN_FLIGHT: usize = 16;
 /// `--sync-debounce` of the daemons (the default, spelt out because the
 /// edit target depends on it).
 const DEBOUNCE: Duration = Duration::from_millis(100);
-/// How long to wait for one expected event, or for the daemon to settle.
-const EVENT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a daemon may take to exit after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -82,9 +78,6 @@ const TARGET_EXPORT: Duration = Duration::from_secs(1);
 const TARGET_EDIT_OVER_DEBOUNCE: Duration = Duration::from_millis(20);
 /// Target: median rescan of [`RESCAN_FILES`] unchanged files.
 const TARGET_RESCAN: Duration = Duration::from_secs(1);
-
-/// A Sync client.
-type Sync = SyncClient<AuthChannel>;
 
 /// Runs the benchmark, or the baseline server when re-executed as one.
 fn main() -> ExitCode {
@@ -412,29 +405,6 @@ async fn put_many(
         worker??;
     }
     Ok(())
-}
-
-/// Waits until the daemon reports no dirty path; fails after
-/// [`EVENT_TIMEOUT`].
-async fn settle(sync: &mut Sync) -> Result<(), BoxError> {
-    let deadline = Instant::now() + EVENT_TIMEOUT;
-    loop {
-        let status = sync
-            .get_sync_status(pb::GetSyncStatusRequest {})
-            .await?
-            .into_inner();
-        if status.dirty_count == 0 {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "{} paths still dirty after {EVENT_TIMEOUT:?}",
-                status.dirty_count
-            )
-            .into());
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// Prints whether the target on `what` (`target` in words) is met.

@@ -13,6 +13,7 @@ pub mod kernel;
 pub mod load;
 pub mod report;
 pub mod server;
+pub mod sync;
 pub mod watch;
 
 use std::{error::Error, path::Path, process::ExitCode};

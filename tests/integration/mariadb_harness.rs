@@ -364,51 +364,18 @@ fn the_forum_root_reads_back_in_php() {
     let tricky = dir.path().join("tricky");
     other.write_root(&tricky, "it's a \\ path\\");
 
-    let config = std::fs::read_to_string(dir.path().join("inc/config.php")).unwrap();
-    assert!(config.starts_with("<?php\n/**\n * Database configuration\n"));
-    assert!(
-        config.ends_with("\n$config['secret_pin'] = '';"),
-        "no ?> and no final newline"
+    check_root_text(
+        dir.path(),
+        &[
+            "$config['database']['type'] = 'mysqli';",
+            &format!("$config['database']['hostname'] = '{hostname}';"),
+            "$config['database']['encoding'] = 'utf8';",
+        ],
     );
-    for line in [
-        "$config['database']['type'] = 'mysqli';",
-        "$config['database']['database'] = 'forum';",
-        "$config['database']['table_prefix'] = 'mybb_';",
-        &format!("$config['database']['hostname'] = '{hostname}';"),
-        "$config['database']['username'] = 'forum';",
-        "$config['database']['password'] = 'p@ss:w/rd%1\\'';",
-        "$config['database']['encoding'] = 'utf8';",
-    ] {
-        assert!(config.lines().any(|l| l == line), "{line} is missing");
-    }
-    assert!(
-        dir.path()
-            .join("cache/themes")
-            .read_dir()
-            .unwrap()
-            .next()
-            .is_none()
-    );
-    let core = std::fs::read_to_string(dir.path().join("inc/class_core.php")).unwrap();
-    assert!(core.contains("\tpublic $version_code = 1837;\n"));
-
     let Some(php) = php() else {
         return;
     };
-    let read = |root: &Path| {
-        let out = Command::new(&php)
-            .args([
-                "-r",
-                "define('IN_MYBB', 1); include $argv[1].'/inc/config.php'; include $argv[1].'/inc/class_core.php'; \
-                 $mybb = new MyBB; echo json_encode(array($config, $mybb->version, $mybb->version_code));",
-                "--",
-            ])
-            .arg(root)
-            .output()
-            .unwrap();
-        assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
-    };
+    let read = |root: &Path| read_root(&php, root);
     let read_back = read(dir.path());
     let (config, version, code) = (&read_back[0], &read_back[1], &read_back[2]);
     assert_eq!(
@@ -468,4 +435,52 @@ pub(crate) fn php() -> Option<std::path::PathBuf> {
     );
     eprintln!("skipping the PHP checks: php is not installed");
     None
+}
+
+/// Checks the text of a forum directory `write_root` wrote, as MyBB's
+/// installer leaves one: the config's header, its lines common to every
+/// forum of the harness and `server_lines` (those that differ by
+/// database), no closing tag, an empty theme cache, and class_core.php.
+pub(crate) fn check_root_text(dir: &Path, server_lines: &[&str]) {
+    let config = std::fs::read_to_string(dir.join("inc/config.php")).unwrap();
+    assert!(config.starts_with("<?php\n/**\n * Database configuration\n"));
+    assert!(
+        config.ends_with("\n$config['secret_pin'] = '';"),
+        "no ?> and no final newline"
+    );
+    let common = [
+        "$config['database']['database'] = 'forum';",
+        "$config['database']['table_prefix'] = 'mybb_';",
+        "$config['database']['username'] = 'forum';",
+        "$config['database']['password'] = 'p@ss:w/rd%1\\'';",
+    ];
+    for line in common.iter().chain(server_lines) {
+        assert!(config.lines().any(|l| l == *line), "{line} is missing");
+    }
+    assert!(
+        dir.join("cache/themes")
+            .read_dir()
+            .unwrap()
+            .next()
+            .is_none()
+    );
+    let core = std::fs::read_to_string(dir.join("inc/class_core.php")).unwrap();
+    assert!(core.contains("\tpublic $version_code = 1837;\n"));
+}
+
+/// `[$config, $mybb->version, $mybb->version_code]` of the forum at
+/// `root`, as PHP reads them.
+pub(crate) fn read_root(php: &Path, root: &Path) -> serde_json::Value {
+    let out = Command::new(php)
+        .args([
+            "-r",
+            "define('IN_MYBB', 1); include $argv[1].'/inc/config.php'; include $argv[1].'/inc/class_core.php'; \
+             $mybb = new MyBB; echo json_encode(array($config, $mybb->version, $mybb->version_code));",
+            "--",
+        ])
+        .arg(root)
+        .output()
+        .unwrap();
+    assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
 }
