@@ -225,6 +225,9 @@ impl<C: ContentStore, L: Ledger> Actor<C, L> {
                         "paused: changes are kept and processed on resume",
                     ));
                 }
+                // Published before the answer: a caller reads the state
+                // next (the RPC answers with it).
+                self.publish_status();
                 let _ = reply.send(was_paused);
             }
             Command::Resume { reply } => {
@@ -237,6 +240,7 @@ impl<C: ContentStore, L: Ledger> Actor<C, L> {
                         format!("resumed with {queued} changes queued"),
                     ));
                 }
+                self.publish_status();
                 let _ = reply.send(Resumed { was_paused, queued });
             }
             Command::Export {
