@@ -44,11 +44,7 @@
 
 use outpost_bench_support as support;
 
-// Shared with the integration tests, which use all of it; this benchmark
-// uses only the server and one forum.
-#[allow(dead_code, unused_imports)]
-#[path = "../tests/support/mariadb.rs"]
-mod mariadb;
+use outpost_test_support::mariadb;
 
 use std::{
     collections::BTreeMap,

@@ -2,7 +2,7 @@
 //! the MyBB store's refresh of a forum's cache store. Each listens on a
 //! free port of 127.0.0.1 and is killed when dropped; as with MariaDB, a
 //! machine without the program skips the test unless
-//! `OUTPOST_REQUIRE_REAL` is set ([`mariadb::skip`]).
+//! `OUTPOST_REQUIRE_REAL` is set ([`skip`]).
 
 use std::{
     io::{BufRead, BufReader, ErrorKind, Write},
@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::mariadb::{self, free_port};
+use outpost_test_support::process::{free_port, skip};
 
 /// How long a server may take to start on a loaded machine.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -75,7 +75,7 @@ impl CacheServer {
             {
                 Ok(child) => child,
                 Err(err) if err.kind() == ErrorKind::NotFound => {
-                    return mariadb::skip(&format!(
+                    return skip(&format!(
                         "{kind:?} is not installed (apt-get install redis-server memcached)"
                     ));
                 }

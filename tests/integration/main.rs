@@ -2,15 +2,9 @@
 //! data directory and drives it over gRPC, through `outpostctl`, `grpcurl`
 //! or a generated Python client.
 
-/// A private MariaDB server per test, with synthetic MyBB forums: shared
-/// with the daemon's unit tests, hence its own directory.
-#[path = "../support/mariadb.rs"]
-pub mod mariadb;
-
-/// A private PostgreSQL server per test, with the same synthetic MyBB
-/// forums.
-#[path = "../support/postgres.rs"]
-pub mod postgres;
+/// A private MariaDB or PostgreSQL server per test, with synthetic MyBB
+/// forums (the `outpost-test-support` crate, shared with the benchmarks).
+pub use outpost_test_support::{mariadb, postgres};
 
 mod cache_servers;
 mod config;

@@ -19,13 +19,14 @@ use std::{
 };
 
 use outpost::proto::v1::{self as pb, SyncEventKind as K, content_key};
+use outpost_test_support::process::free_port;
 use tempfile::TempDir;
 use tonic::Code;
 
 use crate::{
     cache_servers::{CacheServer, Kind},
     harness::{Daemon, START_DEADLINE, create, eventually, spec, stdout, wait_until},
-    mariadb::{self, Charset, ForumSpec, MariaDb, SEED_TIME, SqlMode, free_port},
+    mariadb::{self, Charset, ForumSpec, MariaDb, SEED_TIME, SqlMode},
     postgres::{PgForum, PgForumSpec, Postgres},
     sync_support::{
         EVENT_DEADLINE, FAST_SETTLE, SyncClient, SyncEvents, about, export, put, quiesce, sha256,

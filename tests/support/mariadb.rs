@@ -21,11 +21,10 @@ use std::{
     env,
     fmt::Write as _,
     fs,
-    io::{Read, Write},
-    net::TcpListener,
+    io::Read,
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    process::{Child, Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
@@ -36,28 +35,11 @@ use nix::{
 };
 use tempfile::TempDir;
 
-/// The synthetic forum's content and root, shared with the PostgreSQL
-/// harness.
-// Included by each harness on its own, so that either stands alone: a
-// crate with both has two copies, on purpose.
-#[allow(clippy::duplicate_mod)]
-#[path = "mybb_data.rs"]
-mod mybb_data;
-
-use mybb_data::{ConfigDb, is_identifier, master_titles, percent_encode};
-pub use mybb_data::{FORUM_PASSWORD, MASTER_TITLES_ALWAYS, SEED_TIME};
-
-/// How long the server may take to start or stop: generous, because tests
-/// run in parallel on loaded machines; waits poll, so a fast server is not
-/// slowed down by it.
-const DEADLINE: Duration = Duration::from_secs(30);
-
-/// How often a wait looks again.
-const POLL: Duration = Duration::from_millis(10);
-
-/// How many free ports a start tries: another process may take the port
-/// between our probe and the server's bind.
-const PORT_ATTEMPTS: usize = 5;
+pub use crate::mybb_data::{FORUM_PASSWORD, MASTER_TITLES_ALWAYS, SEED_TIME};
+use crate::{
+    mybb_data::{ConfigDb, is_identifier, master_titles, percent_encode},
+    process::{DEADLINE, POLL, PORT_ATTEMPTS, excerpt, free_port, run, run_with_input, skip},
+};
 
 /// The SQL mode the server runs with. MyBB sets none itself, so a forum
 /// gets whatever its server is configured with, and both kinds exist in
@@ -290,7 +272,7 @@ impl MariaDb {
             db = spec.database
         );
         script.push_str(&schema(&spec.prefix, spec.charset));
-        script.push_str(&mybb_data::seed(
+        script.push_str(&crate::mybb_data::seed(
             &|name| forum.table(name),
             &quote,
             &forum.master_titles,
@@ -463,7 +445,7 @@ impl Forum {
     /// forum's database, prefix, account and encoding, with `hostname`
     /// written as given (`localhost`, `127.0.0.1:<port>`, …).
     pub fn write_root(&self, dir: &Path, hostname: &str) {
-        mybb_data::write_root(
+        crate::mybb_data::write_root(
             dir,
             &ConfigDb {
                 kind: "mysqli",
@@ -596,24 +578,6 @@ fn user_args() -> &'static [&'static str] {
     }
 }
 
-/// Whether the real servers are required (`OUTPOST_REQUIRE_REAL` set, not
-/// empty or `0`).
-fn require_real() -> bool {
-    env::var_os("OUTPOST_REQUIRE_REAL").is_some_and(|v| !v.is_empty() && v != "0")
-}
-
-/// None with a reason on stderr, or a panic if the real servers are
-/// required. Public for the tests' other servers (the cache servers),
-/// which follow the same rule.
-pub fn skip<T>(reason: &str) -> Option<T> {
-    assert!(
-        !require_real(),
-        "{reason} (and OUTPOST_REQUIRE_REAL is set)"
-    );
-    eprintln!("skipping: {reason}");
-    None
-}
-
 fn find_programs() -> Result<Programs, String> {
     let find = |name: &str| {
         find_program(name).ok_or_else(|| {
@@ -637,14 +601,6 @@ fn find_program(name: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-/// A TCP port of 127.0.0.1 that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("cannot bind a free port")
-        .port()
-}
-
 /// Whether a failed start's log says that the port was taken.
 fn port_taken(log: &str) -> bool {
     log.contains("Address already in use") || log.contains("Do you already have another")
@@ -660,44 +616,6 @@ fn greets(socket: &Path) -> bool {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
     let mut head = [0u8; 5];
     stream.read_exact(&mut head).is_ok() && head[4] == 10
-}
-
-fn run(command: &mut Command) -> Output {
-    command
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|err| panic!("cannot run {command:?}: {err}"))
-}
-
-/// Runs `command` with `input` on its stdin, written by a thread so that a
-/// large input cannot deadlock with a large output.
-fn run_with_input(command: &mut Command, input: &str) -> Output {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|err| panic!("cannot run {command:?}: {err}"));
-    let mut stdin = child.stdin.take().expect("stdin is piped");
-    let input = input.to_owned();
-    let writer = thread::spawn(move || {
-        // A client that exits early (an error) closes the pipe: its status
-        // says why.
-        let _ = stdin.write_all(input.as_bytes());
-    });
-    let output = child
-        .wait_with_output()
-        .expect("cannot wait for the client");
-    let _ = writer.join();
-    output
-}
-
-/// The start of a long SQL script, for failure messages.
-fn excerpt(sql: &str) -> String {
-    match sql.char_indices().nth(2000) {
-        Some((at, _)) => format!("{}…", &sql[..at]),
-        None => sql.to_owned(),
-    }
 }
 
 /// A MariaDB string literal holding `s` exactly (default SQL mode:

@@ -4,8 +4,7 @@
 //! them, the `default_theme` cache — and the forum root they write
 //! (`inc/config.php`, `inc/class_core.php`), whatever the database.
 //!
-//! Each harness includes this file as a module of its own (`#[path]`), so
-//! it uses only std, never `crate::`, and everything in it is used by both.
+//! Both harnesses use it; nothing in it knows which database it seeds.
 
 use std::{fmt::Write as _, fs, path::Path};
 

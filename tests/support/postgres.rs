@@ -24,10 +24,9 @@ use std::{
     fmt::Write as _,
     fs::{self, File},
     io::{Read, Write},
-    net::TcpListener,
     os::unix::{fs::chown, net::UnixStream, process::CommandExt},
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    process::{Child, Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
@@ -38,28 +37,11 @@ use nix::{
 };
 use tempfile::TempDir;
 
-/// The synthetic forum's content and root, shared with the MariaDB
-/// harness.
-// Included by each harness on its own, so that either stands alone: a
-// crate with both has two copies, on purpose.
-#[allow(clippy::duplicate_mod)]
-#[path = "mybb_data.rs"]
-mod mybb_data;
-
-use mybb_data::{ConfigDb, is_identifier, master_titles, percent_encode};
-pub use mybb_data::{FORUM_PASSWORD, MASTER_TITLES_ALWAYS, SEED_TIME};
-
-/// How long the server may take to start or stop: generous, because tests
-/// run in parallel on loaded machines; waits poll, so a fast server is not
-/// slowed down by it.
-const DEADLINE: Duration = Duration::from_secs(30);
-
-/// How often a wait looks again.
-const POLL: Duration = Duration::from_millis(10);
-
-/// How many free ports a start tries: another process may take the port
-/// between our probe and the server's bind.
-const PORT_ATTEMPTS: usize = 5;
+pub use crate::mybb_data::{FORUM_PASSWORD, MASTER_TITLES_ALWAYS, SEED_TIME};
+use crate::{
+    mybb_data::{ConfigDb, is_identifier, master_titles, percent_encode},
+    process::{DEADLINE, POLL, PORT_ATTEMPTS, excerpt, free_port, run, run_with_input, skip},
+};
 
 /// The cluster's superuser, let in without a password over the socket
 /// only.
@@ -333,7 +315,7 @@ impl Postgres {
         }
         let mut script = format!("SET ROLE \"{}\";\nBEGIN;\n", forum.user);
         script.push_str(&schema(&forum.prefix));
-        script.push_str(&mybb_data::seed(
+        script.push_str(&crate::mybb_data::seed(
             &|name| forum.table(name),
             &quote,
             &forum.master_titles,
@@ -543,7 +525,7 @@ impl PgForum {
     /// socket directory, …) and the encoding commented out, as the
     /// installer writes it for pgsql.
     pub fn write_root(&self, dir: &Path, hostname: &str) {
-        mybb_data::write_root(
+        crate::mybb_data::write_root(
             dir,
             &ConfigDb {
                 kind: "pgsql",
@@ -651,22 +633,6 @@ fn schema(prefix: &str) -> String {
     sql
 }
 
-/// Whether PostgreSQL is required (`OUTPOST_REQUIRE_REAL` set, not empty
-/// or `0`).
-fn require_real() -> bool {
-    env::var_os("OUTPOST_REQUIRE_REAL").is_some_and(|v| !v.is_empty() && v != "0")
-}
-
-/// None with a reason on stderr, or a panic if PostgreSQL is required.
-fn skip<T>(reason: &str) -> Option<T> {
-    assert!(
-        !require_real(),
-        "{reason} (and OUTPOST_REQUIRE_REAL is set)"
-    );
-    eprintln!("skipping: {reason}");
-    None
-}
-
 /// The server's programs: from the directory of a `postgres` on `PATH`,
 /// else from the newest of the versioned directories distributions use
 /// (Debian's `/usr/lib/postgresql/<version>/bin`, the PGDG RPMs'
@@ -722,14 +688,6 @@ fn clear_pg_env(command: &mut Command) {
             command.env_remove(&key);
         }
     }
-}
-
-/// A TCP port of 127.0.0.1 that was free a moment ago.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("cannot bind a free port")
-        .port()
 }
 
 /// Whether a failed start's log says that the port was taken.
@@ -789,42 +747,6 @@ fn wait_for_exit(child: &mut Child, deadline: Duration) -> bool {
             return false;
         }
         thread::sleep(POLL);
-    }
-}
-
-fn run(command: &mut Command) -> Output {
-    command
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|err| panic!("cannot run {command:?}: {err}"))
-}
-
-/// Runs `command` with `input` on its stdin, written by a thread so that a
-/// large input cannot deadlock with a large output.
-fn run_with_input(command: &mut Command, input: &str) -> Output {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|err| panic!("cannot run {command:?}: {err}"));
-    let mut stdin = child.stdin.take().expect("stdin is piped");
-    let input = input.to_owned();
-    let writer = thread::spawn(move || {
-        // A client that exits early (an error) closes the pipe: its status
-        // says why.
-        let _ = stdin.write_all(input.as_bytes());
-    });
-    let output = child.wait_with_output().expect("cannot wait for psql");
-    let _ = writer.join();
-    output
-}
-
-/// The start of a long SQL script, for failure messages.
-fn excerpt(sql: &str) -> String {
-    match sql.char_indices().nth(2000) {
-        Some((at, _)) => format!("{}…", &sql[..at]),
-        None => sql.to_owned(),
     }
 }
 

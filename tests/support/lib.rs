@@ -1,0 +1,10 @@
+//! Real database servers for tests and benchmarks: a private MariaDB
+//! ([`mariadb`]) or PostgreSQL ([`postgres`]) server per test, in a
+//! temporary directory, with synthetic MyBB 1.8 forums seeded from one set
+//! of data. A crate of its own, so that each test binary or benchmark uses
+//! what it needs of it without dead code.
+
+pub mod mariadb;
+mod mybb_data;
+pub mod postgres;
+pub mod process;
