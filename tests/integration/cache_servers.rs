@@ -12,17 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use outpost_test_support::process::{free_port, skip};
-
-/// How long a server may take to start on a loaded machine.
-const DEADLINE: Duration = Duration::from_secs(30);
-
-/// How often a wait looks again.
-const POLL: Duration = Duration::from_millis(10);
-
-/// How many free ports a start tries: another process may take the port
-/// between our probe and the server's bind.
-const PORT_ATTEMPTS: usize = 5;
+use outpost_test_support::process::{DEADLINE, POLL, PORT_ATTEMPTS, free_port, skip};
 
 /// Which cache server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

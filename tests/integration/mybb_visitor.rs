@@ -525,7 +525,7 @@ impl PhpServer {
                     let _ = child.wait();
                     panic!("php -S did not listen within {START_DEADLINE:?}");
                 }
-                thread::sleep(Duration::from_millis(10));
+                thread::sleep(outpost_test_support::process::POLL);
             }
         }
         unreachable!("the last attempt returns or panics")
