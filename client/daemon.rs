@@ -68,6 +68,20 @@ async fn status(connection: &Connection, json: bool) -> Result<ExitCode, Failure
         .port_range
         .map(|range| format!("{}-{}", range.first, range.last))
         .unwrap_or_default();
+    let store = if status.store_error.is_empty() {
+        "writable".to_owned()
+    } else {
+        let since = status
+            .store_failing_since
+            .map(|since| {
+                format!(
+                    " for {}",
+                    output::seconds(output::seconds_since(since.seconds))
+                )
+            })
+            .unwrap_or_default();
+        format!("NOT WRITABLE{since}: {}", status.store_error)
+    };
     output::rows(&[
         (
             "daemon",
@@ -76,6 +90,7 @@ async fn status(connection: &Connection, json: bool) -> Result<ExitCode, Failure
         ("uptime", output::duration(status.uptime.as_ref())),
         ("listening", status.listen_addresses.join(", ")),
         ("data dir", status.data_dir),
+        ("state", store),
         ("instances", instances),
         ("port pool", port_pool),
         ("sync root", status.sync_root),

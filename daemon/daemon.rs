@@ -23,6 +23,8 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
+use tokio::sync::watch;
+
 use crate::{
     config::{Config, ConfigError, setting},
     orchestrator::{Orchestrator, OrchestratorConfig, StartError},
@@ -30,6 +32,7 @@ use crate::{
     store::{
         self, Store, StoreError,
         backend::ContentBackend,
+        health::StoreHealth,
         mybb::{MybbStore, forum::Forum},
     },
     sync::{engine::SyncEngine, service::SyncService},
@@ -70,6 +73,8 @@ pub struct Daemon {
     pub workspaces: Workspaces,
     /// Content and its mirror on disk.
     pub sync: Arc<SyncService<ContentBackend>>,
+    /// Whether the state database takes writes.
+    pub store_health: watch::Receiver<StoreHealth>,
     /// Polls a forum's database for changes made there.
     poller: Option<tokio::task::JoinHandle<()>>,
     _data_lock: PidLock,
@@ -82,6 +87,7 @@ impl Daemon {
         let started = Instant::now();
         let data_lock = lock_data_dir(&config.data_dir)?;
         let store = Arc::new(Store::open(&config.data_dir.join(store::FILE_NAME)).await?);
+        store::guard::start(store.clone());
         let orchestrator = Orchestrator::start(
             OrchestratorConfig {
                 data_dir: config.data_dir.clone(),
@@ -133,6 +139,7 @@ impl Daemon {
             orchestrator,
             workspaces,
             sync: Arc::new(SyncService::new(content, engine)),
+            store_health: store.health(),
             poller,
             _data_lock: data_lock,
         })
@@ -158,9 +165,30 @@ impl Daemon {
     }
 }
 
+/// Takes group and other access away from the data directory made by
+/// someone else: it holds the state, every instance's logs and the
+/// instances' environment.
+fn make_private(dir: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let cannot = |err: std::io::Error| {
+        ConfigError::new(
+            setting::DATA_DIR,
+            format!("cannot make {} private (0700): {err}", dir.display()),
+        )
+    };
+    let mode = std::fs::metadata(dir).map_err(cannot)?.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o7700))
+            .map_err(cannot)?;
+        tracing::warn!(dir = %dir.display(), mode = format!("{mode:04o}"), "the data directory was open to group or others; made private");
+    }
+    Ok(())
+}
+
 /// Prepares and locks the data directory.
 fn lock_data_dir(dir: &Path) -> Result<PidLock, DaemonError> {
     create_private_dir(setting::DATA_DIR, dir)?;
+    make_private(dir)?;
     let lock_path = dir.join("outpostd.lock");
     match PidLock::acquire(&lock_path) {
         Ok(Ok(lock)) => Ok(lock),

@@ -3,7 +3,7 @@
 //! A [`Token`] never shows its value: `Debug` prints a placeholder and there
 //! is no `Display`, so it cannot leak into logs or configuration dumps.
 
-use std::{fmt, fs, path::Path};
+use std::{fmt, fs, io::Read, os::unix::fs::PermissionsExt, path::Path};
 
 use subtle::ConstantTimeEq;
 use thiserror::Error;
@@ -29,6 +29,17 @@ pub enum TokenError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The token file may be read by users other than its owner, who
+    /// could then reach the daemon over TCP as its owner.
+    #[error(
+        "token file {path} may be read or written by group or others (mode {mode:04o}); make it private: chmod 600 {path}"
+    )]
+    Exposed {
+        /// The file.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// The token is too short.
     #[error("token is shorter than {MIN_TOKEN_LEN} characters")]
     TooShort,
@@ -50,12 +61,24 @@ impl Token {
         Ok(Self(text.to_owned()))
     }
 
-    /// Reads and validates a token from a file (a trailing newline is fine).
+    /// Reads and validates a token from a file (a trailing newline is
+    /// fine). Like ssh with a private key, a file that group or others may
+    /// read is refused: the token is as good as the owner's login.
     pub fn from_file(path: &Path) -> Result<Self, TokenError> {
-        let text = fs::read_to_string(path).map_err(|source| TokenError::Unreadable {
+        let unreadable = |source| TokenError::Unreadable {
             path: path.display().to_string(),
             source,
-        })?;
+        };
+        let mut file = fs::File::open(path).map_err(unreadable)?;
+        let mode = file.metadata().map_err(unreadable)?.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            return Err(TokenError::Exposed {
+                path: path.display().to_string(),
+                mode,
+            });
+        }
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(unreadable)?;
         Self::parse(&text)
     }
 

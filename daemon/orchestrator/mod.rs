@@ -184,8 +184,30 @@ impl Orchestrator {
         workspace: Option<String>,
     ) -> Result<InstanceStatus, OrchestratorError> {
         let status = self.create_unsaved(spec, start, workspace)?;
-        self.flush().await?;
-        Ok(status)
+        self.stored_or_undone(status).await
+    }
+
+    /// Returns `status`, a new instance, once it is stored; if it cannot
+    /// be, the instance is deleted again (its process stopped) and the
+    /// caller hears why, so that nobody is told of an instance the next
+    /// daemon would not know.
+    async fn stored_or_undone(
+        &self,
+        status: InstanceStatus,
+    ) -> Result<InstanceStatus, OrchestratorError> {
+        let Err(err) = self.flush().await else {
+            return Ok(status);
+        };
+        let name = &status.spec.name;
+        match self.delete_instance(&status.id, false, true).await {
+            Ok(_) | Err(OrchestratorError::Storage(_)) => {}
+            Err(undo) => {
+                tracing::error!(name, %undo, "cannot undo an instance that was not stored")
+            }
+        }
+        Err(OrchestratorError::Storage(format!(
+            "{name} was not created: {err}"
+        )))
     }
 
     fn create_unsaved(
@@ -285,8 +307,7 @@ impl Orchestrator {
             );
             self.launch(&mut registry, status, Origin::New(process))
         };
-        self.flush().await?;
-        Ok(status)
+        self.stored_or_undone(status).await
     }
 
     /// Makes sure the instance of a project runs: a live one as it is, a

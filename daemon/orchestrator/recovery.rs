@@ -2,7 +2,12 @@
 //! a process is watched only while it is provably the one recorded (same
 //! pid, start time and boot), through a pidfd that pins it.
 
-use std::{collections::HashMap, os::fd::OwnedFd, time::SystemTime};
+use std::{
+    collections::{HashMap, HashSet},
+    os::fd::OwnedFd,
+    path::Path,
+    time::SystemTime,
+};
 
 use tokio::io::unix::AsyncFd;
 
@@ -73,6 +78,26 @@ impl Orchestrator {
                 }
             }
             self.launch(&mut registry, status, Origin::Recovered(process));
+        }
+        let known: HashSet<String> = registry.handles().map(|h| h.id.clone()).collect();
+        let data_dir = self.context.data_dir.clone();
+        tokio::task::spawn_blocking(move || report_orphans(&known, &data_dir));
+    }
+}
+
+/// Logs the process groups this daemon's data directory spawned (they
+/// carry its marker) that no stored instance explains — left behind when
+/// the state file was lost. `ValidateState` lists them too, and its fix
+/// stops them.
+fn report_orphans(known: &HashSet<String>, data_dir: &Path) {
+    let table = process::ProcTable::scan(None);
+    for (id, entry) in process::marked_leaders(&table, data_dir) {
+        if !known.contains(&id) {
+            tracing::warn!(
+                pid = entry.pid,
+                instance = id,
+                "a process group this daemon's data directory started belongs to no stored instance (was the state file lost?); `outpostctl validate --fix` stops it"
+            );
         }
     }
 }

@@ -46,8 +46,9 @@ pub struct Issue {
 
 /// Checks `instances` (and the port allocations `ports`, port → owner id)
 /// against /proc; only processes spawned by the daemon of `data_dir` can
-/// be its orphans. With `fix`, orphans whose marker names a known instance
-/// are killed (their marker proves the daemon spawned them) and stale ports
+/// be its orphans. With `fix`, orphans are killed (their marker proves the
+/// daemon of `data_dir` spawned them; one naming no known instance was left
+/// when the state file was lost) and stale ports
 /// are reported as releasable; everything else is only reported.
 pub fn check(
     instances: &[InstanceStatus],
@@ -122,13 +123,12 @@ pub fn check(
                     entry.pid
                 ),
             },
-            remedy: match known {
-                Some(_) => "outpostctl validate --fix stops it".to_owned(),
-                None => format!("kill {} if it is not needed", entry.pid),
-            },
+            remedy: "outpostctl validate --fix stops it".to_owned(),
             fixed: false,
         };
-        if fix && known.is_some() {
+        // A marker is only an environment variable: a process of another
+        // user could carry it too, and is never the daemon's to kill.
+        if fix && owned_by_us(entry.pid) {
             issue.fixed = kill(Pid::from_raw(entry.pid), Signal::SIGKILL).is_ok();
         }
         issues.push(issue);
@@ -179,4 +179,11 @@ pub fn check(
         }
     }
     issues
+}
+
+/// Whether process `pid` runs as the daemon's own user.
+fn owned_by_us(pid: i32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}"))
+        .is_ok_and(|meta| meta.uid() == nix::unistd::geteuid().as_raw())
 }

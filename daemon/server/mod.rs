@@ -7,6 +7,7 @@
 
 mod access;
 mod convert;
+mod health;
 mod in_flight;
 mod listeners;
 mod orchestrator;
@@ -32,7 +33,6 @@ use tonic::{
     service::{Interceptor, interceptor::InterceptedService},
     transport::Server,
 };
-use tonic_health::ServingStatus;
 
 use outpost::proto::{
     self,
@@ -82,6 +82,7 @@ pub(crate) struct DaemonInfo {
     pub(crate) max_instances: u32,
     pub(crate) sync_root: PathBuf,
     pub(crate) workspaces_dir: PathBuf,
+    pub(crate) store_health: tokio::sync::watch::Receiver<crate::store::health::StoreHealth>,
 }
 
 /// The daemon's listeners, bound but not serving yet.
@@ -131,11 +132,13 @@ pub async fn serve(
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let orchestrator_name = <OrchestratorServer<orchestrator::OrchestratorApi>>::NAME;
     let sync_name = <SyncServer<sync::SyncApi<ContentBackend>>>::NAME;
-    for name in [orchestrator_name, sync_name] {
-        health_reporter
-            .set_service_status(name, ServingStatus::Serving)
-            .await;
-    }
+    let stop = CancellationToken::new();
+    let health = tokio::spawn(health::follow_store(
+        health_reporter,
+        [orchestrator_name, sync_name],
+        daemon.store_health.clone(),
+        stop.clone(),
+    ));
     let info = Arc::new(DaemonInfo {
         started_at: daemon.started_at,
         started: daemon.started,
@@ -145,8 +148,8 @@ pub async fn serve(
         max_instances: config.max_instances,
         sync_root: config.sync_root.clone(),
         workspaces_dir: config.workspaces_dir.clone(),
+        store_health: daemon.store_health.clone(),
     });
-    let stop = CancellationToken::new();
     let in_flight = in_flight::InFlight::default();
     let router = Server::builder()
         .tcp_nodelay(true)
@@ -199,12 +202,8 @@ pub async fn serve(
             tracing::error!(?result, "a listener stopped unexpectedly; shutting down");
         }
     }
-    for name in ["", orchestrator_name, sync_name] {
-        health_reporter
-            .set_service_status(name, ServingStatus::NotServing)
-            .await;
-    }
     stop.cancel();
+    let _ = health.await;
     if tokio::time::timeout(DRAIN_TIMEOUT, in_flight.idle())
         .await
         .is_err()

@@ -7,12 +7,12 @@ use std::time::SystemTime;
 // Dynamic SQL here only ever splices the constant table and column names
 // of `tables`; every value is bound.
 use sqlx::{
-    AssertSqlSafe, Connection, Row, Sqlite,
+    AssertSqlSafe, Row, Sqlite, SqliteConnection,
     query::Query,
     sqlite::{SqliteArguments, SqliteRow},
 };
 
-use super::{Store, from_millis, millis};
+use super::{Store, from_millis, millis, transaction};
 use tokio::sync::watch;
 
 use crate::sync::{
@@ -57,10 +57,19 @@ fn select_items(t: &Tables) -> String {
 impl Store {
     /// A database error as sync reports it, naming the file.
     pub(super) fn storage(&self, err: sqlx::Error) -> ContentError {
-        ContentError::Storage(format!(
+        let cause = format!(
             "cannot use the state database {}: {err}",
             self.path().display()
-        ))
+        );
+        self.health.failed(&cause);
+        ContentError::Storage(cause)
+    }
+
+    /// A write's outcome, told to the store's health on the way.
+    fn written<T>(&self, result: Result<T, sqlx::Error>) -> Result<T, ContentError> {
+        let value = result.map_err(|e| self.storage(e))?;
+        self.health.wrote();
+        Ok(value)
     }
 
     /// The rows `query` selects.
@@ -87,7 +96,7 @@ impl Store {
         query: Query<'_, Sqlite, SqliteArguments>,
     ) -> Result<(), ContentError> {
         let result = query.execute(&mut *self.connection().await).await;
-        result.map(drop).map_err(|e| self.storage(e))
+        self.written(result).map(drop)
     }
 
     /// The current version of `key` (None: it does not exist), failing
@@ -95,7 +104,7 @@ impl Store {
     /// for "does not exist").
     async fn checked_version(
         &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        tx: &mut SqliteConnection,
         key: &Key,
         expected: Option<u64>,
     ) -> Result<Option<u64>, ContentError> {
@@ -106,7 +115,7 @@ impl Store {
         )))
         .bind(&key.collection)
         .bind(&key.name)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(tx)
         .await
         .map_err(|e| self.storage(e))?;
         let actual = current.unwrap_or(0) as u64;
@@ -217,37 +226,40 @@ impl ContentStore for Store {
         expected: Option<u64>,
     ) -> Result<Written, ContentError> {
         let t = tables(key.kind);
-        let mut connection = self.connection().await;
-        let mut tx = connection.begin().await.map_err(|e| self.storage(e))?;
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT OR IGNORE INTO {} (name) VALUES (?)",
-            t.collections
-        )))
-        .bind(&key.collection)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.storage(e))?;
-        let current = self.checked_version(&mut tx, key, expected).await?;
-        let actual = current.unwrap_or(0);
         let now = millis(SystemTime::now());
-        let version = actual + 1;
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {items} ({collection}, {name}, content, version, updated_at) VALUES (?, ?, ?, ?, ?) \
-             ON CONFLICT ({collection}, {name}) DO UPDATE SET content = excluded.content, \
-             version = excluded.version, updated_at = excluded.updated_at",
-            items = t.items,
-            collection = t.collection,
-            name = t.name
-        )))
-        .bind(&key.collection)
-        .bind(&key.name)
-        .bind(content)
-        .bind(version as i64)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.storage(e))?;
-        tx.commit().await.map_err(|e| self.storage(e))?;
+        let mut connection = self.connection().await;
+        let storage = |e| self.storage(e);
+        let (current, version) = transaction(&mut connection, storage, async |tx| {
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT OR IGNORE INTO {} (name) VALUES (?)",
+                t.collections
+            )))
+            .bind(&key.collection)
+            .execute(&mut *tx)
+            .await
+            .map_err(storage)?;
+            let current = self.checked_version(tx, key, expected).await?;
+            let version = current.unwrap_or(0) + 1;
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO {items} ({collection}, {name}, content, version, updated_at) VALUES (?, ?, ?, ?, ?) \
+                 ON CONFLICT ({collection}, {name}) DO UPDATE SET content = excluded.content, \
+                 version = excluded.version, updated_at = excluded.updated_at",
+                items = t.items,
+                collection = t.collection,
+                name = t.name
+            )))
+            .bind(&key.collection)
+            .bind(&key.name)
+            .bind(content)
+            .bind(version as i64)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(storage)?;
+            Ok((current, version))
+        })
+        .await?;
+        self.health.wrote();
         let item = Item {
             key: key.clone(),
             content: content.to_owned(),
@@ -266,21 +278,25 @@ impl ContentStore for Store {
     async fn delete(&self, key: &Key, expected: Option<u64>) -> Result<u64, ContentError> {
         let t = tables(key.kind);
         let mut connection = self.connection().await;
-        let mut tx = connection.begin().await.map_err(|e| self.storage(e))?;
-        let actual = self
-            .checked_version(&mut tx, key, expected)
-            .await?
-            .ok_or_else(|| ContentError::NotFound(format!("no {key}")))?;
-        sqlx::query(AssertSqlSafe(format!(
-            "DELETE FROM {} WHERE {} = ? AND {} = ?",
-            t.items, t.collection, t.name
-        )))
-        .bind(&key.collection)
-        .bind(&key.name)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.storage(e))?;
-        tx.commit().await.map_err(|e| self.storage(e))?;
+        let storage = |e| self.storage(e);
+        let actual = transaction(&mut connection, storage, async |tx| {
+            let actual = self
+                .checked_version(tx, key, expected)
+                .await?
+                .ok_or_else(|| ContentError::NotFound(format!("no {key}")))?;
+            sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {} WHERE {} = ? AND {} = ?",
+                t.items, t.collection, t.name
+            )))
+            .bind(&key.collection)
+            .bind(&key.name)
+            .execute(&mut *tx)
+            .await
+            .map_err(storage)?;
+            Ok(actual)
+        })
+        .await?;
+        self.health.wrote();
         Ok(actual)
     }
 }

@@ -7,9 +7,9 @@
 use std::{sync::LazyLock, time::Duration};
 
 use serde::{Serialize, de::DeserializeOwned};
-use sqlx::{Connection, Row, SqliteConnection, sqlite::SqliteRow};
+use sqlx::{Row, SqliteConnection, sqlite::SqliteRow};
 
-use super::{Store, StoreError, from_millis, millis};
+use super::{Store, StoreError, from_millis, millis, transaction};
 use crate::orchestrator::{
     records::{InstanceRecords, Op, RecordsError, StoredInstance, Transition},
     status::{InstanceStatus, ProcessInfo},
@@ -54,15 +54,21 @@ impl InstanceRecords for Store {
     }
 
     async fn apply(&self, ops: &[Op], boot_id: &str) -> Result<(), RecordsError> {
-        self.try_apply(ops, boot_id).await.map_err(|err| {
-            RecordsError(
-                StoreError::Write {
+        match self.try_apply(ops, boot_id).await {
+            Ok(()) => {
+                self.health.wrote();
+                Ok(())
+            }
+            Err(err) => {
+                let cause = StoreError::Write {
                     path: self.path.clone(),
                     cause: err.to_string(),
                 }
-                .to_string(),
-            )
-        })
+                .to_string();
+                self.health.failed(&cause);
+                Err(RecordsError(cause))
+            }
+        }
     }
 }
 
@@ -75,11 +81,17 @@ impl Store {
             // One statement commits by itself: no BEGIN and COMMIT calls.
             return execute(&mut connection, only, boot_id).await;
         }
-        let mut tx = connection.begin().await?;
-        for ops in &statements {
-            execute(&mut tx, ops, boot_id).await?;
-        }
-        tx.commit().await
+        transaction(
+            &mut connection,
+            |err| err,
+            async |tx| {
+                for ops in &statements {
+                    execute(tx, ops, boot_id).await?;
+                }
+                Ok(())
+            },
+        )
+        .await
     }
 }
 

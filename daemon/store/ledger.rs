@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 
-use sqlx::{Connection, Row, sqlite::SqliteRow};
+use sqlx::{Row, sqlite::SqliteRow};
 
-use super::{Store, from_millis, millis};
+use super::{Store, from_millis, millis, transaction};
 use crate::sync::{Conflict, ContentError, Key, Kind, file::Stat, ledger::Ledger, reconcile::Base};
 
 /// The name a kind has in `sync_base` and `sync_conflicts`.
@@ -139,24 +139,29 @@ impl Ledger for Store {
 
     async fn set_bases(&self, bases: &[(Key, Base)]) -> Result<(), ContentError> {
         let mut connection = self.connection().await;
-        let mut tx = connection.begin().await.map_err(|e| self.storage(e))?;
-        for (key, base) in bases {
-            sqlx::query(
-                "INSERT OR REPLACE INTO sync_base (kind, collection, name, sha256, db_version, file_size, file_mtime, file_inode) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(kind_name(key.kind))
-            .bind(&key.collection)
-            .bind(&key.name)
-            .bind(&base.sha256)
-            .bind(base.db_version as i64)
-            .bind(base.stat.size as i64)
-            .bind(base.stat.mtime_ns)
-            .bind(base.stat.inode as i64)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.storage(e))?;
-        }
-        tx.commit().await.map_err(|e| self.storage(e))
+        let storage = |e| self.storage(e);
+        transaction(&mut connection, storage, async |tx| {
+            for (key, base) in bases {
+                sqlx::query(
+                    "INSERT OR REPLACE INTO sync_base (kind, collection, name, sha256, db_version, file_size, file_mtime, file_inode) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(kind_name(key.kind))
+                .bind(&key.collection)
+                .bind(&key.name)
+                .bind(&base.sha256)
+                .bind(base.db_version as i64)
+                .bind(base.stat.size as i64)
+                .bind(base.stat.mtime_ns)
+                .bind(base.stat.inode as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(storage)?;
+            }
+            Ok(())
+        })
+        .await?;
+        self.health.wrote();
+        Ok(())
     }
 }

@@ -94,6 +94,7 @@ impl LogBuffer {
 /// How to start a daemon.
 pub struct DaemonBuilder {
     dir: TempDir,
+    data_dir: Option<PathBuf>,
     args: Vec<OsString>,
     envs: Vec<(String, String)>,
 }
@@ -108,6 +109,12 @@ impl DaemonBuilder {
     /// Sets an environment variable for the daemon.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.envs.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Keeps the daemon's data in `dir` instead of the test's directory.
+    pub fn data_dir(mut self, dir: PathBuf) -> Self {
+        self.data_dir = Some(dir);
         self
     }
 
@@ -128,7 +135,9 @@ impl DaemonBuilder {
             self.args.push(format!("{first}-{}", first + 49).into());
         }
         let socket = self.dir.path().join("run").join("outpostd.sock");
-        let data_dir = self.dir.path().join("data");
+        let data_dir = self
+            .data_dir
+            .unwrap_or_else(|| self.dir.path().join("data"));
         let (child, log) = spawn_daemon(&data_dir, &socket, &self.args, &self.envs);
         Daemon {
             child,
@@ -212,6 +221,7 @@ impl Daemon {
                 .prefix("outpost-test")
                 .tempdir()
                 .unwrap(),
+            data_dir: None,
             args: Vec::new(),
             envs: Vec::new(),
         }
@@ -528,7 +538,7 @@ pub fn marked_processes() -> std::collections::BTreeMap<String, Vec<u32>> {
 
 /// Live processes spawned by the daemon of `data_dir` (they carry its
 /// data directory marker).
-fn processes_of(data_dir: &Path) -> Vec<u32> {
+pub fn processes_of(data_dir: &Path) -> Vec<u32> {
     let marker = data_dir.as_os_str().as_encoded_bytes();
     live_environments()
         .into_iter()

@@ -9,6 +9,7 @@ pub use outpost_test_support::{mariadb, postgres};
 mod cache_servers;
 mod config;
 mod content;
+mod durability;
 mod harness;
 mod instances;
 mod mariadb_harness;

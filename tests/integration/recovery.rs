@@ -335,84 +335,21 @@ async fn a_damaged_database_stops_the_daemon_and_leaves_processes_alone() {
     kill(Pid::from_raw(survivor.pid as i32), Signal::SIGKILL).unwrap();
 }
 
-/// A small tmpfs mounted over a directory for as long as it lives.
-struct SmallDisk {
-    path: std::path::PathBuf,
-}
-
-impl SmallDisk {
-    /// Mounts a tmpfs of `size` (as `mount -o size=` takes it) over `path`,
-    /// keeping what `path` held; None when mounting is not allowed here
-    /// (root in a container without CAP_SYS_ADMIN).
-    fn mount_over(path: &std::path::Path, size: &str) -> Option<Self> {
-        let saved = tempfile::tempdir().unwrap();
-        copy_dir(path, saved.path());
-        let options = format!("size={size}");
-        let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &options, "tmpfs"])
-            .arg(path)
-            .status()
-            .unwrap();
-        if !mounted.success() {
-            return None;
-        }
-        let disk = Self {
-            path: path.to_owned(),
-        };
-        copy_dir(saved.path(), path);
-        Some(disk)
-    }
-
-    /// Fills the disk with a file until no space is left.
-    fn fill(&self) {
-        let mut filler = fs::File::create(self.path.join("filler")).unwrap();
-        let block = vec![0u8; 4096];
-        while std::io::Write::write_all(&mut filler, &block).is_ok() {}
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.path).status();
-    }
-}
-
-/// Copies the files of `from` (recursively) into the existing `to`.
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            fs::create_dir_all(&target).unwrap();
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_full_disk_stops_the_daemon_naming_the_file_and_the_cause() {
-    if !nix::unistd::geteuid().is_root() {
-        println!("skipped: mounting a small tmpfs as the data directory needs root");
+    let Some(disk) = outpost_test_support::small_disk::SmallDisk::mount(1 << 20) else {
         return;
-    }
-    let mut daemon = Daemon::start();
+    };
+    let mut daemon = Daemon::builder().data_dir(disk.path().join("data")).start();
     let connection = daemon.connect().await;
     let survivor = create(&connection, spec("survivor", "sleep", &["1000"])).await;
     drop(connection);
     crash(&mut daemon);
-    let Some(disk) = SmallDisk::mount_over(&daemon.data_dir, "1m") else {
-        println!("skipped: this machine does not allow mounting a tmpfs, even as root");
-        kill(Pid::from_raw(survivor.pid as i32), Signal::SIGKILL).unwrap();
-        return;
-    };
     disk.fill();
 
     let output = crate::harness::daemon_command(&daemon.data_dir, &daemon.socket)
         .output()
         .unwrap();
-    drop(disk);
     assert!(!output.status.success());
     let message = stderr(&output);
     let database = daemon.data_dir.join("state.db");
@@ -482,7 +419,16 @@ async fn validate_reports_disagreements_and_fixes_only_what_is_provably_ours() {
             .unwrap()
     };
     let mut leftover = marked(&left.id);
+    // Left when a state file was lost: its marker is this daemon's, but no
+    // record names it.
     let mut stranger = marked("i-00000000000000ff");
+    // Another daemon's: never this one's to report or stop.
+    let mut foreign = Command::new("sleep")
+        .arg("1000")
+        .env("OUTPOST_INSTANCE_ID", "i-00000000000000fe")
+        .env("OUTPOST_DATA_DIR", daemon.dir.path().join("elsewhere"))
+        .spawn()
+        .unwrap();
     // A running instance whose port someone else listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -528,20 +474,29 @@ async fn validate_reports_disagreements_and_fixes_only_what_is_provably_ours() {
         assert!(found.contains(&expected), "{expected:?} not in {found:?}");
     }
 
+    assert!(
+        !found.iter().any(|(_, pid)| *pid == u64::from(foreign.id())),
+        "another daemon's process is not reported: {found:?}"
+    );
+
     let output = daemon.ctl(&["validate", "--fix"]);
-    assert_eq!(output.status.code(), Some(1), "the unprovable ones remain");
+    assert_eq!(output.status.code(), Some(1), "the hijacked port remains");
     let text = crate::harness::stdout(&output);
     assert!(text.contains("[fixed]"), "{text}");
     assert!(
         leftover.wait().unwrap().code().is_none(),
-        "the provable orphan was killed"
+        "the orphan of a known instance was killed"
     );
     assert!(
-        stranger.try_wait().unwrap().is_none(),
-        "a process that cannot be proven ours is left alone"
+        stranger.wait().unwrap().code().is_none(),
+        "the orphan no record explains was killed"
     );
-    stranger.kill().unwrap();
-    stranger.wait().unwrap();
+    assert!(
+        foreign.try_wait().unwrap().is_none(),
+        "another daemon's process is left alone"
+    );
+    foreign.kill().unwrap();
+    foreign.wait().unwrap();
 }
 
 #[tokio::test]
@@ -583,11 +538,18 @@ async fn a_locked_database_fails_the_call_naming_the_file_and_the_change_is_stor
         status.message()
     );
     assert!(status.message().contains("locked"), "{}", status.message());
+    assert!(
+        status.message().contains("blocked was not created"),
+        "{}",
+        status.message()
+    );
     drop(holder.stdin.take());
     holder.wait().unwrap();
 
-    // The writer keeps trying: once the lock is gone, the change is stored
-    // (a later call succeeds only after it), and a new daemon knows it.
+    // The writer keeps trying: once the lock is gone, what it holds is
+    // stored (a later call succeeds only after it) — the refused instance
+    // undone with it, so that a new daemon knows exactly what was
+    // acknowledged.
     connection
         .orchestrator()
         .create_instance(pb::CreateInstanceRequest {
@@ -601,7 +563,7 @@ async fn a_locked_database_fails_the_call_naming_the_file_and_the_change_is_stor
     daemon.respawn(&[]);
     let connection = daemon.connect().await;
     let names: Vec<String> = instances(&connection).await.into_keys().collect();
-    assert_eq!(names, ["after", "blocked"]);
+    assert_eq!(names, ["after"]);
 }
 
 #[tokio::test]

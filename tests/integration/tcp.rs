@@ -1,6 +1,8 @@
 //! TCP listeners: the bearer token is required (except for health), checked
 //! exactly, and never written anywhere.
 
+use std::os::unix::fs::PermissionsExt;
+
 use outpost::{
     endpoint::{ConnectOptions, Connection},
     proto::v1::GetDaemonStatusRequest,
@@ -73,14 +75,27 @@ fn ctl_reports_a_missing_token_in_one_line() {
     );
     assert_eq!(message.lines().count(), 1);
 
+    // A token file others may read is refused, as ssh refuses such a key.
     let token_file = daemon.dir.path().join("token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
-    let output = ctl_command()
-        .args(["--addr", &address, "--token-file"])
-        .arg(&token_file)
-        .arg("status")
-        .output()
-        .unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let with_file = || {
+        ctl_command()
+            .args(["--addr", &address, "--token-file"])
+            .arg(&token_file)
+            .arg("status")
+            .output()
+            .unwrap()
+    };
+    let output = with_file();
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(message.contains("chmod 600"), "{message}");
+    assert!(message.contains("(mode 0644)"), "{message}");
+    assert_eq!(message.lines().count(), 1, "{message}");
+
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let output = with_file();
     assert!(output.status.success(), "{}", stderr(&output));
 }
 

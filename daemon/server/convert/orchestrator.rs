@@ -26,6 +26,7 @@ use crate::{
         validate::{Issue, IssueKind},
     },
     server::DaemonInfo,
+    store::health::StoreHealth,
     workspaces::{ApplyError, Source, WorkspaceStatus},
 };
 
@@ -427,6 +428,10 @@ pub fn daemon_status(
     info: &DaemonInfo,
     counts: &std::collections::BTreeMap<InstanceState, u32>,
 ) -> pb::GetDaemonStatusResponse {
+    let (store_error, store_failing_since) = match &*info.store_health.borrow() {
+        StoreHealth::Writable => (String::new(), None),
+        StoreHealth::Failing { cause, since } => (cause.clone(), time(*since)),
+    };
     pb::GetDaemonStatusResponse {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         pid: std::process::id(),
@@ -449,6 +454,8 @@ pub fn daemon_status(
         max_instances: info.max_instances,
         sync_root: info.sync_root.display().to_string(),
         workspaces_dir: info.workspaces_dir.display().to_string(),
+        store_error,
+        store_failing_since,
     }
 }
 
