@@ -27,6 +27,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         .compile_well_known_types(true)
         .extern_path(".google.protobuf", "::pbjson_types")
         .boxed(".outpost.v1.Instance.spec")
+        // A request that does not decode is the caller's to fix.
+        .codec_path("crate::codec::Codec")
         .compile_protos(PROTOS, &["proto"])?;
 
     let descriptors = fs::read(&descriptor_path)?;

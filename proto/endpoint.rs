@@ -161,7 +161,8 @@ impl Connection {
         })
     }
 
-    fn intercepted(&self) -> AuthChannel {
+    /// The channel with the token attached, for a client of any service.
+    pub fn intercepted(&self) -> AuthChannel {
         InterceptedService::new(self.channel.clone(), self.auth.clone())
     }
 

@@ -11,6 +11,7 @@
 //! The daemon (`outpostd`) and the CLI (`outpostctl`) are crates of their
 //! own; the CLI depends on this one alone.
 
+pub mod codec;
 pub mod endpoint;
 pub mod paths;
 pub mod spec;

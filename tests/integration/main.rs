@@ -11,6 +11,7 @@ mod config;
 mod content;
 mod durability;
 mod harness;
+mod hostile;
 mod instances;
 mod mariadb_harness;
 mod mybb;
