@@ -3,7 +3,7 @@
 //! A [`Token`] never shows its value: `Debug` prints a placeholder and there
 //! is no `Display`, so it cannot leak into logs or configuration dumps.
 
-use std::{fmt, fs, path::Path};
+use std::{fmt, path::Path};
 
 use subtle::ConstantTimeEq;
 use thiserror::Error;
@@ -13,6 +13,10 @@ pub const TOKEN_ENV: &str = "OUTPOST_TOKEN";
 
 /// Shortest token accepted: anything shorter is guessable.
 pub const MIN_TOKEN_LEN: usize = 16;
+
+/// Largest token file read: a token is one line; anything much larger is
+/// not a token file.
+const MAX_TOKEN_FILE: u64 = 4096;
 
 /// A validated bearer token.
 #[derive(Clone)]
@@ -52,9 +56,11 @@ impl Token {
 
     /// Reads and validates a token from a file (a trailing newline is fine).
     pub fn from_file(path: &Path) -> Result<Self, TokenError> {
-        let text = fs::read_to_string(path).map_err(|source| TokenError::Unreadable {
-            path: path.display().to_string(),
-            source,
+        let text = crate::bounded_read::read_to_string(path, MAX_TOKEN_FILE).map_err(|source| {
+            TokenError::Unreadable {
+                path: path.display().to_string(),
+                source,
+            }
         })?;
         Self::parse(&text)
     }
