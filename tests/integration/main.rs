@@ -7,6 +7,7 @@
 pub use outpost_test_support::{mariadb, postgres};
 
 mod cache_servers;
+mod cli_pipes;
 mod config;
 mod content;
 mod harness;
