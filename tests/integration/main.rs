@@ -28,4 +28,5 @@ mod sync_support;
 mod sync_watch;
 mod tcp;
 mod watch;
+mod workspace_faults;
 mod workspaces;
