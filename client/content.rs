@@ -228,7 +228,7 @@ pub async fn run(
                 }
             };
             let verb = if created { "created" } else { "updated" };
-            println!("{name}: {verb}, version {version}");
+            output::outln!("{name}: {verb}, version {version}");
             Ok(ExitCode::SUCCESS)
         }
         (
@@ -249,11 +249,11 @@ pub async fn run(
                         key,
                         expected_version: expect_version,
                     };
-                    client
-                        .delete_template(request)
-                        .await?
-                        .into_inner()
-                        .deleted_version
+                    let response = client.delete_template(request).await?.into_inner();
+                    if json {
+                        return done(output::json(&response));
+                    }
+                    response.deleted_version
                 }
                 Content::Stylesheets => {
                     let key = Some(pb::StylesheetKey {
@@ -264,30 +264,41 @@ pub async fn run(
                         key,
                         expected_version: expect_version,
                     };
-                    client
-                        .delete_stylesheet(request)
-                        .await?
-                        .into_inner()
-                        .deleted_version
+                    let response = client.delete_stylesheet(request).await?.into_inner();
+                    if json {
+                        return done(output::json(&response));
+                    }
+                    response.deleted_version
                 }
             };
-            println!("{name}: deleted (was version {version})");
+            output::outln!("{name}: deleted (was version {version})");
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-/// Content from a file, or from stdin.
+/// Most bytes of content read: far over what the daemon takes (it names
+/// its own limit), yet `/dev/zero` given as the file cannot fill memory.
+const MAX_INPUT: u64 = 64 << 20;
+
+/// Content from a file, or from stdin. A pipe is a fine source here (the
+/// user waits for their own command), so the file is not required to be
+/// a regular one; only the size is bounded.
 fn read_content(file: Option<PathBuf>) -> Result<String, Failure> {
     let read = |file: &Option<PathBuf>| -> std::io::Result<String> {
-        match file {
-            Some(path) => std::fs::read_to_string(path),
-            None => {
-                let mut text = String::new();
-                std::io::stdin().read_to_string(&mut text)?;
-                Ok(text)
-            }
+        let source: Box<dyn Read> = match file {
+            Some(path) => Box::new(std::fs::File::open(path)?),
+            None => Box::new(std::io::stdin()),
+        };
+        let mut text = String::new();
+        source.take(MAX_INPUT + 1).read_to_string(&mut text)?;
+        if text.len() as u64 > MAX_INPUT {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                format!("larger than {MAX_INPUT} bytes"),
+            ));
         }
+        Ok(text)
     };
     read(&file).map_err(|err| {
         let source = file.map_or("stdin".to_owned(), |path| path.display().to_string());

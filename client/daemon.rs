@@ -165,7 +165,7 @@ async fn validate(connection: &Connection, json: bool, fix: bool) -> Result<Exit
     if json {
         output::json(&response)?;
     } else if response.inconsistencies.is_empty() {
-        println!("no inconsistencies");
+        output::outln!("no inconsistencies");
     } else {
         for issue in &response.inconsistencies {
             let kind = output::word(
@@ -176,7 +176,7 @@ async fn validate(connection: &Connection, json: bool, fix: bool) -> Result<Exit
             .unwrap_or_else(|| "unspecified".to_owned())
             .replace('_', " ");
             let fixed = if issue.fixed { " [fixed]" } else { "" };
-            println!("{kind}: {} — {}{fixed}", issue.description, issue.remedy);
+            output::outln!("{kind}: {} — {}{fixed}", issue.description, issue.remedy);
         }
     }
     let unfixed = response.inconsistencies.iter().any(|issue| !issue.fixed);

@@ -8,7 +8,12 @@ mod output;
 mod sync;
 mod workspaces;
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{
+    io::{self, Write},
+    path::PathBuf,
+    process::ExitCode,
+    time::Duration,
+};
 
 use clap::{CommandFactory, Parser, Subcommand};
 use outpost::{
@@ -35,7 +40,7 @@ struct Cli {
     #[arg(long, env = "OUTPOST_TOKEN_FILE", global = true, value_name = "FILE")]
     token_file: Option<PathBuf>,
 
-    /// Print responses as JSON (canonical proto3 mapping, .proto field names)
+    /// Print responses as JSON (canonical proto3 mapping, .proto field names); every command but completions
     #[arg(long, global = true)]
     json: bool,
 
@@ -78,8 +83,10 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli).await {
         Ok(code) => code,
+        // Nobody reads the output any more (`| head`): a quiet end.
+        Err(Failure::Output(err)) if output::closed_pipe(&err) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("outpostctl: {failure}");
+            let _ = writeln!(io::stderr(), "outpostctl: {failure}");
             ExitCode::FAILURE
         }
     }
@@ -87,17 +94,14 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     if let Command::Completions { shell } = cli.command {
-        clap_complete::generate(
-            shell,
-            &mut Cli::command(),
-            "outpostctl",
-            &mut std::io::stdout(),
-        );
-        return Ok(ExitCode::SUCCESS);
+        // Written by us, not by clap_complete, which panics on a closed pipe.
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "outpostctl", &mut script);
+        return output::done(io::stdout().write_all(&script));
     }
     // Checking a file needs no daemon.
     if let Command::Workspace(workspaces::WorkspaceCommand::Check { file }) = &cli.command {
-        return Ok(workspaces::check(file));
+        return workspaces::check(file, cli.json);
     }
     let streaming = matches!(&cli.command, Command::Instance(command) if command.streams());
     let connection = connect(&cli, streaming).await?;

@@ -1,6 +1,15 @@
 //! Printing responses: canonical JSON with `--json`, aligned text otherwise.
+//!
+//! Output into a closed pipe (`outpostctl ls | head -1`) ends the command
+//! quietly with exit status 0: the reader has what it wanted, and nothing
+//! failed. Every write goes through a path that knows this — the
+//! functions here return the error for `main` to judge ([`closed_pipe`]),
+//! and [`outln!`]/[`errln!`] stand in for `println!`/`eprintln!`, which
+//! would panic — and a stream also ends as soon as its reader is gone,
+//! even while it has nothing to print.
 
 use std::{
+    fmt,
     io::{self, Write},
     process::ExitCode,
     time::{Duration, SystemTime},
@@ -8,8 +17,52 @@ use std::{
 
 use outpost::proto::v1 as pb;
 use serde::Serialize;
+use tokio::io::{Interest, unix::AsyncFd};
 
 use crate::failure::Failure;
+
+/// `println!` that ends the command quietly when stdout is a closed pipe.
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::output::line(&mut ::std::io::stdout(), format_args!($($arg)*)) };
+}
+/// `eprintln!` for data sent to stderr (a log's stderr lines), likewise.
+macro_rules! errln {
+    ($($arg:tt)*) => { $crate::output::line(&mut ::std::io::stderr(), format_args!($($arg)*)) };
+}
+pub(crate) use {errln, outln};
+
+/// Whether a write failed because nobody reads the output any more.
+pub fn closed_pipe(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::BrokenPipe
+}
+
+/// Writes one line; a closed pipe ends the command quietly (exit status
+/// 0), another write error ends it with one line on stderr (exit status 1).
+pub fn line(out: &mut impl Write, args: fmt::Arguments<'_>) {
+    if let Err(err) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        if closed_pipe(&err) {
+            std::process::exit(0);
+        }
+        let _ = writeln!(io::stderr(), "outpostctl: {}", Failure::Output(err));
+        std::process::exit(1);
+    }
+}
+
+/// Resolves once stdout is a pipe that nobody reads any more (epoll
+/// reports an error on its write end), so that a stream with nothing to
+/// print for a while still ends with its reader (`logs -f | head -1`).
+/// Never resolves where this cannot be known (stdout is a file).
+async fn stdout_closed() {
+    // SAFETY: fd 1 stays open, on the same file description, for the
+    // whole process: nothing here closes or replaces it.
+    match unsafe { AsyncFd::register_with_interest(io::stdout(), Interest::ERROR) } {
+        Ok(stdout) => match stdout.ready(Interest::ERROR).await {
+            Ok(_) => {}
+            Err(_) => std::future::pending().await,
+        },
+        Err(_) => std::future::pending().await,
+    }
+}
 
 /// Prints `value` as pretty JSON on stdout.
 pub fn json<T: Serialize>(value: &T) -> io::Result<()> {
@@ -33,7 +86,14 @@ pub async fn stream<T: Serialize>(
     mut messages: tonic::Streaming<T>,
     mut text: impl FnMut(T),
 ) -> Result<ExitCode, Failure> {
-    while let Some(message) = messages.message().await? {
+    let closed = stdout_closed();
+    tokio::pin!(closed);
+    loop {
+        let message = tokio::select! {
+            message = messages.message() => message?,
+            () = &mut closed => return Ok(ExitCode::SUCCESS),
+        };
+        let Some(message) = message else { break };
         if json {
             json_line(&message)?;
         } else {

@@ -133,7 +133,7 @@ pub async fn run(
             if json {
                 return done(output::json(&response));
             }
-            println!(
+            output::outln!(
                 "resolved {id}: {} is at version {}",
                 key_name(response.key.as_ref()),
                 response.version
@@ -148,7 +148,7 @@ pub async fn run(
             if json {
                 return done(output::json(&response));
             }
-            println!(
+            output::outln!(
                 "{}",
                 if response.was_paused {
                     "already paused"
@@ -166,7 +166,7 @@ pub async fn run(
             if json {
                 return done(output::json(&response));
             }
-            println!(
+            output::outln!(
                 "{} ({} changes queued)",
                 state_name(response.state),
                 response.queued_changes
@@ -178,7 +178,7 @@ pub async fn run(
             if json {
                 return done(output::json(&response));
             }
-            println!(
+            output::outln!(
                 "{} scanned: {} imported, {} exported, {} conflicts, {} skipped in {}",
                 response.scanned,
                 response.imported,
@@ -221,7 +221,7 @@ async fn export(
         }
     }
     .unwrap_or_default();
-    println!(
+    output::outln!(
         "{} written, {} unchanged, {} conflicts (changed on disk, left alone) in {}",
         summary.written,
         summary.unchanged,
@@ -229,7 +229,7 @@ async fn export(
         output::millis(summary.elapsed.as_ref())
     );
     if summary.skipped > 0 {
-        println!(
+        output::outln!(
             "{} left out: their names cannot be file names (see the daemon's log)",
             summary.skipped
         );
@@ -336,7 +336,7 @@ fn key_name(key: Option<&pb::ContentKey>) -> String {
 /// One `sync events` message: the snapshot's state, or a line per event.
 fn print_event(message: pb::WatchSyncEventsResponse) {
     match message.payload {
-        Some(Payload::Snapshot(snapshot)) => println!(
+        Some(Payload::Snapshot(snapshot)) => output::outln!(
             "revision {}: {} ({})",
             snapshot.revision,
             state_name(snapshot.status.as_ref().map_or(0, |s| s.state)),
@@ -354,7 +354,7 @@ fn print_event(message: pb::WatchSyncEventsResponse) {
                     "SYNC_EVENT_KIND_",
                 )
                 .unwrap_or_default();
-                println!("{:>6}  {kind:<17} {}", event.revision, event.message);
+                output::outln!("{:>6}  {kind:<17} {}", event.revision, event.message);
             }
         }
         None => {}

@@ -1,11 +1,16 @@
-//! Workspace commands: ls, show, apply, check.
+//! Workspace commands: ls, show, apply, check. Workspace names are
+//! checked here as the daemon checks them (one harmless path component),
+//! so a bad one is a usage error before anything is sent.
 
 use std::{path::Path, process::ExitCode};
 
 use clap::Subcommand;
 use outpost::{endpoint::Connection, proto::v1 as pb, workspace_file};
 
-use crate::{failure::Failure, output};
+use crate::{
+    failure::Failure,
+    output::{self, outln},
+};
 
 /// `outpostctl workspace …`.
 #[derive(Debug, Subcommand)]
@@ -15,12 +20,14 @@ pub enum WorkspaceCommand {
     /// Show a workspace's file, status and instance specs
     Show {
         /// Its name
+        #[arg(value_parser = workspace_name)]
         name: String,
     },
     /// Apply a workspace file now (a name in the workspaces directory, or a path)
     Apply {
         /// NAME or FILE
-        source: String,
+        #[arg(value_parser = source)]
+        source: pb::apply_workspace_request::Source,
         /// Only validate and print the diff it would make
         #[arg(long)]
         dry_run: bool,
@@ -32,24 +39,67 @@ pub enum WorkspaceCommand {
     },
 }
 
-/// `outpostctl workspace check FILE`: the daemon's own validation, locally.
-pub fn check(file: &str) -> ExitCode {
-    match workspace_file::load(Path::new(file)) {
-        Ok(workspace) => {
-            println!(
+/// `outpostctl workspace check FILE`: the daemon's own validation (and
+/// its defensive read), locally. With `--json`: `{"file", "valid",
+/// "workspace", "instances", "errors"}`.
+pub fn check(file: &str, json: bool) -> Result<ExitCode, Failure> {
+    let result = workspace_file::load(Path::new(file));
+    if json {
+        let (workspace, instances, errors) = match &result {
+            Ok(workspace) => (
+                Some(workspace.name.clone()),
+                workspace.instances.iter().map(|s| s.name.clone()).collect(),
+                Vec::new(),
+            ),
+            Err(errors) => (None, Vec::new(), errors.clone()),
+        };
+        output::json(&serde_json::json!({
+            "file": file,
+            "valid": result.is_ok(),
+            "workspace": workspace,
+            "instances": instances,
+            "errors": errors,
+        }))?;
+    } else {
+        match &result {
+            Ok(workspace) => outln!(
                 "{file}: ok, workspace {} with {} instances",
                 workspace.name,
                 workspace.instances.len()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(errors) => {
-            for error in errors {
-                eprintln!("{error}");
+            ),
+            Err(errors) => {
+                for error in errors {
+                    output::errln!("{error}");
+                }
             }
-            ExitCode::FAILURE
         }
     }
+    Ok(if result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// A workspace name argument, checked as the daemon checks it.
+fn workspace_name(name: &str) -> Result<String, String> {
+    workspace_file::validate_workspace_name("workspace name", name)
+        .map(|()| name.to_owned())
+        .map_err(|err| err.to_string())
+}
+
+/// `apply`'s argument: an existing file (sent as its absolute path), else a
+/// workspace name.
+fn source(text: &str) -> Result<pb::apply_workspace_request::Source, String> {
+    if Path::new(text).exists() {
+        let path = std::path::absolute(text).map_err(|err| format!("{text}: {err}"))?;
+        return Ok(pb::apply_workspace_request::Source::File(
+            path.display().to_string(),
+        ));
+    }
+    workspace_name(text)
+        .map(pb::apply_workspace_request::Source::Name)
+        .map_err(|err| format!("no such file, and not a workspace name: {err}"))
 }
 
 /// Runs a workspace command against the daemon.
@@ -93,21 +143,11 @@ pub async fn run(
             let workspace = response.workspace.unwrap_or_default();
             print_workspace(&workspace);
             for spec in response.definition.map(|d| d.instances).unwrap_or_default() {
-                println!("  {}: {} {}", spec.name, spec.command, spec.args.join(" "));
+                outln!("  {}: {} {}", spec.name, spec.command, spec.args.join(" "));
             }
             Ok(ExitCode::SUCCESS)
         }
         WorkspaceCommand::Apply { source, dry_run } => {
-            let source = if Path::new(&source).exists() {
-                pb::apply_workspace_request::Source::File(
-                    std::path::absolute(&source)
-                        .unwrap_or_default()
-                        .display()
-                        .to_string(),
-                )
-            } else {
-                pb::apply_workspace_request::Source::Name(source)
-            };
             let response = client
                 .apply_workspace(pb::ApplyWorkspaceRequest {
                     source: Some(source),
@@ -120,38 +160,30 @@ pub async fn run(
             } else {
                 let diff = response.diff.unwrap_or_default();
                 let verb = if dry_run { "would" } else { "did" };
-                println!(
+                outln!(
                     "{verb} create {:?}, delete {:?}, restart {:?}; unchanged {:?}",
-                    diff.created, diff.deleted, diff.changed, diff.unchanged
+                    diff.created,
+                    diff.deleted,
+                    diff.changed,
+                    diff.unchanged
                 );
-                for error in response
-                    .workspace
-                    .as_ref()
-                    .map(|w| w.last_errors.clone())
-                    .unwrap_or_default()
-                {
-                    eprintln!("{error}");
-                }
             }
-            let failed = response
-                .workspace
-                .is_some_and(|w| !w.last_errors.is_empty());
-            Ok(if failed {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
+            // An apply is all or nothing: a failure is an error status
+            // (naming the step and the rollback), never a partial success.
+            Ok(ExitCode::SUCCESS)
         }
-        WorkspaceCommand::Check { file } => Ok(check(&file)),
+        WorkspaceCommand::Check { file } => check(&file, json),
     }
 }
 
 fn print_workspace(workspace: &pb::Workspace) {
-    println!(
+    outln!(
         "{} ({}), {} instances",
-        workspace.name, workspace.file, workspace.instance_count
+        workspace.name,
+        workspace.file,
+        workspace.instance_count
     );
     for error in &workspace.last_errors {
-        println!("  problem: {error}");
+        outln!("  problem: {error}");
     }
 }

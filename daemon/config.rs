@@ -314,13 +314,17 @@ impl Config {
     }
 }
 
+/// Largest `--mybb-database-file` read: it holds one URL.
+const MAX_DATABASE_FILE: u64 = 4096;
+
 /// The forum settings, with the database URL from the flag, the
-/// environment or its file.
+/// environment or its file (read as [`outpost::bounded_read`] reads: a
+/// regular file only, a FIFO never blocks the start).
 fn mybb_settings(args: &DaemonArgs) -> Result<Option<MybbSettings>, ConfigError> {
     let url = match (&args.mybb_database, &args.mybb_database_file) {
         (Some(url), _) => Some(url.trim().to_owned()),
         (None, Some(file)) => Some(
-            std::fs::read_to_string(file)
+            outpost::bounded_read::read_to_string(file, MAX_DATABASE_FILE)
                 .map_err(|err| {
                     ConfigError::new(
                         setting::MYBB_DATABASE,

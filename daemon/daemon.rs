@@ -97,13 +97,17 @@ impl Daemon {
             store.clone(),
         )
         .await?;
-        let workspaces = Workspaces::start(config.workspaces_dir.clone(), orchestrator.clone())
-            .map_err(|err| {
-                ConfigError::new(
-                    setting::WORKSPACES_DIR,
-                    format!("cannot watch {}: {err}", config.workspaces_dir.display()),
-                )
-            })?;
+        let workspaces = Workspaces::start(
+            config.workspaces_dir.clone(),
+            orchestrator.clone(),
+            config.max_instances,
+        )
+        .map_err(|err| {
+            ConfigError::new(
+                setting::WORKSPACES_DIR,
+                format!("cannot watch {}: {err}", config.workspaces_dir.display()),
+            )
+        })?;
         let (content, poller) = match &config.mybb {
             None => (ContentBackend::Native(store.clone()), None),
             Some(mybb) => {

@@ -6,11 +6,14 @@
 //! token ([`token`]), default locations ([`paths`]), and the two inputs a
 //! client can check without a daemon — instance specs ([`spec`]) and
 //! workspace files ([`workspace_file`]) — so that `outpostctl workspace
-//! check` reports exactly what the daemon would.
+//! check` reports exactly what the daemon would. Files either side reads
+//! on someone's behalf are read through [`bounded_read`]: regular files
+//! only, never more than a limit, never blocking on a FIFO.
 //!
 //! The daemon (`outpostd`) and the CLI (`outpostctl`) are crates of their
 //! own; the CLI depends on this one alone.
 
+pub mod bounded_read;
 pub mod codec;
 pub mod endpoint;
 pub mod paths;

@@ -3,7 +3,7 @@
 //! A [`Token`] never shows its value: `Debug` prints a placeholder and there
 //! is no `Display`, so it cannot leak into logs or configuration dumps.
 
-use std::{fmt, fs, io::Read, os::unix::fs::PermissionsExt, path::Path};
+use std::{fmt, io::Read, os::unix::fs::PermissionsExt, path::Path};
 
 use subtle::ConstantTimeEq;
 use thiserror::Error;
@@ -13,6 +13,10 @@ pub const TOKEN_ENV: &str = "OUTPOST_TOKEN";
 
 /// Shortest token accepted: anything shorter is guessable.
 pub const MIN_TOKEN_LEN: usize = 16;
+
+/// Largest token file read: a token is one line; anything much larger is
+/// not a token file.
+const MAX_TOKEN_FILE: u64 = 4096;
 
 /// A validated bearer token.
 #[derive(Clone)]
@@ -69,8 +73,8 @@ impl Token {
             path: path.display().to_string(),
             source,
         };
-        let mut file = fs::File::open(path).map_err(unreadable)?;
-        let mode = file.metadata().map_err(unreadable)?.permissions().mode() & 0o7777;
+        let (file, metadata) = crate::bounded_read::open_regular(path).map_err(unreadable)?;
+        let mode = metadata.permissions().mode() & 0o7777;
         if mode & 0o077 != 0 {
             return Err(TokenError::Exposed {
                 path: path.display().to_string(),
@@ -78,7 +82,15 @@ impl Token {
             });
         }
         let mut text = String::new();
-        file.read_to_string(&mut text).map_err(unreadable)?;
+        file.take(MAX_TOKEN_FILE + 1)
+            .read_to_string(&mut text)
+            .map_err(unreadable)?;
+        if text.len() as u64 > MAX_TOKEN_FILE {
+            return Err(unreadable(std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                format!("larger than {MAX_TOKEN_FILE} bytes"),
+            )));
+        }
         Self::parse(&text)
     }
 

@@ -23,8 +23,8 @@ use std::{
 use serde::Deserialize;
 
 use crate::spec::{
-    HealthCheck, HttpTarget, InstanceSpec, PortChoice, Probe, RestartMode, RestartPolicy,
-    SpecInput, validate_name,
+    HealthCheck, HttpTarget, InstanceSpec, InvalidField, PortChoice, Probe, RestartMode,
+    RestartPolicy, SpecInput, validate_name,
 };
 
 /// Values merged into every instance of a workspace.
@@ -191,11 +191,30 @@ pub fn workspace_name(path: &Path) -> Option<String> {
     (!stem.starts_with('.')).then(|| stem.to_owned())
 }
 
+/// Largest workspace file read (1 MiB): hundreds of instances fit in a
+/// few dozen KiB; a file larger than this is not a workspace someone wrote.
+pub const MAX_FILE_SIZE: u64 = 1 << 20;
+
+/// Checks a workspace name given on its own (an RPC field, a command-line
+/// argument): the rule of instance names, which keeps it one harmless path
+/// component — no `/`, no `..`, no NUL, no leading dot, at most
+/// [`crate::spec::MAX_NAME_LEN`] characters.
+pub fn validate_workspace_name(field: &str, name: &str) -> Result<(), InvalidField> {
+    validate_name(field, name)
+}
+
+/// Reads a workspace file the way the daemon does: a regular file (links
+/// followed) of at most [`MAX_FILE_SIZE`] bytes of UTF-8, never blocking
+/// (see [`crate::bounded_read`]). Blocking: async callers run it off their
+/// core threads.
+pub fn read(path: &Path) -> std::io::Result<String> {
+    crate::bounded_read::read_to_string(path, MAX_FILE_SIZE)
+}
+
 /// Reads and validates a workspace file. Every problem found is returned,
 /// each naming the file and the line or field.
 pub fn load(path: &Path) -> Result<Workspace, Vec<String>> {
-    let text =
-        std::fs::read_to_string(path).map_err(|err| vec![format!("{}: {err}", path.display())])?;
+    let text = read(path).map_err(|err| vec![format!("{}: {err}", path.display())])?;
     parse(path, &text)
 }
 
@@ -204,7 +223,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Workspace, Vec<String>> {
     let at = |message: String| format!("{}: {message}", path.display());
     let name = workspace_name(path)
         .ok_or_else(|| vec![at("a workspace file is NAME.toml or NAME.json".to_owned())])?;
-    validate_name("workspace name", &name).map_err(|err| vec![at(err.to_string())])?;
+    validate_workspace_name("workspace name", &name).map_err(|err| vec![at(err.to_string())])?;
     let file: WorkspaceFile = if path.extension().is_some_and(|e| e == "json") {
         serde_json::from_str(text).map_err(|err| vec![at(err.to_string())])?
     } else {

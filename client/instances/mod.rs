@@ -293,7 +293,7 @@ pub async fn run(
             if json {
                 output::json(&response)?;
             } else if let Some(instance) = &response.instance {
-                println!("{}: deleted", instance.name);
+                output::outln!("{}: deleted", instance.name);
             }
             Ok(ExitCode::SUCCESS)
         }

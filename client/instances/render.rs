@@ -57,7 +57,7 @@ pub(super) fn print_instance(
             format!(" ({})", facts.join(", "))
         };
         let state = output::instance_state(instance.state);
-        println!("{}: {state}{facts}", instance.name);
+        output::outln!("{}: {state}{facts}", instance.name);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -161,7 +161,7 @@ pub(super) fn print_details(instance: &pb::Instance) -> Result<(), Failure> {
     }
     output::rows(&rows)?;
     for failure in &instance.recent_failures {
-        println!("  failure: {}", failure.message);
+        output::outln!("  failure: {}", failure.message);
     }
     Ok(())
 }
@@ -170,9 +170,9 @@ pub(super) fn print_details(instance: &pb::Instance) -> Result<(), Failure> {
 pub(super) fn print_log_lines(response: pb::StreamLogsResponse) {
     for line in response.lines {
         if line.stream == pb::LogStream::Stderr as i32 {
-            eprintln!("{}", line.text);
+            output::errln!("{}", line.text);
         } else {
-            println!("{}", line.text);
+            output::outln!("{}", line.text);
         }
     }
 }
@@ -186,19 +186,19 @@ pub(super) fn print_watch(response: pb::WatchStatusResponse) {
             } else {
                 "snapshot"
             };
-            println!(
+            output::outln!(
                 "{:>6}  {kind}: {} instances",
                 snapshot.revision,
                 snapshot.instances.len()
             );
             for instance in &snapshot.instances {
                 let state = output::instance_state(instance.state);
-                println!("{:>6}  {} {state}", "", instance.name);
+                output::outln!("{:>6}  {} {state}", "", instance.name);
             }
         }
         Some(Payload::Events(events)) => {
             for event in events.events {
-                println!("{:>6}  {}", event.revision, describe_event(event.change));
+                output::outln!("{:>6}  {}", event.revision, describe_event(event.change));
             }
         }
         None => {}

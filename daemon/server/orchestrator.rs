@@ -289,12 +289,13 @@ impl OrchestratorRpc for OrchestratorApi {
         if name.is_empty() {
             return Err(convert::invalid("name", "must name a workspace"));
         }
-        let all = self.workspaces.list().await;
-        let status = all
+        let status = self
+            .workspaces
             .get(&name)
+            .await?
             .ok_or_else(|| Status::not_found(format!("no workspace {name:?}")))?;
         Ok(Response::new(pb::GetWorkspaceResponse {
-            workspace: Some(self.workspace(&name, status)),
+            workspace: Some(self.workspace(&name, &status)),
             definition: status.definition.as_ref().map(to::workspace_definition),
         }))
     }

@@ -7,6 +7,8 @@
 //! its own and reports back; while one runs, later changes of the same
 //! workspace wait and coalesce, and `ApplyWorkspace` requests queue.
 //! One job, owning that state; what an apply does is in [`super::apply`].
+//! The task itself never reads a file: the apply tasks do, in blocking
+//! threads, so a file that cannot be read never stalls it.
 
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
@@ -25,7 +27,7 @@ use tokio::{
 
 use super::{
     Applied, ApplyError, Source, WorkspaceStatus,
-    apply::{self, Done},
+    apply::{self, Done, Read},
 };
 use crate::orchestrator::{
     Orchestrator,
@@ -70,14 +72,19 @@ pub(super) enum Outcome {
         /// Who asked, if anyone, and whether only for the diff.
         request: Option<(ApplyReply, bool)>,
     },
-    /// The file does not validate.
+    /// The file was refused (it cannot be read, does not validate, would
+    /// go over the instance limit) or a step failed and was rolled back:
+    /// what ran before still runs.
     Rejected {
         file: PathBuf,
-        errors: Vec<String>,
+        error: ApplyError,
         request: Option<(ApplyReply, bool)>,
     },
     /// A requested file could not be read.
-    Unreadable { reply: ApplyReply, message: String },
+    Unreadable {
+        reply: ApplyReply,
+        error: ApplyError,
+    },
     /// The file stayed missing: the workspace and its instances are gone.
     Removed { file: PathBuf, diff: WorkspaceDiff },
 }
@@ -85,6 +92,8 @@ pub(super) enum Outcome {
 /// An `ApplyWorkspace` waiting for its workspace.
 struct Request {
     file: PathBuf,
+    /// The request's field that named the file ("name" or "file").
+    field: &'static str,
     dry_run: bool,
     reply: ApplyReply,
 }
@@ -109,6 +118,7 @@ struct Entry {
 pub(super) fn start(
     dir: PathBuf,
     orchestrator: Arc<Orchestrator>,
+    max_instances: u32,
 ) -> std::io::Result<mpsc::UnboundedSender<Message>> {
     fs::create_dir_all(&dir)?;
     let (sender, messages) = mpsc::unbounded_channel();
@@ -139,6 +149,7 @@ pub(super) fn start(
     let owner = Owner {
         dir,
         orchestrator,
+        max_instances,
         done: sender.downgrade(),
         entries: HashMap::new(),
         stopping: false,
@@ -152,6 +163,8 @@ pub(super) fn start(
 struct Owner {
     dir: PathBuf,
     orchestrator: Arc<Orchestrator>,
+    /// The daemon's `--max-instances`.
+    max_instances: u32,
     /// For apply tasks to report back.
     done: mpsc::WeakUnboundedSender<Message>,
     entries: HashMap<String, Entry>,
@@ -237,6 +250,10 @@ impl Owner {
             let _ = reply.send(Err(ApplyError::ShuttingDown));
             return;
         }
+        let field = match source {
+            Source::Name(_) => "name",
+            Source::File(_) => "file",
+        };
         let file = match self.resolve(source) {
             Ok(file) => file,
             Err(err) => {
@@ -251,9 +268,17 @@ impl Owner {
             )])));
             return;
         };
+        if let Err(err) = workspace_file::validate_workspace_name(field, &name) {
+            let _ = reply.send(Err(ApplyError::Invalid {
+                field,
+                reason: format!("{}: workspace name: {}", file.display(), err.reason),
+            }));
+            return;
+        }
         let entry = self.entries.entry(name.clone()).or_default();
         entry.requests.push_back(Request {
             file,
+            field,
             dry_run,
             reply,
         });
@@ -262,14 +287,16 @@ impl Owner {
         }
     }
 
-    /// The file a source designates.
+    /// The file a source designates (a name was checked to be one path
+    /// component). Whatever exists is chosen, to be refused with the
+    /// reason when it is not a file that can be read.
     fn resolve(&self, source: Source) -> Result<PathBuf, ApplyError> {
         match source {
             Source::File(path) => Ok(PathBuf::from(path)),
             Source::Name(name) => ["toml", "json"]
                 .iter()
                 .map(|extension| self.dir.join(format!("{name}.{extension}")))
-                .find(|candidate| candidate.is_file())
+                .find(|candidate| candidate.symlink_metadata().is_ok())
                 .ok_or_else(|| {
                     ApplyError::NotFound(format!("no workspace {name:?} in {}", self.dir.display()))
                 }),
@@ -292,37 +319,50 @@ impl Owner {
             entry.due = None;
             entry.running = true;
             let file = entry.file.clone();
+            let max_instances = self.max_instances;
             self.spawn(
                 name.clone(),
-                async move |orchestrator: Arc<Orchestrator>| match apply::settled_text(&file).await
-                {
-                    Some(text) => {
-                        match apply::apply(&orchestrator, &name, &file, &text, false).await {
-                            Ok(done) => Outcome::Applied {
+                async move |orchestrator: Arc<Orchestrator>| {
+                    let text = match apply::settled_text(&file).await {
+                        Read::Text(text) => text,
+                        Read::Missing => {
+                            return Outcome::Removed {
+                                diff: apply::remove(&orchestrator, &name).await,
                                 file,
-                                done: Box::new(done),
+                            };
+                        }
+                        Read::Refused(reason) => {
+                            tracing::warn!(workspace = name, reason, "workspace file refused");
+                            return Outcome::Rejected {
+                                file,
+                                error: ApplyError::Rejected(vec![reason]),
                                 request: None,
-                            },
-                            Err(errors) => {
-                                for error in &errors {
-                                    tracing::warn!(
-                                        workspace = name,
-                                        error,
-                                        "workspace file rejected; nothing changed"
-                                    );
-                                }
-                                Outcome::Rejected {
-                                    file,
-                                    errors,
-                                    request: None,
-                                }
+                            };
+                        }
+                    };
+                    match apply::apply(&orchestrator, max_instances, &name, &file, &text, false)
+                        .await
+                    {
+                        Ok(done) => Outcome::Applied {
+                            file,
+                            done: Box::new(done),
+                            request: None,
+                        },
+                        Err(error) => {
+                            for line in error.lines() {
+                                tracing::warn!(
+                                    workspace = name,
+                                    error = line,
+                                    "workspace file not applied; what ran before still runs"
+                                );
+                            }
+                            Outcome::Rejected {
+                                file,
+                                error,
+                                request: None,
                             }
                         }
                     }
-                    None => Outcome::Removed {
-                        diff: apply::remove(&orchestrator, &name).await,
-                        file,
-                    },
                 },
             );
         }
@@ -335,6 +375,7 @@ impl Owner {
         };
         let Some(Request {
             file,
+            field,
             dry_run,
             reply,
         }) = entry.requests.pop_front()
@@ -343,28 +384,44 @@ impl Owner {
         };
         entry.running = true;
         let workspace = name.to_owned();
+        let max_instances = self.max_instances;
         self.spawn(
             name.to_owned(),
             async move |orchestrator: Arc<Orchestrator>| {
-                let text = match fs::read_to_string(&file) {
+                let text = match apply::read_once(file.clone()).await {
                     Ok(text) => text,
                     Err(err) => {
-                        return Outcome::Unreadable {
-                            reply,
-                            message: format!("{}: {err}", file.display()),
+                        let message = format!("{}: {err}", file.display());
+                        let error = if err.kind() == std::io::ErrorKind::NotFound {
+                            ApplyError::NotFound(message)
+                        } else {
+                            ApplyError::Invalid {
+                                field,
+                                reason: message,
+                            }
                         };
+                        return Outcome::Unreadable { reply, error };
                     }
                 };
                 let request = Some((reply, dry_run));
-                match apply::apply(&orchestrator, &workspace, &file, &text, dry_run).await {
+                match apply::apply(
+                    &orchestrator,
+                    max_instances,
+                    &workspace,
+                    &file,
+                    &text,
+                    dry_run,
+                )
+                .await
+                {
                     Ok(done) => Outcome::Applied {
                         file,
                         done: Box::new(done),
                         request,
                     },
-                    Err(errors) => Outcome::Rejected {
+                    Err(error) => Outcome::Rejected {
                         file,
-                        errors,
+                        error,
                         request,
                     },
                 }
@@ -404,7 +461,7 @@ impl Owner {
                 let dry_run = request.as_ref().is_some_and(|(_, dry_run)| *dry_run);
                 let diff = done.diff.clone();
                 if !dry_run {
-                    self.record(name, &file, Some((done.workspace, done.diff)), done.errors);
+                    self.record(name, &file, Some((done.workspace, done.diff)), Vec::new());
                 }
                 if let Some((reply, _)) = request {
                     let status = self.status_of(name, &file);
@@ -417,19 +474,19 @@ impl Owner {
             }
             Outcome::Rejected {
                 file,
-                errors,
+                error,
                 request,
             } => {
                 let dry_run = request.as_ref().is_some_and(|(_, dry_run)| *dry_run);
                 if !dry_run {
-                    self.record(name, &file, None, errors.clone());
+                    self.record(name, &file, None, error.lines());
                 }
                 if let Some((reply, _)) = request {
-                    let _ = reply.send(Err(ApplyError::Rejected(errors)));
+                    let _ = reply.send(Err(error));
                 }
             }
-            Outcome::Unreadable { reply, message } => {
-                let _ = reply.send(Err(ApplyError::NotFound(message)));
+            Outcome::Unreadable { reply, error } => {
+                let _ = reply.send(Err(error));
             }
             Outcome::Removed { file, diff } => {
                 self.entries.remove(name);

@@ -6,7 +6,12 @@
 //! one at a time, edits made during an apply coalesce into one more apply
 //! of the latest content, and an earlier version is never applied after a
 //! later one; different workspaces apply in parallel. What one apply does
-//! is in [`apply`].
+//! is in [`apply`]: all of a file or none of it.
+//!
+//! Files are read defensively ([`outpost::bounded_read`], off the async
+//! threads): a FIFO, a device or a file over
+//! [`outpost::workspace_file::MAX_FILE_SIZE`] is refused and reported,
+//! never waited on. Workspace names are one harmless path component.
 
 mod actor;
 mod apply;
@@ -18,7 +23,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use outpost::workspace_file::Workspace;
+use outpost::workspace_file::{self, Workspace};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::orchestrator::{Orchestrator, events::WorkspaceDiff};
@@ -49,6 +54,14 @@ pub enum ApplyError {
     /// The file is invalid; every problem is listed.
     #[error("{}", .0.join("; "))]
     Rejected(Vec<String>),
+    /// Applying it would hold more instances than `--max-instances`;
+    /// nothing was changed.
+    #[error("{0}")]
+    LimitReached(String),
+    /// A step of the apply failed and what was done was undone: the
+    /// message names the step, its error and the rollback.
+    #[error("{0}")]
+    Failed(String),
     /// No such workspace or file.
     #[error("{0}")]
     NotFound(String),
@@ -84,11 +97,26 @@ pub struct Workspaces {
     orchestrator: Arc<Orchestrator>,
 }
 
+impl ApplyError {
+    /// The problems as lines, for a workspace's status and its events.
+    fn lines(&self) -> Vec<String> {
+        match self {
+            Self::Rejected(errors) => errors.clone(),
+            other => vec![other.to_string()],
+        }
+    }
+}
+
 impl Workspaces {
     /// Applies every workspace file in `dir` (created if missing) and
-    /// watches it for changes.
-    pub fn start(dir: PathBuf, orchestrator: Arc<Orchestrator>) -> std::io::Result<Self> {
-        let messages = actor::start(dir, orchestrator.clone())?;
+    /// watches it for changes. `max_instances` is the daemon's limit: an
+    /// apply that would go over it is refused before anything is created.
+    pub fn start(
+        dir: PathBuf,
+        orchestrator: Arc<Orchestrator>,
+        max_instances: u32,
+    ) -> std::io::Result<Self> {
+        let messages = actor::start(dir, orchestrator.clone(), max_instances)?;
         Ok(Self {
             messages,
             orchestrator,
@@ -113,6 +141,13 @@ impl Workspaces {
             .unwrap_or_default()
     }
 
+    /// The status of workspace `name`, if known; the name must be a valid
+    /// workspace name.
+    pub async fn get(&self, name: &str) -> Result<Option<WorkspaceStatus>, ApplyError> {
+        check_name("name", name)?;
+        Ok(self.list().await.remove(name))
+    }
+
     /// Number of instances a workspace owns.
     pub fn instance_count(&self, name: &str) -> usize {
         apply::owned(&self.orchestrator, name).len()
@@ -127,6 +162,10 @@ impl Workspaces {
                     field: "source",
                     reason: "give a workspace name or an absolute file path".to_owned(),
                 });
+            }
+            Source::Name(name) => {
+                check_name("name", &name)?;
+                Source::Name(name)
             }
             Source::File(file) if !file.starts_with('/') => {
                 return Err(ApplyError::Invalid {
@@ -151,4 +190,12 @@ impl Workspaces {
     pub async fn stop(&self, timeout: Duration) {
         let _ = self.ask(|reply| Message::Stop { timeout, reply }).await;
     }
+}
+
+/// Refuses a workspace name that is not one harmless path component.
+fn check_name(field: &'static str, name: &str) -> Result<(), ApplyError> {
+    workspace_file::validate_workspace_name(field, name).map_err(|err| ApplyError::Invalid {
+        field,
+        reason: err.reason,
+    })
 }

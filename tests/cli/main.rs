@@ -84,3 +84,70 @@ fn completions_are_generated_without_a_daemon() {
     assert!(output.status.success());
     assert!(stdout(&output).contains("outpostctl"));
 }
+
+#[test]
+fn workspace_check_prints_json_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("shop.toml");
+    std::fs::write(&good, "[instances.web]\ncommand = [\"sleep\", \"1\"]\n").unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[instances.web]\ncomand = [\"sleep\"]\n").unwrap();
+    for (file, valid) in [(&good, true), (&bad, false)] {
+        let output = ctl_command()
+            .args(["--json", "workspace", "check"])
+            .arg(file)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.success(), valid, "{}", stderr(&output));
+        let json: serde_json::Value = serde_json::from_str(&stdout(&output))
+            .unwrap_or_else(|err| panic!("not JSON ({err}): {}", stdout(&output)));
+        assert_eq!(json["valid"], valid);
+        if valid {
+            assert_eq!(json["workspace"], "shop");
+            assert_eq!(json["instances"][0], "shop.web");
+        } else {
+            assert!(json["errors"][0].as_str().unwrap().contains("comand"));
+        }
+    }
+}
+
+#[test]
+fn workspace_check_refuses_a_fifo_without_waiting_for_a_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("x.toml");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    // Nobody ever writes to it: a read would wait forever.
+    let output = ctl_command()
+        .args(["workspace", "check"])
+        .arg(&fifo)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr(&output).trim_end(),
+        format!(
+            "{}: refused: a FIFO, and only regular files are read",
+            fifo.display()
+        )
+    );
+}
+
+#[test]
+fn completions_into_a_closed_pipe_end_quietly() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = ctl_command()
+        .args(["completions", "bash"])
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stderr(&output), "");
+}

@@ -7,6 +7,7 @@
 pub use outpost_test_support::{mariadb, postgres};
 
 mod cache_servers;
+mod cli_pipes;
 mod config;
 mod content;
 mod durability;
@@ -29,4 +30,5 @@ mod sync_support;
 mod sync_watch;
 mod tcp;
 mod watch;
+mod workspace_faults;
 mod workspaces;

@@ -15,7 +15,7 @@ use crate::harness::{
 };
 
 /// An editor's safe save: write a temporary file, then rename it over.
-fn save(path: &Path, text: &str) {
+pub(crate) fn save(path: &Path, text: &str) {
     let temporary = path.with_extension("toml.tmp~");
     fs::write(&temporary, text).unwrap();
     fs::rename(&temporary, path).unwrap();
@@ -83,7 +83,7 @@ fn pids(instances: &BTreeMap<String, pb::Instance>) -> BTreeMap<String, u32> {
         .collect()
 }
 
-fn workspace_dir(daemon: &Daemon) -> std::path::PathBuf {
+pub(crate) fn workspace_dir(daemon: &Daemon) -> std::path::PathBuf {
     daemon.data_dir.with_file_name("workspaces")
 }
 

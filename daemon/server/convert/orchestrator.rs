@@ -57,6 +57,8 @@ impl From<ApplyError> for Status {
                 Status::invalid_argument(message)
             }
             ApplyError::NotFound(_) => Status::not_found(message),
+            ApplyError::LimitReached(_) => Status::resource_exhausted(message),
+            ApplyError::Failed(_) => Status::failed_precondition(message),
             ApplyError::ShuttingDown => Status::unavailable(message),
         }
     }
