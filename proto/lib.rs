@@ -12,6 +12,7 @@
 //! own; the CLI depends on this one alone.
 
 pub mod endpoint;
+pub mod limits;
 pub mod paths;
 pub mod spec;
 pub mod token;
