@@ -410,6 +410,9 @@ impl Orchestrator {
         grace: Option<Duration>,
         signal_external: bool,
     ) -> Result<InstanceStatus, OrchestratorError> {
+        if let Some(grace) = grace {
+            outpost::limits::duration("grace_period", grace, outpost::limits::MAX_STOP_GRACE)?;
+        }
         let handle = self.handle(key)?;
         self.call(&handle, |reply| Command::Stop {
             grace,

@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     orchestrator::{
-        ListFilter, Orchestrator,
+        Orchestrator,
         events::{Event, EventFilter, Snapshot, SnapshotKind},
     },
     workspaces::Workspaces,
@@ -114,16 +114,12 @@ impl OrchestratorRpc for OrchestratorApi {
         request: Request<pb::ListInstancesRequest>,
     ) -> Reply<pb::ListInstancesResponse> {
         let request = request.into_inner();
-        let filter = ListFilter {
-            states: to::states("states", &request.states)?,
-            workspace: Some(request.workspace).filter(|w| !w.is_empty()),
-            labels: request.labels.into_iter().collect(),
-        };
         let render = if to::full_view("view", request.view)? {
             to::instance
         } else {
             to::instance_basic
         };
+        let filter = to::list_filter(request)?;
         let listing = self.orchestrator.list(&filter);
         Ok(Response::new(pb::ListInstancesResponse {
             instances: listing.instances.iter().map(render).collect(),
