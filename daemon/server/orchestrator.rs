@@ -286,9 +286,10 @@ impl OrchestratorRpc for OrchestratorApi {
             return Err(convert::invalid("name", "must name a workspace"));
         }
         let all = self.workspaces.list().await;
-        let status = all
-            .get(&name)
-            .ok_or_else(|| Status::not_found(format!("no workspace {name:?}")))?;
+        let status = all.get(&name).ok_or_else(|| {
+            let name = outpost::limits::quoted(&name);
+            Status::not_found(format!("no workspace {name}"))
+        })?;
         Ok(Response::new(pb::GetWorkspaceResponse {
             workspace: Some(self.workspace(&name, status)),
             definition: status.definition.as_ref().map(to::workspace_definition),

@@ -373,6 +373,27 @@ async fn over_limit_request_fields_are_refused_and_the_daemon_keeps_serving() {
         "pid",
         "at most 4194304",
     );
+    let mut sync = connection.sync();
+    expect(
+        sync.resolve_conflict(pb::ResolveConflictRequest {
+            conflict_id: "c".repeat(1 << 20),
+            resolution: pb::Resolution::KeepDisk.into(),
+        })
+        .await
+        .map(drop),
+        "conflict_id",
+        "limit of 128 bytes",
+    );
+    expect(
+        sync.watch_sync_events(pb::WatchSyncEventsRequest {
+            since_revision: 0,
+            kinds: vec![1; 2000],
+        })
+        .await
+        .map(drop),
+        "kinds",
+        "at most 1024",
+    );
     // The instance is untouched: a stop within the limit works.
     let stopped = orchestrator
         .stop_instance(pb::StopInstanceRequest {
@@ -407,6 +428,27 @@ async fn echoed_input_is_cut_in_errors() {
     assert!(message.starts_with("spec.stop_signal: "), "{message}");
     assert!(message.contains("… (1048576 bytes)"), "{message}");
     assert!(message.len() < 400, "{} bytes echoed", message.len());
+    // A command that cannot be spawned is named cut, too.
+    let missing = format!("/no/such/{}", "c".repeat(4000));
+    let status = connection
+        .orchestrator()
+        .create_instance(pb::CreateInstanceRequest {
+            spec: Some(spec("missing", &missing, &[])),
+            start: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(
+        status.message().contains("… (4009 bytes)"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        status.message().len() < 400,
+        "{} bytes echoed",
+        status.message().len()
+    );
     healthy(&connection, 0).await;
 }
 
