@@ -339,7 +339,31 @@ fn instance(
         idle_timeout: duration("idle_timeout", entry.idle_timeout.as_ref())?,
         startup_timeout: duration("startup_timeout", entry.startup_timeout.as_ref())?,
     };
-    InstanceSpec::validate(input).map_err(|err| err.to_string().replacen("spec.", "", 1))
+    InstanceSpec::validate(input).map_err(|err| {
+        let field = err.field.strip_prefix("spec.").unwrap_or(&err.field);
+        format!("{}: {}", file_field(field), err.reason)
+    })
+}
+
+/// A spec field as a workspace file names it (`backoff` for both
+/// delays, `stop_grace`, `health.failures`, …), so that an error points
+/// at what the file says.
+fn file_field(field: &str) -> &str {
+    match field {
+        "project_path" => "project",
+        "working_dir" => "cwd",
+        "args" => "command",
+        "stop_grace_period" => "stop_grace",
+        "restart.initial_delay" | "restart.max_delay" => "backoff",
+        "restart.max_restarts" => "max_restarts",
+        "restart.reset_after" => "reset_after",
+        "restart.cooldown" => "cooldown",
+        "health.failure_threshold" => "health.failures",
+        "health.success_threshold" => "health.successes",
+        "health.exec.command" => "health.exec",
+        "health.http.path" | "health.http.url" => "health.http",
+        other => other,
+    }
 }
 
 fn health_check(entry: &HealthEntry) -> Result<HealthCheck, String> {

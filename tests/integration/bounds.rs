@@ -556,19 +556,15 @@ async fn workspace_files_over_the_limits_are_refused_by_check_and_apply() {
             "startup_timeout",
             "365 days",
         ),
-        ("stop_grace = \"2h\"", "stop_grace_period", "1 hour"),
-        (
-            "reset_after = \"9000years\"",
-            "restart.reset_after",
-            "365 days",
-        ),
-        ("cooldown = \"9000years\"", "restart.cooldown", "365 days"),
+        ("stop_grace = \"2h\"", "stop_grace", "1 hour"),
+        ("reset_after = \"9000years\"", "reset_after", "365 days"),
+        ("cooldown = \"9000years\"", "cooldown", "365 days"),
         (
             "restart = \"always\"\nbackoff = \"1s..9000years\"",
-            "restart.max_delay",
+            "backoff",
             "365 days",
         ),
-        ("max_restarts = 4000000000", "restart.max_restarts", "10000"),
+        ("max_restarts = 4000000000", "max_restarts", "10000"),
         (
             "health = { exec = \"true\", interval = \"20000years\" }",
             "health.interval",
@@ -576,7 +572,7 @@ async fn workspace_files_over_the_limits_are_refused_by_check_and_apply() {
         ),
         (
             "health = { exec = \"true\", failures = 5000 }",
-            "health.failure_threshold",
+            "health.failures",
             "1000",
         ),
     ];
