@@ -39,7 +39,18 @@ pub fn closed_pipe(err: &io::Error) -> bool {
 /// Writes one line; a closed pipe ends the command quietly (exit status
 /// 0), another write error ends it with one line on stderr (exit status 1).
 pub fn line(out: &mut impl Write, args: fmt::Arguments<'_>) {
-    if let Err(err) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+    write_ending(out, args, b"\n");
+}
+
+/// Writes `text`, ended by a newline unless it is a `partial` piece of a
+/// longer line; a closed pipe is treated as by [`line`].
+pub fn piece(out: &mut impl Write, text: &str, partial: bool) {
+    let end: &[u8] = if partial { b"" } else { b"\n" };
+    write_ending(out, format_args!("{text}"), end);
+}
+
+fn write_ending(out: &mut impl Write, args: fmt::Arguments<'_>, end: &[u8]) {
+    if let Err(err) = out.write_fmt(args).and_then(|()| out.write_all(end)) {
         if closed_pipe(&err) {
             std::process::exit(0);
         }

@@ -272,7 +272,7 @@ fn print_status(status: &pb::GetSyncStatusResponse) -> Result<ExitCode, Failure>
 /// The database behind sync; a forum's connection state when it is one.
 fn print_backend(backend: &pb::SyncBackend) -> Result<(), Failure> {
     let ago = |seconds: i64| {
-        let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds.max(0) as u64);
+        let time = outpost::limits::system_time(&pbjson_types::Timestamp { seconds, nanos: 0 });
         format!(
             "{} ({}s ago)",
             humantime::format_rfc3339_seconds(time),

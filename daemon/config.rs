@@ -13,6 +13,7 @@ use clap::Parser;
 use thiserror::Error;
 
 use outpost::{
+    limits::{cut, quoted},
     paths,
     token::{TOKEN_ENV, Token},
 };
@@ -183,7 +184,7 @@ impl fmt::Display for ListenAddr {
 fn poll_interval(text: &str) -> Result<Duration, String> {
     let duration = humantime::parse_duration(text).map_err(|err| err.to_string())?;
     if duration < Duration::from_millis(50) || duration > Duration::from_secs(3600) {
-        return Err(format!("{text} is not between 50ms and 1h"));
+        return Err(format!("{} is not between 50ms and 1h", cut(text)));
     }
     Ok(duration)
 }
@@ -193,14 +194,14 @@ fn poll_interval(text: &str) -> Result<Duration, String> {
 fn sync_wait(text: &str) -> Result<Duration, String> {
     let duration = humantime::parse_duration(text).map_err(|err| err.to_string())?;
     if duration < Duration::from_millis(10) {
-        return Err(format!("{text} is shorter than the 10ms minimum"));
+        return Err(format!("{} is shorter than the 10ms minimum", cut(text)));
     }
     Ok(duration)
 }
 
 fn parse_port(text: &str) -> Result<u16, String> {
     text.parse::<u16>()
-        .map_err(|_| format!("port {text:?} is not a number from 0 to 65535"))
+        .map_err(|_| format!("port {} is not a number from 0 to 65535", quoted(text)))
 }
 
 /// A setting that cannot be used, named as the user wrote it.
@@ -291,7 +292,8 @@ impl Config {
                 setting::LISTEN,
                 format!(
                     "{addr} needs a token: pass --token-file FILE or set {TOKEN_ENV} (at least {} characters)",
-                    outpost::token::MIN_TOKEN_LEN
+                    outpost::token::MIN_TOKEN_LEN,
+                    addr = cut(&addr.to_string())
                 ),
             ));
         }
@@ -367,7 +369,10 @@ fn absolute(
     } else {
         Err(ConfigError::new(
             setting,
-            format!("{} is not an absolute path", path.display()),
+            format!(
+                "{} is not an absolute path",
+                cut(&path.display().to_string())
+            ),
         ))
     }
 }

@@ -16,6 +16,7 @@
 pub mod bounded_read;
 pub mod codec;
 pub mod endpoint;
+pub mod limits;
 pub mod paths;
 pub mod spec;
 pub mod token;

@@ -14,6 +14,12 @@ use std::{
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
+use crate::limits::{
+    self, MAX_ARG_LEN, MAX_ARGS, MAX_COMMAND_LEN, MAX_DURATION, MAX_ENV_VARS, MAX_HOST_LEN,
+    MAX_NAME_LEN, MAX_PATH_LEN, MAX_PID, MAX_RESTARTS, MAX_SPAWN_BYTES, MAX_STOP_GRACE,
+    MAX_THRESHOLD, MAX_URL_LEN, quoted,
+};
+
 /// A field that cannot be used, named as the API names it
 /// (`spec.health.interval`), and why.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -24,16 +30,12 @@ pub struct InvalidField {
     pub reason: String,
 }
 
-/// Longest instance name.
-pub const MAX_NAME_LEN: usize = 128;
 /// Longest label of a name (between dots), as in DNS.
 const MAX_LABEL_LEN: usize = 63;
 /// Default grace period between the stop signal and SIGKILL.
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 /// Default time an instance may stay STARTING.
 pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
-/// Longest grace period accepted.
-const MAX_STOP_GRACE: Duration = Duration::from_secs(3600);
 
 /// Where an instance's port comes from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -289,7 +291,8 @@ pub fn validate_name(field: &str, name: &str) -> Result<(), InvalidField> {
             return Err(invalid(
                 field,
                 format!(
-                    "{name:?} is not a valid name: use lowercase letters, digits and '-' in dot-separated parts of 1-{MAX_LABEL_LEN} characters, not starting or ending with '-'"
+                    "{} is not a valid name: use lowercase letters, digits and '-' in dot-separated parts of 1-{MAX_LABEL_LEN} characters, not starting or ending with '-'",
+                    quoted(name)
                 ),
             ));
         }
@@ -297,7 +300,7 @@ pub fn validate_name(field: &str, name: &str) -> Result<(), InvalidField> {
     if looks_like_id(name) {
         return Err(invalid(
             field,
-            format!("{name:?} looks like an instance id"),
+            format!("{} looks like an instance id", quoted(name)),
         ));
     }
     Ok(())
@@ -305,17 +308,17 @@ pub fn validate_name(field: &str, name: &str) -> Result<(), InvalidField> {
 
 /// Checks that `path` is an absolute path to an existing directory.
 pub fn validate_dir(field: &str, path: &str) -> Result<PathBuf, InvalidField> {
+    limits::length(field, path, MAX_PATH_LEN)?;
+    no_nul(field, path)?;
+    let shown = limits::cut(path);
     let path = Path::new(path);
     if !path.is_absolute() {
-        return Err(invalid(
-            field,
-            format!("{} is not an absolute path", path.display()),
-        ));
+        return Err(invalid(field, format!("{shown} is not an absolute path")));
     }
     if !path.is_dir() {
         return Err(invalid(
             field,
-            format!("{} is not an existing directory", path.display()),
+            format!("{shown} is not an existing directory"),
         ));
     }
     Ok(path.to_owned())
@@ -327,6 +330,17 @@ fn no_nul(field: &str, text: &str) -> Result<(), InvalidField> {
     } else {
         Ok(())
     }
+}
+
+/// Checks a program's arguments (or an exec probe's command line): how
+/// many, how long each, no NUL.
+fn validate_argv(field: &str, args: &[String]) -> Result<(), InvalidField> {
+    limits::count(field, args.len() as u64, MAX_ARGS as u64)?;
+    for arg in args {
+        limits::length(field, arg, MAX_ARG_LEN)?;
+        no_nul(field, arg)?;
+    }
+    Ok(())
 }
 
 /// Parses a signal name: "SIGTERM", "TERM" or "sigterm".
@@ -351,28 +365,56 @@ impl InstanceSpec {
         if input.command.trim().is_empty() {
             return Err(invalid("spec.command", "must not be empty"));
         }
+        limits::length("spec.command", &input.command, MAX_COMMAND_LEN)?;
         no_nul("spec.command", &input.command)?;
-        for arg in &input.args {
-            no_nul("spec.args", arg)?;
-        }
+        validate_argv("spec.args", &input.args)?;
+        limits::count("spec.env", input.env.len() as u64, MAX_ENV_VARS as u64)?;
         for (key, value) in &input.env {
             if key.is_empty() || key.contains('=') || key.contains('\0') {
                 return Err(invalid(
                     "spec.env",
-                    format!("{key:?} is not a valid variable name"),
+                    format!("{} is not a valid variable name", quoted(key)),
+                ));
+            }
+            // The kernel's limit is on the whole "NAME=value" string.
+            let entry = key.len() + 1 + value.len();
+            if entry > MAX_ARG_LEN {
+                return Err(invalid(
+                    "spec.env",
+                    format!(
+                        "{}=value is {entry} bytes long, more than the limit of {MAX_ARG_LEN} bytes",
+                        quoted(key)
+                    ),
                 ));
             }
             no_nul("spec.env", value)?;
         }
+        let spawn_bytes = input.command.len()
+            + input.args.iter().map(|arg| arg.len() + 1).sum::<usize>()
+            + input
+                .env
+                .iter()
+                .map(|(key, value)| key.len() + value.len() + 2)
+                .sum::<usize>();
+        if spawn_bytes > MAX_SPAWN_BYTES {
+            return Err(invalid(
+                "spec.args",
+                format!(
+                    "the command, its arguments and environment are {spawn_bytes} bytes together, more than the limit of {MAX_SPAWN_BYTES} bytes"
+                ),
+            ));
+        }
         // The working directory must be absolute; whether it exists is
         // checked when the process is spawned.
+        limits::length("spec.working_dir", &input.working_dir, MAX_PATH_LEN)?;
+        no_nul("spec.working_dir", &input.working_dir)?;
         let working_dir = match input.working_dir.as_str() {
             "" => None,
             dir if Path::new(dir).is_absolute() => Some(PathBuf::from(dir)),
             dir => {
                 return Err(invalid(
                     "spec.working_dir",
-                    format!("{dir} is not an absolute path"),
+                    format!("{} is not an absolute path", limits::cut(dir)),
                 ));
             }
         };
@@ -382,18 +424,15 @@ impl InstanceSpec {
         let stop_signal = match input.stop_signal.as_str() {
             "" => Signal::SIGTERM,
             name => parse_signal(name).ok_or_else(|| {
-                invalid("spec.stop_signal", format!("{name:?} is not a signal name"))
+                invalid(
+                    "spec.stop_signal",
+                    format!("{} is not a signal name", quoted(name)),
+                )
             })?,
         };
         let stop_grace = input.stop_grace.unwrap_or(DEFAULT_STOP_GRACE);
-        if stop_grace > MAX_STOP_GRACE {
-            return Err(invalid("spec.stop_grace_period", "must be at most 1 hour"));
-        }
-        for key in input.labels.keys() {
-            if key.is_empty() {
-                return Err(invalid("spec.labels", "label keys must not be empty"));
-            }
-        }
+        limits::duration("spec.stop_grace_period", stop_grace, MAX_STOP_GRACE)?;
+        limits::labels("spec.labels", input.labels.iter())?;
         validate_health("spec.health", &input.health, input.port)?;
         validate_restart(&input.restart)?;
         if input.idle_timeout == Some(Duration::ZERO) {
@@ -402,10 +441,14 @@ impl InstanceSpec {
                 "must be positive (leave it unset for none)",
             ));
         }
+        if let Some(timeout) = input.idle_timeout {
+            limits::duration("spec.idle_timeout", timeout, MAX_DURATION)?;
+        }
         let startup_timeout = input.startup_timeout.unwrap_or(DEFAULT_STARTUP_TIMEOUT);
         if startup_timeout.is_zero() {
             return Err(invalid("spec.startup_timeout", "must be positive"));
         }
+        limits::duration("spec.startup_timeout", startup_timeout, MAX_DURATION)?;
         Ok(Self {
             name: input.name,
             project_path,
@@ -442,7 +485,9 @@ pub fn validate_health(
                 "the instance has no port: give the port to check",
             ));
         }
-        Probe::Tcp { .. } => {}
+        Probe::Tcp { host, .. } => {
+            limits::length(&field("tcp.host"), host, MAX_HOST_LEN)?;
+        }
         Probe::Http {
             target: HttpTarget::Path(path),
         } => {
@@ -452,20 +497,22 @@ pub fn validate_health(
                     "the instance has no port: give a full url to check",
                 ));
             }
+            limits::length(&field("http.path"), path, MAX_URL_LEN)?;
             if !path.starts_with('/') {
                 return Err(invalid(
                     &field("http.path"),
-                    format!("{path:?} must start with '/'"),
+                    format!("{} must start with '/'", quoted(path)),
                 ));
             }
         }
         Probe::Http {
             target: HttpTarget::Url(url),
         } => {
+            limits::length(&field("http.url"), url, MAX_URL_LEN)?;
             if !url.starts_with("http://") {
                 return Err(invalid(
                     &field("http.url"),
-                    format!("{url:?} is not an http:// URL"),
+                    format!("{} is not an http:// URL", quoted(url)),
                 ));
             }
         }
@@ -473,25 +520,46 @@ pub fn validate_health(
             if command.first().is_none_or(|program| program.is_empty()) {
                 return Err(invalid(&field("exec.command"), "must name a program"));
             }
+            validate_argv(&field("exec.command"), command)?;
         }
     }
     if health.interval.is_zero() {
         return Err(invalid(&field("interval"), "must be positive"));
     }
+    limits::duration(&field("interval"), health.interval, MAX_DURATION)?;
     if health.timeout.is_zero() {
         return Err(invalid(&field("timeout"), "must be positive"));
     }
+    limits::duration(&field("timeout"), health.timeout, MAX_DURATION)?;
     if health.failure_threshold == 0 {
         return Err(invalid(&field("failure_threshold"), "must be at least 1"));
     }
+    limits::count(
+        &field("failure_threshold"),
+        health.failure_threshold.into(),
+        MAX_THRESHOLD.into(),
+    )?;
     if health.success_threshold == 0 {
         return Err(invalid(&field("success_threshold"), "must be at least 1"));
     }
+    limits::count(
+        &field("success_threshold"),
+        health.success_threshold.into(),
+        MAX_THRESHOLD.into(),
+    )?;
     Ok(())
 }
 
 /// Checks a restart policy for consistency.
 pub fn validate_restart(restart: &RestartPolicy) -> Result<(), InvalidField> {
+    for (name, value) in [
+        ("initial_delay", restart.initial_delay),
+        ("max_delay", restart.max_delay),
+        ("reset_after", restart.reset_after),
+        ("cooldown", restart.cooldown),
+    ] {
+        limits::duration(&format!("spec.restart.{name}"), value, MAX_DURATION)?;
+    }
     if restart.max_delay < restart.initial_delay {
         return Err(invalid(
             "spec.restart.max_delay",
@@ -504,6 +572,11 @@ pub fn validate_restart(restart: &RestartPolicy) -> Result<(), InvalidField> {
     if restart.max_restarts == 0 {
         return Err(invalid("spec.restart.max_restarts", "must be at least 1"));
     }
+    limits::count(
+        "spec.restart.max_restarts",
+        restart.max_restarts.into(),
+        MAX_RESTARTS.into(),
+    )?;
     Ok(())
 }
 
@@ -545,6 +618,7 @@ impl ExternalInput {
                     invalid("port", format!("{port} is not a port from 1 to 65535"))
                 })?),
             };
+        limits::count("pid", self.pid.into(), MAX_PID.into())?;
         let pid = Some(self.pid).filter(|&pid| pid != 0);
         if pid.is_none() && port.is_none() {
             return Err(invalid("pid", "give a pid, a port, or both"));
@@ -554,6 +628,7 @@ impl ExternalInput {
             path => Some(validate_dir("project_path", path)?),
         };
         let port = port.map_or(PortChoice::None, PortChoice::Fixed);
+        limits::labels("labels", self.labels.iter())?;
         validate_health("health", &self.health, port)?;
         let spec = InstanceSpec {
             name: self.name,
@@ -671,3 +746,8 @@ mod tests {
         assert_eq!(probed.validate().unwrap_err().field, "health.http");
     }
 }
+
+/// Arbitrary input never panics validation, and what it accepts keeps to
+/// every limit and survives a round trip.
+#[cfg(test)]
+mod properties;

@@ -22,6 +22,7 @@ use std::{
 
 use serde::Deserialize;
 
+use crate::limits::{cut, quoted};
 use crate::spec::{
     HealthCheck, HttpTarget, InstanceSpec, InvalidField, PortChoice, Probe, RestartMode,
     RestartPolicy, SpecInput, validate_name,
@@ -220,15 +221,15 @@ pub fn load(path: &Path) -> Result<Workspace, Vec<String>> {
 
 /// Validates `text` as the workspace file `path`.
 pub fn parse(path: &Path, text: &str) -> Result<Workspace, Vec<String>> {
-    let at = |message: String| format!("{}: {message}", path.display());
+    let shown = path.display().to_string();
+    let at = |message: String| format!("{}: {message}", cut(&shown));
     let name = workspace_name(path)
         .ok_or_else(|| vec![at("a workspace file is NAME.toml or NAME.json".to_owned())])?;
     validate_workspace_name("workspace name", &name).map_err(|err| vec![at(err.to_string())])?;
     let file: WorkspaceFile = if path.extension().is_some_and(|e| e == "json") {
-        serde_json::from_str(text).map_err(|err| vec![at(err.to_string())])?
+        serde_json::from_str(text).map_err(|err| vec![at(json_error(&err))])?
     } else {
-        toml::from_str(text)
-            .map_err(|err| vec![at(err.to_string().trim_end().replace('\n', " "))])?
+        toml::from_str(text).map_err(|err| vec![at(toml_error(text, &err))])?
     };
     let mut errors = Vec::new();
     let mut instances: Vec<InstanceSpec> = Vec::new();
@@ -236,12 +237,13 @@ pub fn parse(path: &Path, text: &str) -> Result<Workspace, Vec<String>> {
         match instance(&name, key, entry, &file.defaults) {
             Ok(spec) if instances.iter().any(|other| other.name == spec.name) => {
                 errors.push(at(format!(
-                    "instances.{key}: the name {:?} is used twice",
-                    spec.name
+                    "instances.{}: the name {} is used twice",
+                    cut(key),
+                    quoted(&spec.name)
                 )));
             }
             Ok(spec) => instances.push(spec),
-            Err(message) => errors.push(at(format!("instances.{key}: {message}"))),
+            Err(message) => errors.push(at(format!("instances.{}: {message}", cut(key)))),
         }
     }
     if !errors.is_empty() {
@@ -256,10 +258,49 @@ pub fn parse(path: &Path, text: &str) -> Result<Workspace, Vec<String>> {
     })
 }
 
+/// A syntax or type error of a JSON file, its position first and the
+/// input it quotes cut.
+fn json_error(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    let position = format!(" at line {} column {}", err.line(), err.column());
+    let message = text.strip_suffix(&position).unwrap_or(&text);
+    format!(
+        "line {} column {}: {}",
+        err.line(),
+        err.column(),
+        cut(message)
+    )
+}
+
+/// A syntax or type error of a TOML file, as its line and column and the
+/// parser's message, without the source line it would show (which can be
+/// as long as the file).
+fn toml_error(text: &str, err: &toml::de::Error) -> String {
+    let message = err.message().trim_end().replace('\n', " ");
+    match err.span() {
+        Some(span) => {
+            let before = &text.as_bytes()[..span.start.min(text.len())];
+            let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+            let column = before.len()
+                - before
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(0, |i| i + 1)
+                + 1;
+            format!("line {line} column {column}: {}", cut(&message))
+        }
+        None => cut(&message).into_owned(),
+    }
+}
+
 fn duration(field: &str, text: Option<&String>) -> Result<Option<Duration>, String> {
     text.map(|text| {
-        humantime::parse_duration(text)
-            .map_err(|_| format!("{field}: {text:?} is not a duration (like 500ms, 30s, 5m)"))
+        humantime::parse_duration(text).map_err(|_| {
+            format!(
+                "{field}: {} is not a duration (like 500ms, 30s, 5m)",
+                quoted(text)
+            )
+        })
     })
     .transpose()
 }
@@ -283,7 +324,10 @@ fn instance(
             _ => return Err(format!("port: {number} is not a port from 1 to 65535")),
         },
         Some(PortEntry::Word(word)) => {
-            return Err(format!("port: {word:?} is neither \"auto\" nor a number"));
+            return Err(format!(
+                "port: {} is neither \"auto\" nor a number",
+                quoted(word)
+            ));
         }
     };
     let mut env = defaults.env.clone();
@@ -314,7 +358,31 @@ fn instance(
         idle_timeout: duration("idle_timeout", entry.idle_timeout.as_ref())?,
         startup_timeout: duration("startup_timeout", entry.startup_timeout.as_ref())?,
     };
-    InstanceSpec::validate(input).map_err(|err| err.to_string().replacen("spec.", "", 1))
+    InstanceSpec::validate(input).map_err(|err| {
+        let field = err.field.strip_prefix("spec.").unwrap_or(&err.field);
+        format!("{}: {}", file_field(field), err.reason)
+    })
+}
+
+/// A spec field as a workspace file names it (`backoff` for both
+/// delays, `stop_grace`, `health.failures`, …), so that an error points
+/// at what the file says.
+fn file_field(field: &str) -> &str {
+    match field {
+        "project_path" => "project",
+        "working_dir" => "cwd",
+        "args" => "command",
+        "stop_grace_period" => "stop_grace",
+        "restart.initial_delay" | "restart.max_delay" => "backoff",
+        "restart.max_restarts" => "max_restarts",
+        "restart.reset_after" => "reset_after",
+        "restart.cooldown" => "cooldown",
+        "health.failure_threshold" => "health.failures",
+        "health.success_threshold" => "health.successes",
+        "health.exec.command" => "health.exec",
+        "health.http.path" | "health.http.url" => "health.http",
+        other => other,
+    }
 }
 
 fn health_check(entry: &HealthEntry) -> Result<HealthCheck, String> {
@@ -377,16 +445,17 @@ fn restart_policy(
         Some("always") => RestartMode::Always,
         Some(other) => {
             return Err(format!(
-                "restart: {other:?} is not never, on-failure or always"
+                "restart: {} is not never, on-failure or always",
+                quoted(other)
             ));
         }
     };
     let (initial_delay, max_delay) = match entry.backoff.or(defaults.backoff) {
         None => (base.initial_delay, base.max_delay),
         Some(range) => {
-            let (first, last) = range
-                .split_once("..")
-                .ok_or_else(|| format!("backoff: {range:?} is not MIN..MAX, e.g. 1s..16s"))?;
+            let (first, last) = range.split_once("..").ok_or_else(|| {
+                format!("backoff: {} is not MIN..MAX, e.g. 1s..16s", quoted(range))
+            })?;
             let first = first.to_owned();
             let last = last.to_owned();
             (
@@ -488,6 +557,123 @@ mod tests {
             "/w/shop.yaml",
         ] {
             assert_eq!(workspace_name(Path::new(other)), None, "{other}");
+        }
+    }
+}
+
+/// Arbitrary files never panic the parser; what it accepts keeps to the
+/// limits; what it refuses is reported in messages of bounded size.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::limits::{MAX_DURATION, MAX_STOP_GRACE};
+
+    /// Durations as a file writes them, valid or not, small or huge.
+    fn duration_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            (
+                0u64..1000,
+                prop_oneof!["ms", "s", "m", "h", "days", "years"]
+            )
+                .prop_map(|(n, unit)| format!("{n}{unit}")),
+            (any::<u64>(), prop_oneof!["s", "days", "years"])
+                .prop_map(|(n, unit)| format!("{n}{unit}")),
+            any::<String>(),
+        ]
+    }
+
+    fn entry() -> impl Strategy<Value = String> {
+        let key = prop_oneof![
+            Just("idle_timeout"),
+            Just("startup_timeout"),
+            Just("stop_grace"),
+            Just("reset_after"),
+            Just("cooldown"),
+        ];
+        let durations = proptest::collection::vec((key, duration_text()), 0..4);
+        (
+            durations,
+            proptest::option::of(any::<u32>()),
+            proptest::option::of((duration_text(), duration_text())),
+            proptest::option::of((duration_text(), any::<u32>())),
+        )
+            .prop_map(|(durations, max_restarts, backoff, health)| {
+                let mut text = "[instances.web]\ncommand = [\"sleep\", \"1\"]\nrestart = \"always\"\n".to_owned();
+                let mut seen = std::collections::BTreeSet::new();
+                for (key, value) in durations {
+                    if seen.insert(key) {
+                        text.push_str(&format!("{key} = {value:?}\n"));
+                    }
+                }
+                if let Some(max) = max_restarts {
+                    text.push_str(&format!("max_restarts = {max}\n"));
+                }
+                if let Some((first, last)) = backoff {
+                    text.push_str(&format!("backoff = {:?}\n", format!("{first}..{last}")));
+                }
+                if let Some((interval, failures)) = health {
+                    text.push_str(&format!(
+                        "health = {{ exec = \"true\", interval = {interval:?}, failures = {failures} }}\n"
+                    ));
+                }
+                text
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn any_text_is_parsed_or_refused_without_a_panic(text in any::<String>()) {
+            let _ = parse(Path::new("/w/any.toml"), &text);
+            let _ = parse(Path::new("/w/any.json"), &text);
+        }
+
+        #[test]
+        fn accepted_files_keep_every_limit(text in entry()) {
+            match parse(Path::new("/w/shop.toml"), &text) {
+                Ok(workspace) => {
+                    for spec in &workspace.instances {
+                        let restart = &spec.restart;
+                        for d in [restart.initial_delay, restart.max_delay, restart.reset_after,
+                                  restart.cooldown, spec.startup_timeout, spec.health.interval,
+                                  spec.idle_timeout.unwrap_or_default()] {
+                            prop_assert!(d <= MAX_DURATION);
+                        }
+                        prop_assert!(spec.stop_grace <= MAX_STOP_GRACE);
+                    }
+                }
+                Err(errors) => {
+                    for error in errors {
+                        prop_assert!(error.len() < 1000, "{error}");
+                    }
+                }
+            }
+        }
+
+    }
+
+    #[test]
+    fn huge_input_comes_back_cut() {
+        for long in [10_000, 1 << 20] {
+            let huge = "q".repeat(long);
+            for text in [
+                format!("[instances.web]\ncommand = [\"x\"]\nidle_timeout = \"{huge}\"\n"),
+                format!("[instances.{huge}]\ncommand = [\"x\"]\n"),
+                format!("[instances.web]\ncommand = [\"x\"]\n{huge} = 1\n"),
+                format!("[instances.web]\ncommand = [\"x\"]\nrestart = \"{huge}\"\n"),
+                huge.clone(),
+            ] {
+                for error in parse(Path::new("/w/shop.toml"), &text).unwrap_err() {
+                    assert!(error.len() < 1000, "{} bytes: {}", error.len(), cut(&error));
+                }
+            }
+            let json = format!("{{\"instances\": {{\"web\": {{\"{huge}\": 1}}}}}}");
+            for error in parse(Path::new("/w/shop.json"), &json).unwrap_err() {
+                assert!(error.len() < 1000, "{} bytes: {}", error.len(), cut(&error));
+            }
         }
     }
 }

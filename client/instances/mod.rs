@@ -270,7 +270,7 @@ pub async fn run(
         } => {
             let request = pb::StopInstanceRequest {
                 instance,
-                grace_period: grace.map(Into::into),
+                grace_period: grace.map(outpost::limits::duration_message),
                 signal_external,
             };
             print_instance(json, &client.stop_instance(request).await?.into_inner())

@@ -1,10 +1,7 @@
 //! Instances as text: the one-line summary, `get`'s details, `ls`'s table,
 //! `logs`' lines and `watch`'s events.
 
-use std::{
-    process::ExitCode,
-    time::{Duration, SystemTime},
-};
+use std::{process::ExitCode, time::SystemTime};
 
 use outpost::proto::v1::{self as pb, status_event::Change, watch_status_response::Payload};
 use serde::Serialize;
@@ -145,9 +142,9 @@ pub(super) fn print_details(instance: &pb::Instance) -> Result<(), Failure> {
             ),
         ));
         if let Some(next) = &backoff.next_attempt_at {
-            let at = SystemTime::UNIX_EPOCH
-                + Duration::new(next.seconds.max(0) as u64, next.nanos.max(0) as u32);
-            let wait = at.duration_since(SystemTime::now()).unwrap_or_default();
+            let wait = outpost::limits::system_time(next)
+                .duration_since(SystemTime::now())
+                .unwrap_or_default();
             rows.push((
                 "next attempt",
                 format!("in {}", output::seconds(wait.as_secs())),
@@ -166,13 +163,14 @@ pub(super) fn print_details(instance: &pb::Instance) -> Result<(), Failure> {
     Ok(())
 }
 
-/// One `logs` message: stdout lines to stdout, stderr lines to stderr.
+/// One `logs` message: stdout lines to stdout, stderr lines to stderr; a
+/// piece of a long line is followed by the next piece, not a newline.
 pub(super) fn print_log_lines(response: pb::StreamLogsResponse) {
     for line in response.lines {
         if line.stream == pb::LogStream::Stderr as i32 {
-            output::errln!("{}", line.text);
+            output::piece(&mut std::io::stderr(), &line.text, line.partial);
         } else {
-            output::outln!("{}", line.text);
+            output::piece(&mut std::io::stdout(), &line.text, line.partial);
         }
     }
 }

@@ -7,7 +7,7 @@ use std::{
 };
 
 use clap::{Args, ValueEnum};
-use outpost::proto::v1 as pb;
+use outpost::{limits::duration_message, proto::v1 as pb};
 
 /// Spec flags shared by `run` and `up`.
 #[derive(Debug, Args)]
@@ -92,12 +92,12 @@ impl SpecArgs {
             working_dir: self.cwd.as_deref().map(absolute).unwrap_or_default(),
             port,
             stop_signal: self.stop_signal,
-            stop_grace_period: self.stop_grace.map(Into::into),
+            stop_grace_period: self.stop_grace.map(duration_message),
             labels: self.labels.into_iter().collect(),
             health: self.health.map(|HealthArg(probe)| pb::HealthCheck {
                 probe: Some(probe),
-                interval: self.health_interval.map(Into::into),
-                timeout: self.health_timeout.map(Into::into),
+                interval: self.health_interval.map(duration_message),
+                timeout: self.health_timeout.map(duration_message),
                 failure_threshold: self.health_failures,
                 success_threshold: None,
             }),
@@ -109,14 +109,14 @@ impl SpecArgs {
                     Some(RestartArg::Always) => pb::RestartMode::Always,
                 }
                 .into(),
-                initial_delay: self.backoff.map(|(first, _)| first.into()),
-                max_delay: self.backoff.map(|(_, last)| last.into()),
+                initial_delay: self.backoff.map(|(first, _)| duration_message(first)),
+                max_delay: self.backoff.map(|(_, last)| duration_message(last)),
                 max_restarts: self.max_restarts,
-                reset_after: self.reset_after.map(Into::into),
-                cooldown: self.cooldown.map(Into::into),
+                reset_after: self.reset_after.map(duration_message),
+                cooldown: self.cooldown.map(duration_message),
             }),
-            idle_timeout: self.idle_timeout.map(Into::into),
-            startup_timeout: self.startup_timeout.map(Into::into),
+            idle_timeout: self.idle_timeout.map(duration_message),
+            startup_timeout: self.startup_timeout.map(duration_message),
         }
     }
 }

@@ -12,8 +12,11 @@
 //! stopping a process tree ([`super::terminate`]), the restart policy
 //! ([`super::policy`]), one probe ([`super::health`]) — lives elsewhere.
 
+mod panics;
+
 use std::{
     hash::{BuildHasher, RandomState},
+    ops::ControlFlow,
     sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
@@ -27,7 +30,7 @@ use super::{
     error::OrchestratorError,
     events::Change,
     health,
-    policy::{RestartTracker, Verdict},
+    policy::{RestartTracker, Verdict, deadline, wall_deadline},
     status::{
         Exit, ExitOutcome, FAILURE_HISTORY, Failure, HealthState, InstanceKind, InstanceState,
         InstanceStatus, Reason,
@@ -35,6 +38,7 @@ use super::{
     terminate::{terminate, terminate_group},
     watched::Process,
 };
+use panics::catch_panic;
 
 /// The answer to a command.
 pub type Reply = oneshot::Sender<Result<InstanceStatus, OrchestratorError>>;
@@ -197,10 +201,12 @@ impl Actor {
             breaker: status.backoff.breaker,
             delay: status.backoff.current_delay,
         };
-        let retry_at = status
-            .backoff
-            .next_attempt_at
-            .map(|at| Instant::now() + at.duration_since(SystemTime::now()).unwrap_or_default());
+        let retry_at = status.backoff.next_attempt_at.map(|at| {
+            deadline(
+                Instant::now(),
+                at.duration_since(SystemTime::now()).unwrap_or_default(),
+            )
+        });
         let detail = match (recorded.is_active(), adopted) {
             (true, Some(info)) => format!("re-adopted pid {}", info.pid),
             (true, None) if port_only => String::new(),
@@ -253,10 +259,10 @@ impl Actor {
             self.timers.probe = Some(now);
         }
         if self.status.state == InstanceState::Starting {
-            self.timers.startup = Some(now + spec.startup_timeout);
+            self.timers.startup = Some(deadline(now, spec.startup_timeout));
         } else {
-            self.timers.reset = Some(now + spec.restart.reset_after);
-            self.timers.idle = spec.idle_timeout.map(|timeout| now + timeout);
+            self.timers.reset = Some(deadline(now, spec.restart.reset_after));
+            self.timers.idle = spec.idle_timeout.map(|timeout| deadline(now, timeout));
         }
     }
 
@@ -265,27 +271,39 @@ impl Actor {
         &self.status
     }
 
-    /// Runs until deleted or until every handle is gone.
+    /// Runs until deleted or until every handle is gone. A panic while
+    /// handling one event never leaves the process unsupervised: it is
+    /// caught, and `after_panic` ([`panics`]) stops the process and marks the
+    /// instance failed; the actor goes on serving commands (delete,
+    /// shutdown) as for any failed instance.
     pub async fn run(mut self) {
         loop {
-            let next_timer = self.timers.next();
-            tokio::select! {
-                command = self.commands.recv() => {
-                    let Some(command) = command else { break };
-                    if self.handle(command).await.is_break() {
-                        break;
-                    }
-                }
-                outcome = exited(&mut self.process) => self.on_unexpected_exit(outcome).await,
-                Some((generation, result)) = self.probe_results.1.recv() => {
-                    self.on_probe_result(generation, result).await;
-                }
-                () = sleep_until(next_timer) => self.on_timers().await,
+            match catch_panic(self.turn()).await {
+                Ok(ControlFlow::Continue(())) => {}
+                Ok(ControlFlow::Break(())) => break,
+                Err(panic) => self.after_panic(panic).await,
             }
         }
     }
 
-    async fn handle(&mut self, command: Command) -> std::ops::ControlFlow<()> {
+    /// Waits for the next event and handles it.
+    async fn turn(&mut self) -> ControlFlow<()> {
+        let next_timer = self.timers.next();
+        tokio::select! {
+            command = self.commands.recv() => {
+                let Some(command) = command else { return ControlFlow::Break(()) };
+                return self.handle(command).await;
+            }
+            outcome = exited(&mut self.process) => self.on_unexpected_exit(outcome).await,
+            Some((generation, result)) = self.probe_results.1.recv() => {
+                self.on_probe_result(generation, result).await;
+            }
+            () = sleep_until(next_timer) => self.on_timers().await,
+        }
+        ControlFlow::Continue(())
+    }
+
+    async fn handle(&mut self, command: Command) -> ControlFlow<()> {
         match command {
             Command::Start {
                 reason,
@@ -311,7 +329,7 @@ impl Actor {
             }
             Command::Restart { reply } => match self.stop(None, false, Reason::UserRestart).await {
                 Ok(_) => {
-                    self.status.restart_count += 1;
+                    self.status.restart_count = self.status.restart_count.saturating_add(1);
                     self.start(Reason::UserRestart, false, reply);
                 }
                 Err(err) => {
@@ -329,12 +347,12 @@ impl Actor {
                     self.process = None;
                     self.status.process = None;
                     let _ = reply.send(Ok(self.status.clone()));
-                    return std::ops::ControlFlow::Break(());
+                    return ControlFlow::Break(());
                 }
                 match self.stop(None, signal_external, Reason::UserDelete).await {
                     Ok(status) => {
                         let _ = reply.send(Ok(status));
-                        return std::ops::ControlFlow::Break(());
+                        return ControlFlow::Break(());
                     }
                     Err(err) => {
                         let _ = reply.send(Err(err));
@@ -342,7 +360,7 @@ impl Actor {
                 }
             }
         }
-        std::ops::ControlFlow::Continue(())
+        ControlFlow::Continue(())
     }
 
     /// Moves to `state`, publishing the change.
@@ -372,10 +390,12 @@ impl Actor {
         backoff.breaker = self.restarts.breaker;
         backoff.consecutive_failures = self.restarts.failures;
         backoff.current_delay = self.restarts.delay;
-        backoff.next_attempt_at = self
-            .timers
-            .retry
-            .map(|at| SystemTime::now() + at.saturating_duration_since(Instant::now()));
+        backoff.next_attempt_at = self.timers.retry.map(|at| {
+            wall_deadline(
+                SystemTime::now(),
+                at.saturating_duration_since(Instant::now()),
+            )
+        });
     }
 
     fn start(&mut self, reason: Reason, wait_ready: bool, reply: Reply) {
@@ -445,7 +465,7 @@ impl Actor {
             self.on_ready();
             self.timers.probe = Some(now);
         } else {
-            self.timers.startup = Some(now + self.status.spec.startup_timeout);
+            self.timers.startup = Some(deadline(now, self.status.spec.startup_timeout));
             self.timers.probe = Some(now);
         }
     }
@@ -461,8 +481,8 @@ impl Actor {
         self.timers.startup = None;
         let spec = &self.status.spec;
         let now = Instant::now();
-        self.timers.reset = Some(now + spec.restart.reset_after);
-        self.timers.idle = spec.idle_timeout.map(|timeout| now + timeout);
+        self.timers.reset = Some(deadline(now, spec.restart.reset_after));
+        self.timers.idle = spec.idle_timeout.map(|timeout| deadline(now, timeout));
         self.transition(InstanceState::Running, Reason::Ready, String::new());
         for reply in self.waiting_ready.drain(..) {
             let _ = reply.send(Ok(self.status.clone()));
@@ -487,7 +507,7 @@ impl Actor {
             let result = health::check(&probe, port, timeout, &shared.reaper).await;
             let _ = results.send((generation, result)).await;
         });
-        self.timers.probe = Some(Instant::now() + self.status.spec.health.interval);
+        self.timers.probe = Some(deadline(Instant::now(), self.status.spec.health.interval));
     }
 
     async fn on_probe_result(&mut self, generation: u64, result: Result<(), String>) {
@@ -505,7 +525,7 @@ impl Actor {
         match result {
             Ok(()) => {
                 health.consecutive_failures = 0;
-                self.probe_successes += 1;
+                self.probe_successes = self.probe_successes.saturating_add(1);
                 match self.status.state {
                     InstanceState::Starting => {
                         self.status.health.state = HealthState::Healthy;
@@ -530,7 +550,7 @@ impl Actor {
             }
             Err(message) => {
                 self.probe_successes = 0;
-                health.consecutive_failures += 1;
+                health.consecutive_failures = health.consecutive_failures.saturating_add(1);
                 health.last_failure = Some(message.clone());
                 let unhealthy = self.status.state == InstanceState::Running
                     && health.consecutive_failures >= check.failure_threshold
@@ -615,7 +635,7 @@ impl Actor {
         if idle >= timeout {
             let _ = self.stop(None, false, Reason::IdleTimeout).await;
         } else {
-            self.timers.idle = Some(Instant::now() + (timeout - idle));
+            self.timers.idle = Some(deadline(Instant::now(), timeout - idle));
         }
     }
 
@@ -654,12 +674,12 @@ impl Actor {
                 self.transition(state, reason, message);
             }
             Verdict::Backoff(delay) => {
-                self.timers.retry = Some(Instant::now() + delay);
-                self.status.restart_count += 1;
+                self.timers.retry = Some(deadline(Instant::now(), delay));
+                self.status.restart_count = self.status.restart_count.saturating_add(1);
                 self.transition(InstanceState::Backoff, reason, message);
             }
             Verdict::Open(cooldown) => {
-                self.timers.retry = Some(Instant::now() + cooldown);
+                self.timers.retry = Some(deadline(Instant::now(), cooldown));
                 let detail = format!(
                     "{message}; {} failures in a row, next attempt in {}",
                     self.restarts.failures,

@@ -16,7 +16,10 @@ use nix::{
 };
 use tokio::net::TcpStream;
 
-use outpost::spec::{HttpTarget, Probe};
+use outpost::{
+    limits::cut,
+    spec::{HttpTarget, Probe},
+};
 
 use super::{reaper::Reaper, status::ExitOutcome};
 
@@ -123,7 +126,7 @@ async fn exec(
     }
     let spawned = reaper
         .spawn(&mut process)
-        .map_err(|err| format!("cannot run {program}: {err}"))?;
+        .map_err(|err| format!("cannot run {}: {err}", cut(program)))?;
     let mut exit = spawned.exit;
     let outcome = match tokio::time::timeout(timeout, &mut exit).await {
         Ok(outcome) => outcome.unwrap_or(ExitOutcome::Unknown),
@@ -131,7 +134,8 @@ async fn exec(
             let _ = killpg(Pid::from_raw(spawned.pid as i32), Signal::SIGKILL);
             let _ = exit.await;
             return Err(format!(
-                "{program} did not finish within {}",
+                "{} did not finish within {}",
+                cut(program),
                 humantime::format_duration(timeout)
             ));
         }
@@ -139,6 +143,10 @@ async fn exec(
     if outcome.is_success() {
         Ok(())
     } else {
-        Err(format!("{program} ended with {}", outcome.describe()))
+        Err(format!(
+            "{} ended with {}",
+            cut(program),
+            outcome.describe()
+        ))
     }
 }

@@ -431,6 +431,9 @@ impl Orchestrator {
         grace: Option<Duration>,
         signal_external: bool,
     ) -> Result<InstanceStatus, OrchestratorError> {
+        if let Some(grace) = grace {
+            outpost::limits::duration("grace_period", grace, outpost::limits::MAX_STOP_GRACE)?;
+        }
         let handle = self.handle(key)?;
         self.call(&handle, |reply| Command::Stop {
             grace,
@@ -660,12 +663,13 @@ impl Orchestrator {
     }
 }
 
-/// A short description of a spec for messages: its command line.
+/// A short description of a spec for messages: its command line, cut.
 fn describe(spec: &InstanceSpec) -> String {
-    std::iter::once(spec.command.as_str())
+    let line = std::iter::once(spec.command.as_str())
         .chain(spec.args.iter().map(String::as_str))
         .collect::<Vec<_>>()
-        .join(" ")
+        .join(" ");
+    outpost::limits::cut(&line).into_owned()
 }
 
 /// Sends a command to an actor and waits for its answer.

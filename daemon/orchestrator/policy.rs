@@ -4,9 +4,10 @@
 //! stayed healthy for `reset_after` (readiness alone proves little: a
 //! process without a check is "ready" the moment it is spawned); that
 //! success resets the count and closes the breaker, and any failure before
-//! it re-opens the breaker. Pure logic; the actor owns the timers.
+//! it re-opens the breaker. Pure logic; the actor owns the timers. Also
+//! the clock arithmetic of the timers, which never panics.
 
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use outpost::spec::{RestartMode, RestartPolicy};
 
@@ -46,7 +47,7 @@ impl RestartTracker {
         if !restart {
             return Verdict::Stay;
         }
-        self.failures += 1;
+        self.failures = self.failures.saturating_add(1);
         if self.breaker == Breaker::HalfOpen || self.failures > policy.max_restarts {
             self.breaker = Breaker::Open;
             return Verdict::Open(policy.cooldown);
@@ -72,9 +73,38 @@ impl RestartTracker {
     }
 }
 
+/// The instant `delay` after `now`. Specs bound every delay to a year, so
+/// this always adds; a delay past what the clock holds (a record from
+/// before the bounds) is as good as never and waits the longest bounded
+/// delay instead of panicking.
+pub fn deadline(now: Instant, delay: Duration) -> Instant {
+    now.checked_add(delay)
+        .or_else(|| now.checked_add(outpost::limits::MAX_DURATION))
+        .unwrap_or(now)
+}
+
+/// The wall-clock time `delay` after `now`, saturating like [`deadline`].
+pub fn wall_deadline(now: SystemTime, delay: Duration) -> SystemTime {
+    now.checked_add(delay)
+        .or_else(|| now.checked_add(outpost::limits::MAX_DURATION))
+        .unwrap_or(now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deadlines_never_overflow() {
+        let now = Instant::now();
+        assert_eq!(
+            deadline(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
+        assert!(deadline(now, Duration::MAX) >= now);
+        let wall = SystemTime::now();
+        assert!(wall_deadline(wall, Duration::MAX) >= wall);
+    }
 
     fn policy() -> RestartPolicy {
         RestartPolicy {

@@ -340,11 +340,13 @@ pub fn command(
 
 /// Maps a spawn failure to what the user needs to hear.
 pub fn spawn_error(spec: &InstanceSpec, err: io::Error) -> SpawnError {
+    // Quoted in the error: cut.
+    let command = outpost::limits::cut(&spec.command).into_owned();
     match err.kind() {
-        io::ErrorKind::NotFound => SpawnError::NotFound(spec.command.clone()),
-        io::ErrorKind::PermissionDenied => SpawnError::NotExecutable(spec.command.clone()),
+        io::ErrorKind::NotFound => SpawnError::NotFound(command),
+        io::ErrorKind::PermissionDenied => SpawnError::NotExecutable(command),
         _ => SpawnError::Other {
-            command: spec.command.clone(),
+            command,
             source: err,
         },
     }

@@ -21,7 +21,7 @@ use tokio::{io::unix::AsyncFd, time::timeout_at};
 use super::{
     context::Context,
     lineage::Lineage,
-    process,
+    policy, process,
     scanner::Scanner,
     status::{ExitOutcome, ProcessInfo},
     watched::{Group, Process},
@@ -155,7 +155,7 @@ pub async fn terminate_group(
             process::signal_members(pgid, &first.live, signal);
         }
     }
-    let deadline = Instant::now() + grace;
+    let deadline = policy::deadline(Instant::now(), grace);
     let mut outcome = None;
     if let Some(leader) = leader.as_mut() {
         outcome = timeout_at(deadline.into(), leader.exited()).await.ok();
@@ -173,7 +173,10 @@ pub async fn terminate_group(
         if let (None, Some(leader)) = (outcome, leader.as_mut()) {
             outcome = tokio::time::timeout(KILL_WAIT, leader.exited()).await.ok();
         }
-        if !members.wait_gone(Instant::now() + KILL_WAIT).await {
+        if !members
+            .wait_gone(policy::deadline(Instant::now(), KILL_WAIT))
+            .await
+        {
             tracing::error!(id, pgid, "processes of the instance survived SIGKILL");
         }
     }

@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     orchestrator::{
-        ListFilter, Orchestrator,
+        Orchestrator,
         events::{Event, EventFilter, Snapshot, SnapshotKind},
     },
     workspaces::Workspaces,
@@ -114,16 +114,12 @@ impl OrchestratorRpc for OrchestratorApi {
         request: Request<pb::ListInstancesRequest>,
     ) -> Reply<pb::ListInstancesResponse> {
         let request = request.into_inner();
-        let filter = ListFilter {
-            states: to::states("states", &request.states)?,
-            workspace: Some(request.workspace).filter(|w| !w.is_empty()),
-            labels: request.labels.into_iter().collect(),
-        };
         let render = if to::full_view("view", request.view)? {
             to::instance
         } else {
             to::instance_basic
         };
+        let filter = to::list_filter(request)?;
         let listing = self.orchestrator.list(&filter);
         Ok(Response::new(pb::ListInstancesResponse {
             instances: listing.instances.iter().map(render).collect(),
@@ -289,11 +285,10 @@ impl OrchestratorRpc for OrchestratorApi {
         if name.is_empty() {
             return Err(convert::invalid("name", "must name a workspace"));
         }
-        let status = self
-            .workspaces
-            .get(&name)
-            .await?
-            .ok_or_else(|| Status::not_found(format!("no workspace {name:?}")))?;
+        let status = self.workspaces.get(&name).await?.ok_or_else(|| {
+            let name = outpost::limits::quoted(&name);
+            Status::not_found(format!("no workspace {name}"))
+        })?;
         Ok(Response::new(pb::GetWorkspaceResponse {
             workspace: Some(self.workspace(&name, &status)),
             definition: status.definition.as_ref().map(to::workspace_definition),

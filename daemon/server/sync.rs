@@ -282,7 +282,8 @@ impl<C: ContentStore> Sync for SyncApi<C> {
     ) -> Reply<pb::ResolveConflictResponse> {
         let request = request.into_inner();
         let keep_disk = to::keeps_disk(request.resolution)?;
-        let resolved = self.sync.resolve(&request.conflict_id, keep_disk).await?;
+        let id = to::conflict_id(&request.conflict_id)?;
+        let resolved = self.sync.resolve(id, keep_disk).await?;
         Ok(Response::new(to::resolved(&resolved.key, resolved.version)))
     }
 }

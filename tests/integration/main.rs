@@ -6,6 +6,7 @@
 /// forums (the `outpost-test-support` crate, shared with the benchmarks).
 pub use outpost_test_support::{mariadb, postgres};
 
+mod bounds;
 mod cache_servers;
 mod cli_pipes;
 mod config;

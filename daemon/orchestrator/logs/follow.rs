@@ -15,15 +15,21 @@ use inotify::{EventMask, Inotify, WatchMask};
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 
-use super::{LogFiles, Stream, read_new_lines, tail};
+use outpost::{
+    limits::{self, MAX_TAIL_LINES},
+    spec::InvalidField,
+};
 
-/// Complete lines of one stream, in the order they were written.
+use super::{LogFiles, LogPiece, Stream, read_new_lines, tail};
+
+/// Lines of one stream (long ones in pieces), in the order they were
+/// written.
 #[derive(Debug)]
 pub struct LogLines {
     /// Which stream.
     pub stream: Stream,
     /// The lines, without their newlines.
-    pub lines: Vec<String>,
+    pub lines: Vec<LogPiece>,
 }
 
 /// What to stream.
@@ -35,6 +41,19 @@ pub struct LogRequest {
     pub tail: usize,
     /// Whether to go on with what is appended.
     pub follow: bool,
+}
+
+impl LogRequest {
+    /// A request for `tail` lines of history (at most [`MAX_TAIL_LINES`])
+    /// of `streams`, and what follows if `follow`.
+    pub fn new(streams: Vec<Stream>, tail: u32, follow: bool) -> Result<Self, InvalidField> {
+        limits::count("tail_lines", tail.into(), MAX_TAIL_LINES.into())?;
+        Ok(Self {
+            streams,
+            tail: tail as usize,
+            follow,
+        })
+    }
 }
 
 /// Sends what `request` asks of `files` to `sender`. Returns when done
@@ -61,12 +80,19 @@ pub async fn stream(files: LogFiles, request: LogRequest, sender: mpsc::Sender<L
     };
     loop {
         // Also after the watch was added: nothing appended between the
-        // tail and the watch is missed.
-        for (stream, offset) in &mut offsets {
-            let new = read_new_lines(&files.path(*stream), *offset).unwrap_or_default();
-            *offset = new.offset;
-            if !send(&sender, *stream, new.lines).await {
-                return;
+        // tail and the watch is missed. A file with more than one read
+        // holds is read again at once, each read sent before the next
+        // (the channel holds the follower back while the reader is slow).
+        let mut more = true;
+        while more {
+            more = false;
+            for (stream, offset) in &mut offsets {
+                let new = read_new_lines(&files.path(*stream), *offset).unwrap_or_default();
+                *offset = new.offset;
+                more |= new.more;
+                if !send(&sender, *stream, new.lines).await {
+                    return;
+                }
             }
         }
         let event = tokio::select! {
@@ -108,7 +134,7 @@ fn watch(files: &LogFiles) -> io::Result<inotify::EventStream<[u8; 1024]>> {
 }
 
 /// Sends `lines` unless there are none; false when the reader is gone.
-async fn send(sender: &mpsc::Sender<LogLines>, stream: Stream, lines: Vec<String>) -> bool {
+async fn send(sender: &mpsc::Sender<LogLines>, stream: Stream, lines: Vec<LogPiece>) -> bool {
     lines.is_empty() || sender.send(LogLines { stream, lines }).await.is_ok()
 }
 
@@ -124,6 +150,9 @@ mod tests {
             .expect("lines within the deadline")
             .expect("the follower is still there")
             .lines
+            .into_iter()
+            .map(|piece| piece.text)
+            .collect()
     }
 
     #[tokio::test]

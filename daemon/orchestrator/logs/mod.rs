@@ -7,6 +7,11 @@
 //! lands at the new end of the file, so the process never needs to reopen
 //! anything (logrotate's "copytruncate").
 //!
+//! Reading is bounded: a line longer than [`LOG_PIECE`] is handed out in
+//! pieces (all but the last marked partial), a follower reads at most
+//! [`READ_AT_ONCE`] at a time and a tail at most [`TAIL_BYTES`], so one
+//! 64 MB line without a newline never sits in memory or in one message.
+//!
 //! A new instance's directory and its two files are made ahead of time
 //! ([`spares`]); [`rotation`] decides when the files are looked at,
 //! [`follow`] streams what is appended to them.
@@ -23,6 +28,7 @@ use std::{
     sync::Arc,
 };
 
+use outpost::limits::LOG_PIECE;
 use spares::LogSpares;
 
 /// Which output of a process.
@@ -52,13 +58,67 @@ pub struct Outputs {
     pub stderr: File,
 }
 
-/// Complete lines read from a log file.
+/// Most bytes a follower reads from a file at once; what is left is read
+/// right after, once the reader took what was read.
+const READ_AT_ONCE: usize = 1 << 20;
+/// Most bytes read backwards from the end of a file for a tail.
+const TAIL_BYTES: u64 = 4 << 20;
+
+/// A line without its newline, or a piece of at most [`LOG_PIECE`] bytes
+/// of a longer one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogPiece {
+    /// The text; invalid UTF-8 replaced by U+FFFD.
+    pub text: String,
+    /// Whether the line goes on in the next piece.
+    pub partial: bool,
+}
+
+/// Lines read from a log file.
 #[derive(Debug, Default)]
 pub struct Lines {
-    /// The lines, without their newlines.
-    pub lines: Vec<String>,
+    /// The lines, long ones in pieces.
+    pub lines: Vec<LogPiece>,
     /// Where a follower continues reading.
     pub offset: u64,
+    /// Whether the file holds more than was read (read again at once).
+    pub more: bool,
+}
+
+/// Where the first piece of `bytes` (longer than [`LOG_PIECE`]) ends: at
+/// [`LOG_PIECE`], moved back to the start of a UTF-8 character that would
+/// be cut.
+fn piece_end(bytes: &[u8]) -> usize {
+    let mut end = LOG_PIECE;
+    while end > LOG_PIECE - 3 && bytes[end] & 0xC0 == 0x80 {
+        end -= 1;
+    }
+    end
+}
+
+/// Hands out the full pieces of `bytes` (an unfinished line) as partial
+/// pieces; returns how many bytes they took.
+fn full_pieces(bytes: &[u8], out: &mut Vec<LogPiece>) -> usize {
+    let mut start = 0;
+    while bytes.len() - start > LOG_PIECE {
+        let end = start + piece_end(&bytes[start..]);
+        out.push(LogPiece {
+            text: String::from_utf8_lossy(&bytes[start..end]).into_owned(),
+            partial: true,
+        });
+        start = end;
+    }
+    start
+}
+
+/// Hands out one line (without its newline) in pieces.
+fn line_pieces(line: &[u8], out: &mut Vec<LogPiece>) {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let start = full_pieces(line, out);
+    out.push(LogPiece {
+        text: String::from_utf8_lossy(&line[start..]).into_owned(),
+        partial: false,
+    });
 }
 
 /// The log files of one instance.
@@ -164,7 +224,9 @@ fn rotate(path: &Path, generations: u32) -> io::Result<()> {
 }
 
 /// The last `count` lines of `path`; reads backwards so a large file costs
-/// only what the lines need. A follower continues from the file's end.
+/// only what the lines need, and at most [`TAIL_BYTES`] (then the first
+/// line is the end of a longer one). A follower continues from the file's
+/// end.
 pub fn tail(path: &Path, count: usize) -> io::Result<Lines> {
     let mut file = match File::open(path) {
         Ok(file) => file,
@@ -172,17 +234,21 @@ pub fn tail(path: &Path, count: usize) -> io::Result<Lines> {
         Err(err) => return Err(err),
     };
     let len = file.metadata()?.len();
+    let mut lines = Vec::new();
     if count == 0 {
         return Ok(Lines {
-            lines: Vec::new(),
+            lines,
             offset: len,
+            more: false,
         });
     }
+    let floor = len.saturating_sub(TAIL_BYTES);
     let mut start = len;
     let mut chunk = 8 << 10;
     let mut buffer = Vec::new();
-    while start > 0 {
-        let read_from = start.saturating_sub(chunk);
+    let mut enough = false;
+    while start > floor {
+        let read_from = start.saturating_sub(chunk).max(floor);
         let mut piece = vec![0; (start - read_from) as usize];
         file.seek(SeekFrom::Start(read_from))?;
         file.read_exact(&mut piece)?;
@@ -191,24 +257,33 @@ pub fn tail(path: &Path, count: usize) -> io::Result<Lines> {
         start = read_from;
         // count + 1 newlines guarantee `count` complete lines.
         if buffer.iter().filter(|&&b| b == b'\n').count() > count {
+            enough = true;
             break;
         }
         chunk *= 2;
     }
-    let text = String::from_utf8_lossy(&buffer);
-    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-    if start > 0 && !lines.is_empty() {
-        lines.remove(0); // a partial first line
+    let mut segments: Vec<&[u8]> = buffer.split(|&b| b == b'\n').collect();
+    if buffer.ends_with(b"\n") {
+        segments.pop(); // the empty segment after the last newline
     }
-    let skip = lines.len().saturating_sub(count);
+    if start > 0 && enough && !segments.is_empty() {
+        segments.remove(0); // a partial first line
+    }
+    let skip = segments.len().saturating_sub(count);
+    for segment in &segments[skip..] {
+        line_pieces(segment, &mut lines);
+    }
     Ok(Lines {
-        lines: lines.split_off(skip),
+        lines,
         offset: len,
+        more: false,
     })
 }
 
-/// Complete lines appended to `path` since `offset`. A file shorter than
-/// `offset` was rotated: reading restarts at 0.
+/// Lines appended to `path` since `offset`, read [`READ_AT_ONCE`] at most:
+/// complete lines, and the full pieces of a line still without its
+/// newline; the rest of it waits for more. A file shorter than `offset`
+/// was rotated: reading restarts at 0.
 pub fn read_new_lines(path: &Path, offset: u64) -> io::Result<Lines> {
     let mut file = match File::open(path) {
         Ok(file) => file,
@@ -218,20 +293,25 @@ pub fn read_new_lines(path: &Path, offset: u64) -> io::Result<Lines> {
     let len = file.metadata()?.len();
     let offset = if len < offset { 0 } else { offset };
     file.seek(SeekFrom::Start(offset))?;
+    let available = len - offset;
     let mut buffer = Vec::new();
-    file.take(len - offset).read_to_end(&mut buffer)?;
-    // Only complete lines; a partial last line waits for its newline.
+    file.take(available.min(READ_AT_ONCE as u64))
+        .read_to_end(&mut buffer)?;
     let complete = buffer
         .iter()
         .rposition(|&b| b == b'\n')
         .map_or(0, |i| i + 1);
-    let lines = String::from_utf8_lossy(&buffer[..complete])
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let mut lines = Vec::new();
+    if complete > 0 {
+        for line in buffer[..complete - 1].split(|&b| b == b'\n') {
+            line_pieces(line, &mut lines);
+        }
+    }
+    let taken = complete + full_pieces(&buffer[complete..], &mut lines);
     Ok(Lines {
         lines,
-        offset: offset + complete as u64,
+        offset: offset + taken as u64,
+        more: (buffer.len() as u64) < available,
     })
 }
 
@@ -240,6 +320,63 @@ mod tests {
     use std::io::Write;
 
     use super::*;
+
+    fn texts(lines: &Lines) -> Vec<&str> {
+        lines
+            .lines
+            .iter()
+            .map(|piece| piece.text.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn a_long_line_comes_in_bounded_pieces_read_a_megabyte_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        // 3 MiB and a bit without a newline, a two-byte character across
+        // the first piece's end.
+        let mut text = "x".repeat(LOG_PIECE - 1);
+        text.push('é');
+        text.push_str(&"y".repeat(3 << 20));
+        fs::write(&path, &text).unwrap();
+        let mut offset = 0;
+        let mut pieces = Vec::new();
+        loop {
+            let read = read_new_lines(&path, offset).unwrap();
+            assert!(read.lines.len() <= READ_AT_ONCE / LOG_PIECE + 1);
+            offset = read.offset;
+            pieces.extend(read.lines);
+            if !read.more {
+                break;
+            }
+        }
+        assert!(
+            pieces
+                .iter()
+                .all(|p| p.partial && p.text.len() <= LOG_PIECE)
+        );
+        assert_eq!(pieces[0].text, "x".repeat(LOG_PIECE - 1));
+        assert!(pieces[1].text.starts_with('é'));
+        // The rest (less than a piece) waits for its newline.
+        let sent: usize = pieces.iter().map(|p| p.text.len()).sum();
+        assert!(text.len() - sent <= LOG_PIECE);
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"z\n")
+            .unwrap();
+        let last = read_new_lines(&path, offset).unwrap();
+        assert_eq!(last.lines.len(), 1);
+        assert!(!last.lines[0].partial && last.lines[0].text.ends_with("yz"));
+
+        // A tail reads at most TAIL_BYTES: the end of the long line.
+        let tail = tail(&path, 10).unwrap();
+        let shown: usize = tail.lines.iter().map(|p| p.text.len()).sum();
+        assert!(shown <= TAIL_BYTES as usize && shown > (2 << 20), "{shown}");
+        assert!(tail.lines.iter().all(|p| p.text.len() <= LOG_PIECE));
+        assert!(!tail.lines.last().unwrap().partial);
+    }
 
     #[test]
     fn tail_returns_the_last_lines() {
@@ -250,7 +387,7 @@ mod tests {
             writeln!(file, "line {i}").unwrap();
         }
         let last = tail(&path, 3).unwrap();
-        assert_eq!(last.lines, ["line 9997", "line 9998", "line 9999"]);
+        assert_eq!(texts(&last), ["line 9997", "line 9998", "line 9999"]);
         assert_eq!(last.offset, fs::metadata(&path).unwrap().len());
         assert_eq!(tail(&path, 20_000).unwrap().lines.len(), 10_000);
     }
@@ -264,15 +401,15 @@ mod tests {
         let path = logs.path(Stream::Stdout);
         write!(out, "one\ntw").unwrap();
         let first = read_new_lines(&path, 0).unwrap();
-        assert_eq!(first.lines, ["one"]);
+        assert_eq!(texts(&first), ["one"]);
         writeln!(out, "o").unwrap();
         let second = read_new_lines(&path, first.offset).unwrap();
-        assert_eq!(second.lines, ["two"]);
+        assert_eq!(texts(&second), ["two"]);
 
         logs.rotate_if_larger(0).unwrap();
         writeln!(out, "three").unwrap();
         assert_eq!(
-            read_new_lines(&path, second.offset).unwrap().lines,
+            texts(&read_new_lines(&path, second.offset).unwrap()),
             ["three"]
         );
         let rotated = fs::read_to_string(format!("{}.1", path.display())).unwrap();

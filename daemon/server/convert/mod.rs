@@ -31,15 +31,9 @@ pub fn duration(
     )))
 }
 
-/// A wall-clock time as a protobuf timestamp.
+/// A wall-clock time as a protobuf timestamp, clamped to what one holds.
 pub fn timestamp(time: SystemTime) -> pbjson_types::Timestamp {
-    let since_epoch = time
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    pbjson_types::Timestamp {
-        seconds: since_epoch.as_secs() as i64,
-        nanos: since_epoch.subsec_nanos() as i32,
-    }
+    outpost::limits::timestamp(time)
 }
 
 /// [`timestamp`], for optional message fields.

@@ -4,7 +4,11 @@
 
 use tonic::Status;
 
-use outpost::{proto::v1 as pb, workspace_file::Workspace};
+use outpost::{
+    limits::{self, MAX_FILTER_ITEMS, MAX_NAME_LEN, duration_message},
+    proto::v1 as pb,
+    workspace_file::Workspace,
+};
 
 use super::{
     invalid,
@@ -13,10 +17,10 @@ use super::{
 };
 use crate::{
     orchestrator::{
-        OrchestratorError,
+        ListFilter, OrchestratorError,
         events::{Change, Event, EventFilter, Snapshot, SnapshotKind, WorkspaceDiff},
         logs::{
-            Stream,
+            LogPiece, Stream,
             follow::{LogLines, LogRequest},
         },
         status::{
@@ -32,6 +36,10 @@ use crate::{
 
 /// Most log lines sent in one StreamLogs message.
 const LOG_BATCH: usize = 1000;
+/// Most bytes of log text in one StreamLogs message (a line is at most
+/// [`limits::LOG_PIECE`] a piece), well under the 4 MiB a gRPC client
+/// accepts by default.
+const LOG_BATCH_BYTES: usize = 1024 * 1024;
 
 impl From<OrchestratorError> for Status {
     fn from(err: OrchestratorError) -> Self {
@@ -64,13 +72,11 @@ impl From<ApplyError> for Status {
     }
 }
 
-/// A required, non-empty instance reference (id or name).
+/// A required, non-empty instance reference (id or name), no longer
+/// than a name.
 pub fn instance_key<'a>(field: &str, key: &'a str) -> Result<&'a str, Status> {
-    if key.trim().is_empty() {
-        Err(invalid(field, "must name an instance (id or name)"))
-    } else {
-        Ok(key)
-    }
+    limits::instance_reference(field, key).map_err(OrchestratorError::from)?;
+    Ok(key)
 }
 
 /// Pairs of domain and proto states.
@@ -86,6 +92,8 @@ const STATES: [(InstanceState, pb::InstanceState); 7] = [
 
 /// A state filter from a request.
 pub fn states(field: &str, values: &[i32]) -> Result<Vec<InstanceState>, Status> {
+    limits::count(field, values.len() as u64, MAX_FILTER_ITEMS as u64)
+        .map_err(OrchestratorError::from)?;
     values
         .iter()
         .map(|&value| {
@@ -152,7 +160,7 @@ fn backoff_status(backoff: &Backoff) -> pb::BackoffStatus {
         }
         .into(),
         consecutive_failures: backoff.consecutive_failures,
-        current_delay: Some(backoff.current_delay.into()),
+        current_delay: Some(duration_message(backoff.current_delay)),
         next_attempt_at: backoff.next_attempt_at.and_then(time),
     }
 }
@@ -328,14 +336,45 @@ pub fn activity(status: &InstanceStatus) -> pb::RecordActivityResponse {
         .spec
         .idle_timeout
         .filter(|_| status.state.is_active())
-        .map(|timeout| timestamp(status.last_activity_at + timeout));
+        .map(|timeout| {
+            timestamp(
+                status
+                    .last_activity_at
+                    .checked_add(timeout)
+                    .unwrap_or(status.last_activity_at),
+            )
+        });
     pb::RecordActivityResponse {
         instance: Some(instance(status)),
         idle_deadline,
     }
 }
 
+/// What a `ListInstances` request lists.
+pub fn list_filter(request: pb::ListInstancesRequest) -> Result<ListFilter, Status> {
+    limits::length("workspace", &request.workspace, MAX_NAME_LEN)
+        .and_then(|()| limits::labels("labels", request.labels.iter()))
+        .map_err(OrchestratorError::from)?;
+    Ok(ListFilter {
+        states: states("states", &request.states)?,
+        workspace: Some(request.workspace).filter(|w| !w.is_empty()),
+        labels: request.labels.into_iter().collect(),
+    })
+}
+
+/// What a `WatchStatus` request watches.
 pub fn event_filter(request: pb::WatchStatusRequest) -> Result<EventFilter, Status> {
+    let names = |field, items: &[String]| {
+        limits::list(
+            field,
+            items.iter().map(String::as_str),
+            MAX_FILTER_ITEMS,
+            MAX_NAME_LEN,
+        )
+        .map_err(OrchestratorError::from)
+    };
+    names("instances", &request.instances)?;
+    names("workspaces", &request.workspaces)?;
     Ok(EventFilter {
         instances: request.instances.into_iter().collect(),
         workspaces: request.workspaces.into_iter().collect(),
@@ -397,32 +436,38 @@ pub fn log_request(request: &pb::StreamLogsRequest) -> Result<LogRequest, Status
             ));
         }
     };
-    Ok(LogRequest {
-        streams,
-        tail: request.tail_lines as usize,
-        follow: request.follow,
-    })
+    Ok(LogRequest::new(streams, request.tail_lines, request.follow)
+        .map_err(OrchestratorError::from)?)
 }
 
-/// Log lines as `StreamLogs` messages of at most [`LOG_BATCH`] lines.
+/// Log lines as `StreamLogs` messages of at most [`LOG_BATCH`] lines and
+/// [`LOG_BATCH_BYTES`] of text.
 pub fn log_messages(lines: LogLines) -> Vec<pb::StreamLogsResponse> {
     let stream = match lines.stream {
         Stream::Stdout => pb::LogStream::Stdout,
         Stream::Stderr => pb::LogStream::Stderr,
     };
-    lines
-        .lines
-        .chunks(LOG_BATCH)
-        .map(|chunk| pb::StreamLogsResponse {
-            lines: chunk
-                .iter()
-                .map(|text| pb::LogLine {
-                    stream: stream.into(),
-                    text: text.clone(),
-                })
-                .collect(),
-        })
-        .collect()
+    let mut messages = Vec::new();
+    let mut batch: Vec<pb::LogLine> = Vec::new();
+    let mut bytes = 0;
+    for LogPiece { text, partial } in lines.lines {
+        if batch.len() == LOG_BATCH || (bytes + text.len() > LOG_BATCH_BYTES && !batch.is_empty()) {
+            messages.push(pb::StreamLogsResponse {
+                lines: std::mem::take(&mut batch),
+            });
+            bytes = 0;
+        }
+        bytes += text.len();
+        batch.push(pb::LogLine {
+            stream: stream.into(),
+            text,
+            partial,
+        });
+    }
+    if !batch.is_empty() {
+        messages.push(pb::StreamLogsResponse { lines: batch });
+    }
+    messages
 }
 
 /// The daemon's status, with `counts` of instances by state.

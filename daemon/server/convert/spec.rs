@@ -5,6 +5,7 @@
 use tonic::Status;
 
 use outpost::{
+    limits::duration_message,
     proto::v1 as pb,
     spec::{
         ExternalInput, HealthCheck, HttpTarget, InstanceSpec, PortChoice, Probe, RestartMode,
@@ -174,8 +175,8 @@ fn health_check_message(check: &HealthCheck) -> Option<pb::HealthCheck> {
     };
     Some(pb::HealthCheck {
         probe: Some(probe),
-        interval: Some(check.interval.into()),
-        timeout: Some(check.timeout.into()),
+        interval: Some(duration_message(check.interval)),
+        timeout: Some(duration_message(check.timeout)),
         failure_threshold: Some(check.failure_threshold),
         success_threshold: Some(check.success_threshold),
     })
@@ -189,11 +190,11 @@ fn restart_policy_message(policy: &RestartPolicy) -> pb::RestartPolicy {
             RestartMode::Always => pb::RestartMode::Always,
         }
         .into(),
-        initial_delay: Some(policy.initial_delay.into()),
-        max_delay: Some(policy.max_delay.into()),
+        initial_delay: Some(duration_message(policy.initial_delay)),
+        max_delay: Some(duration_message(policy.max_delay)),
         max_restarts: Some(policy.max_restarts),
-        reset_after: Some(policy.reset_after.into()),
-        cooldown: Some(policy.cooldown.into()),
+        reset_after: Some(duration_message(policy.reset_after)),
+        cooldown: Some(duration_message(policy.cooldown)),
     }
 }
 
@@ -220,10 +221,10 @@ pub fn spec_message(spec: &InstanceSpec) -> pb::InstanceSpec {
         port,
         health: health_check_message(&spec.health),
         restart: Some(restart_policy_message(&spec.restart)),
-        idle_timeout: spec.idle_timeout.map(Into::into),
-        startup_timeout: Some(spec.startup_timeout.into()),
+        idle_timeout: spec.idle_timeout.map(duration_message),
+        startup_timeout: Some(duration_message(spec.startup_timeout)),
         stop_signal: spec.stop_signal.as_str().to_owned(),
-        stop_grace_period: Some(spec.stop_grace.into()),
+        stop_grace_period: Some(duration_message(spec.stop_grace)),
         labels: spec.labels.clone().into_iter().collect(),
     }
 }

@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use tonic::Status;
 
-use outpost::proto::v1 as pb;
+use outpost::{
+    limits::{self, MAX_FILTER_ITEMS, MAX_NAME_LEN},
+    proto::v1 as pb,
+};
 
 use super::{invalid, timestamp};
 use crate::sync::{
@@ -49,8 +52,18 @@ pub fn keeps_disk(resolution: i32) -> Result<bool, Status> {
     }
 }
 
+/// A conflict's id from a request: ids are short, so a longer one is
+/// refused before it is looked up (and quoted back).
+pub fn conflict_id(id: &str) -> Result<&str, Status> {
+    limits::length("conflict_id", id, MAX_NAME_LEN)
+        .map_err(|err| invalid(&err.field, err.reason))?;
+    Ok(id)
+}
+
 /// The event kinds a `WatchSyncEvents` request asks for (empty: all).
 pub fn event_kinds(kinds: &[i32]) -> Result<Vec<i32>, Status> {
+    limits::count("kinds", kinds.len() as u64, MAX_FILTER_ITEMS as u64)
+        .map_err(|err| invalid(&err.field, err.reason))?;
     kinds
         .iter()
         .map(|&kind| match pb::SyncEventKind::try_from(kind) {
