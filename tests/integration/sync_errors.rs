@@ -239,17 +239,18 @@ async fn a_write_to_a_full_disk_is_retried_until_there_is_room(backend: Backend)
     assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
     assert!(refused.message().contains("No space left"), "{refused:?}");
 
-    // Both are shown, with since when, and retried: the path's streak
-    // keeps its start while its attempts grow.
-    let shown = status_when(&m.sync, "the path failing again", |s| {
+    // Both are shown, the export (which started failing last) with since
+    // when; both are retried, and its streak keeps its start while its
+    // attempts grow.
+    let shown = status_when(&m.sync, "the export failing again", |s| {
         s.failing_count == 2
             && s.latest_failure
                 .as_ref()
-                .is_some_and(|f| f.kind() == pb::SyncFailureKind::Path && f.attempts >= 2)
+                .is_some_and(|f| f.kind() == pb::SyncFailureKind::Export && f.attempts >= 2)
     })
     .await;
     let failure = latest_failure(&shown, before);
-    assert_eq!(failure.path, file.display().to_string());
+    assert_eq!(failure.path, m.dir.display().to_string());
     assert!(
         time(failure.since.as_ref()) < time(failure.last_failed_at.as_ref()),
         "the streak keeps its start: {failure:?}"

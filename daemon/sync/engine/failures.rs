@@ -66,17 +66,20 @@ pub struct Failure {
 pub struct Failing {
     /// Subjects failing now.
     pub count: u32,
-    /// The one that failed last.
+    /// The one that started failing last, with its last error: it stays
+    /// the one shown while every failing subject keeps being retried.
     pub latest: Option<Failure>,
 }
 
 /// Every subject failing now.
 #[derive(Debug, Default)]
 pub struct Failures {
+    /// Each failing subject's streak, and its place in the order the
+    /// streaks started.
     streaks: HashMap<Subject, (Failure, u64)>,
-    /// Failures recorded so far: orders them, for "latest".
-    recorded: u64,
-    /// The subject that failed last.
+    /// Streaks started so far.
+    started: u64,
+    /// The subject whose streak started last.
     latest: Option<Subject>,
 }
 
@@ -84,9 +87,10 @@ impl Failures {
     /// Records that an attempt at `subject` failed at `now`; returns its
     /// streak (`attempts` is 1 when it starts failing now).
     pub fn failed(&mut self, subject: Subject, fault: Fault, now: SystemTime) -> &Failure {
-        self.recorded += 1;
-        self.latest = Some(subject.clone());
-        let (failure, order) = self.streaks.entry(subject.clone()).or_insert_with(|| {
+        let (failure, _) = self.streaks.entry(subject.clone()).or_insert_with(|| {
+            // A new streak: the latest one from now on.
+            self.started += 1;
+            self.latest = Some(subject.clone());
             let failure = Failure {
                 subject,
                 fault: fault.clone(),
@@ -94,12 +98,11 @@ impl Failures {
                 last: now,
                 attempts: 0,
             };
-            (failure, 0)
+            (failure, self.started)
         });
         failure.fault = fault;
         failure.last = now;
         failure.attempts = failure.attempts.saturating_add(1);
-        *order = self.recorded;
         failure
     }
 
@@ -178,7 +181,7 @@ mod tests {
     }
 
     #[test]
-    fn the_latest_failure_is_the_last_one_recorded() {
+    fn the_latest_failure_is_the_last_streak_started() {
         let now = SystemTime::UNIX_EPOCH;
         let mut failures = Failures::default();
         failures.failed(path("a"), Fault::new("a"), now);
@@ -188,15 +191,19 @@ mod tests {
             Fault::new("export"),
             now,
         );
+        // Another attempt of an older streak does not change which.
         failures.failed(path("a"), Fault::new("a again"), now);
         let failing = failures.failing();
         assert_eq!(failing.count, 3);
-        assert_eq!(failing.latest.unwrap().fault.message, "a again");
-        // The latest recovers: the one before it is the latest now.
-        failures.succeeded(&path("a"));
+        assert_eq!(failing.latest.unwrap().fault.message, "export");
+        // The latest recovers: the one started before it is the latest now.
+        let export = Subject::Export(Kind::Template, "Default".to_owned());
+        failures.succeeded(&export);
         let failing = failures.failing();
         assert_eq!(failing.count, 2);
-        assert_eq!(failing.latest.unwrap().fault.message, "export");
-        assert_eq!(failures.paths().count(), 0);
+        assert_eq!(failing.latest.unwrap().fault.message, "rescan");
+        assert_eq!(failures.paths().collect::<Vec<_>>(), [&PathBuf::from("a")]);
+        failures.succeeded(&Subject::Rescan);
+        assert_eq!(failures.failing().latest.unwrap().fault.message, "a again");
     }
 }
