@@ -247,7 +247,7 @@ fn print_status(status: &pb::GetSyncStatusResponse) -> Result<ExitCode, Failure>
         || "never".to_owned(),
         |at| format!("{}s ago", output::seconds_since(at.seconds)),
     );
-    output::rows(&[
+    let mut rows = vec![
         ("state", state_name(status.state)),
         ("root", status.root.clone()),
         ("paused by user", status.paused_by_user.to_string()),
@@ -262,23 +262,58 @@ fn print_status(status: &pb::GetSyncStatusResponse) -> Result<ExitCode, Failure>
             format!("{} ({} open)", counters.conflicts, status.open_conflicts),
         ),
         ("last error", status.last_error.clone()),
-    ])?;
+        ("failing", failing(status)),
+    ];
+    if let Some(failure) = &status.latest_failure {
+        rows.extend(failure_rows(failure));
+    }
+    output::rows(&rows)?;
     if let Some(backend) = &status.backend {
         print_backend(backend)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// How many things fail now: "none", or how many and that they are
+/// retried.
+fn failing(status: &pb::GetSyncStatusResponse) -> String {
+    match status.failing_count {
+        0 => "none".to_owned(),
+        count => format!("{count} (each retried with back-off until it works)"),
+    }
+}
+
+/// The latest failure: what, why, since when.
+fn failure_rows(failure: &pb::SyncFailure) -> Vec<(&'static str, String)> {
+    let what = output::word(
+        failure.kind,
+        pb::SyncFailureKind::as_str_name,
+        "SYNC_FAILURE_KIND_",
+    )
+    .unwrap_or_default();
+    let mut rows = vec![("latest failure", failure.message.clone()), ("  of", what)];
+    if !failure.path.is_empty() {
+        rows.push(("  path", failure.path.clone()));
+    }
+    if let Some(since) = &failure.since {
+        rows.push(("  failing since", ago(since.seconds)));
+    }
+    rows.push(("  attempts", failure.attempts.to_string()));
+    rows
+}
+
+/// A time as RFC 3339 and how long ago it was.
+fn ago(seconds: i64) -> String {
+    let time = outpost::limits::system_time(&pbjson_types::Timestamp { seconds, nanos: 0 });
+    format!(
+        "{} ({}s ago)",
+        humantime::format_rfc3339_seconds(time),
+        output::seconds_since(seconds)
+    )
+}
+
 /// The database behind sync; a forum's connection state when it is one.
 fn print_backend(backend: &pb::SyncBackend) -> Result<(), Failure> {
-    let ago = |seconds: i64| {
-        let time = outpost::limits::system_time(&pbjson_types::Timestamp { seconds, nanos: 0 });
-        format!(
-            "{} ({}s ago)",
-            humantime::format_rfc3339_seconds(time),
-            output::seconds_since(seconds)
-        )
-    };
     let mut rows = vec![("backend", backend.kind.clone())];
     if backend.kind != "native" {
         rows.extend([

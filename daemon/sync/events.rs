@@ -47,6 +47,11 @@ pub enum EventKind {
     /// Something a user should know: a write that did not do all it
     /// should (a cache file not written), duplicates in the database.
     Warning,
+    /// A path, a rescan or an export started failing; it is tried again
+    /// with back-off until it works.
+    Failing,
+    /// What was failing works again.
+    Recovered,
 }
 
 /// What a new event says; the board adds revision and time.
@@ -151,7 +156,9 @@ impl Tally {
             | EventKind::Resumed
             | EventKind::ExportFinished
             | EventKind::ContentChanged
-            | EventKind::Warning => {}
+            | EventKind::Warning
+            | EventKind::Failing
+            | EventKind::Recovered => {}
         }
     }
 }
@@ -211,6 +218,9 @@ impl SyncBoard {
         match notice.kind {
             EventKind::SkippedEmpty | EventKind::Rejected | EventKind::WatcherError => {
                 tracing::warn!(kind = ?notice.kind, path, message = %notice.message, "sync")
+            }
+            EventKind::Recovered => {
+                tracing::info!(kind = ?notice.kind, path, message = %notice.message, "sync")
             }
             _ => tracing::debug!(kind = ?notice.kind, path, message = %notice.message, "sync"),
         }

@@ -52,6 +52,10 @@ pub enum Disk {
     Changing,
     /// The file can never be content; says why.
     Rejected(String),
+    /// The file cannot be read now (permissions, an I/O error, a
+    /// directory on the way that is not one); says why. Unlike a
+    /// rejection, this may go away: the look is tried again.
+    Unreadable(String),
     /// Settled content.
     Content {
         text: String,
@@ -89,7 +93,7 @@ pub fn read(path: &Path) -> Disk {
         Err(err) if err.raw_os_error() == Some(nix::libc::ELOOP) => {
             Disk::Rejected("is a symbolic link; links are never followed".to_owned())
         }
-        Err(err) => Disk::Rejected(format!("cannot be read: {err}")),
+        Err(err) => Disk::Unreadable(format!("cannot be read: {err}")),
     }
 }
 

@@ -227,10 +227,29 @@ fn is_content_dir(root: &Path, path: &Path) -> bool {
     }
 }
 
+/// What stands in the way of a path under the root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Blocked {
+    /// A symbolic link where a directory must be: never followed, so
+    /// refused for good.
+    Link(String),
+    /// Something that may go away: a file where a directory must be, a
+    /// directory that cannot be looked at.
+    Now(String),
+}
+
+impl std::fmt::Display for Blocked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Link(reason) | Self::Now(reason) => f.write_str(reason),
+        }
+    }
+}
+
 /// Checks that every directory between `root` and `path` is a real
 /// directory, not a symbolic link (a missing one is fine: nothing is
 /// there yet).
-pub fn check_dirs(root: &Path, path: &Path) -> Result<(), String> {
+pub fn check_dirs(root: &Path, path: &Path) -> Result<(), Blocked> {
     let Some(parent) = path.parent() else {
         return Ok(());
     };
@@ -239,17 +258,25 @@ pub fn check_dirs(root: &Path, path: &Path) -> Result<(), String> {
         dir.push(component);
         match fs::symlink_metadata(&dir) {
             Ok(meta) if meta.file_type().is_symlink() => {
-                return Err(format!(
+                return Err(Blocked::Link(format!(
                     "{} is a symbolic link; links are never followed",
                     dir.display()
-                ));
+                )));
             }
             Ok(meta) if !meta.is_dir() => {
-                return Err(format!("{} is not a directory", dir.display()));
+                return Err(Blocked::Now(format!(
+                    "{} is not a directory",
+                    dir.display()
+                )));
             }
             Ok(_) => {}
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(err) => return Err(format!("cannot look at {}: {err}", dir.display())),
+            Err(err) => {
+                return Err(Blocked::Now(format!(
+                    "cannot look at {}: {err}",
+                    dir.display()
+                )));
+            }
         }
     }
     Ok(())
@@ -404,11 +431,16 @@ mod tests {
         fs::create_dir_all(&templates).unwrap();
         std::os::unix::fs::symlink(outside.path(), templates.join("Evil")).unwrap();
         let file = templates.join("Evil/header/header_a.html");
-        assert!(
-            check_dirs(root.path(), &file)
-                .unwrap_err()
-                .contains("symbolic link")
-        );
+        assert!(matches!(
+            check_dirs(root.path(), &file),
+            Err(Blocked::Link(reason)) if reason.contains("symbolic link")
+        ));
+        // A file where a directory must be may go away.
+        fs::write(templates.join("Flat"), "").unwrap();
+        assert!(matches!(
+            check_dirs(root.path(), &templates.join("Flat/header/header_a.html")),
+            Err(Blocked::Now(reason)) if reason.contains("not a directory")
+        ));
         let fine = templates.join("Default/header/header_a.html");
         assert_eq!(check_dirs(root.path(), &fine), Ok(()));
     }

@@ -26,6 +26,7 @@ mod serving;
 mod socket;
 mod stores;
 mod sync_editors;
+mod sync_errors;
 mod sync_stress;
 mod sync_support;
 mod sync_watch;

@@ -193,11 +193,12 @@ async fn file_deleted_during_processing(backend: Backend) {
     assert!(absent(&mut m.sync, "header_ghost").await);
     assert!(
         m.events
-            .matching(|e| e.kind() == K::WatcherError)
+            .matching(|e| matches!(e.kind(), K::WatcherError | K::Failing))
             .is_empty()
     );
     let now = status(&mut m.sync).await;
     assert_eq!(now.last_error, "", "handled without error");
+    assert_eq!(now.failing_count, 0, "{:?}", now.latest_failure);
     assert_eq!(now.state(), pb::WatcherState::Watching);
 
     // Still watching.

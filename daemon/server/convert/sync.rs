@@ -13,7 +13,7 @@ use outpost::{
 use super::{invalid, timestamp};
 use crate::sync::{
     Backend, Collection, Conflict, ContentError, Item, Key, Kind,
-    engine::{ExportSummary, RescanSummary, WatcherState},
+    engine::{ExportSummary, Failure, RescanSummary, Subject, WatcherState},
     events::{EventKind, SyncEvent},
     service::SyncStatus,
 };
@@ -172,6 +172,30 @@ pub fn status(status: SyncStatus, root: &std::path::Path) -> pb::GetSyncStatusRe
         open_conflicts: tally.open_conflicts,
         last_error: tally.last_error.unwrap_or_default(),
         backend: Some(backend(status.backend)),
+        failing_count: status.engine.failing.count,
+        latest_failure: status.engine.failing.latest.map(failure),
+    }
+}
+
+fn failure(failure: Failure) -> pb::SyncFailure {
+    let kind = match failure.subject {
+        Subject::Path(_) => pb::SyncFailureKind::Path,
+        Subject::Rescan => pb::SyncFailureKind::Rescan,
+        Subject::Export(..) => pb::SyncFailureKind::Export,
+        Subject::Watcher => pb::SyncFailureKind::Watcher,
+    };
+    pb::SyncFailure {
+        kind: kind.into(),
+        path: failure
+            .fault
+            .path
+            .map(|path| path.display().to_string())
+            .unwrap_or_default(),
+        key: failure.fault.key.as_ref().map(content_key),
+        message: failure.fault.message,
+        since: Some(timestamp(failure.since)),
+        last_failed_at: Some(timestamp(failure.last)),
+        attempts: failure.attempts,
     }
 }
 
@@ -245,6 +269,8 @@ fn event_kind(kind: EventKind) -> pb::SyncEventKind {
         EventKind::WatcherError => pb::SyncEventKind::WatcherError,
         EventKind::ContentChanged => pb::SyncEventKind::ContentChanged,
         EventKind::Warning => pb::SyncEventKind::Warning,
+        EventKind::Failing => pb::SyncEventKind::Failing,
+        EventKind::Recovered => pb::SyncEventKind::Recovered,
     }
 }
 

@@ -20,7 +20,7 @@ use crate::sync::{
     Conflict, ContentError, ContentStore, Item, Key, Written,
     events::{EventKind, Notice},
     file::{self, Disk, Stat},
-    layout::{self, Target},
+    layout::{self, Blocked, Target},
     ledger::Ledger,
     names,
     reconcile::{DbSide, Decision, FileSide, decide},
@@ -50,14 +50,24 @@ impl<C: ContentStore, L: Ledger> Worker<C, L> {
                     Ok(meta) if meta.is_dir() => {
                         // Files may have landed before the directory was watched.
                         let dir = path.to_owned();
-                        for file in blocking(move || files_under(&dir)).await {
+                        let files = blocking(move || files_under(&dir)).await.map_err(|err| {
+                            storage(format!("cannot list {}: {err}", path.display()))
+                        })?;
+                        for file in files {
                             report.hints.push(Hint::Path(file, Signal::Changed));
                         }
                     }
                     // A set, group or theme directory renamed or removed:
                     // its files sent no event of their own.
-                    Err(_) if self.layout.is_content_dir(path) => {
+                    Err(err)
+                        if err.kind() == io::ErrorKind::NotFound
+                            && self.layout.is_content_dir(path) =>
+                    {
                         report.hints.push(Hint::Rescan);
+                    }
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                    Err(err) => {
+                        return Err(storage(format!("cannot look at {}: {err}", path.display())));
                     }
                     _ => {}
                 }
@@ -82,9 +92,16 @@ impl<C: ContentStore, L: Ledger> Worker<C, L> {
             return Ok(Outcome::Settled(Effect::Skipped));
         }
         let path = self.layout.path(key);
-        if let Err(reason) = layout::check_dirs(self.layout.root(), &path) {
-            self.reject(&path, &reason);
-            return Ok(Outcome::Settled(Effect::Skipped));
+        match layout::check_dirs(self.layout.root(), &path) {
+            Ok(()) => {}
+            Err(Blocked::Link(reason)) => {
+                self.reject(&path, &reason);
+                return Ok(Outcome::Settled(Effect::Skipped));
+            }
+            // A file where a directory must be, a directory that cannot
+            // be looked at: neither side can be seen or written, and
+            // either may be put right.
+            Err(Blocked::Now(reason)) => return Err(storage(reason)),
         }
         let read_path = path.clone();
         let trim = self.content.trim(key.kind);
@@ -116,6 +133,8 @@ impl<C: ContentStore, L: Ledger> Worker<C, L> {
                 self.reject(&path, reason);
                 return Ok(Outcome::Settled(Effect::Skipped));
             }
+            // The change it may hold waits until it can be read.
+            Disk::Unreadable(reason) => return Err(storage(reason)),
             Disk::Empty if tries == 0 => return Ok(later(self.settings.settle)),
             Disk::Empty => {
                 self.board.publish(
@@ -374,25 +393,31 @@ fn remove_if_unchanged(path: &Path, expected: Option<Stat>) -> io::Result<bool> 
     Ok(true)
 }
 
-/// Every file at most two levels below `dir` (a new set or group).
-fn files_under(dir: &Path) -> Vec<PathBuf> {
+/// Every file at most two levels below `dir` (a new set or group). A
+/// directory that cannot be listed is an error (its files would be
+/// missed); one that is gone meanwhile is not.
+fn files_under(dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     let mut level = vec![dir.to_owned()];
     for _ in 0..3 {
         let mut next = Vec::new();
         for dir in level {
-            let Ok(entries) = fs::read_dir(&dir) else {
-                continue;
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                Err(err) => return Err(err),
             };
-            for entry in entries.flatten() {
+            for entry in entries {
+                let entry = entry?;
                 match entry.file_type() {
                     Ok(kind) if kind.is_dir() => next.push(entry.path()),
                     Ok(_) => files.push(entry.path()),
-                    Err(_) => {}
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                    Err(err) => return Err(err),
                 }
             }
         }
         level = next;
     }
-    files
+    Ok(files)
 }

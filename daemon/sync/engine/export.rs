@@ -18,7 +18,7 @@ use crate::sync::{
     ContentError, ContentStore, Item, Key, Kind, Trim,
     atomic::Batch,
     file::{self, Disk, Stat},
-    layout::{self, Layout},
+    layout::{self, Blocked, Layout},
     ledger::Ledger,
     names,
     reconcile::Base,
@@ -71,6 +71,8 @@ fn write(
     bases: &HashMap<String, Base>,
 ) -> Result<(ExportSummary, Vec<(Key, Base)>), ContentError> {
     let failed = |err: io::Error| ContentError::Storage(format!("cannot export: {err}"));
+    // A failure before the commit leaves every file as it was (the batch
+    // removes its temps); the export is then tried again as a whole.
     let mut summary = ExportSummary::default();
     let mut batch = Batch::default();
     // What was staged, with the stat its target had when it was read.
@@ -83,8 +85,10 @@ fn write(
             continue;
         }
         let path = layout.path(&item.key);
-        layout::check_dirs(layout.root(), &path)
-            .map_err(|reason| ContentError::Refused(format!("cannot export: {reason}")))?;
+        layout::check_dirs(layout.root(), &path).map_err(|blocked| match blocked {
+            Blocked::Link(reason) => ContentError::Refused(format!("cannot export: {reason}")),
+            Blocked::Now(reason) => ContentError::Storage(format!("cannot export: {reason}")),
+        })?;
         match file::read(&path).trimmed(trim) {
             Disk::Content { sha256, stat, .. } if sha256 == item.sha256 => {
                 summary.unchanged += 1;
@@ -105,6 +109,13 @@ fn write(
                     .stage(&path, item.content.as_bytes())
                     .map_err(failed)?;
                 staged.push((path, item, None));
+            }
+            // Whether it was changed on disk cannot be known yet.
+            Disk::Unreadable(reason) => {
+                return Err(ContentError::Storage(format!(
+                    "cannot export: {} {reason}",
+                    path.display()
+                )));
             }
             // Changed on disk, being written, or not content at all (a
             // link, a directory): never overwritten.

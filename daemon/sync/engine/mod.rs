@@ -7,7 +7,8 @@
 //! [`reconcile::decide`](super::reconcile::decide) ([`apply`]).
 //!
 //! One task owns the engine's state ([`actor`]): the queue, the pause, the
-//! watcher's health, and a single job slot. Everything that writes under
+//! watcher's health, what is failing ([`failures`]), and a single job
+//! slot. Everything that writes under
 //! the root or changes a base — reconciling due paths, a rescan
 //! ([`rescan`]), an export ([`export`]), resolving a conflict
 //! ([`resolve`]) — is a job: it runs in a task of its own, one at a time,
@@ -18,6 +19,7 @@
 mod actor;
 mod apply;
 pub mod export;
+pub mod failures;
 pub mod queue;
 mod rescan;
 mod resolve;
@@ -37,6 +39,7 @@ use super::{
 };
 use actor::{Actor, Command, Message};
 pub use export::ExportSummary;
+pub use failures::{Failing, Failure, Subject};
 use queue::Signal;
 
 /// How the engine waits for writers.
@@ -89,7 +92,7 @@ pub enum WatcherState {
 }
 
 /// The engine's state, as a status report shows it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EngineStatus {
     /// Watching, paused or stopped.
     pub state: WatcherState,
@@ -97,8 +100,11 @@ pub struct EngineStatus {
     pub paused_by_user: bool,
     /// Exports running or waiting to run.
     pub exports: u32,
-    /// Paths waiting to be looked at (or being looked at now).
+    /// Paths waiting to be looked at (or being looked at now), failing
+    /// ones included.
     pub queued: usize,
+    /// What fails now and is being retried.
+    pub failing: Failing,
 }
 
 /// What a resume found.
@@ -161,13 +167,6 @@ impl SyncEngine {
         let watcher = watcher::watch(&root, move |hint| {
             let _ = hints.send(Message::Hint(hint));
         });
-        let watcher = match watcher {
-            Ok(watcher) => Some(watcher),
-            Err(message) => {
-                board.publish(Notice::new(EventKind::WatcherError, message));
-                None
-            }
-        };
         let worker = worker::Worker {
             content,
             ledger,
@@ -176,7 +175,7 @@ impl SyncEngine {
             board: board.clone(),
         };
         let (status_sender, status) = watch::channel(EngineStatus {
-            state: if watcher.is_some() {
+            state: if watcher.is_ok() {
                 WatcherState::Watching
             } else {
                 WatcherState::Stopped
@@ -184,15 +183,11 @@ impl SyncEngine {
             paused_by_user: false,
             exports: 0,
             queued: 0,
+            failing: Failing::default(),
         });
-        let actor = Actor::new(
-            worker,
-            &messages,
-            receiver,
-            status_sender,
-            watcher.is_some(),
-        );
-        tokio::spawn(actor.run(watcher));
+        // A watcher that cannot start is tried again (the actor's).
+        let actor = Actor::new(worker, &messages, receiver, status_sender, watcher);
+        tokio::spawn(actor.run());
         Ok(Self {
             messages,
             status,
@@ -226,7 +221,7 @@ impl SyncEngine {
 
     /// The watcher's state and the changes queued.
     pub fn status(&self) -> EngineStatus {
-        *self.status.borrow()
+        self.status.borrow().clone()
     }
 
     /// Pauses for a user; returns whether a user had paused already.

@@ -9,18 +9,22 @@
 //! - A look that must be repeated (an empty file, a vanished one, a read
 //!   that raced a writer) comes back after a delay with its count of
 //!   looks; a newer event about the path decides when, the count stays.
-//! - A failing look backs off: the settle period, twice that, … up to a
-//!   minute.
+//! - A failing look backs off ([`backoff`]): the settle period, twice
+//!   that, … up to a minute; so does a failed rescan or export, which waits
+//!   here for its next attempt too. Something that works again after
+//!   failing brings every other failing attempt forward ([`Queue::hurry`]):
+//!   the cause (a full disk, a database away) is often shared.
 //! - While paused, events only accumulate; past [`MAX_PENDING`] paths they
 //!   are replaced by one rescan.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     path::PathBuf,
     time::{Duration, Instant},
 };
 
 use super::Settings;
+use crate::sync::Kind;
 
 /// Paths kept while paused; past this, a rescan replaces them.
 pub const MAX_PENDING: usize = 10_000;
@@ -60,11 +64,26 @@ pub struct Pending {
     pub tries: u8,
 }
 
-/// The paths waiting, and whether a rescan is wanted.
+/// How long to wait after the `failures`-th failure in a row before
+/// trying again: the settle period, doubling with each failure, at most a
+/// minute.
+pub fn backoff(settings: &Settings, failures: u32) -> Duration {
+    settings
+        .settle
+        .saturating_mul(1 << failures.saturating_sub(1).min(6))
+        .min(MAX_BACKOFF)
+}
+
+/// The paths waiting, whether a rescan is wanted, and the failed rescan
+/// and exports waiting for their next attempt.
 #[derive(Debug, Default)]
 pub struct Queue {
     paths: HashMap<PathBuf, Pending>,
     rescan: bool,
+    /// When a failed rescan is tried again.
+    rescan_at: Option<Instant>,
+    /// When each failed export is tried again.
+    exports: BTreeMap<(Kind, String), Instant>,
 }
 
 impl Queue {
@@ -97,9 +116,64 @@ impl Queue {
         self.rescan = true;
     }
 
-    /// Whether a rescan was asked for (and forgets the request).
-    pub fn take_rescan(&mut self) -> bool {
-        std::mem::take(&mut self.rescan)
+    /// Tries a failed rescan again at `at`.
+    pub fn rescan_later(&mut self, at: Instant) {
+        self.rescan_at = Some(at);
+    }
+
+    /// Whether a rescan was asked for or is due again at `now` (and
+    /// forgets both: the rescan about to run supersedes them).
+    pub fn take_rescan(&mut self, now: Instant) -> bool {
+        let due = self.rescan_at.is_some_and(|at| at <= now);
+        if std::mem::take(&mut self.rescan) || due {
+            self.rescan_at = None;
+            return true;
+        }
+        false
+    }
+
+    /// Tries a failed export of `collection` again at `at`.
+    pub fn export_later(&mut self, kind: Kind, collection: String, at: Instant) {
+        self.exports.insert((kind, collection), at);
+    }
+
+    /// Forgets a failed export waiting to be tried again (an export of
+    /// the same collection is about to run, or has just succeeded).
+    pub fn forget_export(&mut self, kind: Kind, collection: &str) {
+        self.exports.remove(&(kind, collection.to_owned()));
+    }
+
+    /// A failed export due again at `now`, if any (forgotten here).
+    pub fn take_export(&mut self, now: Instant) -> Option<(Kind, String)> {
+        let due = self
+            .exports
+            .iter()
+            .find(|(_, at)| **at <= now)
+            .map(|(export, _)| export.clone())?;
+        self.exports.remove(&due);
+        Some(due)
+    }
+
+    /// Brings the attempts at `paths`, the failed rescan and the failed
+    /// exports forward to `now` (something failing works again: so may
+    /// these). A path's looks keep their count.
+    pub fn hurry<'a>(&mut self, paths: impl IntoIterator<Item = &'a PathBuf>, now: Instant) {
+        for path in paths {
+            if let Some(pending) = self.paths.get_mut(path) {
+                pending.due = pending.due.min(now);
+            }
+        }
+        if let Some(at) = &mut self.rescan_at {
+            *at = (*at).min(now);
+        }
+        for at in self.exports.values_mut() {
+            *at = (*at).min(now);
+        }
+    }
+
+    /// Whether `path` is waiting to be looked at.
+    pub fn contains(&self, path: &std::path::Path) -> bool {
+        self.paths.contains_key(path)
     }
 
     /// Paths waiting.
@@ -108,12 +182,17 @@ impl Queue {
     }
 
     /// When there is next something to do: at once for a rescan, else when
-    /// the earliest path is due.
+    /// the earliest path, failed rescan or failed export is due.
     pub fn next_due(&self, now: Instant) -> Option<Instant> {
         if self.rescan {
             return Some(now);
         }
-        self.paths.values().map(|pending| pending.due).min()
+        self.paths
+            .values()
+            .map(|pending| pending.due)
+            .chain(self.rescan_at)
+            .chain(self.exports.values().copied())
+            .min()
     }
 
     /// Takes the paths due at `now`, earliest first. A path a writer still
@@ -158,16 +237,6 @@ impl Queue {
         self.reschedule(path, now + after, tries);
     }
 
-    /// A look at `path` failed after `tries` failures in a row: it is
-    /// looked at again after a back-off that doubles with each failure.
-    pub fn failed(&mut self, path: PathBuf, tries: u8, now: Instant, settings: &Settings) {
-        let after = settings
-            .settle
-            .saturating_mul(1 << tries.min(6))
-            .min(MAX_BACKOFF);
-        self.reschedule(path, now + after, tries.saturating_add(1));
-    }
-
     fn reschedule(&mut self, path: PathBuf, due: Instant, tries: u8) {
         self.paths
             .entry(path)
@@ -193,6 +262,8 @@ impl Queue {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     const SETTINGS: Settings = Settings {
@@ -288,19 +359,65 @@ mod tests {
 
     #[test]
     fn failing_looks_back_off_up_to_a_minute() {
+        let delays: Vec<u64> = (1..=10)
+            .map(|failures| backoff(&SETTINGS, failures).as_secs())
+            .collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60, 60, 60]);
+        assert_eq!(backoff(&SETTINGS, u32::MAX), MAX_BACKOFF);
+        // A failing path waits for its back-off; its looks keep their
+        // count (a failure is no look at settled content).
         let start = Instant::now();
         let mut queue = Queue::default();
-        let mut delays = Vec::new();
-        let mut tries = 0;
-        for _ in 0..9 {
-            queue.failed(path("a"), tries, start, &SETTINGS);
-            let due = queue.next_due(start).unwrap();
-            delays.push((due - start).as_secs());
-            let (_, pending) = queue.take_due(due, &SETTINGS).pop().unwrap();
-            tries = pending.tries;
-        }
-        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
-        assert_eq!(tries, 9);
+        queue.retry(path("a"), backoff(&SETTINGS, 3), 1, start);
+        assert!(taken(&mut queue, start + ms(3999)).is_empty());
+        assert_eq!(taken(&mut queue, start + ms(4000)), [("a".to_owned(), 1)]);
+    }
+
+    #[test]
+    fn failed_rescans_and_exports_wait_for_their_back_off() {
+        let start = Instant::now();
+        let mut queue = Queue::default();
+        queue.rescan_later(start + ms(600));
+        queue.export_later(Kind::Template, "Default".to_owned(), start + ms(300));
+        assert_eq!(queue.next_due(start), Some(start + ms(300)));
+        assert!(!queue.take_rescan(start + ms(599)));
+        assert_eq!(queue.take_export(start + ms(299)), None);
+        assert_eq!(
+            queue.take_export(start + ms(300)),
+            Some((Kind::Template, "Default".to_owned()))
+        );
+        assert_eq!(queue.take_export(start + ms(300)), None);
+        assert!(queue.take_rescan(start + ms(600)));
+        assert_eq!(queue.next_due(start), None);
+        // A rescan asked for meanwhile supersedes the failed one.
+        queue.rescan_later(start + ms(600));
+        queue.request_rescan();
+        assert!(queue.take_rescan(start));
+        assert!(!queue.take_rescan(start + ms(600)));
+        // An export asked for again supersedes its retry.
+        queue.export_later(Kind::Stylesheet, "Default".to_owned(), start);
+        queue.forget_export(Kind::Stylesheet, "Default");
+        assert_eq!(queue.take_export(start), None);
+    }
+
+    #[test]
+    fn something_working_again_brings_the_failing_forward() {
+        let start = Instant::now();
+        let mut queue = Queue::default();
+        queue.retry(path("a"), ms(8000), 0, start);
+        queue.retry(path("b"), ms(8000), 2, start);
+        queue.retry(path("c"), ms(8000), 0, start);
+        queue.rescan_later(start + ms(16_000));
+        queue.export_later(Kind::Template, "Default".to_owned(), start + ms(4000));
+        let later = start + ms(1000);
+        queue.hurry([&path("a"), &path("b"), &path("gone")], later);
+        let mut hurried = taken(&mut queue, later);
+        hurried.sort();
+        assert_eq!(hurried, [("a".to_owned(), 0), ("b".to_owned(), 2)]);
+        assert!(queue.contains(Path::new("c")), "only the failing ones");
+        assert!(!queue.contains(Path::new("gone")), "nothing new is queued");
+        assert!(queue.take_rescan(later));
+        assert!(queue.take_export(later).is_some());
     }
 
     #[test]
@@ -329,8 +446,8 @@ mod tests {
         assert!(queue.bound());
         assert_eq!(queue.waiting(), 0);
         assert_eq!(queue.next_due(start), Some(start));
-        assert!(queue.take_rescan());
-        assert!(!queue.take_rescan());
+        assert!(queue.take_rescan(start));
+        assert!(!queue.take_rescan(start));
         assert_eq!(queue.next_due(start), None);
     }
 }

@@ -3,11 +3,13 @@
 //! down), on request, and when events were lost. The root is walked
 //! without following links, and an entity whose file stat, row version
 //! and content hash all equal its base is unchanged without a file being
-//! read or hashed.
+//! read or hashed. A directory that cannot be listed hides what is in
+//! it: its collection is left alone (nothing in it counts as missing) and
+//! the rescan fails once it has done the rest, to be tried again.
 
 use std::{
-    collections::{BTreeSet, HashMap},
-    fs,
+    collections::{BTreeSet, HashMap, HashSet},
+    fs, io,
     path::{Path, PathBuf},
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
@@ -16,6 +18,7 @@ use tokio::sync::watch;
 
 use super::{
     Hint, RescanSummary,
+    failures::Subject,
     queue::Signal,
     worker::{Effect, Hold, Next, Outcome, Report, Worker, blocking},
 };
@@ -46,6 +49,11 @@ impl<C: ContentStore, L: Ledger> Worker<C, L> {
             summary.skipped += 1;
         }
         let mut keys: BTreeSet<Key> = walked.keys.into_iter().collect();
+        let hidden = |kind: Kind, collection: &str| {
+            walked.hidden.contains(&(kind, None))
+                || walked.hidden.contains(&(kind, Some(collection.to_owned())))
+        };
+        keys.retain(|key| !hidden(key.kind, &key.collection));
         for kind in [Kind::Template, Kind::Stylesheet] {
             let mut collections: BTreeSet<String> = self
                 .ledger
@@ -54,6 +62,7 @@ impl<C: ContentStore, L: Ledger> Worker<C, L> {
                 .into_iter()
                 .collect();
             collections.extend(walked.collections.get(&kind).into_iter().flatten().cloned());
+            collections.retain(|collection| !hidden(kind, collection));
             for collection in collections {
                 let bases = self.ledger.bases(kind, &collection).await?;
                 let items = match self.content.items(kind, &collection, false).await {
@@ -123,13 +132,18 @@ impl<C: ContentStore, L: Ledger> Worker<C, L> {
                 continue;
             }
             let outcome = match self.reconcile(&key, 0, report).await {
-                Ok(outcome) => outcome,
+                Ok(outcome) => {
+                    report.results.push((Subject::Path(path.clone()), Ok(())));
+                    outcome
+                }
                 Err(err) => {
-                    tracing::warn!(%key, %err, "cannot reconcile; retrying after the rescan");
-                    Outcome::Retry {
-                        after: self.settings.settle,
-                        tries: 0,
-                    }
+                    let fault = self.fault(&path, &err);
+                    report
+                        .results
+                        .push((Subject::Path(path.clone()), Err(fault)));
+                    report.next.push((path, Next::Failed { tries: 0 }));
+                    summary.skipped += 1;
+                    continue;
                 }
             };
             match outcome {
@@ -145,10 +159,19 @@ impl<C: ContentStore, L: Ledger> Worker<C, L> {
             }
         }
         summary.elapsed = started.elapsed();
+        let unlisted = match walked.unlisted.as_slice() {
+            [] => String::new(),
+            [(dir, err)] => format!("; cannot list {}: {err}", dir.display()),
+            [(dir, err), more @ ..] => format!(
+                "; cannot list {}: {err} (and {} more directories)",
+                dir.display(),
+                more.len()
+            ),
+        };
         self.board.publish(Notice::new(
             EventKind::Rescanned,
             format!(
-                "rescanned {} in {:?}: {} imported, {} exported, {} conflicts, {} skipped",
+                "rescanned {} in {:?}: {} imported, {} exported, {} conflicts, {} skipped{unlisted}",
                 summary.scanned,
                 summary.elapsed,
                 summary.imported,
@@ -157,6 +180,12 @@ impl<C: ContentStore, L: Ledger> Worker<C, L> {
                 summary.skipped
             ),
         ));
+        if !unlisted.is_empty() {
+            return Err(ContentError::Storage(format!(
+                "{}; what is in it was left as it is",
+                unlisted.trim_start_matches("; ")
+            )));
+        }
         Ok(summary)
     }
 }
@@ -168,6 +197,10 @@ struct Walked {
     stats: HashMap<Key, Stat>,
     collections: HashMap<Kind, BTreeSet<String>>,
     rejected: Vec<(PathBuf, String)>,
+    /// Directories that could not be listed, and why.
+    unlisted: Vec<(PathBuf, io::Error)>,
+    /// What they hide: every collection of a kind (None), or one.
+    hidden: HashSet<(Kind, Option<String>)>,
 }
 
 /// Walks the sync root without following links.
@@ -176,54 +209,89 @@ fn walk(layout: &Layout) -> Walked {
     let mut walked = Walked::default();
     for kind in [Kind::Template, Kind::Stylesheet] {
         let depth = if kind == Kind::Template { 2 } else { 1 };
-        for collection in dirs_in(&root.join(layout::kind_dir(kind)), &mut walked.rejected) {
+        let kind_dir = root.join(layout::kind_dir(kind));
+        let collections = match dirs_in(&kind_dir, &mut walked.rejected) {
+            Ok(collections) => collections,
+            Err(err) => {
+                walked.unlisted.push((kind_dir, err));
+                walked.hidden.insert((kind, None));
+                continue;
+            }
+        };
+        for collection in collections {
             let Some(name) = collection.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };
+            let name = name.to_owned();
             walked
                 .collections
                 .entry(kind)
                 .or_default()
-                .insert(name.to_owned());
-            let mut dirs = vec![collection.clone()];
-            for _ in 1..depth {
-                dirs = dirs
-                    .iter()
-                    .flat_map(|dir| dirs_in(dir, &mut walked.rejected))
-                    .collect();
-            }
-            for dir in dirs {
-                let Ok(entries) = fs::read_dir(&dir) else {
-                    continue;
-                };
-                for entry in entries.flatten() {
-                    let path = entry.path();
-                    match layout.classify(&path) {
-                        Target::Item(key) => {
-                            if let Ok(meta) = entry.metadata() {
-                                walked.stats.insert(key.clone(), file::stat_of(&meta));
-                            }
-                            walked.keys.push(key);
-                        }
-                        Target::Rejected(reason) => walked.rejected.push((path, reason)),
-                        Target::Ignored => {}
-                    }
-                }
+                .insert(name.clone());
+            if let Err((dir, err)) = walk_collection(layout, &collection, depth, &mut walked) {
+                walked.unlisted.push((dir, err));
+                walked.hidden.insert((kind, Some(name)));
             }
         }
     }
     walked
 }
 
-/// The real directories in `dir`; symbolic links among them are rejected.
-fn dirs_in(dir: &Path, rejected: &mut Vec<(PathBuf, String)>) -> Vec<PathBuf> {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Vec::new();
+/// Adds the files of one collection to `walked`, `depth` levels down;
+/// the directory that could not be listed, if one could not.
+fn walk_collection(
+    layout: &Layout,
+    collection: &Path,
+    depth: usize,
+    walked: &mut Walked,
+) -> Result<(), (PathBuf, io::Error)> {
+    let mut dirs = vec![collection.to_owned()];
+    for _ in 1..depth {
+        let mut next = Vec::new();
+        for dir in &dirs {
+            next.extend(dirs_in(dir, &mut walked.rejected).map_err(|err| (dir.clone(), err))?);
+        }
+        dirs = next;
+    }
+    for dir in dirs {
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+            Err(err) => return Err((dir, err)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|err| (dir.clone(), err))?;
+            let path = entry.path();
+            match layout.classify(&path) {
+                Target::Item(key) => {
+                    if let Ok(meta) = entry.metadata() {
+                        walked.stats.insert(key.clone(), file::stat_of(&meta));
+                    }
+                    walked.keys.push(key);
+                }
+                Target::Rejected(reason) => walked.rejected.push((path, reason)),
+                Target::Ignored => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The real directories in `dir` (none if it is missing); symbolic links
+/// among them are rejected.
+fn dirs_in(dir: &Path, rejected: &mut Vec<(PathBuf, String)>) -> io::Result<Vec<PathBuf>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(err),
     };
     let mut dirs = Vec::new();
-    for entry in entries.flatten() {
-        let Ok(kind) = entry.file_type() else {
-            continue;
+    for entry in entries {
+        let entry = entry?;
+        let kind = match entry.file_type() {
+            Ok(kind) => kind,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(err),
         };
         let name = entry.file_name();
         if names::is_ignored(&name.to_string_lossy()) {
@@ -239,5 +307,5 @@ fn dirs_in(dir: &Path, rejected: &mut Vec<(PathBuf, String)>) -> Vec<PathBuf> {
         }
     }
     dirs.sort();
-    dirs
+    Ok(dirs)
 }

@@ -29,6 +29,12 @@ impl<C: ContentStore, L: Ledger> Worker<C, L> {
             let copy = conflict.copy_path.clone();
             let text = match blocking(move || file::read(&copy)).await {
                 Disk::Content { text, .. } => text,
+                Disk::Unreadable(reason) => {
+                    return Err(storage(format!(
+                        "the conflict copy {} {reason}",
+                        conflict.copy_path.display()
+                    )));
+                }
                 Disk::Missing => {
                     return Err(ContentError::Refused(format!(
                         "the conflict copy {} is gone; keep the database side instead",

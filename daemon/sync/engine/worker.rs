@@ -18,6 +18,7 @@ use tokio::sync::{oneshot, watch};
 use super::{
     Hint, RescanSummary, Resolved, Settings,
     export::{self, ExportSummary},
+    failures::{Fault, Subject},
     queue::{Pending, Signal},
 };
 use crate::sync::{
@@ -25,7 +26,7 @@ use crate::sync::{
     atomic::Batch,
     events::{EventKind, Notice, SyncBoard},
     file::{self, Stat},
-    layout::Layout,
+    layout::{self, Layout, Target},
     ledger::Ledger,
     reconcile::Base,
 };
@@ -39,10 +40,12 @@ pub(super) enum Work {
     Reconcile(Vec<(PathBuf, Pending)>),
     /// Look at everything; answer `reply` if a user asked.
     Rescan(Option<Reply<RescanSummary>>),
+    /// Export a collection; answer `reply` if a user asked (else it is
+    /// the retry of one that failed).
     Export {
         kind: Kind,
         collection: String,
-        reply: Reply<ExportSummary>,
+        reply: Option<Reply<ExportSummary>>,
     },
     Resolve {
         id: String,
@@ -65,7 +68,8 @@ pub(super) struct Hold {
 pub(super) enum Next {
     /// Look again after `after`, the `tries`-th time.
     Retry { after: Duration, tries: u8 },
-    /// The look failed, the `tries`-th time in a row: back off.
+    /// The look failed (its fault is among the results): back off; the
+    /// looks so far stay `tries`.
     Failed { tries: u8 },
     /// Not looked at (paused or stopping): as it was.
     PutBack(Pending),
@@ -80,6 +84,9 @@ pub(super) struct Report {
     pub next: Vec<(PathBuf, Next)>,
     /// Paths or rescans the job found necessary.
     pub hints: Vec<Hint>,
+    /// What was attempted and whether it worked: a failure is tried again
+    /// with back-off, a success ends a streak of failures.
+    pub results: Vec<(Subject, Result<(), Fault>)>,
 }
 
 /// What one look at an entity came to.
@@ -119,6 +126,17 @@ pub(super) fn storage(err: impl std::fmt::Display) -> ContentError {
     ContentError::Storage(err.to_string())
 }
 
+/// A job's result as an attempt: only a storage error (a file, a
+/// directory or the database failing) is worth another try. Any other
+/// error (no such collection, a link in the way) will not go away by
+/// itself; whoever asked heard of it, and it ends a streak of failures.
+fn attempt<T>(result: &Result<T, ContentError>, what: &str) -> Result<(), Fault> {
+    match result {
+        Err(err @ ContentError::Storage(_)) => Err(Fault::new(format!("{what} failed: {err}"))),
+        _ => Ok(()),
+    }
+}
+
 impl<C: ContentStore, L: Ledger> Worker<C, L> {
     /// Does `work` with the missing files reported so far (`orphans`),
     /// stopping early when `hold` says so.
@@ -136,17 +154,15 @@ impl<C: ContentStore, L: Ledger> Worker<C, L> {
             Work::Reconcile(paths) => self.reconcile_due(paths, &hold, &mut report).await,
             Work::Rescan(reply) => {
                 let result = self.rescan(&hold, &mut report).await;
+                report
+                    .results
+                    .push((Subject::Rescan, attempt(&result, "the rescan")));
                 match (&result, reply) {
                     (_, Some(reply)) => {
                         let _ = reply.send(result);
                     }
                     (Ok(summary), None) => tracing::info!(?summary, "sync rescan"),
-                    (Err(err), None) => {
-                        self.board.publish(Notice::new(
-                            EventKind::WatcherError,
-                            format!("rescan failed: {err}"),
-                        ));
-                    }
+                    (Err(_), None) => {}
                 }
             }
             Work::Export {
@@ -163,7 +179,21 @@ impl<C: ContentStore, L: Ledger> Worker<C, L> {
                 )
                 .await;
                 self.announce_export(&collection, &result);
-                let _ = reply.send(result);
+                let what = format!("the export of {collection}");
+                let mut tried = attempt(&result, &what);
+                if let Err(fault) = &mut tried {
+                    fault.path = Some(layout::collection_dir(
+                        self.layout.root(),
+                        kind,
+                        &collection,
+                    ));
+                }
+                report
+                    .results
+                    .push((Subject::Export(kind, collection), tried));
+                if let Some(reply) = reply {
+                    let _ = reply.send(result);
+                }
             }
             Work::Resolve {
                 id,
@@ -190,22 +220,16 @@ impl<C: ContentStore, L: Ledger> Worker<C, L> {
                 report.next.push((path, Next::PutBack(pending)));
                 continue;
             }
+            let subject = Subject::Path(path.clone());
             match self.look_at(&path, pending.tries, report).await {
-                Ok(Outcome::Settled(_)) => {}
-                Ok(Outcome::Retry { after, tries }) => {
-                    report.next.push((path, Next::Retry { after, tries }));
+                Ok(outcome) => {
+                    report.results.push((subject, Ok(())));
+                    if let Outcome::Retry { after, tries } = outcome {
+                        report.next.push((path, Next::Retry { after, tries }));
+                    }
                 }
                 Err(err) => {
-                    tracing::warn!(path = %path.display(), %err, "cannot reconcile; retrying");
-                    if pending.tries == 0 {
-                        self.board.publish(
-                            Notice::new(
-                                EventKind::WatcherError,
-                                format!("cannot sync {}: {err}; retrying", path.display()),
-                            )
-                            .path(&path),
-                        );
-                    }
+                    report.results.push((subject, Err(self.fault(&path, &err))));
                     report.next.push((
                         path,
                         Next::Failed {
@@ -214,6 +238,18 @@ impl<C: ContentStore, L: Ledger> Worker<C, L> {
                     ));
                 }
             }
+        }
+    }
+
+    /// Why reconciling `path` failed.
+    pub(super) fn fault(&self, path: &Path, err: &ContentError) -> Fault {
+        Fault {
+            message: format!("cannot sync {}: {err}", path.display()),
+            path: Some(path.to_owned()),
+            key: match self.layout.classify(path) {
+                Target::Item(key) => Some(key),
+                _ => None,
+            },
         }
     }
 

@@ -24,14 +24,30 @@ async fn an_edit_made_while_the_database_is_down_lands_when_it_is_back(server: S
     );
     s.events
         .until("the save to fail for now", |e| {
-            e.kind() == K::WatcherError && e.path == footer.display().to_string()
+            e.kind() == K::Failing && e.path == footer.display().to_string()
         })
         .await;
+    let failing = status(&mut s.sync).await;
+    assert!(failing.failing_count >= 1, "{failing:?}");
+    let failure = failing.latest_failure.unwrap_or_default();
+    assert!(failure.since.is_some(), "{failure:?}");
 
     s.db.start_again();
     s.events
         .until("the save to land", |e| about(e, K::Imported, SET, "footer"))
         .await;
+    s.events
+        .until("the failure to end", |e| {
+            e.kind() == K::Recovered && e.path == footer.display().to_string()
+        })
+        .await;
+    // What else failed while the database was away (the poller's hints)
+    // is tried again at once and clears too.
+    eventually("nothing to fail any more", EVENT_DEADLINE, || {
+        let mut sync = s.sync.clone();
+        async move { (status(&mut sync).await.failing_count == 0).then_some(()) }
+    })
+    .await;
     assert_eq!(
         s.value(&format!(
             "SELECT template FROM {templates} WHERE sid = 1 AND title = 'footer'"
