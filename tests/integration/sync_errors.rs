@@ -13,17 +13,15 @@
 //! why and returns, unless `OUTPOST_REQUIRE_REAL` is set.
 
 use std::{
-    fs::{self, OpenOptions},
-    io::{self, Write},
+    fs, io,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
-    process::Command,
     time::SystemTime,
 };
 
 use nix::sys::signal::Signal;
 use outpost::proto::v1::{self as pb, SyncEventKind as K};
-use outpost_test_support::process::skip;
+use outpost_test_support::{process::skip, small_disk::SmallDisk};
 use tonic::Code;
 
 use crate::{
@@ -36,61 +34,6 @@ use crate::{
 
 /// The template set of these tests.
 const SET: &str = "Default";
-
-/// A tmpfs mounted on a directory for one test; unmounted when dropped.
-struct Tmpfs {
-    dir: PathBuf,
-}
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `size` (as `mount -o size=` takes it) on `dir`;
-    /// None, saying why, where mounting is not permitted.
-    fn mount(dir: &Path, size: &str) -> Option<Self> {
-        let output = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .output();
-        match output {
-            Ok(output) if output.status.success() => Some(Self {
-                dir: dir.to_owned(),
-            }),
-            Ok(output) => skip(&format!("cannot mount a tmpfs: {}", stderr(&output).trim())),
-            Err(err) => skip(&format!("cannot run mount: {err}")),
-        }
-    }
-
-    /// Fills it up with a hidden file (which sync ignores); returns it.
-    fn fill(&self) -> PathBuf {
-        let filler = self.dir.join(".filler");
-        let mut file = OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .open(&filler)
-            .unwrap();
-        let block = [b'x'; 4096];
-        loop {
-            match file.write_all(&block) {
-                Ok(()) => {}
-                Err(err) if err.raw_os_error() == Some(nix::libc::ENOSPC) => return filler,
-                Err(err) => panic!("filling {}: {err}", self.dir.display()),
-            }
-        }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let unmounted = Command::new("umount")
-            .arg(&self.dir)
-            .status()
-            .is_ok_and(|status| status.success());
-        if !unmounted {
-            // Still busy (a daemon that has not let go yet): detached now,
-            // gone once unused.
-            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-        }
-    }
-}
 
 /// Takes from every process this thread starts from now on the power of
 /// root to ignore file permissions; None, saying why, where that is not
@@ -198,7 +141,7 @@ async fn a_write_to_a_full_disk_is_retried_until_there_is_room(backend: Backend)
     let templates = root.path().join("templates");
     fs::create_dir_all(&templates).unwrap();
     // Declared before the daemon: unmounted after it has stopped.
-    let Some(disk) = Tmpfs::mount(&templates, "1m") else {
+    let Some(disk) = SmallDisk::mount_on(&templates, 1 << 20) else {
         return;
     };
     let root_arg = root.path().to_str().unwrap();
