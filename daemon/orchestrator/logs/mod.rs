@@ -262,7 +262,12 @@ pub fn tail(path: &Path, count: usize) -> io::Result<Lines> {
         }
         chunk *= 2;
     }
-    let mut segments: Vec<&[u8]> = buffer.split(|&b| b == b'\n').collect();
+    // An empty file has no lines, not one empty line.
+    let mut segments: Vec<&[u8]> = if buffer.is_empty() {
+        Vec::new()
+    } else {
+        buffer.split(|&b| b == b'\n').collect()
+    };
     if buffer.ends_with(b"\n") {
         segments.pop(); // the empty segment after the last newline
     }
@@ -390,6 +395,9 @@ mod tests {
         assert_eq!(texts(&last), ["line 9997", "line 9998", "line 9999"]);
         assert_eq!(last.offset, fs::metadata(&path).unwrap().len());
         assert_eq!(tail(&path, 20_000).unwrap().lines.len(), 10_000);
+        let empty = dir.path().join("empty");
+        File::create(&empty).unwrap();
+        assert!(tail(&empty, 3).unwrap().lines.is_empty());
     }
 
     #[tokio::test]
