@@ -439,6 +439,7 @@ async fn every_field_of_every_request_survives_hostile_values() {
             }
         }
     }
+    println!("{calls} hostile calls over {} methods", methods.len());
     assert!(calls > 1000, "only {calls} calls were generated");
     assert!(
         failures.is_empty(),
