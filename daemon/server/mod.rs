@@ -13,6 +13,7 @@ mod listeners;
 mod orchestrator;
 mod stream;
 mod sync;
+mod unix_authority;
 
 use std::{
     future::Future,
@@ -26,7 +27,10 @@ use tokio::{
     net::{TcpListener, UnixListener},
     task::JoinSet,
 };
-use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_stream::{
+    StreamExt,
+    wrappers::{TcpListenerStream, UnixListenerStream},
+};
 use tokio_util::sync::CancellationToken;
 use tonic::{
     server::NamedService,
@@ -48,6 +52,7 @@ use crate::{
 };
 use access::Gate;
 use listeners::SocketFile;
+use unix_authority::UnixAuthority;
 
 /// How long in-flight calls may take to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -179,10 +184,16 @@ pub async fn serve(
         ));
 
     let mut servers = JoinSet::new();
-    servers.spawn(router.clone().serve_with_incoming_shutdown(
-        UnixListenerStream::new(listeners.unix),
-        stop.clone().cancelled_owned(),
-    ));
+    // Socket clients may name the socket as :authority; TCP clients keep
+    // h2's validation. The wrapper assumes h2's default frame size and
+    // header table size, which this builder leaves alone.
+    let unix =
+        UnixListenerStream::new(listeners.unix).map(|accepted| accepted.map(UnixAuthority::new));
+    servers.spawn(
+        router
+            .clone()
+            .serve_with_incoming_shutdown(unix, stop.clone().cancelled_owned()),
+    );
     for listener in listeners.tcp {
         servers.spawn(router.clone().serve_with_incoming_shutdown(
             TcpListenerStream::new(listener),

@@ -3,6 +3,11 @@
 //! reflection, and a Python client whose stubs `tests/python/daemon_status.py`
 //! generates from `proto/` at test time.
 //!
+//! Both use their default options on the Unix socket: grpcurl 1.8.6 (Go,
+//! grpc-go 1.44) sends the socket path as `:authority` and grpcio 1.85 its
+//! percent-encoding (`run%2Fuser%2F…`), which the daemon accepts there and
+//! only there (`daemon/server/unix_authority/`).
+//!
 //! These tests need the packages of `tests/requirements.txt`; without them
 //! they fail, saying to `pip install -r tests/requirements.txt`.
 
@@ -62,8 +67,8 @@ fn tcp_target(daemon: &Daemon) -> String {
 }
 
 /// Runs `grpcurl -plaintext FLAGS… ADDRESS ARGS…` against `daemon`, adding
-/// the flags that `via` needs (the Unix socket needs `-unix -authority
-/// localhost`; TCP gets the token header if there is one).
+/// the flags that `via` needs (the Unix socket needs `-unix`; TCP gets the
+/// token header if there is one).
 fn grpcurl(daemon: &Daemon, via: Via, flags: &[&str], args: &[&str]) -> Output {
     let mut command = Command::new("grpcurl");
     command
@@ -71,9 +76,7 @@ fn grpcurl(daemon: &Daemon, via: Via, flags: &[&str], args: &[&str]) -> Output {
         .args(flags);
     match via {
         Via::Socket => {
-            command
-                .args(["-unix", "-authority", "localhost"])
-                .arg(&daemon.socket);
+            command.arg("-unix").arg(&daemon.socket);
         }
         Via::Tcp(token) => {
             if let Some(token) = token {
@@ -88,17 +91,27 @@ fn grpcurl(daemon: &Daemon, via: Via, flags: &[&str], args: &[&str]) -> Output {
 }
 
 /// Runs the Python client against `daemon`; over TCP the token, if any, goes
-/// in `OUTPOST_TOKEN`, which the client sends as bearer metadata.
+/// in `OUTPOST_TOKEN`, which the client sends as bearer metadata. The socket
+/// is named `unix:///path`.
 fn python_daemon_status(daemon: &Daemon, via: Via) -> Output {
+    let target = match via {
+        Via::Socket => daemon.unix_address().to_string(),
+        Via::Tcp(_) => tcp_target(daemon),
+    };
+    python_daemon_status_at(&target, via)
+}
+
+/// Runs the Python client against `target`, with the token of `via`.
+fn python_daemon_status_at(target: &str, via: Via) -> Output {
     let mut command = Command::new("python3");
     command.arg(PYTHON_CLIENT).env_remove("OUTPOST_TOKEN");
     match via {
-        Via::Socket => command.arg(daemon.unix_address().to_string()),
+        Via::Socket => command.arg(target),
         Via::Tcp(token) => {
             if let Some(token) = token {
                 command.env("OUTPOST_TOKEN", token);
             }
-            command.arg(tcp_target(daemon))
+            command.arg(target)
         }
     };
     run(&mut command)
@@ -268,6 +281,64 @@ fn grpcurl_over_tcp_with_the_token_lists_and_gets_daemon_status() {
 fn python_gets_daemon_status_over_the_socket() {
     let daemon = Daemon::start();
     assert_status_of(&daemon, &python_daemon_status(&daemon, Via::Socket));
+}
+
+#[test]
+fn python_with_default_options_works_with_either_form_of_unix_target() {
+    let daemon = Daemon::start();
+    let path = daemon.socket.to_str().expect("a UTF-8 socket path");
+    for target in [format!("unix:{path}"), format!("unix://{path}")] {
+        assert_status_of(&daemon, &python_daemon_status_at(&target, Via::Socket));
+    }
+}
+
+/// `:authority` values clients send on a Unix socket: the path (grpc-go
+/// 1.44, grpc-java), grpcio's percent-encoding of it without the leading
+/// slash, a percent-encoding with it (grpc-swift), and a relative path.
+const SOCKET_AUTHORITIES: [&str; 4] = [
+    "/run/user/1000/outpost/outpostd.sock",
+    "run%2Fuser%2F1000%2Foutpost%2Foutpostd.sock",
+    "%2Frun%2Fuser%2F1000%2Foutpost%2Foutpostd.sock",
+    "./outpostd.sock",
+];
+
+#[test]
+fn socket_accepts_path_like_authorities_and_tcp_still_rejects_them() {
+    let daemon = Daemon::builder().tcp().start();
+    let protoset = daemon.dir.path().join("health.protoset");
+    std::fs::write(&protoset, tonic_health::pb::FILE_DESCRIPTOR_SET).unwrap();
+    let protoset = protoset.to_str().unwrap();
+    for authority in SOCKET_AUTHORITIES {
+        let flags = ["-protoset", protoset, "-authority", authority];
+        let over_socket = grpcurl(
+            &daemon,
+            Via::Socket,
+            &flags,
+            &["grpc.health.v1.Health/Check"],
+        );
+        assert!(
+            succeeded(&over_socket).contains("SERVING"),
+            "{authority}: {}",
+            stdout(&over_socket)
+        );
+        // TCP keeps h2's validation: the stream is reset as malformed, as
+        // before the socket learned to accept these.
+        let over_tcp = grpcurl(
+            &daemon,
+            Via::Tcp(None),
+            &flags,
+            &["grpc.health.v1.Health/Check"],
+        );
+        let error = stderr(&over_tcp);
+        assert!(
+            !over_tcp.status.success()
+                && error.contains("RST_STREAM")
+                && error.contains("PROTOCOL_ERROR"),
+            "{authority} over TCP: {}\nstdout:\n{}\nstderr:\n{error}",
+            over_tcp.status,
+            stdout(&over_tcp)
+        );
+    }
 }
 
 #[test]

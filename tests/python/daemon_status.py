@@ -9,8 +9,11 @@ the protocol of the checkout it lives in.
 Usage:
     daemon_status.py TARGET
 
-TARGET is a gRPC target: ``unix:///path/to/outpostd.sock`` for the daemon's
-Unix socket, or ``HOST:PORT`` for a TCP listener. For TCP, put the daemon's
+TARGET is a gRPC target: ``unix:///path/to/outpostd.sock`` (or
+``unix:/path/to/outpostd.sock``) for the daemon's Unix socket, or
+``HOST:PORT`` for a TCP listener. The channel has grpc's default options:
+over the socket grpc sends the socket's path as the HTTP/2 authority, which
+the daemon accepts there. For TCP, put the daemon's
 token in $OUTPOST_TOKEN; it is sent as ``authorization: Bearer <token>``.
 
 Exit status: 0 on success; 1 when the call fails (the gRPC status code name
@@ -68,14 +71,6 @@ def generate_stubs(out_dir):
         setup_error(f"protoc failed with status {status} on {PROTO_DIR}")
 
 
-def channel_options(target):
-    """Channel options for target. Over a Unix socket, grpc (since 1.57)
-    sends the percent-encoded socket path as :authority, which the daemon's
-    HTTP/2 layer (h2) rejects as malformed with RST_STREAM PROTOCOL_ERROR;
-    "localhost" is what grpc-go, grpcurl -authority and tonic send instead."""
-    return [("grpc.default_authority", "localhost")] if target.startswith("unix:") else []
-
-
 def bearer_metadata():
     """The authorization metadata for $OUTPOST_TOKEN, or none when unset."""
     token = os.environ.get("OUTPOST_TOKEN")
@@ -92,7 +87,7 @@ def main(argv):
         sys.path.insert(0, out_dir)
         messages = importlib.import_module("outpost.v1.orchestrator_pb2")
         services = importlib.import_module("outpost.v1.orchestrator_pb2_grpc")
-        with grpc.insecure_channel(target, options=channel_options(target)) as channel:
+        with grpc.insecure_channel(target) as channel:
             orchestrator = services.OrchestratorStub(channel)
             try:
                 response = orchestrator.GetDaemonStatus(
