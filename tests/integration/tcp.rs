@@ -151,3 +151,22 @@ fn tcp_without_a_token_refuses_to_start() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn the_token_never_reaches_an_instance() {
+    let daemon = Daemon::builder().tcp().start();
+    let connection = daemon.connect().await;
+    let instance = crate::harness::create(
+        &connection,
+        crate::harness::spec("child", "sleep", &["1000"]),
+    )
+    .await;
+    let environ = std::fs::read(format!("/proc/{}/environ", instance.pid)).unwrap();
+    let environ = String::from_utf8_lossy(&environ);
+    assert!(
+        environ.contains("OUTPOST_INSTANCE_ID="),
+        "the instance's own marker is there: {environ}"
+    );
+    assert!(!environ.contains("OUTPOST_TOKEN"), "{environ}");
+    assert!(!environ.contains(TOKEN), "{environ}");
+}
