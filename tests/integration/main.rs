@@ -25,6 +25,7 @@ mod recovery;
 mod serving;
 mod socket;
 mod stores;
+mod sync_control;
 mod sync_editors;
 mod sync_errors;
 mod sync_stress;
