@@ -28,7 +28,8 @@ use crate::{
     harness::{START_DEADLINE, eventually, stderr, stdout},
     stores::{Backend, both_stores},
     sync_support::{
-        EVENT_DEADLINE, Mirrored, SyncClient, SyncEvents, about, at, put, status, template,
+        EVENT_DEADLINE, Mirrored, SyncClient, SyncEvents, about, at, put, status, sync_root,
+        template,
     },
 };
 
@@ -408,5 +409,43 @@ async fn a_rescan_that_cannot_list_a_set_is_retried_and_misses_nothing() {
     assert_eq!(
         template(&mut sync, SET, "header").await.content,
         "<b>edited after</b>"
+    );
+}
+
+#[tokio::test]
+async fn a_sync_root_removed_under_the_daemon_is_made_again_and_watched() {
+    let mut m = crate::sync_watch::mirrored().await;
+    let root = sync_root(&mut m.sync).await;
+    let mark = m.events.mark();
+    fs::remove_dir_all(&root).unwrap();
+
+    let failing = m
+        .events
+        .until("the lost root to be reported", |e| {
+            e.revision > mark && e.kind() == K::Failing
+        })
+        .await;
+    assert!(failing.message.contains("was removed"), "{failing:?}");
+    m.events
+        .until("the root to be watched again", |e| {
+            e.revision > mark && e.kind() == K::Recovered
+        })
+        .await;
+    let now = status(&mut m.sync).await;
+    assert_eq!(now.failing_count, 0);
+    assert!(root.is_dir(), "made again");
+
+    // What is written into it now reaches the database.
+    let dir = root.join("templates").join(SET).join("header");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("header_after.html"), "<p>after</p>").unwrap();
+    m.events
+        .until("the new file to be imported", |e| {
+            about(e, K::Imported, SET, "header_after")
+        })
+        .await;
+    assert_eq!(
+        template(&mut m.sync, SET, "header_after").await.content,
+        "<p>after</p>"
     );
 }

@@ -194,9 +194,14 @@ impl<C: ContentStore, L: Ledger> Actor<C, L> {
         let root = self.worker.layout.root().to_owned();
         tokio::task::spawn_blocking(move || {
             let hints = sender.clone();
-            let watched = watcher::watch(&root, move |hint| {
-                let _ = hints.send(Message::Hint(hint));
-            });
+            // A root removed under the daemon is made again, as at start.
+            let watched = std::fs::create_dir_all(&root)
+                .map_err(|err| format!("cannot make the sync root {}: {err}", root.display()))
+                .and_then(|()| {
+                    watcher::watch(&root, move |hint| {
+                        let _ = hints.send(Message::Hint(hint));
+                    })
+                });
             let _ = sender.send(Message::Watched(watched));
         });
     }
@@ -274,6 +279,17 @@ impl<C: ContentStore, L: Ledger> Actor<C, L> {
                     .board
                     .publish(Notice::new(EventKind::WatcherError, message));
                 self.queue.request_rescan();
+            }
+            Message::Hint(Hint::RootLost) => {
+                self.watcher = None;
+                let root = self.worker.layout.root().display().to_string();
+                self.attempted(
+                    Subject::Watcher,
+                    Err(Fault::new(format!(
+                        "the sync root {root} was removed: nothing is watched until it is made again"
+                    ))),
+                    now,
+                );
             }
             Message::Command(command) => self.command(command),
             Message::Done(report) => self.done(report, now),

@@ -61,6 +61,9 @@ pub enum Hint {
     Rescan,
     /// The watcher failed; the message says how.
     Failed(String),
+    /// The root itself was removed or moved away: nothing under it is
+    /// watched any more.
+    RootLost,
 }
 
 /// What a rescan did.

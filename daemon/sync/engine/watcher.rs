@@ -19,10 +19,15 @@ pub(super) fn watch(
     root: &Path,
     hint: impl Fn(Hint) + Send + 'static,
 ) -> Result<RecommendedWatcher, String> {
+    let watched_root = root.to_owned();
     let handler = move |result: notify::Result<Event>| match result {
         Ok(event) => {
             if event.need_rescan() {
                 hint(Hint::Rescan);
+            }
+            if root_lost(&event, &watched_root) {
+                hint(Hint::RootLost);
+                return;
             }
             let Some(signal) = signal(&event.kind) else {
                 return;
@@ -46,6 +51,16 @@ pub(super) fn watch(
         .watch(root, RecursiveMode::Recursive)
         .map_err(|err| format!("cannot watch {}: {}", root.display(), describe(&err)))?;
     Ok(watcher)
+}
+
+/// Whether `event` says the watched `root` itself went away (removed, or
+/// renamed away): inotify then drops every watch under it.
+fn root_lost(event: &Event, root: &Path) -> bool {
+    matches!(
+        event.kind,
+        EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
+    ) && event.paths.iter().any(|path| path == root)
+        && !root.is_dir()
 }
 
 /// What an event says a writer is doing; None when it is no change.
