@@ -18,6 +18,10 @@ use crate::spec::{InvalidField, invalid};
 
 const DAY: u64 = 24 * 3600;
 
+/// Shortest time between two health checks: shorter would make a probe
+/// (an exec probe forks a process each time) a busy loop.
+pub const MIN_PROBE_INTERVAL: Duration = Duration::from_millis(10);
+
 /// Longest timeout or delay of a spec: `idle_timeout`, `startup_timeout`,
 /// health `interval` and `timeout`, restart `initial_delay`, `max_delay`,
 /// `reset_after` and `cooldown`. A year is more than any of them needs,

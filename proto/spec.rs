@@ -523,8 +523,15 @@ pub fn validate_health(
             validate_argv(&field("exec.command"), command)?;
         }
     }
-    if health.interval.is_zero() {
-        return Err(invalid(&field("interval"), "must be positive"));
+    if health.interval < limits::MIN_PROBE_INTERVAL {
+        return Err(invalid(
+            &field("interval"),
+            format!(
+                "must be at least {:?} (the limit), not {:?}",
+                limits::MIN_PROBE_INTERVAL,
+                health.interval
+            ),
+        ));
     }
     limits::duration(&field("interval"), health.interval, MAX_DURATION)?;
     if health.timeout.is_zero() {

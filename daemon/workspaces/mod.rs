@@ -170,7 +170,7 @@ impl Workspaces {
             Source::File(file) if !file.starts_with('/') => {
                 return Err(ApplyError::Invalid {
                     field: "file",
-                    reason: format!("{file:?} is not an absolute path"),
+                    reason: format!("{} is not an absolute path", outpost::limits::quoted(&file)),
                 });
             }
             source => source,

@@ -186,6 +186,7 @@ proptest! {
             spec.idle_timeout.unwrap_or_default(),
         ];
         prop_assert!(durations.iter().all(|d| *d <= MAX_DURATION));
+        prop_assert!(spec.health.interval >= crate::limits::MIN_PROBE_INTERVAL);
         prop_assert!(spec.stop_grace <= MAX_STOP_GRACE);
         prop_assert!(spec.health.failure_threshold <= MAX_THRESHOLD);
         prop_assert!(spec.health.success_threshold <= MAX_THRESHOLD);

@@ -103,6 +103,16 @@ async fn over_limit_spec_values_are_refused_over_rpc_naming_field_and_limit() {
             "365 days",
         ),
         (
+            Box::new(|s| {
+                health(s).interval = Some(pbjson_types::Duration {
+                    seconds: 0,
+                    nanos: 1,
+                })
+            }),
+            "spec.health.interval",
+            "at least 10ms",
+        ),
+        (
             Box::new(|s| health(s).timeout = seconds(OVER_A_YEAR)),
             "spec.health.timeout",
             "365 days",
