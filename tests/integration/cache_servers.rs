@@ -8,11 +8,12 @@ use std::{
     io::{BufRead, BufReader, ErrorKind, Write},
     net::TcpStream,
     process::{Child, Command, Stdio},
-    thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use outpost_test_support::process::{DEADLINE, POLL, PORT_ATTEMPTS, free_port, skip};
+use outpost_test_support::process::{
+    DEADLINE, PORT_ATTEMPTS, Started, free_port, skip, wait_started,
+};
 
 /// Which cache server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,22 +83,19 @@ impl CacheServer {
     /// Waits until the server accepts a connection; false if it exited
     /// first (its port was taken).
     fn ready(&mut self) -> bool {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("cannot wait for the server") {
-                eprintln!("{:?} on port {} exited: {status}", self.kind, self.port);
-                return false;
+        let port = self.port;
+        match wait_started(&mut self.child, DEADLINE, || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        }) {
+            Started::Ready => true,
+            Started::Exited(status) => {
+                eprintln!("{:?} on port {port} exited: {status}", self.kind);
+                false
             }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return true;
-            }
-            assert!(
-                started.elapsed() < DEADLINE,
-                "{:?} did not accept connections on port {} within {DEADLINE:?}",
-                self.kind,
-                self.port
-            );
-            thread::sleep(POLL);
+            Started::TimedOut => panic!(
+                "{:?} did not accept connections on port {port} within {DEADLINE:?}",
+                self.kind
+            ),
         }
     }
 

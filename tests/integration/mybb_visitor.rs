@@ -22,11 +22,11 @@ use std::{
     net::{TcpListener, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    thread,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use outpost::proto::v1::{self as pb, SyncEventKind as K, content_key};
+use outpost_test_support::process::{Started, wait_started};
 
 use crate::{
     harness::{Daemon, START_DEADLINE, eventually},
@@ -504,28 +504,27 @@ impl PhpServer {
                 .stderr(out)
                 .spawn()
                 .expect("cannot run php -S");
-            let end = Instant::now() + START_DEADLINE;
-            loop {
-                if let Some(status) = child.try_wait().unwrap() {
-                    let text = fs::read_to_string(log).unwrap_or_default();
-                    if attempt < ATTEMPTS && text.contains("Address already in use") {
-                        break;
-                    }
-                    panic!("php -S exited ({status}):\n{text}");
-                }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            match wait_started(&mut child, START_DEADLINE, || {
+                TcpStream::connect(("127.0.0.1", port)).is_ok()
+            }) {
+                Started::Ready => {
                     return Self {
                         child,
                         port,
                         log: log.to_owned(),
                     };
                 }
-                if Instant::now() > end {
+                Started::Exited(status) => {
+                    let text = fs::read_to_string(log).unwrap_or_default();
+                    if !(attempt < ATTEMPTS && text.contains("Address already in use")) {
+                        panic!("php -S exited ({status}):\n{text}");
+                    }
+                }
+                Started::TimedOut => {
                     let _ = child.kill();
                     let _ = child.wait();
                     panic!("php -S did not listen within {START_DEADLINE:?}");
                 }
-                thread::sleep(outpost_test_support::process::POLL);
             }
         }
         unreachable!("the last attempt returns or panics")

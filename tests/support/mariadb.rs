@@ -25,8 +25,7 @@ use std::{
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use nix::{
@@ -38,7 +37,10 @@ use tempfile::TempDir;
 pub use crate::mybb_data::{FORUM_PASSWORD, MASTER_TITLES_ALWAYS, SEED_TIME};
 use crate::{
     mybb_data::{ConfigDb, is_identifier, master_titles, percent_encode},
-    process::{DEADLINE, POLL, PORT_ATTEMPTS, excerpt, free_port, run, run_with_input, skip},
+    process::{
+        DEADLINE, PORT_ATTEMPTS, Started, excerpt, free_port, run, run_with_input, skip,
+        wait_for_exit, wait_started,
+    },
 };
 
 /// The SQL mode the server runs with. MyBB sets none itself, so a forum
@@ -163,24 +165,13 @@ impl MariaDb {
         let pid = Pid::from_raw(i32::try_from(child.id()).expect("a pid fits in i32"));
         // The server may already have exited; waiting below tells.
         let _ = kill(pid, Signal::SIGTERM);
-        let end = Instant::now() + DEADLINE;
-        loop {
-            if child
-                .try_wait()
-                .expect("cannot wait for mariadbd")
-                .is_some()
-            {
-                return;
-            }
-            if Instant::now() > end {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "mariadbd did not stop within {DEADLINE:?} of SIGTERM:\n{}",
-                    self.log()
-                );
-            }
-            thread::sleep(POLL);
+        if !wait_for_exit(&mut child, DEADLINE) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "mariadbd did not stop within {DEADLINE:?} of SIGTERM:\n{}",
+                self.log()
+            );
         }
     }
 
@@ -326,25 +317,21 @@ impl MariaDb {
         }
         let child = command.spawn().expect("cannot run mariadbd");
         let child = self.child.insert(child);
-        let end = Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = child.try_wait().expect("cannot wait for mariadbd") {
+        match wait_started(child, DEADLINE, || greets(&self.socket_path)) {
+            Started::Ready => Ok(()),
+            Started::Exited(status) => {
                 self.child = None;
-                return Err(format!("mariadbd exited ({status}):\n{}", self.log()));
+                Err(format!("mariadbd exited ({status}):\n{}", self.log()))
             }
-            if greets(&self.socket_path) {
-                return Ok(());
-            }
-            if Instant::now() > end {
+            Started::TimedOut => {
                 let _ = child.kill();
                 let _ = child.wait();
                 self.child = None;
-                return Err(format!(
+                Err(format!(
                     "mariadbd did not answer within {DEADLINE:?}:\n{}",
                     self.log()
-                ));
+                ))
             }
-            thread::sleep(POLL);
         }
     }
 

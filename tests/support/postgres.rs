@@ -27,8 +27,7 @@ use std::{
     os::unix::{fs::chown, net::UnixStream, process::CommandExt},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use nix::{
@@ -40,7 +39,10 @@ use tempfile::TempDir;
 pub use crate::mybb_data::{FORUM_PASSWORD, MASTER_TITLES_ALWAYS, SEED_TIME};
 use crate::{
     mybb_data::{ConfigDb, is_identifier, master_titles, percent_encode},
-    process::{DEADLINE, POLL, PORT_ATTEMPTS, excerpt, free_port, run, run_with_input, skip},
+    process::{
+        DEADLINE, PORT_ATTEMPTS, Started, excerpt, free_port, run, run_with_input, skip,
+        wait_for_exit, wait_started,
+    },
 };
 
 /// The cluster's superuser, let in without a password over the socket
@@ -408,25 +410,21 @@ impl Postgres {
         let socket = self.socket_dir().join(format!(".s.PGSQL.{}", self.port));
         let child = command.spawn().expect("cannot run postgres");
         let child = self.child.insert(child);
-        let end = Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = child.try_wait().expect("cannot wait for postgres") {
+        match wait_started(child, DEADLINE, || accepts(&socket)) {
+            Started::Ready => Ok(()),
+            Started::Exited(status) => {
                 self.child = None;
-                return Err(format!("postgres exited ({status}):\n{}", self.log()));
+                Err(format!("postgres exited ({status}):\n{}", self.log()))
             }
-            if accepts(&socket) {
-                return Ok(());
-            }
-            if Instant::now() > end {
+            Started::TimedOut => {
                 let _ = child.kill();
                 let _ = child.wait();
                 self.child = None;
-                return Err(format!(
+                Err(format!(
                     "postgres did not answer within {DEADLINE:?}:\n{}",
                     self.log()
-                ));
+                ))
             }
-            thread::sleep(POLL);
         }
     }
 
@@ -730,24 +728,6 @@ fn accepts(socket: &Path) -> bool {
 
 fn pid_of(child: &Child) -> Pid {
     Pid::from_raw(i32::try_from(child.id()).expect("a pid fits in i32"))
-}
-
-/// Waits up to `deadline` for `child` to exit; whether it did.
-fn wait_for_exit(child: &mut Child, deadline: Duration) -> bool {
-    let end = Instant::now() + deadline;
-    loop {
-        if child
-            .try_wait()
-            .expect("cannot wait for postgres")
-            .is_some()
-        {
-            return true;
-        }
-        if Instant::now() > end {
-            return false;
-        }
-        thread::sleep(POLL);
-    }
 }
 
 /// [`is_identifier`] without uppercase letters: a name PostgreSQL keeps as

@@ -6,9 +6,9 @@ use std::{
     env,
     io::Write,
     net::TcpListener,
-    process::{Command, Output, Stdio},
+    process::{Child, Command, ExitStatus, Output, Stdio},
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 /// How long the server may take to start or stop: generous, because tests
@@ -22,6 +22,61 @@ pub const POLL: Duration = Duration::from_millis(10);
 /// How many free ports a start tries: another process may take the port
 /// between our probe and the server's bind.
 pub const PORT_ATTEMPTS: usize = 5;
+
+/// Asks `attempt` every [`POLL`] until it has an answer; None once
+/// `deadline` passed without one. Every wait of the harnesses (a server
+/// that starts, one that exits, a port that accepts) is this one: no
+/// process here tells when it is ready other than by being asked.
+pub fn poll<T>(deadline: Duration, mut attempt: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(answer) = attempt() {
+            return Some(answer);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        thread::sleep(POLL);
+    }
+}
+
+/// Whether `child` exited within `deadline`.
+pub fn wait_for_exit(child: &mut Child, deadline: Duration) -> bool {
+    poll(deadline, || {
+        child
+            .try_wait()
+            .expect("cannot wait for a server")
+            .map(drop)
+    })
+    .is_some()
+}
+
+/// How the wait for a server that was just started ended.
+#[derive(Debug)]
+pub enum Started {
+    /// It answers.
+    Ready,
+    /// It exited first.
+    Exited(ExitStatus),
+    /// It neither answered nor exited within the deadline.
+    TimedOut,
+}
+
+/// Waits up to `deadline` until `ready` holds for the server `child`, or
+/// it exits.
+pub fn wait_started(
+    child: &mut Child,
+    deadline: Duration,
+    mut ready: impl FnMut() -> bool,
+) -> Started {
+    poll(deadline, || {
+        match child.try_wait().expect("cannot wait for a server") {
+            Some(status) => Some(Started::Exited(status)),
+            None => ready().then_some(Started::Ready),
+        }
+    })
+    .unwrap_or(Started::TimedOut)
+}
 
 /// Whether the real servers are required (`OUTPOST_REQUIRE_REAL` set, not
 /// empty or `0`).
