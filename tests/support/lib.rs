@@ -7,6 +7,7 @@
 
 pub mod mariadb;
 mod mybb_data;
+mod mybb_root;
 pub mod postgres;
 pub mod process;
 pub mod small_disk;

@@ -11,11 +11,9 @@
 //! and seeded the way MyBB's installer does (`docs/mybb-semantics.md`), but
 //! small.
 //!
-//! This file is included by path from more than one crate (the daemon's
-//! unit tests and the black-box tests), so it uses only std, crates the
-//! daemon depends on and `mybb_data.rs` beside it (the forum's content,
-//! shared with `postgres.rs`), never `crate::`. It blocks: it is test code, and
-//! blocking keeps it usable from any test, async or not.
+//! The forum's content comes from `mybb_data.rs` and its directory from
+//! `mybb_root.rs`, both shared with `postgres.rs`. It blocks: it is test
+//! code, and blocking keeps it usable from any test, async or not.
 
 use std::{
     env,
@@ -36,10 +34,11 @@ use tempfile::TempDir;
 
 pub use crate::mybb_data::{FORUM_PASSWORD, MASTER_TITLES_ALWAYS, SEED_TIME};
 use crate::{
-    mybb_data::{ConfigDb, is_identifier, master_titles, percent_encode},
+    mybb_data::master_titles,
+    mybb_root::ConfigDb,
     process::{
-        DEADLINE, PORT_ATTEMPTS, Started, excerpt, free_port, run, run_with_input, skip,
-        wait_for_exit, wait_started,
+        DEADLINE, PORT_ATTEMPTS, Started, excerpt, free_port, is_identifier, percent_encode, run,
+        run_with_input, skip, wait_for_exit, wait_started,
     },
 };
 
@@ -428,11 +427,11 @@ pub struct Forum {
 
 impl Forum {
     /// Writes a forum's root directory the way MyBB's installer leaves one
-    /// (see [`mybb_data::write_root`]): its `inc/config.php` names this
+    /// (see [`mybb_root::write_root`]): its `inc/config.php` names this
     /// forum's database, prefix, account and encoding, with `hostname`
     /// written as given (`localhost`, `127.0.0.1:<port>`, …).
     pub fn write_root(&self, dir: &Path, hostname: &str) {
-        crate::mybb_data::write_root(
+        crate::mybb_root::write_root(
             dir,
             &ConfigDb {
                 kind: "mysqli",

@@ -38,10 +38,11 @@ use tempfile::TempDir;
 
 pub use crate::mybb_data::{FORUM_PASSWORD, MASTER_TITLES_ALWAYS, SEED_TIME};
 use crate::{
-    mybb_data::{ConfigDb, is_identifier, master_titles, percent_encode},
+    mybb_data::master_titles,
+    mybb_root::ConfigDb,
     process::{
-        DEADLINE, PORT_ATTEMPTS, Started, excerpt, free_port, run, run_with_input, skip,
-        wait_for_exit, wait_started,
+        DEADLINE, PORT_ATTEMPTS, Started, excerpt, free_port, is_identifier, percent_encode, run,
+        run_with_input, skip, wait_for_exit, wait_started,
     },
 };
 
@@ -517,13 +518,13 @@ pub struct PgForum {
 
 impl PgForum {
     /// Writes a forum's root directory the way MyBB's installer leaves one
-    /// for PostgreSQL (see [`mybb_data::write_root`]): its `inc/config.php`
+    /// for PostgreSQL (see [`mybb_root::write_root`]): its `inc/config.php`
     /// has the type `pgsql`, this forum's database, prefix and account,
     /// `hostname` written as given (`localhost`, `127.0.0.1:<port>`, a
     /// socket directory, …) and the encoding commented out, as the
     /// installer writes it for pgsql.
     pub fn write_root(&self, dir: &Path, hostname: &str) {
-        crate::mybb_data::write_root(
+        crate::mybb_root::write_root(
             dir,
             &ConfigDb {
                 kind: "pgsql",

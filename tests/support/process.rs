@@ -1,9 +1,10 @@
 //! What both database servers' harnesses do alike: the waits, the rule
-//! for a component that is not installed, free ports, and running a
-//! client program.
+//! for a component that is not installed, free ports, running a client
+//! program, and the names and URLs they build.
 
 use std::{
     env,
+    fmt::Write as _,
     io::Write,
     net::TcpListener,
     process::{Child, Command, ExitStatus, Output, Stdio},
@@ -140,4 +141,25 @@ pub fn excerpt(sql: &str) -> String {
         Some((at, _)) => format!("{}…", &sql[..at]),
         None => sql.to_owned(),
     }
+}
+
+/// Whether `name` is letters, digits and `_` only: what the harnesses
+/// accept as a database name or table prefix (MyBB's installer requires
+/// it of a prefix), so that neither needs quoting.
+pub fn is_identifier(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// `s` percent-encoded for a URL: everything but unreserved characters and
+/// those in `keep`.
+pub fn percent_encode(s: &str, keep: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || keep.as_bytes().contains(&b) {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
 }
