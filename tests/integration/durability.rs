@@ -13,8 +13,8 @@ use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus}
 
 use crate::{
     harness::{
-        Daemon, START_DEADLINE, create, eventually, exists, processes_of, spec, stderr, stdout,
-        wait_until,
+        Daemon, START_DEADLINE, assert_no_stray_processes, create, eventually, exists, spec,
+        stderr, stdout, wait_until,
     },
     sync_support::put,
 };
@@ -195,22 +195,7 @@ async fn a_full_disk_refuses_changes_loses_nothing_acknowledged_and_recovers_by_
     assert_eq!(instance_names(&connection).await, created);
     assert_eq!(templates(&connection, "Default").await, kept);
     // No process is left of an instance that was refused.
-    let pids: Vec<u32> = connection
-        .orchestrator()
-        .list_instances(pb::ListInstancesRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .instances
-        .into_iter()
-        .map(|i| i.pid)
-        .collect();
-    for pid in processes_of(&daemon.data_dir) {
-        assert!(
-            pids.contains(&pid),
-            "process {pid} of a refused instance left"
-        );
-    }
+    assert_no_stray_processes(&daemon, &connection).await;
 }
 
 /// The files of the state database in `data_dir`.

@@ -538,11 +538,30 @@ pub fn marked_processes() -> std::collections::BTreeMap<String, Vec<u32>> {
 
 /// Live processes spawned by the daemon of `data_dir` (they carry its
 /// data directory marker).
-pub fn processes_of(data_dir: &Path) -> Vec<u32> {
+fn processes_of(data_dir: &Path) -> Vec<u32> {
     let marker = data_dir.as_os_str().as_encoded_bytes();
     live_environments()
         .into_iter()
         .filter(|(_, environ)| process::env_value(environ, "OUTPOST_DATA_DIR") == Some(marker))
         .map(|(pid, _)| pid)
         .collect()
+}
+
+/// Panics unless every live process the daemon started is the process of
+/// an instance it lists: nothing outlives its instance (a refused create,
+/// a delete, a rollback).
+pub async fn assert_no_stray_processes(daemon: &Daemon, connection: &Connection) {
+    let pids: Vec<u32> = connection
+        .orchestrator()
+        .list_instances(pb::ListInstancesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .instances
+        .into_iter()
+        .map(|i| i.pid)
+        .collect();
+    for pid in processes_of(&daemon.data_dir) {
+        assert!(pids.contains(&pid), "process {pid} belongs to no instance");
+    }
 }

@@ -32,7 +32,7 @@ use tonic::{
     codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
 };
 
-use crate::harness::{Daemon, create, processes_of, spec};
+use crate::harness::{Daemon, assert_no_stray_processes, create, spec};
 
 /// How long one call may take before the daemon counts as hung.
 const CALL_DEADLINE: Duration = Duration::from_secs(20);
@@ -471,17 +471,5 @@ async fn every_field_of_every_request_survives_hostile_values() {
         "written outside the daemon's directories: {outside:?}"
     );
     // Every process the daemon started belongs to an instance it knows.
-    let known: Vec<u32> = connection
-        .orchestrator()
-        .list_instances(pb::ListInstancesRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .instances
-        .into_iter()
-        .map(|i| i.pid)
-        .collect();
-    for pid in processes_of(&daemon.data_dir) {
-        assert!(known.contains(&pid), "process {pid} outlived its instance");
-    }
+    assert_no_stray_processes(&daemon, &connection).await;
 }

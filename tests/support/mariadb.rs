@@ -26,10 +26,7 @@ use std::{
     time::Duration,
 };
 
-use nix::{
-    sys::signal::{Signal, kill},
-    unistd::{Pid, geteuid},
-};
+use nix::{sys::signal::Signal, unistd::geteuid};
 use tempfile::TempDir;
 
 pub use crate::mybb_data::{FORUM_PASSWORD, MASTER_TITLES_ALWAYS, SEED_TIME};
@@ -38,7 +35,7 @@ use crate::{
     mybb_root::ConfigDb,
     process::{
         DEADLINE, PORT_ATTEMPTS, Started, excerpt, free_port, is_identifier, percent_encode, run,
-        run_with_input, skip, wait_for_exit, wait_started,
+        run_with_input, skip, stop_server, wait_started,
     },
 };
 
@@ -161,12 +158,7 @@ impl MariaDb {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        let pid = Pid::from_raw(i32::try_from(child.id()).expect("a pid fits in i32"));
-        // The server may already have exited; waiting below tells.
-        let _ = kill(pid, Signal::SIGTERM);
-        if !wait_for_exit(&mut child, DEADLINE) {
-            let _ = child.kill();
-            let _ = child.wait();
+        if !stop_server(&mut child, Signal::SIGTERM) {
             panic!(
                 "mariadbd did not stop within {DEADLINE:?} of SIGTERM:\n{}",
                 self.log()

@@ -31,8 +31,8 @@ use std::{
 };
 
 use nix::{
-    sys::signal::{Signal, kill},
-    unistd::{Gid, Pid, Uid, User, geteuid},
+    sys::signal::Signal,
+    unistd::{Gid, Uid, User, geteuid},
 };
 use tempfile::TempDir;
 
@@ -42,7 +42,7 @@ use crate::{
     mybb_root::ConfigDb,
     process::{
         DEADLINE, PORT_ATTEMPTS, Started, excerpt, free_port, is_identifier, percent_encode, run,
-        run_with_input, skip, wait_for_exit, wait_started,
+        run_with_input, skip, stop_server, wait_started,
     },
 };
 
@@ -174,11 +174,7 @@ impl Postgres {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        // The server may already have exited; waiting below tells.
-        let _ = kill(pid_of(&child), Signal::SIGINT);
-        if !wait_for_exit(&mut child, DEADLINE) {
-            let _ = child.kill();
-            let _ = child.wait();
+        if !stop_server(&mut child, Signal::SIGINT) {
             panic!(
                 "postgres did not stop within {DEADLINE:?} of SIGINT:\n{}",
                 self.log()
@@ -468,11 +464,7 @@ impl Drop for Postgres {
             // An immediate shutdown: the postmaster ends its children and
             // exits without a checkpoint. SIGKILL would leave the children
             // running until they notice.
-            let _ = kill(pid_of(&child), Signal::SIGQUIT);
-            if !wait_for_exit(&mut child, DEADLINE) {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
+            stop_server(&mut child, Signal::SIGQUIT);
         }
     }
 }
@@ -725,10 +717,6 @@ fn accepts(socket: &Path) -> bool {
     // Terminate, so that the server does not log an unexpected EOF.
     let _ = stream.write_all(&[b'X', 0, 0, 0, 4]);
     ok
-}
-
-fn pid_of(child: &Child) -> Pid {
-    Pid::from_raw(i32::try_from(child.id()).expect("a pid fits in i32"))
 }
 
 /// [`is_identifier`] without uppercase letters: a name PostgreSQL keeps as

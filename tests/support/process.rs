@@ -2,6 +2,10 @@
 //! for a component that is not installed, free ports, running a client
 //! program, and the names and URLs they build.
 
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
 use std::{
     env,
     fmt::Write as _,
@@ -42,7 +46,7 @@ pub fn poll<T>(deadline: Duration, mut attempt: impl FnMut() -> Option<T>) -> Op
 }
 
 /// Whether `child` exited within `deadline`.
-pub fn wait_for_exit(child: &mut Child, deadline: Duration) -> bool {
+fn wait_for_exit(child: &mut Child, deadline: Duration) -> bool {
     poll(deadline, || {
         child
             .try_wait()
@@ -50,6 +54,20 @@ pub fn wait_for_exit(child: &mut Child, deadline: Duration) -> bool {
             .map(drop)
     })
     .is_some()
+}
+
+/// Sends `signal` to the server `child` (it may have exited already) and
+/// waits up to [`DEADLINE`] for it to exit; if it does not, kills it and
+/// says so (false).
+pub fn stop_server(child: &mut Child, signal: Signal) -> bool {
+    let pid = Pid::from_raw(i32::try_from(child.id()).expect("a pid fits in i32"));
+    let _ = kill(pid, signal);
+    if wait_for_exit(child, DEADLINE) {
+        return true;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
 }
 
 /// How the wait for a server that was just started ended.
