@@ -14,6 +14,8 @@ mod content;
 mod durability;
 mod harness;
 mod hostile;
+mod http_api;
+mod http_client;
 mod instances;
 mod mariadb_harness;
 mod mybb;
