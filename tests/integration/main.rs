@@ -34,6 +34,7 @@ mod sync_stress;
 mod sync_support;
 mod sync_watch;
 mod tcp;
+mod wait;
 mod watch;
 mod workspace_faults;
 mod workspaces;
