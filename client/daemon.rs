@@ -19,6 +19,12 @@ pub enum DaemonCommand {
     },
     /// Show the daemon's version, uptime, listeners and instance counts
     Status,
+    /// Print a one-time URL that logs a browser into the dashboard (valid for one visit within 60 s)
+    Dashboard {
+        /// Also open it in the default browser ($BROWSER, else xdg-open)
+        #[arg(long)]
+        open: bool,
+    },
     /// Check the gRPC health of the daemon and its services (exit 1 unless all serve)
     Health {
         /// Check only this service (e.g. outpost.v1.Sync); "" is the daemon as a whole
@@ -34,6 +40,7 @@ pub async fn run(
     match command {
         DaemonCommand::Validate { fix } => validate(connection, json, fix).await,
         DaemonCommand::Status => status(connection, json).await,
+        DaemonCommand::Dashboard { open } => dashboard(connection, json, open).await,
         DaemonCommand::Health { service } => health(connection, json, service).await,
     }
 }
@@ -89,6 +96,14 @@ async fn status(connection: &Connection, json: bool) -> Result<ExitCode, Failure
         ),
         ("uptime", output::duration(status.uptime.as_ref())),
         ("listening", status.listen_addresses.join(", ")),
+        (
+            "dashboard",
+            if status.http_address.is_empty() {
+                "none (start outpostd with --http 127.0.0.1:7878)".to_owned()
+            } else {
+                status.http_address
+            },
+        ),
         ("data dir", status.data_dir),
         ("state", store),
         ("instances", instances),
@@ -96,6 +111,44 @@ async fn status(connection: &Connection, json: bool) -> Result<ExitCode, Failure
         ("sync root", status.sync_root),
         ("workspaces", status.workspaces_dir),
     ])?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `outpostctl dashboard [--open]`: the login URL, printed (and opened).
+async fn dashboard(connection: &Connection, json: bool, open: bool) -> Result<ExitCode, Failure> {
+    let login = connection
+        .orchestrator()
+        .create_dashboard_login(pb::CreateDashboardLoginRequest {})
+        .await?
+        .into_inner();
+    if json {
+        output::json(&login)?;
+    } else {
+        output::outln!("{}", login.url);
+    }
+    if open {
+        let opener = std::env::var_os("BROWSER").unwrap_or_else(|| "xdg-open".into());
+        let opened = std::process::Command::new(&opener)
+            .arg(&login.url)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .status();
+        match opened {
+            Ok(status) if status.success() => {}
+            Ok(status) => {
+                return Err(Failure::Browser(format!(
+                    "{} could not open the URL ({status}); open it by hand",
+                    opener.to_string_lossy()
+                )));
+            }
+            Err(err) => {
+                return Err(Failure::Browser(format!(
+                    "cannot run {}: {err}; open the URL by hand",
+                    opener.to_string_lossy()
+                )));
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

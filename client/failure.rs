@@ -25,6 +25,8 @@ pub enum Failure {
     Output(io::Error),
     /// Input (a file, stdin) could not be read.
     Input(String),
+    /// A browser could not be opened.
+    Browser(String),
 }
 
 impl From<tonic::Status> for Failure {
@@ -51,7 +53,7 @@ impl fmt::Display for Failure {
             }
             Self::Rpc(status) => write_status(f, status),
             Self::Output(err) => write!(f, "cannot write output: {err}"),
-            Self::Input(message) => f.write_str(message),
+            Self::Input(message) | Self::Browser(message) => f.write_str(message),
         }
     }
 }

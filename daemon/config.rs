@@ -46,6 +46,14 @@ pub struct DaemonArgs {
     )]
     pub listen: Vec<ListenAddr>,
 
+    /// Serve the browser dashboard and the HTTP/JSON API here (port 0 picks a free port)
+    #[arg(long, env = "OUTPOST_HTTP", value_name = "HOST:PORT", value_parser = http_address)]
+    pub http: Option<SocketAddr>,
+
+    /// Allow --http on a non-loopback address in plain HTTP (anyone on that network can read the traffic)
+    #[arg(long, env = "OUTPOST_HTTP_INSECURE")]
+    pub http_insecure: bool,
+
     /// File holding the bearer token for TCP clients
     #[arg(long, env = "OUTPOST_TOKEN_FILE", value_name = "FILE")]
     pub token_file: Option<PathBuf>,
@@ -164,13 +172,7 @@ impl FromStr for ListenAddr {
         let rest = text
             .strip_prefix("tcp://")
             .ok_or_else(|| format!("unsupported scheme: {usage}"))?;
-        if let Some(port) = rest.strip_prefix("localhost:") {
-            let port = parse_port(port)?;
-            return Ok(Self(SocketAddr::from((Ipv4Addr::LOCALHOST, port))));
-        }
-        let (_, port) = rest.rsplit_once(':').ok_or_else(|| usage.to_owned())?;
-        parse_port(port)?;
-        rest.parse().map(Self).map_err(|_| usage.to_owned())
+        host_port(rest, usage).map(Self)
     }
 }
 
@@ -197,6 +199,25 @@ fn sync_wait(text: &str) -> Result<Duration, String> {
         return Err(format!("{} is shorter than the 10ms minimum", cut(text)));
     }
     Ok(duration)
+}
+
+/// The dashboard's address: `HOST:PORT` with an IP address or localhost.
+fn http_address(text: &str) -> Result<SocketAddr, String> {
+    host_port(
+        text,
+        "expected HOST:PORT with an IP address or localhost, e.g. 127.0.0.1:7878",
+    )
+}
+
+/// `HOST:PORT` with an IP address or localhost; `usage` says what was
+/// expected.
+fn host_port(text: &str, usage: &str) -> Result<SocketAddr, String> {
+    if let Some(port) = text.strip_prefix("localhost:") {
+        return Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, parse_port(port)?)));
+    }
+    let (_, port) = text.rsplit_once(':').ok_or_else(|| usage.to_owned())?;
+    parse_port(port)?;
+    text.parse().map_err(|_| usage.to_owned())
 }
 
 fn parse_port(text: &str) -> Result<u16, String> {
@@ -232,6 +253,8 @@ pub mod setting {
     pub const SOCKET: &str = "--socket (OUTPOST_SOCKET)";
     /// The TCP listeners.
     pub const LISTEN: &str = "--listen (OUTPOST_LISTEN)";
+    /// The dashboard's listener.
+    pub const HTTP: &str = "--http (OUTPOST_HTTP)";
     pub const TOKEN: &str = "--token-file (OUTPOST_TOKEN_FILE) or OUTPOST_TOKEN";
     pub const SYNC_ROOT: &str = "--sync-root (OUTPOST_SYNC_ROOT)";
     /// The workspaces directory.
@@ -254,6 +277,8 @@ pub struct Config {
     pub listen: Vec<ListenAddr>,
     /// Token TCP clients must present; always set when `listen` is not empty.
     pub token: Option<Token>,
+    /// Where the dashboard and the HTTP/JSON API are served, if anywhere.
+    pub http: Option<SocketAddr>,
     /// Port pool for instances.
     pub port_range: PortRange,
     /// Most instances the daemon holds.
@@ -297,12 +322,24 @@ impl Config {
                 ),
             ));
         }
+        if let Some(addr) = args.http
+            && !addr.ip().is_loopback()
+            && !args.http_insecure
+        {
+            return Err(ConfigError::new(
+                setting::HTTP,
+                format!(
+                    "{addr} is not a loopback address: the dashboard would be served in plain HTTP, its session cookie readable on the network; use 127.0.0.1 or [::1], or pass --http-insecure"
+                ),
+            ));
+        }
         Ok(Self {
             mybb,
             data_dir,
             socket,
             listen: args.listen,
             token,
+            http: args.http,
             port_range: args.port_range,
             max_instances: args.max_instances,
             sync_root,
@@ -383,10 +420,12 @@ impl fmt::Display for Config {
         let listen: Vec<String> = self.listen.iter().map(ToString::to_string).collect();
         write!(
             f,
-            "data_dir={} socket={} listen=[{}] token={} port_range={} max_instances={} sync_root={} sync_debounce={:?} sync_settle={:?} workspaces_dir={} keep_instances_on_exit={} mybb={}",
+            "data_dir={} socket={} listen=[{}] http={} token={} port_range={} max_instances={} sync_root={} sync_debounce={:?} sync_settle={:?} workspaces_dir={} keep_instances_on_exit={} mybb={}",
             show(&self.data_dir),
             show(&self.socket),
             listen.join(","),
+            self.http
+                .map_or_else(|| "none".to_owned(), |addr| addr.to_string()),
             if self.token.is_some() { "set" } else { "unset" },
             self.port_range,
             self.max_instances,
@@ -427,6 +466,12 @@ mod tests {
             "tcp://localhost:9".parse::<ListenAddr>().unwrap().0,
             "127.0.0.1:9".parse().unwrap()
         );
+        assert_eq!(
+            http_address("localhost:7878").unwrap(),
+            "127.0.0.1:7878".parse().unwrap()
+        );
+        assert_eq!(http_address("[::1]:0").unwrap(), "[::1]:0".parse().unwrap());
+        assert!(http_address("example.com:80").is_err());
         for bad in [
             "127.0.0.1:4200",
             "tcp://127.0.0.1:70000",

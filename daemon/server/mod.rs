@@ -46,12 +46,16 @@ use outpost::proto::{
 use crate::{
     config::{Config, ConfigError},
     daemon::Daemon,
+    http::{self, HttpListener, Logins},
     orchestrator::ports::PortRange,
     pid_lock::AlreadyRunning,
     store::backend::ContentBackend,
 };
 use access::Gate;
+pub(crate) use in_flight::InFlight;
 use listeners::SocketFile;
+pub(crate) use orchestrator::OrchestratorApi;
+pub(crate) use sync::SyncApi;
 use unix_authority::UnixAuthority;
 
 /// How long in-flight calls may take to finish after a shutdown signal.
@@ -71,6 +75,9 @@ pub enum ServerError {
     /// Another daemon already holds the socket.
     #[error(transparent)]
     AlreadyRunning(#[from] AlreadyRunning),
+    /// The dashboard's listener or its session key cannot be set up.
+    #[error("--http: {0}")]
+    Http(std::io::Error),
     /// Reflection could not be built from the descriptor sets.
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -88,6 +95,15 @@ pub(crate) struct DaemonInfo {
     pub(crate) sync_root: PathBuf,
     pub(crate) workspaces_dir: PathBuf,
     pub(crate) store_health: tokio::sync::watch::Receiver<crate::store::health::StoreHealth>,
+    /// The dashboard, when the daemon serves one.
+    pub(crate) dashboard: Option<Dashboard>,
+}
+
+/// Where the dashboard is and who hands out its login codes.
+#[derive(Debug)]
+pub(crate) struct Dashboard {
+    pub(crate) url: String,
+    pub(crate) logins: Logins,
 }
 
 /// The daemon's listeners, bound but not serving yet.
@@ -95,6 +111,7 @@ pub struct Listeners {
     unix: UnixListener,
     socket: SocketFile,
     tcp: Vec<TcpListener>,
+    http: Option<HttpListener>,
     addresses: Vec<String>,
 }
 
@@ -112,10 +129,12 @@ pub async fn bind(config: &Config) -> Result<Listeners, ServerError> {
         }
         tcp.push(listener);
     }
+    let http = http::bind(config).await.map_err(ServerError::Http)?;
     Ok(Listeners {
         unix,
         socket,
         tcp,
+        http,
         addresses,
     })
 }
@@ -134,6 +153,10 @@ pub async fn serve(
         nix::unistd::getuid().as_raw(),
         config.token.clone().map(Arc::new),
     );
+    let http_access = (listeners.http.as_ref())
+        .map(|http| http.access(config))
+        .transpose()
+        .map_err(ServerError::Http)?;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let orchestrator_name = <OrchestratorServer<orchestrator::OrchestratorApi>>::NAME;
     let sync_name = <SyncServer<sync::SyncApi<ContentBackend>>>::NAME;
@@ -154,6 +177,20 @@ pub async fn serve(
         sync_root: config.sync_root.clone(),
         workspaces_dir: config.workspaces_dir.clone(),
         store_health: daemon.store_health.clone(),
+        dashboard: listeners.http.as_ref().map(|http| Dashboard {
+            url: http.url.clone(),
+            logins: Logins::start(),
+        }),
+    });
+    let orchestrator_api = Arc::new(orchestrator::OrchestratorApi {
+        info: info.clone(),
+        orchestrator: daemon.orchestrator.clone(),
+        workspaces: daemon.workspaces.clone(),
+        stop: stop.clone(),
+    });
+    let sync_api = Arc::new(sync::SyncApi {
+        sync: daemon.sync.clone(),
+        stop: stop.clone(),
     });
     let in_flight = in_flight::InFlight::default();
     let router = Server::builder()
@@ -164,22 +201,13 @@ pub async fn serve(
         .add_service(guarded(reflection().build_v1()?, gate.clone()))
         .add_service(guarded(reflection().build_v1alpha()?, gate.clone()))
         .add_service(guarded(
-            OrchestratorServer::new(orchestrator::OrchestratorApi {
-                info: info.clone(),
-                orchestrator: daemon.orchestrator.clone(),
-                workspaces: daemon.workspaces.clone(),
-                stop: stop.clone(),
-            }),
+            OrchestratorServer::from_arc(orchestrator_api.clone()),
             gate.clone(),
         ))
         // Content larger than the store accepts must still arrive, so that
         // the answer names the limit rather than the transport's.
         .add_service(guarded(
-            SyncServer::new(sync::SyncApi {
-                sync: daemon.sync.clone(),
-                stop: stop.clone(),
-            })
-            .max_decoding_message_size(MAX_REQUEST),
+            SyncServer::from_arc(sync_api.clone()).max_decoding_message_size(MAX_REQUEST),
             gate,
         ));
 
@@ -200,10 +228,28 @@ pub async fn serve(
             stop.clone().cancelled_owned(),
         ));
     }
+    let mut front = None;
+    if let (Some(listener), Some(access), Some(dashboard)) =
+        (listeners.http, http_access, &info.dashboard)
+    {
+        let routes = http::Front {
+            orchestrator: orchestrator_api,
+            sync: sync_api,
+            access,
+            logins: dashboard.logins.clone(),
+        };
+        front = Some(tokio::spawn(http::serve(
+            listener,
+            routes,
+            in_flight.clone(),
+            stop.clone(),
+        )));
+    }
     tracing::info!(
         pid = std::process::id(),
         version = env!("CARGO_PKG_VERSION"),
         addresses = %info.listen_addresses.join(", "),
+        http = info.dashboard.as_ref().map_or("none", |dashboard| dashboard.url.as_str()),
         "serving"
     );
 
@@ -233,6 +279,14 @@ pub async fn serve(
     .await;
     if closed.is_err() {
         servers.abort_all();
+    }
+    if let Some(front) = front {
+        let abort = front.abort_handle();
+        match tokio::time::timeout(CLOSE_GRACE, front).await {
+            Ok(Ok(Err(err))) => tracing::warn!(%err, "the HTTP listener ended with an error"),
+            Ok(_) => {}
+            Err(_) => abort.abort(),
+        }
     }
     drop(listeners.socket);
     Ok(())

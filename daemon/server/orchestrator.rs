@@ -308,4 +308,24 @@ impl OrchestratorRpc for OrchestratorApi {
             applied: !request.dry_run,
         }))
     }
+
+    async fn create_dashboard_login(
+        &self,
+        _: Request<pb::CreateDashboardLoginRequest>,
+    ) -> Reply<pb::CreateDashboardLoginResponse> {
+        let dashboard = self.info.dashboard.as_ref().ok_or_else(|| {
+            Status::failed_precondition(
+                "this daemon serves no dashboard: start it with --http 127.0.0.1:7878 (port 0 picks one)",
+            )
+        })?;
+        let issued = dashboard
+            .logins
+            .issue()
+            .await
+            .ok_or_else(|| Status::unavailable("cannot make a login code now"))?;
+        Ok(Response::new(pb::CreateDashboardLoginResponse {
+            url: format!("{}/login?code={}", dashboard.url, issued.code),
+            expires_at: Some(convert::timestamp(issued.expires_at)),
+        }))
+    }
 }

@@ -276,6 +276,16 @@ impl<C: ContentStore> Sync for SyncApi<C> {
         }))
     }
 
+    async fn get_conflict(
+        &self,
+        request: Request<pb::GetConflictRequest>,
+    ) -> Reply<pb::GetConflictResponse> {
+        let request = request.into_inner();
+        let id = to::conflict_id(&request.conflict_id)?;
+        let sides = self.sync.conflict_sides(id).await?;
+        Ok(Response::new(to::conflict_sides(sides)))
+    }
+
     async fn resolve_conflict(
         &self,
         request: Request<pb::ResolveConflictRequest>,

@@ -9,6 +9,7 @@ use super::{
     Backend, Collection, Conflict, ContentError, ContentStore, Item, Key, Kind, Written,
     engine::{EngineStatus, ExportSummary, RescanSummary, Resolved, Resumed, SyncEngine},
     events::{Subscription, Tally, TallySnapshot},
+    file::{self, Disk},
     names, validate_content,
 };
 
@@ -21,6 +22,17 @@ pub struct SyncStatus {
     pub tally: Tally,
     /// The database behind it.
     pub backend: Backend,
+}
+
+/// Both sides of an open conflict, for a side-by-side comparison.
+#[derive(Debug)]
+pub struct ConflictSides {
+    pub conflict: Conflict,
+    /// The conflict copy's content (the editor's save), or why it cannot be
+    /// read — then only the database side can be kept.
+    pub disk: Result<String, String>,
+    /// What the database holds now; None once the entity was deleted.
+    pub database: Option<String>,
 }
 
 /// Content in a [`ContentStore`], mirrored on disk by a [`SyncEngine`].
@@ -146,14 +158,40 @@ impl<C: ContentStore> SyncService<C> {
         self.engine.conflicts().await
     }
 
+    /// Conflict `id` with the content of both sides.
+    pub async fn conflict_sides(&self, id: &str) -> Result<ConflictSides, ContentError> {
+        conflict_id(id)?;
+        let conflict = self
+            .engine
+            .conflicts()
+            .await?
+            .into_iter()
+            .find(|conflict| conflict.id == id)
+            .ok_or_else(|| ContentError::NotFound(format!("conflict {id}")))?;
+        let copy = conflict.copy_path.clone();
+        let disk = match tokio::task::spawn_blocking(move || file::read(&copy)).await {
+            Ok(Disk::Content { text, .. }) => Ok(text),
+            Ok(Disk::Empty) => Ok(String::new()),
+            Ok(Disk::Missing) => Err("the conflict copy is gone".to_owned()),
+            Ok(Disk::Unreadable(reason) | Disk::Rejected(reason)) => Err(reason),
+            Ok(Disk::Changing) => Err("the conflict copy is being written".to_owned()),
+            Err(err) => Err(format!("reading the conflict copy failed: {err}")),
+        };
+        let database = match self.content.get(&conflict.key).await {
+            Ok(item) => Some(item.content),
+            Err(ContentError::NotFound(_)) => None,
+            Err(err) => return Err(err),
+        };
+        Ok(ConflictSides {
+            conflict,
+            disk,
+            database,
+        })
+    }
+
     /// Resolves conflict `id`, keeping the disk side or the database side.
     pub async fn resolve(&self, id: &str, keep_disk: bool) -> Result<Resolved, ContentError> {
-        if id.is_empty() {
-            return Err(ContentError::Invalid {
-                field: "conflict_id",
-                reason: "is required".to_owned(),
-            });
-        }
+        conflict_id(id)?;
         self.engine.resolve(id, keep_disk).await
     }
 
@@ -166,4 +204,15 @@ impl<C: ContentStore> SyncService<C> {
     pub fn resync(&self) -> TallySnapshot {
         self.engine.board().tally(true)
     }
+}
+
+/// A conflict id must be given.
+fn conflict_id(id: &str) -> Result<(), ContentError> {
+    if id.is_empty() {
+        return Err(ContentError::Invalid {
+            field: "conflict_id",
+            reason: "is required".to_owned(),
+        });
+    }
+    Ok(())
 }

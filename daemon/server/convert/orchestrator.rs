@@ -501,6 +501,11 @@ pub fn daemon_status(
         max_instances: info.max_instances,
         sync_root: info.sync_root.display().to_string(),
         workspaces_dir: info.workspaces_dir.display().to_string(),
+        http_address: info
+            .dashboard
+            .as_ref()
+            .map(|dashboard| dashboard.url.clone())
+            .unwrap_or_default(),
         store_error,
         store_failing_since,
     }

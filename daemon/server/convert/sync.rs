@@ -15,7 +15,7 @@ use crate::sync::{
     Backend, Collection, Conflict, ContentError, Item, Key, Kind,
     engine::{ExportSummary, Failure, RescanSummary, Subject, WatcherState},
     events::{EventKind, SyncEvent},
-    service::SyncStatus,
+    service::{ConflictSides, SyncStatus},
 };
 
 impl From<ContentError> for Status {
@@ -250,6 +250,20 @@ pub fn conflict(conflict: Conflict) -> pb::Conflict {
         database_sha256: conflict.db_sha256,
         disk_sha256: conflict.disk_sha256,
         detected_at: Some(timestamp(conflict.detected_at)),
+    }
+}
+
+pub fn conflict_sides(sides: ConflictSides) -> pb::GetConflictResponse {
+    let (disk_content, disk_unavailable) = match sides.disk {
+        Ok(text) => (text, String::new()),
+        Err(reason) => (String::new(), reason),
+    };
+    pb::GetConflictResponse {
+        conflict: Some(conflict(sides.conflict)),
+        disk_content,
+        database_deleted: sides.database.is_none(),
+        database_content: sides.database.unwrap_or_default(),
+        disk_unavailable,
     }
 }
 
