@@ -8,6 +8,11 @@
 // instance list at most every 5 s to feed the sparklines; a hidden page
 // asks nothing. The page holds no secret: the session is an HttpOnly
 // cookie sent with every request of this origin.
+//
+// Bodies are the proto3 JSON mapping as `outpostctl --json` prints it
+// (docs/http-api.md): .proto field names (`restart_count`), every field
+// present (defaults included), enums by full name, 64-bit integers as
+// strings.
 'use strict';
 
 (() => {
@@ -61,11 +66,14 @@
     return node;
   }
 
-  /** `INSTANCE_STATE_RUNNING` → `running`: an enum's full name as a word. */
+  /**
+   * `INSTANCE_STATE_RUNNING` → `running`: an enum's full name as a word;
+   * the unset value (`…_UNSPECIFIED`, present like every default) as ''.
+   */
   function word(value, prefix) {
     if (!value) return '';
     const bare = value.startsWith(prefix) ? value.slice(prefix.length) : value;
-    return bare.toLowerCase().replace(/_/g, ' ');
+    return bare === 'UNSPECIFIED' ? '' : bare.toLowerCase().replace(/_/g, ' ');
   }
 
   /**
@@ -282,11 +290,11 @@
   function recordSample(entry, instance) {
     const usage = instance.usage;
     if (!usage || !instance.pid) return;
-    const t = parseTime(usage.sampledAt);
+    const t = parseTime(usage.sampled_at);
     if (Number.isNaN(t)) return;
     const last = entry.samples[entry.samples.length - 1];
     if (last && last.t >= t) return;
-    entry.samples.push({ t, cpu: Number(usage.cpuPercent ?? 0), rss: Number(usage.rssBytes ?? 0) });
+    entry.samples.push({ t, cpu: Number(usage.cpu_percent ?? 0), rss: Number(usage.rss_bytes ?? 0) });
     const oldest = Date.now() - SPARK_WINDOW_MS;
     while (entry.samples.length && entry.samples[0].t < oldest) entry.samples.shift();
   }
@@ -294,8 +302,8 @@
   function renderUsage(entry) {
     const { cells, instance, samples } = entry;
     const usage = instance.pid ? instance.usage : undefined;
-    cells.cpuText.textContent = usage ? `${Number(usage.cpuPercent ?? 0).toFixed(1)} %` : '—';
-    cells.memoryText.textContent = usage ? formatBytes(Number(usage.rssBytes ?? 0)) : '—';
+    cells.cpuText.textContent = usage ? `${Number(usage.cpu_percent ?? 0).toFixed(1)} %` : '—';
+    cells.memoryText.textContent = usage ? formatBytes(Number(usage.rss_bytes ?? 0)) : '—';
     drawSpark(cells.cpuSpark, samples, (s) => s.cpu);
     drawSpark(cells.memorySpark, samples, (s) => s.rss);
   }
@@ -314,7 +322,7 @@
     row.dataset.state = state.replace(/ /g, '-');
     row.dataset.id = instance.id ?? '';
     cells.state.textContent = state;
-    cells.state.title = instance.lastError ?? '';
+    cells.state.title = instance.last_error ?? '';
     cells.pid.textContent = instance.pid ? String(instance.pid) : '—';
     if (instance.port) {
       const url = `http://${location.hostname}:${instance.port}/`;
@@ -322,11 +330,11 @@
     } else {
       cells.port.textContent = '—';
     }
-    const since = instance.pid ? parseTime(instance.startedAt) : NaN;
+    const since = instance.pid ? parseTime(instance.started_at) : NaN;
     cells.uptime.dataset.since = Number.isNaN(since) ? '' : String(since);
-    cells.restarts.textContent = String(instance.restartCount ?? 0);
+    cells.restarts.textContent = String(instance.restart_count ?? 0);
     cells.health.textContent = word(instance.health?.state, 'HEALTH_STATE_') || '—';
-    cells.health.title = instance.health?.lastFailure ?? '';
+    cells.health.title = instance.health?.last_failure ?? '';
     recordSample(entry, instance);
     renderUsage(entry);
     tickUptimes();
@@ -361,27 +369,27 @@
 
   function applyStatusEvent(event) {
     const time = parseTime(event.time);
-    if (event.instanceChanged) {
-      const change = event.instanceChanged;
+    if (event.instance_changed) {
+      const change = event.instance_changed;
       const instance = change.instance ?? {};
       upsert(instance);
       const to = word(instance.state, 'INSTANCE_STATE_');
-      const from = word(change.previousState, 'INSTANCE_STATE_');
+      const from = word(change.previous_state, 'INSTANCE_STATE_');
       const reason = word(change.reason, 'TRANSITION_REASON_');
       const detail = change.detail ? `: ${change.detail}` : '';
       const move = from ? `${from} → ${to}` : to;
       feed(`${instance.name}: ${move}${reason ? ` (${reason}${detail})` : detail}`, time);
-    } else if (event.instanceDeleted) {
-      removeRow(event.instanceDeleted.name);
-      feed(`${event.instanceDeleted.name}: deleted`, time);
-    } else if (event.workspaceApplied) {
-      const { workspace = {}, diff = {} } = event.workspaceApplied;
+    } else if (event.instance_deleted) {
+      removeRow(event.instance_deleted.name);
+      feed(`${event.instance_deleted.name}: deleted`, time);
+    } else if (event.workspace_applied) {
+      const { workspace = {}, diff = {} } = event.workspace_applied;
       const parts = ['created', 'deleted', 'changed']
         .filter((key) => diff[key]?.length)
         .map((key) => `${key} ${diff[key].join(', ')}`);
       feed(`workspace ${workspace.name}: applied${parts.length ? ` (${parts.join('; ')})` : ''}`, time);
-    } else if (event.workspaceRejected) {
-      const { workspace, errors = [] } = event.workspaceRejected;
+    } else if (event.workspace_rejected) {
+      const { workspace, errors = [] } = event.workspace_rejected;
       feed(`workspace ${workspace}: rejected: ${errors.join('; ')}`, time);
     }
   }
@@ -643,12 +651,12 @@
       ['synced', counters.synced ?? '0'],
       ['conflicts seen', counters.conflicts ?? '0'],
       ['rejected', counters.rejected ?? '0'],
-      ['skipped empty', counters.skippedEmpty ?? '0'],
-      ['open conflicts', String(status.openConflicts ?? 0)],
-      ['waiting', String(status.dirtyCount ?? 0)],
-      ['failing', String(status.failingCount ?? 0)],
+      ['skipped empty', counters.skipped_empty ?? '0'],
+      ['open conflicts', String(status.open_conflicts ?? 0)],
+      ['waiting', String(status.dirty_count ?? 0)],
+      ['failing', String(status.failing_count ?? 0)],
     ];
-    if (status.lastError) facts.push(['last error', status.lastError]);
+    if (status.last_error) facts.push(['last error', status.last_error]);
     if (status.backend?.error) facts.push(['store error', status.backend.error]);
     ui.syncStatus.replaceChildren(
       ...facts.flatMap(([term, value]) => [
@@ -723,12 +731,12 @@
     button.disabled = true;
     try {
       const answer = await api('GET', `/api/v1/sync/conflicts/${enc(item.dataset.conflict)}`);
-      const version = answer.conflict?.databaseVersion;
+      const version = answer.conflict?.database_version;
       const side = (cls, title, text) =>
         h('figure', { class: cls }, [h('figcaption', { text: title }), h('pre', { tabindex: 0, text: text ?? '' })]);
       panel.replaceChildren(
-        side('disk', 'On disk (the conflict copy)', answer.diskContent),
-        side('database', `In the database${version ? ` (version ${version})` : ''}`, answer.databaseContent),
+        side('disk', 'On disk (the conflict copy)', answer.disk_content),
+        side('database', `In the database${version ? ` (version ${version})` : ''}`, answer.database_content),
       );
       panel.hidden = false;
       button.setAttribute('aria-expanded', 'true');
