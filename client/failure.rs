@@ -27,6 +27,8 @@ pub enum Failure {
     Input(String),
     /// A browser could not be opened.
     Browser(String),
+    /// What `wait` waited for will not happen.
+    Wait(String),
 }
 
 impl From<tonic::Status> for Failure {
@@ -53,7 +55,9 @@ impl fmt::Display for Failure {
             }
             Self::Rpc(status) => write_status(f, status),
             Self::Output(err) => write!(f, "cannot write output: {err}"),
-            Self::Input(message) | Self::Browser(message) => f.write_str(message),
+            Self::Input(message) | Self::Browser(message) | Self::Wait(message) => {
+                f.write_str(message)
+            }
         }
     }
 }

@@ -6,6 +6,7 @@ mod failure;
 mod instances;
 mod output;
 mod sync;
+mod wait;
 mod workspaces;
 
 use std::{
@@ -69,6 +70,8 @@ enum Command {
     /// Declarative workspaces: ls, show, apply, check
     #[command(subcommand)]
     Workspace(workspaces::WorkspaceCommand),
+    /// Wait until instances are ready, stopped or completed (exit 1 if one never will, 124 on --timeout)
+    Wait(wait::WaitArgs),
     #[command(flatten)]
     Daemon(daemon::DaemonCommand),
     /// Print a shell completion script
@@ -103,7 +106,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     if let Command::Workspace(workspaces::WorkspaceCommand::Check { file }) = &cli.command {
         return workspaces::check(file, cli.json);
     }
-    let streaming = matches!(&cli.command, Command::Instance(command) if command.streams());
+    let streaming = matches!(&cli.command, Command::Wait(_))
+        || matches!(&cli.command, Command::Instance(command) if command.streams());
     let connection = connect(&cli, streaming).await?;
     let json = cli.json;
     match cli.command {
@@ -116,6 +120,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Sync(command) => sync::run(&connection, json, command).await,
         Command::Workspace(command) => workspaces::run(&connection, json, command).await,
+        Command::Wait(args) => wait::run(&connection, json, args, cli.timeout).await,
         Command::Daemon(command) => daemon::run(&connection, json, command).await,
         Command::Completions { .. } => unreachable!("handled before connecting"),
     }

@@ -94,6 +94,15 @@ impl axum::extract::FromRef<Front> for Arc<Access> {
     }
 }
 
+/// What no route serves: an API caller gets the JSON error it expects.
+async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
+    let status = tonic::Status::not_found(format!(
+        "no such resource: {}",
+        outpost::limits::cut(uri.path())
+    ));
+    api::failure(&status)
+}
+
 /// Serves the front on `listener` until `stop` is cancelled; streams end
 /// then (the services' own streams watch the same token), and the
 /// connections close once their responses are done.
@@ -111,6 +120,7 @@ pub(crate) async fn serve(
     let router = Router::new()
         .merge(api)
         .merge(page::routes())
+        .fallback(not_found)
         .layer(middleware::from_fn_with_state(access, access::own_host))
         .layer(middleware::map_response(page::hardened))
         .layer(tracked)

@@ -127,14 +127,20 @@ fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
 mod tests {
     use std::os::unix::fs::PermissionsExt;
 
-    use axum::http::header::COOKIE;
+    use axum::{
+        http::header::{COOKIE, SET_COOKIE},
+        response::IntoResponse,
+    };
 
     use super::*;
 
+    /// The headers of a request carrying the cookies `jar` sets, as a
+    /// browser sends them back.
     fn request_with(jar: &SignedCookieJar) -> HeaderMap {
+        let response = (jar.clone(), ()).into_response();
         let mut headers = HeaderMap::new();
-        for cookie in jar.iter() {
-            let pair = format!("{}={}", cookie.name(), cookie.value());
+        for set in response.headers().get_all(SET_COOKIE) {
+            let pair = set.to_str().unwrap().split(';').next().unwrap().to_owned();
             headers.append(COOKIE, pair.parse().unwrap());
         }
         headers

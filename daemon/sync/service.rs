@@ -167,7 +167,7 @@ impl<C: ContentStore> SyncService<C> {
             .await?
             .into_iter()
             .find(|conflict| conflict.id == id)
-            .ok_or_else(|| ContentError::NotFound(format!("conflict {id}")))?;
+            .ok_or_else(|| ContentError::NotFound(format!("no conflict {id:?}")))?;
         let copy = conflict.copy_path.clone();
         let disk = match tokio::task::spawn_blocking(move || file::read(&copy)).await {
             Ok(Disk::Content { text, .. }) => Ok(text),

@@ -19,14 +19,14 @@ use std::{
     ffi::OsString,
     fs::{self, File},
     io::{Read, Write},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use outpost::proto::v1::{self as pb, SyncEventKind as K, content_key};
-use outpost_test_support::process::{Started, wait_started};
+use outpost_test_support::process::{Started, free_port, wait_started};
 
 use crate::{
     harness::{Daemon, START_DEADLINE, eventually},
@@ -639,13 +639,4 @@ fn form_encode(text: &str) -> String {
         }
     }
     encoded
-}
-
-/// A port of 127.0.0.1 free a moment ago.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

@@ -544,6 +544,29 @@ async fn a_template_changed_in_the_database_and_on_disk_at_once_is_one_conflict(
     assert_eq!(conflict.database_sha256, sha256(database.as_bytes()));
     assert_eq!(conflict.disk_sha256, sha256(disk.as_bytes()));
     assert!(conflict.detected_at.is_some());
+    // Both sides, for a side-by-side view.
+    let sides = m
+        .sync
+        .get_conflict(pb::GetConflictRequest {
+            conflict_id: conflict.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (sides.disk_content.as_str(), sides.database_content.as_str()),
+        (disk, database)
+    );
+    assert!(sides.disk_unavailable.is_empty() && !sides.database_deleted);
+    assert_eq!(sides.conflict.as_ref(), Some(conflict));
+    let unknown = m
+        .sync
+        .get_conflict(pb::GetConflictRequest {
+            conflict_id: "no-such-conflict".to_owned(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown:?}");
     let now = status(&mut m.sync).await;
     assert_eq!(now.open_conflicts, 1);
     assert_eq!(now.counters.unwrap().conflicts, 1);
