@@ -21,7 +21,7 @@ use nix::{
     unistd::{Pid, mkfifo},
 };
 use outpost::proto::v1 as pb;
-use outpost_test_support::browser::Browser;
+use outpost_test_support::browser::{Browser, Key};
 use serde_json::{Value, json};
 
 use crate::{
@@ -160,6 +160,7 @@ async fn an_instance_made_with_the_cli_shows_up_live_and_stop_stops_its_tree() {
     let port = instance["port"].as_u64().unwrap();
     let shown_at = browser.wait_present(&row_in("web", "running")).await;
     let latency = Duration::from_secs_f64((shown_at - created_at).max(0.0) / 1000.0);
+    eprintln!("the row appeared {latency:?} after the create");
     assert!(
         latency <= SHOWN_WITHIN,
         "the row appeared {latency:?} after the create"
@@ -222,6 +223,55 @@ async fn an_instance_made_with_the_cli_shows_up_live_and_stop_stops_its_tree() {
     assert_no_stray_processes(&daemon, &connection).await;
 }
 
+/// Most bytes the page may cost a browser to load, everything included.
+const PAGE_BUDGET: u64 = 100 * 1024;
+
+#[tokio::test]
+async fn the_page_is_small_and_self_contained() {
+    let daemon = with_dashboard(Daemon::builder()).start();
+    ctl_json(&daemon, &["run", "web", "--", "sleep", "1000"]);
+    let Some(browser) = logged_in(&daemon).await else {
+        return;
+    };
+    browser.wait_present(&row_in("web", "running")).await;
+    let (loaded, _) = browser
+        .wait_until(
+            "the table's first snapshot",
+            "const [first] = performance.getEntriesByName('outpost-first-snapshot'); \
+             const [page] = performance.getEntriesByType('navigation'); \
+             return first && { \
+                 firstSnapshotMs: first.startTime, \
+                 resources: [page, ...performance.getEntriesByType('resource')] \
+                     .map((e) => ({ name: e.name, bytes: e.transferSize })), \
+             };",
+            json!({}),
+        )
+        .await;
+    let origin = dashboard_url(&daemon);
+    let resources = loaded["resources"].as_array().unwrap();
+    let mut total = 0;
+    for resource in resources {
+        let name = resource["name"].as_str().unwrap();
+        assert!(
+            name.starts_with(&origin),
+            "a request off the daemon: {name}"
+        );
+        total += resource["bytes"].as_u64().unwrap();
+    }
+    let names: Vec<&str> = resources
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    for asset in ["/assets/app.js", "/assets/app.css"] {
+        assert!(names.iter().any(|name| name.ends_with(asset)), "{names:?}");
+    }
+    assert!(total <= PAGE_BUDGET, "{total} bytes: {resources:#?}");
+    eprintln!(
+        "page: {total} bytes transferred; first snapshot shown {:.0} ms after navigation",
+        loaded["firstSnapshotMs"].as_f64().unwrap()
+    );
+}
+
 #[tokio::test]
 async fn a_refused_delete_shows_the_daemons_message() {
     let daemon = with_dashboard(Daemon::builder()).start();
@@ -237,12 +287,29 @@ async fn a_refused_delete_shows_the_daemons_message() {
         .wait_text("#events", "workspace shop: applied")
         .await;
 
-    // A workspace owns it: the daemon refuses a delete without force.
-    browser.click(&button("shop.api", "delete")).await;
-    browser.wait_present("#delete-dialog[open]").await;
+    // By keyboard: Enter on delete opens the dialog with the focus on
+    // cancel, Escape closes it and nothing happens.
+    let enter = char::from(Key::Enter).to_string();
     browser
-        .click("button[data-action=\"confirm-delete\"]")
+        .type_into(&button("shop.api", "delete"), &enter)
         .await;
+    browser.wait_present("#delete-dialog[open]").await;
+    assert_eq!(browser.focused().await, "delete-cancel");
+    browser
+        .type_here(&char::from(Key::Escape).to_string())
+        .await;
+    browser.wait_present("#delete-dialog:not([open])").await;
+    browser.find(&row_in("shop.api", "running")).await;
+
+    // Tab to the dialog's delete and Enter: a workspace owns the instance,
+    // so the daemon refuses a delete without force.
+    browser
+        .type_into(&button("shop.api", "delete"), &enter)
+        .await;
+    browser.wait_present("#delete-dialog[open]").await;
+    browser.type_here(&char::from(Key::Tab).to_string()).await;
+    assert_eq!(browser.focused().await, "confirm-delete");
+    browser.type_here(&enter).await;
     let notice = browser
         .wait_text("#notice", "owned by workspace shop")
         .await;

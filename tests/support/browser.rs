@@ -30,6 +30,9 @@ use nix::{
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
+/// Keys beyond text (Enter, Tab, Escape, …), as chars for the typing helpers.
+pub use fantoccini::key::Key;
+
 use crate::process::{
     DEADLINE, PORT_ATTEMPTS, Started, find_program, free_port, skip, wait_started,
 };
@@ -203,6 +206,38 @@ impl Browser {
             .click()
             .await
             .unwrap_or_else(|err| panic!("cannot click {css}: {err}"));
+    }
+
+    /// Types `keys` (text, or [`fantoccini::key::Key`]s as chars) into the
+    /// element `css` selects, which gets the focus first.
+    pub async fn type_into(&self, css: &str, keys: &str) {
+        self.find(css)
+            .await
+            .send_keys(keys)
+            .await
+            .unwrap_or_else(|err| panic!("cannot type into {css}: {err}"));
+    }
+
+    /// Types `keys` into whatever has the focus.
+    pub async fn type_here(&self, keys: &str) {
+        self.client
+            .active_element()
+            .await
+            .expect("an element has the focus")
+            .send_keys(keys)
+            .await
+            .unwrap_or_else(|err| panic!("cannot type into the focused element: {err}"));
+    }
+
+    /// What has the focus, as its `id` or `data-action`.
+    pub async fn focused(&self) -> String {
+        let script = "const e = document.activeElement; \
+                      return e.id || e.getAttribute('data-action') || e.tagName;";
+        self.run(script, vec![])
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     /// Waits until `condition` — the body of a JavaScript function of
