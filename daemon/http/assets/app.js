@@ -19,6 +19,8 @@
   const SVG = 'http://www.w3.org/2000/svg';
   /** How far back the sparklines reach. */
   const SPARK_WINDOW_MS = 5 * 60 * 1000;
+  /** The shortest time a sparkline's width stands for. */
+  const SPARK_MIN_SPAN_MS = 60 * 1000;
   /** How often a visible page refreshes usage (never more often). */
   const USAGE_EVERY_MS = 5000;
   /** Lines the log panel keeps; older ones are dropped. */
@@ -221,12 +223,18 @@
     return svg;
   }
 
-  /** Draws `values` (with their times) over the last SPARK_WINDOW_MS. */
+  /**
+   * Draws the samples' `pick` from 0 to their maximum, over the time they
+   * cover (at least a minute, at most SPARK_WINDOW_MS): a young instance's
+   * line spans the sparkline instead of sitting in its last pixels.
+   */
   function drawSpark(svg, samples, pick) {
     const now = Date.now();
     const max = Math.max(...samples.map(pick), 1e-9);
+    const covered = samples.length ? now - samples[0].t : 0;
+    const span = Math.min(SPARK_WINDOW_MS, Math.max(SPARK_MIN_SPAN_MS, covered));
     const points = samples.map((sample) => {
-      const x = 60 - ((now - sample.t) / SPARK_WINDOW_MS) * 60;
+      const x = 60 - ((now - sample.t) / span) * 60;
       const y = 15 - (pick(sample) / max) * 14;
       return `${x.toFixed(1)},${y.toFixed(1)}`;
     });
@@ -333,8 +341,10 @@
     const since = instance.pid ? parseTime(instance.started_at) : NaN;
     cells.uptime.dataset.since = Number.isNaN(since) ? '' : String(since);
     cells.restarts.textContent = String(instance.restart_count ?? 0);
-    cells.health.textContent = word(instance.health?.state, 'HEALTH_STATE_') || '—';
-    cells.health.title = instance.health?.last_failure ?? '';
+    // A verdict about a process that no longer runs says nothing.
+    const health = instance.pid ? word(instance.health?.state, 'HEALTH_STATE_') : '';
+    cells.health.textContent = health || '—';
+    cells.health.title = (instance.pid && instance.health?.last_failure) || '';
     recordSample(entry, instance);
     renderUsage(entry);
     tickUptimes();
@@ -509,7 +519,6 @@
       attempt = 0;
       setConnection('live');
       showDaemon();
-      refreshUsage();
     };
     source.onerror = (event) => {
       if (serverError(event, 'events')) return;
@@ -522,6 +531,8 @@
     source.addEventListener('snapshot', (message) => {
       revision = message.lastEventId || revision;
       applySnapshot(JSON.parse(message.data));
+      // The first usage sample at once, not in USAGE_EVERY_MS.
+      refreshUsage();
       // When the table was first filled, for tests and benchmarks.
       if (!performance.getEntriesByName('outpost-first-snapshot').length) {
         performance.mark('outpost-first-snapshot');
