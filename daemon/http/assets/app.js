@@ -32,27 +32,12 @@
   const LOGIN_HINT = 'Not logged in: run "outpostctl dashboard" and open the link it prints.';
   const ACTIONS = ['start', 'stop', 'restart', 'delete'];
 
-  const byId = (id) => document.getElementById(id);
-  const ui = {
-    daemon: byId('daemon'),
-    connection: byId('connection'),
-    notice: byId('notice'),
-    announce: byId('announce'),
-    rows: byId('instance-rows'),
-    noInstances: byId('no-instances'),
-    logsName: byId('logs-name'),
-    logsState: byId('logs-state'),
-    logsClose: byId('logs-close'),
-    logs: byId('logs'),
-    sync: byId('sync'),
-    syncStatus: byId('sync-status'),
-    conflicts: byId('conflicts'),
-    noConflicts: byId('no-conflicts'),
-    events: byId('events'),
-    deleteDialog: byId('delete-dialog'),
-    deleteName: byId('delete-name'),
-    deleteCancel: byId('delete-cancel'),
-  };
+  /** The page's fixed elements by id, camel-cased: `no-instances` → `ui.noInstances`. */
+  const ui = Object.fromEntries([
+    'daemon', 'connection', 'notice', 'announce', 'instance-rows', 'no-instances',
+    'logs-name', 'logs-state', 'logs-close', 'logs', 'sync', 'sync-status', 'conflicts',
+    'no-conflicts', 'events', 'delete-dialog', 'delete-name', 'delete-cancel',
+  ].map((id) => [id.replace(/-(\w)/g, (_, c) => c.toUpperCase()), document.getElementById(id)]));
 
   // ---- helpers -------------------------------------------------------
 
@@ -104,13 +89,8 @@
 
   function formatBytes(bytes) {
     const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-    let value = bytes;
-    let unit = 0;
-    while (value >= 1024 && unit < units.length - 1) {
-      value /= 1024;
-      unit += 1;
-    }
-    return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
+    const unit = Math.min(units.length - 1, Math.floor(Math.log2(Math.max(bytes, 1)) / 10));
+    return `${(bytes / 1024 ** unit).toFixed(unit ? 1 : 0)} ${units[unit]}`;
   }
 
   function clock(ms) {
@@ -151,13 +131,7 @@
     } catch (err) {
       throw new Error(`cannot reach the daemon (${err.message})`);
     }
-    const text = await response.text();
-    let json = {};
-    try {
-      json = text ? JSON.parse(text) : {};
-    } catch {
-      json = {};
-    }
+    const json = parseJson(await response.text()) ?? {};
     if (!response.ok) {
       const message = json.message || `${response.status} ${response.statusText}`;
       const error = new Error(response.status === 401 ? `${message}. ${LOGIN_HINT}` : message);
@@ -169,6 +143,15 @@
 
   const enc = encodeURIComponent;
 
+  /** `text` parsed, or undefined if it is not JSON (an empty body, a proxy's page). */
+  function parseJson(text) {
+    try {
+      return JSON.parse(text);
+    } catch {
+      return undefined;
+    }
+  }
+
   /**
    * Whether `event`, given to an EventSource's onerror, is the server's
    * `error` event (its data the API's JSON error) rather than a lost
@@ -176,13 +159,7 @@
    */
   function serverError(event, what) {
     if (typeof event.data !== 'string') return false;
-    let message = event.data;
-    try {
-      message = JSON.parse(event.data).message ?? message;
-    } catch {
-      // Not JSON: shown as it came.
-    }
-    showError(`${what}: ${message}`);
+    showError(`${what}: ${parseJson(event.data)?.message ?? event.data}`);
     return true;
   }
 
@@ -212,14 +189,12 @@
     if (entry) entry.cells.buttons[action].disabled = on;
   }
 
+  /** An empty 60×16 sparkline: an SVG with one polyline, hidden from screen readers. */
   function sparkline() {
     const svg = document.createElementNS(SVG, 'svg');
-    svg.setAttribute('class', 'spark');
-    svg.setAttribute('viewBox', '0 0 60 16');
-    svg.setAttribute('preserveAspectRatio', 'none');
-    svg.setAttribute('aria-hidden', 'true');
-    const line = document.createElementNS(SVG, 'polyline');
-    svg.append(line);
+    const attributes = { class: 'spark', viewBox: '0 0 60 16', preserveAspectRatio: 'none', 'aria-hidden': 'true' };
+    for (const [name, value] of Object.entries(attributes)) svg.setAttribute(name, value);
+    svg.append(document.createElementNS(SVG, 'polyline'));
     return svg;
   }
 
@@ -255,33 +230,22 @@
       memory: cell('usage'),
       buttons: {},
     };
-    cells.cpuText = h('span');
-    cells.cpuSpark = sparkline();
-    cells.cpu.append(cells.cpuText, cells.cpuSpark);
-    cells.memoryText = h('span');
-    cells.memorySpark = sparkline();
-    cells.memory.append(cells.memoryText, cells.memorySpark);
+    for (const kind of ['cpu', 'memory']) {
+      cells[`${kind}Text`] = h('span');
+      cells[`${kind}Spark`] = sparkline();
+      cells[kind].append(cells[`${kind}Text`], cells[`${kind}Spark`]);
+    }
     const actions = h('div', { class: 'buttons' });
     for (const action of ACTIONS) {
       const label = `${action[0].toUpperCase()}${action.slice(1)} ${name}`;
-      const button = h('button', {
-        type: 'button',
-        'data-action': action,
-        'aria-label': label,
-        class: action === 'delete' ? 'danger' : undefined,
-        text: action,
-      });
+      const danger = action === 'delete' ? 'danger' : undefined;
+      const button = h('button', { type: 'button', 'data-action': action, 'aria-label': label, class: danger, text: action });
       button.disabled = isPending(name, action);
       cells.buttons[action] = button;
       actions.append(button);
     }
     const nameButton = h('button', {
-      type: 'button',
-      class: 'name',
-      'data-action': 'logs',
-      'aria-label': `Follow the logs of ${name}`,
-      title: 'Follow its logs',
-      text: name,
+      type: 'button', class: 'name', 'data-action': 'logs', 'aria-label': `Follow the logs of ${name}`, title: 'Follow its logs', text: name,
     });
     row.append(
       h('th', { scope: 'row' }, [nameButton]),
@@ -290,7 +254,7 @@
     );
     // Rows stay sorted by name.
     const after = [...rows.keys()].filter((other) => other > name).sort()[0];
-    ui.rows.insertBefore(row, after ? rows.get(after).row : null);
+    ui.instanceRows.insertBefore(row, after ? rows.get(after).row : null);
     return { instance: null, row, cells, samples: [] };
   }
 
@@ -348,7 +312,7 @@
     recordSample(entry, instance);
     renderUsage(entry);
     tickUptimes();
-    ui.noInstances.hidden = rows.size > 0;
+    ui.noInstances.hidden = true;
   }
 
   function removeRow(name) {
@@ -374,7 +338,6 @@
     const names = new Set(listed.map((instance) => instance.name));
     for (const name of [...rows.keys()]) if (!names.has(name)) removeRow(name);
     for (const instance of listed) upsert(instance);
-    ui.noInstances.hidden = rows.size > 0;
   }
 
   function applyStatusEvent(event) {
@@ -405,7 +368,7 @@
   }
 
   // Row buttons: one listener for the whole table.
-  ui.rows.addEventListener('click', (event) => {
+  ui.instanceRows.addEventListener('click', (event) => {
     const button = event.target.closest('button[data-action]');
     if (!button) return;
     const name = button.closest('tr').dataset.instance;
@@ -447,9 +410,7 @@
     ui.deleteDialog.close();
     if (button.dataset.action === 'confirm-delete' && name) act(name, 'delete');
   });
-  ui.deleteDialog.addEventListener('close', () => {
-    deleting = null;
-  });
+  ui.deleteDialog.addEventListener('close', () => (deleting = null));
 
   // ---- usage refresh (the one request on a timer) --------------------
 
@@ -509,8 +470,8 @@
   /**
    * Follows the status bus. The browser reconnects by itself and resumes
    * with Last-Event-ID; only when it gives up (an answer that is not an
-   * event stream, e.g. 401 or 503 while the daemon starts) does the page
-   * open a new stream, resuming with ?since= from the last revision.
+   * event stream, such as a 401) does the page open a new stream,
+   * resuming with ?since= from the last revision.
    */
   function openEvents(attempt = 0) {
     const url = revision ? `/api/v1/events?since=${enc(revision)}` : '/api/v1/events';
@@ -591,9 +552,7 @@
     ui.logsState.textContent = `Following ${name}.`;
     const source = new EventSource(`/api/v1/instances/${enc(name)}/logs?follow=true&tail=200`);
     logs.source = source;
-    source.onopen = () => {
-      ui.logs.dataset.stream = 'open';
-    };
+    source.onopen = () => (ui.logs.dataset.stream = 'open');
     source.addEventListener('lines', (message) => {
       logs.attempt = 0;
       appendLines(JSON.parse(message.data).lines ?? []);
@@ -651,10 +610,11 @@
 
   // ---- sync panel ----------------------------------------------------
 
+  /** What a ContentKey names, or '' when it names nothing. */
   function keyText(key) {
     if (key?.template) return `template ${key.template.set}/${key.template.title}`;
     if (key?.stylesheet) return `stylesheet ${key.stylesheet.theme}/${key.stylesheet.name}`;
-    return 'content';
+    return '';
   }
 
   function renderSyncStatus(status) {
@@ -683,7 +643,7 @@
   }
 
   function conflictItem(conflict) {
-    const what = keyText(conflict.key);
+    const what = keyText(conflict.key) || conflict.path;
     const compareId = `compare-${conflict.id}`;
     const button = (action, text, label, extra = {}) =>
       h('button', { type: 'button', 'data-action': action, 'aria-label': `${label} ${what}`, text, ...extra });
@@ -801,16 +761,14 @@
 
   function syncLine(event) {
     const kind = word(event.kind, 'SYNC_EVENT_KIND_');
-    const about = event.key ? keyText(event.key) : event.path ?? '';
+    const about = keyText(event.key) || event.path;
     return `sync: ${kind}${about ? ` ${about}` : ''}${event.message ? `: ${event.message}` : ''}`;
   }
 
   /** Follows the sync event stream; every event refreshes the panel. */
   function openSyncEvents(attempt = 0) {
     const source = new EventSource('/api/v1/sync/events');
-    source.onopen = () => {
-      attempt = 0;
-    };
+    source.onopen = () => (attempt = 0);
     source.onerror = (event) => {
       if (serverError(event, 'sync events') || source.readyState !== EventSource.CLOSED) return;
       setTimeout(() => openSyncEvents(attempt + 1), Math.min(1000 * 2 ** attempt, RETRY_MAX_MS));
