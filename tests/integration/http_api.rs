@@ -372,6 +372,29 @@ async fn a_session_survives_a_daemon_restart() {
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
 }
 
+#[tokio::test]
+async fn open_streams_end_and_do_not_hold_a_stopping_daemon() {
+    let mut daemon = dashboard();
+    let host = dashboard_host(&daemon);
+    let login = log_in(&daemon, &host).await;
+    let mut events = Call::get(&host, "/api/v1/events")
+        .cookie(&login)
+        .events()
+        .await;
+    assert_eq!(events.next().await.kind, "snapshot");
+    let mut sync = Call::get(&host, "/api/v1/sync/events")
+        .cookie(&login)
+        .events()
+        .await;
+    assert_eq!(sync.next().await.kind, "snapshot");
+
+    daemon.signal(Signal::SIGTERM);
+    let status = daemon.wait_exit(crate::http_client::DEADLINE);
+    assert!(status.success(), "{status:?}");
+    events.ended().await;
+    sync.ended().await;
+}
+
 #[test]
 fn a_network_address_needs_consent() {
     let output = crate::harness::daemon_command(

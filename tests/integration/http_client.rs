@@ -177,6 +177,21 @@ impl Events {
             .expect("an event arrives in time")
     }
 
+    /// Waits (within [`DEADLINE`]) for the server to end the stream;
+    /// events still in flight are skipped.
+    pub async fn ended(&mut self) {
+        let end = async {
+            while let Some(frame) = self.body.frame().await {
+                if frame.is_err() {
+                    break;
+                }
+            }
+        };
+        tokio::time::timeout(DEADLINE, end)
+            .await
+            .expect("the stream ends in time");
+    }
+
     async fn read(&mut self) -> Event {
         loop {
             if let Some(end) = self.pending.find("\n\n") {
