@@ -2,11 +2,10 @@
 //
 // Everything live arrives by Server-Sent Events: the instance table and the
 // event feed from /api/v1/events, the sync panel from /api/v1/sync/events,
-// the log panel from the followed instance's log stream. The one request
-// made on a timer is the usage refresh (see refreshUsage): CPU and memory
-// change without an event, so while the page is visible it asks for the
-// instance list at most every 5 s to feed the sparklines; a hidden page
-// asks nothing. The page holds no secret: the session is an HttpOnly
+// the log panel from the followed instance's log stream, and CPU and
+// memory (which change without an event) from /api/v1/usage, which the
+// daemon pushes every 5 s while the page is visible; a hidden page closes
+// it and costs the daemon nothing. Nothing is polled. The page holds no secret: the session is an HttpOnly
 // cookie sent with every request of this origin.
 //
 // Bodies are the proto3 JSON mapping as `outpostctl --json` prints it
@@ -21,8 +20,8 @@
   const SPARK_WINDOW_MS = 5 * 60 * 1000;
   /** The shortest time a sparkline's width stands for. */
   const SPARK_MIN_SPAN_MS = 60 * 1000;
-  /** How often a visible page refreshes usage (never more often). */
-  const USAGE_EVERY_MS = 5000;
+  /** Seconds between the usage samples the daemon pushes a visible page. */
+  const USAGE_EVERY_S = 5;
   /** Lines the log panel keeps; older ones are dropped. */
   const LOG_KEEP = 2000;
   /** Lines the event feed keeps. */
@@ -412,43 +411,38 @@
   });
   ui.deleteDialog.addEventListener('close', () => (deleting = null));
 
-  // ---- usage refresh (the one request on a timer) --------------------
+  // ---- usage, pushed while the page is visible -----------------------
 
-  let usageTimer = null;
+  let usageSource = null;
 
   /**
-   * Asks for the instance list and takes only its usage samples: states
-   * come from the event stream alone, whose revision order a list fetched
-   * in between could contradict.
+   * Takes the usage samples of a pushed instance list: states come from
+   * the event stream alone, whose revision order a list sampled in
+   * between could contradict.
    */
-  async function refreshUsage() {
-    if (document.visibilityState !== 'visible' || !live) return;
-    if (![...rows.values()].some(({ instance }) => instance.pid)) return;
-    try {
-      const list = await api('GET', '/api/v1/instances');
-      for (const instance of list.instances ?? []) {
-        const entry = rows.get(instance.name);
-        if (!entry || entry.instance.id !== instance.id) continue;
-        entry.instance = { ...entry.instance, usage: instance.usage };
-        recordSample(entry, entry.instance);
-        renderUsage(entry);
-      }
-    } catch {
-      // The connection indicator already tells when the daemon is away.
+  function applyUsage(message) {
+    const list = JSON.parse(message.data);
+    for (const instance of list.instances ?? []) {
+      const entry = rows.get(instance.name);
+      if (!entry || entry.instance.id !== instance.id) continue;
+      entry.instance = { ...entry.instance, usage: instance.usage };
+      recordSample(entry, entry.instance);
+      renderUsage(entry);
     }
   }
 
-  function scheduleUsage() {
+  /** Opens the usage stream while the page is visible, closes it when not. */
+  function followUsage() {
     const visible = document.visibilityState === 'visible';
-    if (visible && usageTimer === null) {
-      usageTimer = setInterval(refreshUsage, USAGE_EVERY_MS);
-      refreshUsage();
-    } else if (!visible && usageTimer !== null) {
-      clearInterval(usageTimer);
-      usageTimer = null;
+    if (visible && usageSource === null) {
+      usageSource = new EventSource(`/api/v1/usage?every=${USAGE_EVERY_S}`);
+      usageSource.addEventListener('usage', applyUsage);
+    } else if (!visible && usageSource !== null) {
+      usageSource.close();
+      usageSource = null;
     }
   }
-  document.addEventListener('visibilitychange', scheduleUsage);
+  document.addEventListener('visibilitychange', followUsage);
 
   // ---- the status stream ---------------------------------------------
 
@@ -492,8 +486,6 @@
     source.addEventListener('snapshot', (message) => {
       revision = message.lastEventId || revision;
       applySnapshot(JSON.parse(message.data));
-      // The first usage sample at once, not in USAGE_EVERY_MS.
-      refreshUsage();
       // When the table was first filled, for tests and benchmarks.
       if (!performance.getEntriesByName('outpost-first-snapshot').length) {
         performance.mark('outpost-first-snapshot');
@@ -790,5 +782,5 @@
   ui.noConflicts.hidden = false;
   openEvents();
   openSyncEvents();
-  scheduleUsage();
+  followUsage();
 })();
