@@ -4,7 +4,7 @@
 //! saw — or gets a RESYNC snapshot when that history is gone (always so
 //! after a daemon restart: revisions continue from the clock).
 
-use std::{convert::Infallible, time::Duration};
+use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use axum::{
     Json,
@@ -16,11 +16,15 @@ use axum::{
 };
 use futures_util::{Stream, StreamExt, stream};
 use serde::Serialize;
-use tonic::{Status, codegen::BoxStream};
+use tonic::{Request, Status, codegen::BoxStream};
 
-use outpost::proto::v1::{self as pb, watch_status_response, watch_sync_events_response};
+use outpost::proto::v1::{
+    self as pb, orchestrator_server::Orchestrator as _, watch_status_response,
+    watch_sync_events_response,
+};
 
 use super::api::{error_body, failure};
+use crate::server::OrchestratorApi;
 
 /// How often an idle stream sends a comment, so that a connection a
 /// proxy or a sleeping laptop dropped is noticed; twice a minute costs an
@@ -89,6 +93,26 @@ pub(crate) fn logs(messages: BoxStream<pb::StreamLogsResponse>) -> Response {
         Ok(lines) => event("lines", None, &lines),
         Err(status) => error(&status),
     }))
+}
+
+/// The instance list (without specs) every `every`, as `usage` events,
+/// until the client goes or the daemon stops.
+pub(crate) fn usage(orchestrator: Arc<OrchestratorApi>, every: Duration) -> Response {
+    let stop = orchestrator.stop.clone();
+    let ticks = tokio_stream::wrappers::IntervalStream::new(tokio::time::interval(every));
+    let samples = ticks
+        .then(move |_| {
+            let orchestrator = orchestrator.clone();
+            async move {
+                let request = pb::ListInstancesRequest::default();
+                match orchestrator.list_instances(Request::new(request)).await {
+                    Ok(list) => event("usage", None, list.get_ref()),
+                    Err(status) => error(&status),
+                }
+            }
+        })
+        .take_until(stop.cancelled_owned());
+    respond(samples)
 }
 
 /// The last lines of a log (a stream that ends) as one JSON message.

@@ -353,6 +353,41 @@ async fn the_event_stream_resumes_without_a_gap() {
 }
 
 #[tokio::test]
+async fn usage_is_pushed_while_the_stream_is_open() {
+    let daemon = dashboard();
+    let host = dashboard_host(&daemon);
+    let login = log_in(&daemon, &host).await;
+    crate::harness::create(
+        &daemon.connect().await,
+        crate::harness::spec("web", "sleep", &["600"]),
+    )
+    .await;
+    let mut usage = Call::get(&host, "/api/v1/usage?every=1")
+        .cookie(&login)
+        .events()
+        .await;
+    for _ in 0..2 {
+        let sample = usage.next().await;
+        assert_eq!(sample.kind, "usage");
+        let instances = sample.data["instances"].as_array().unwrap();
+        assert_eq!(instances.len(), 1, "{sample:?}");
+        assert_eq!(instances[0]["name"], "web");
+        assert!(instances[0]["spec"].is_null(), "no specs: {sample:?}");
+    }
+    let bad = Call::get(&host, "/api/v1/usage?every=0")
+        .cookie(&login)
+        .send()
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(
+        bad.json()["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("every:")
+    );
+}
+
+#[tokio::test]
 async fn a_session_survives_a_daemon_restart() {
     let host = format!("127.0.0.1:{}", outpost_test_support::process::free_port());
     let mut daemon = Daemon::builder().arg("--http").arg(&host).start();

@@ -16,7 +16,6 @@
 //! code, and blocking keeps it usable from any test, async or not.
 
 use std::{
-    env,
     fmt::Write as _,
     fs,
     io::Read,
@@ -34,8 +33,8 @@ use crate::{
     mybb_data::master_titles,
     mybb_root::ConfigDb,
     process::{
-        DEADLINE, PORT_ATTEMPTS, Started, excerpt, free_port, is_identifier, percent_encode, run,
-        run_with_input, skip, stop_server, wait_started,
+        DEADLINE, PORT_ATTEMPTS, Started, excerpt, find_program, free_port, is_identifier,
+        percent_encode, run, run_with_input, skip, stop_server, wait_started,
     },
 };
 
@@ -567,16 +566,6 @@ fn find_programs() -> Result<Programs, String> {
         install_db: find("mariadb-install-db")?,
         client: find("mariadb")?,
     })
-}
-
-/// A program on `PATH`, or in the sbin directories where distributions put
-/// `mariadbd` and which a non-root `PATH` often lacks.
-fn find_program(name: &str) -> Option<PathBuf> {
-    let path = env::var_os("PATH").unwrap_or_default();
-    env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
 }
 
 /// Whether a failed start's log says that the port was taken.

@@ -1,6 +1,7 @@
-//! What both database servers' harnesses do alike: the waits, the rule
-//! for a component that is not installed, free ports, running a client
-//! program, and the names and URLs they build.
+//! What the harnesses of real programs (both database servers,
+//! chromedriver) do alike: the waits, finding a program, the rule for a
+//! component that is not installed, free ports, running a client program,
+//! and the names and URLs they build.
 
 use nix::{
     sys::signal::{Signal, kill},
@@ -11,6 +12,7 @@ use std::{
     fmt::Write as _,
     io::Write,
     net::TcpListener,
+    path::PathBuf,
     process::{Child, Command, ExitStatus, Output, Stdio},
     thread,
     time::{Duration, Instant},
@@ -112,6 +114,16 @@ pub fn skip<T>(reason: &str) -> Option<T> {
     );
     eprintln!("skipping: {reason}");
     None
+}
+
+/// A program on `PATH`, or in the sbin directories where distributions put
+/// servers (`mariadbd`) and which a non-root `PATH` often lacks.
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    let path = env::var_os("PATH").unwrap_or_default();
+    env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
 }
 
 /// A TCP port of 127.0.0.1 that was free a moment ago.

@@ -28,6 +28,7 @@ pub(super) fn routes() -> Router<Front> {
         .route("/api/v1/instances/{name}/touch", post(touch))
         .route("/api/v1/instances/{name}/logs", get(logs))
         .route("/api/v1/events", get(events))
+        .route("/api/v1/usage", get(usage))
 }
 
 async fn daemon_status(State(front): State<Front>) -> Response {
@@ -233,4 +234,28 @@ async fn events(
         Ok(stream) => sse::status(stream.into_inner()),
         Err(status) => failure(&status),
     }
+}
+
+/// `GET /api/v1/usage`'s option.
+#[derive(Deserialize)]
+struct UsageQuery {
+    /// Seconds between samples.
+    every: Option<u64>,
+}
+
+/// Usage (CPU, memory) changes without events: this stream pushes the
+/// instance list every few seconds while it is open, so a page draws its
+/// sparklines without polling, and a page that closes it (hidden) costs
+/// nothing.
+async fn usage(State(front): State<Front>, Query(query): Query<UsageQuery>) -> Response {
+    let every = query.every.unwrap_or(5);
+    if !(1..=60).contains(&every) {
+        return failure(&tonic::Status::invalid_argument(format!(
+            "every: {every} is not from 1 to 60 seconds"
+        )));
+    }
+    sse::usage(
+        front.orchestrator.clone(),
+        std::time::Duration::from_secs(every),
+    )
 }
