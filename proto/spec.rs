@@ -20,6 +20,10 @@ use crate::limits::{
     MAX_THRESHOLD, MAX_URL_LEN, quoted,
 };
 
+mod readiness;
+
+pub use readiness::{MAX_LOG_PATTERN, MIN_WATCHDOG, Readiness};
+
 /// A field that cannot be used, named as the API names it
 /// (`spec.health.interval`), and why.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -83,6 +87,9 @@ pub struct InstanceSpec {
     pub idle_timeout: Option<Duration>,
     /// Longest time in STARTING before the start counts as failed.
     pub startup_timeout: Duration,
+    /// What makes it ready (absent in records of older daemons: none).
+    #[serde(default)]
+    pub readiness: Readiness,
 }
 
 /// How an instance's health is probed.
@@ -247,6 +254,8 @@ pub struct SpecInput {
     pub idle_timeout: Option<Duration>,
     /// See [`InstanceSpec::startup_timeout`]; `None` means the default.
     pub startup_timeout: Option<Duration>,
+    /// See [`InstanceSpec::readiness`].
+    pub readiness: Readiness,
 }
 
 /// An [`InvalidField`] error for `field`.
@@ -449,6 +458,7 @@ impl InstanceSpec {
             return Err(invalid("spec.startup_timeout", "must be positive"));
         }
         limits::duration("spec.startup_timeout", startup_timeout, MAX_DURATION)?;
+        input.readiness.validate("spec.readiness")?;
         Ok(Self {
             name: input.name,
             project_path,
@@ -464,6 +474,7 @@ impl InstanceSpec {
             restart: input.restart,
             idle_timeout: input.idle_timeout,
             startup_timeout,
+            readiness: input.readiness,
         })
     }
 }
@@ -652,6 +663,7 @@ impl ExternalInput {
             restart: RestartPolicy::default(),
             idle_timeout: None,
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
+            readiness: Readiness::default(),
         };
         Ok(ExternalSpec { pid, spec })
     }

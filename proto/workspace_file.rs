@@ -24,7 +24,7 @@ use serde::Deserialize;
 
 use crate::limits::{cut, quoted};
 use crate::spec::{
-    HealthCheck, HttpTarget, InstanceSpec, InvalidField, PortChoice, Probe, RestartMode,
+    HealthCheck, HttpTarget, InstanceSpec, InvalidField, PortChoice, Probe, Readiness, RestartMode,
     RestartPolicy, SpecInput, validate_name,
 };
 
@@ -154,6 +154,13 @@ pub struct InstanceEntry {
     pub stop_signal: Option<String>,
     /// Time between the stop signal and SIGKILL.
     pub stop_grace: Option<String>,
+    /// Ready when a line of output matches this regular expression.
+    pub ready_log: Option<String>,
+    /// Ready on sd_notify's READY=1.
+    #[serde(default)]
+    pub ready_notify: bool,
+    /// sd_notify watchdog interval, e.g. "10s".
+    pub watchdog: Option<String>,
 }
 
 /// A workspace file as written.
@@ -357,6 +364,11 @@ fn instance(
         restart,
         idle_timeout: duration("idle_timeout", entry.idle_timeout.as_ref())?,
         startup_timeout: duration("startup_timeout", entry.startup_timeout.as_ref())?,
+        readiness: Readiness {
+            log_pattern: entry.ready_log.clone(),
+            notify: entry.ready_notify,
+            watchdog: duration("watchdog", entry.watchdog.as_ref())?,
+        },
     };
     InstanceSpec::validate(input).map_err(|err| {
         let field = err.field.strip_prefix("spec.").unwrap_or(&err.field);
@@ -381,6 +393,9 @@ fn file_field(field: &str) -> &str {
         "health.success_threshold" => "health.successes",
         "health.exec.command" => "health.exec",
         "health.http.path" | "health.http.url" => "health.http",
+        "readiness.log_pattern" => "ready_log",
+        "readiness" => "ready_log, ready_notify",
+        "readiness.watchdog" => "watchdog",
         other => other,
     }
 }
@@ -541,6 +556,34 @@ mod tests {
             json[0].contains("comand") && json[0].contains("line 1"),
             "{json:?}"
         );
+    }
+
+    #[test]
+    fn readiness_is_read_and_checked() {
+        let workspace = parse_toml(
+            r#"
+            [instances.api]
+            command = ["./api"]
+            ready_log = "listening on"
+
+            [instances.worker]
+            command = ["./worker"]
+            ready_notify = true
+            watchdog = "10s"
+            "#,
+        )
+        .unwrap();
+        let api = &workspace.instances[0].readiness;
+        assert_eq!(api.log_pattern.as_deref(), Some("listening on"));
+        let worker = &workspace.instances[1].readiness;
+        assert!(worker.notify);
+        assert_eq!(worker.watchdog, Some(Duration::from_secs(10)));
+
+        let bad = parse_toml("[instances.api]\ncommand = [\"x\"]\nready_log = \"(\"").unwrap_err();
+        assert!(bad[0].contains("instances.api: ready_log:"), "{bad:?}");
+        let lonely =
+            parse_toml("[instances.api]\ncommand = [\"x\"]\nwatchdog = \"1s\"").unwrap_err();
+        assert!(lonely[0].contains("instances.api: watchdog:"), "{lonely:?}");
     }
 
     #[test]

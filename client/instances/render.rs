@@ -151,6 +151,12 @@ pub(super) fn print_details(instance: &pb::Instance) -> Result<(), Failure> {
             ));
         }
     }
+    if !instance.ready_by.is_empty() {
+        rows.push(("ready by", instance.ready_by.clone()));
+    }
+    if !instance.notify_status.is_empty() {
+        rows.push(("status", instance.notify_status.clone()));
+    }
     let (cpu, memory) = usage(instance);
     rows.push(("cpu / memory", format!("{cpu} / {memory}")));
     if !instance.last_error.is_empty() {

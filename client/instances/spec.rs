@@ -63,6 +63,15 @@ pub struct SpecArgs {
     /// Longest time to become ready before the start counts as failed [default: 60s]
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     startup_timeout: Option<Duration>,
+    /// Ready when a line of its output matches this regular expression
+    #[arg(long, value_name = "REGEX", conflicts_with = "ready_notify")]
+    ready_log: Option<String>,
+    /// Ready when it sends READY=1 over sd_notify ($NOTIFY_SOCKET)
+    #[arg(long)]
+    ready_notify: bool,
+    /// With --ready-notify: it must send WATCHDOG=1 at least this often, or it is restarted
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, requires = "ready_notify")]
+    watchdog: Option<Duration>,
 }
 
 impl SpecArgs {
@@ -117,6 +126,11 @@ impl SpecArgs {
             }),
             idle_timeout: self.idle_timeout.map(duration_message),
             startup_timeout: self.startup_timeout.map(duration_message),
+            readiness: (self.ready_log.is_some() || self.ready_notify).then(|| pb::Readiness {
+                log_pattern: self.ready_log.unwrap_or_default(),
+                notify: self.ready_notify,
+                watchdog: self.watchdog.map(duration_message),
+            }),
         }
     }
 }

@@ -13,6 +13,7 @@
 //! ([`super::policy`]), one probe ([`super::health`]) — lives elsewhere.
 
 mod panics;
+mod readiness;
 
 use std::{
     hash::{BuildHasher, RandomState},
@@ -26,19 +27,21 @@ use tokio::sync::{mpsc, oneshot};
 use outpost::spec::{InstanceSpec, Probe, RestartMode};
 
 use super::{
-    context::Context,
+    context::{Context, Spawned},
     error::OrchestratorError,
     events::Change,
     health,
     policy::{RestartTracker, Verdict, deadline, wall_deadline},
+    readiness::{Signal, Source},
     status::{
         Exit, ExitOutcome, FAILURE_HISTORY, Failure, HealthState, InstanceKind, InstanceState,
-        InstanceStatus, Reason,
+        InstanceStatus, ReadyBy, Reason,
     },
     terminate::{terminate, terminate_group},
     watched::Process,
 };
 use panics::catch_panic;
+use readiness::Listening;
 
 /// The answer to a command.
 pub type Reply = oneshot::Sender<Result<InstanceStatus, OrchestratorError>>;
@@ -91,6 +94,10 @@ pub enum Command {
 /// A probe result, tagged with the process generation it was run for.
 type ProbeResult = (u64, Result<(), String>);
 
+/// Readiness notes held for the actor; a process that floods its notify
+/// socket loses notes beyond this rather than the actor's memory.
+const SIGNAL_QUEUE: usize = 64;
+
 /// The actor's deadlines; each is armed only while it applies.
 #[derive(Default)]
 struct Timers {
@@ -104,14 +111,23 @@ struct Timers {
     idle: Option<Instant>,
     /// Failure-count reset after staying healthy.
     reset: Option<Instant>,
+    /// The sd_notify watchdog: WATCHDOG=1 is due by then.
+    watchdog: Option<Instant>,
 }
 
 impl Timers {
     fn next(&self) -> Option<Instant> {
-        [self.retry, self.startup, self.probe, self.idle, self.reset]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.retry,
+            self.startup,
+            self.probe,
+            self.idle,
+            self.reset,
+            self.watchdog,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 
@@ -139,6 +155,10 @@ pub struct Actor {
     probing: bool,
     probe_successes: u32,
     probe_results: (mpsc::Sender<ProbeResult>, mpsc::Receiver<ProbeResult>),
+    /// What the process's readiness source reports.
+    signals: (mpsc::Sender<Signal>, mpsc::Receiver<Signal>),
+    /// The task listening to the current process's readiness source.
+    listening: Option<Listening>,
     waiting_ready: Vec<Reply>,
 }
 
@@ -148,6 +168,7 @@ impl Actor {
     pub fn create(
         mut status: InstanceStatus,
         process: Option<Process>,
+        source: Option<Source>,
         context: Arc<Context>,
         commands: mpsc::Receiver<Command>,
     ) -> Self {
@@ -169,10 +190,12 @@ impl Actor {
             probing: false,
             probe_successes: 0,
             probe_results: mpsc::channel(4),
+            signals: mpsc::channel(SIGNAL_QUEUE),
+            listening: None,
             waiting_ready: Vec::new(),
         };
         if actor.status.state == InstanceState::Starting {
-            actor.on_spawned();
+            actor.on_spawned(source);
         }
         actor
     }
@@ -230,8 +253,13 @@ impl Actor {
             probing: false,
             probe_successes: 0,
             probe_results: mpsc::channel(4),
+            signals: mpsc::channel(SIGNAL_QUEUE),
+            listening: None,
             waiting_ready: Vec::new(),
         };
+        if actor.status.state == InstanceState::Running && actor.process.is_some() {
+            actor.status.ready_by = Some(ReadyBy::Readopted);
+        }
         match (recorded, adopted) {
             (state, Some(_)) if state.is_active() => actor.arm_adopted_timers(),
             (state, None) if state.is_active() && port_only => actor.arm_adopted_timers(),
@@ -298,6 +326,7 @@ impl Actor {
             Some((generation, result)) = self.probe_results.1.recv() => {
                 self.on_probe_result(generation, result).await;
             }
+            Some(signal) = self.signals.1.recv() => self.on_signal(signal).await,
             () = sleep_until(next_timer) => self.on_timers().await,
         }
         ControlFlow::Continue(())
@@ -430,145 +459,24 @@ impl Actor {
     /// Spawns the process. A failure is handled like any other failure
     /// (the restart policy applies) and also returned.
     fn spawn(&mut self, reason: Reason) -> Result<(), OrchestratorError> {
-        match self
-            .context
-            .spawn(&self.status.id, &self.status.spec, self.status.port)
-        {
-            Ok(process) => {
+        match self.context.spawn(
+            &self.status.id,
+            &self.status.spec,
+            self.status.port,
+            self.generation + 1,
+        ) {
+            Ok(Spawned { process, readiness }) => {
                 self.process = Some(process);
                 self.status.kind = InstanceKind::Managed;
                 self.status.last_error = None;
                 self.transition(InstanceState::Starting, reason, String::new());
-                self.on_spawned();
+                self.on_spawned(Some(readiness));
                 Ok(())
             }
             Err(err) => {
                 let message = err.to_string();
                 self.on_failure(Reason::SpawnFailed, message.clone(), None);
                 Err(OrchestratorError::StartFailed(message))
-            }
-        }
-    }
-
-    /// Arms readiness for a fresh process: with no probe it is ready now.
-    /// An external one is running as soon as it is registered: its probe
-    /// only tells whether it is healthy (the daemon cannot restart it).
-    fn on_spawned(&mut self) {
-        self.generation += 1;
-        self.probe_successes = 0;
-        self.status.health = Default::default();
-        let now = Instant::now();
-        if self.status.spec.health.probe == Probe::None {
-            self.status.health.state = HealthState::Healthy;
-            self.on_ready();
-        } else if self.status.kind == InstanceKind::External {
-            self.on_ready();
-            self.timers.probe = Some(now);
-        } else {
-            self.timers.startup = Some(deadline(now, self.status.spec.startup_timeout));
-            self.timers.probe = Some(now);
-        }
-    }
-
-    /// Whether there is something to probe: a process, or an external
-    /// instance registered with a port alone while it is deemed running.
-    fn probed(&self) -> bool {
-        self.process.is_some()
-            || (self.status.kind == InstanceKind::External && self.status.state.is_active())
-    }
-
-    fn on_ready(&mut self) {
-        self.timers.startup = None;
-        let spec = &self.status.spec;
-        let now = Instant::now();
-        self.timers.reset = Some(deadline(now, spec.restart.reset_after));
-        self.timers.idle = spec.idle_timeout.map(|timeout| deadline(now, timeout));
-        self.transition(InstanceState::Running, Reason::Ready, String::new());
-        for reply in self.waiting_ready.drain(..) {
-            let _ = reply.send(Ok(self.status.clone()));
-        }
-    }
-
-    /// Runs one probe in a task of its own; its result comes back tagged
-    /// with this process's generation.
-    fn launch_probe(&mut self) {
-        // While a probe is in flight, its result re-arms the timer.
-        if self.probing || !self.probed() {
-            return;
-        }
-        self.probing = true;
-        let probe = self.status.spec.health.probe.clone();
-        let timeout = self.status.spec.health.timeout;
-        let port = self.status.port;
-        let generation = self.generation;
-        let results = self.probe_results.0.clone();
-        let shared = self.context.clone();
-        tokio::spawn(async move {
-            let result = health::check(&probe, port, timeout, &shared.reaper).await;
-            let _ = results.send((generation, result)).await;
-        });
-        self.timers.probe = Some(deadline(Instant::now(), self.status.spec.health.interval));
-    }
-
-    async fn on_probe_result(&mut self, generation: u64, result: Result<(), String>) {
-        self.probing = false;
-        if generation != self.generation || !self.probed() {
-            return; // a result about an earlier process
-        }
-        if self.timers.probe.is_none() {
-            // The probe outlasted its interval: the next one is due now.
-            self.timers.probe = Some(Instant::now());
-        }
-        let check = self.status.spec.health.clone();
-        let health = &mut self.status.health;
-        health.last_check_at = Some(SystemTime::now());
-        match result {
-            Ok(()) => {
-                health.consecutive_failures = 0;
-                self.probe_successes = self.probe_successes.saturating_add(1);
-                match self.status.state {
-                    InstanceState::Starting => {
-                        self.status.health.state = HealthState::Healthy;
-                        self.on_ready();
-                    }
-                    InstanceState::Running
-                        if self.status.health.state != HealthState::Healthy
-                            && self.probe_successes >= check.success_threshold =>
-                    {
-                        // An external instance's first pass is its readiness.
-                        let reason = if self.status.health.state == HealthState::Unknown {
-                            Reason::Ready
-                        } else {
-                            Reason::HealthRecovered
-                        };
-                        self.status.health.state = HealthState::Healthy;
-                        self.status.health.last_failure = None;
-                        self.publish(InstanceState::Running, reason, String::new());
-                    }
-                    _ => {}
-                }
-            }
-            Err(message) => {
-                self.probe_successes = 0;
-                health.consecutive_failures = health.consecutive_failures.saturating_add(1);
-                health.last_failure = Some(message.clone());
-                let unhealthy = self.status.state == InstanceState::Running
-                    && health.consecutive_failures >= check.failure_threshold
-                    && health.state != HealthState::Unhealthy;
-                if unhealthy {
-                    self.status.health.state = HealthState::Unhealthy;
-                    self.timers.reset = None;
-                    self.publish(
-                        InstanceState::Running,
-                        Reason::HealthFailure,
-                        message.clone(),
-                    );
-                    if self.restarts_on_failure() {
-                        // A hung process: alive, not answering. Replace it.
-                        self.kill_process().await;
-                        self.on_failure(Reason::HealthFailure, message, None);
-                    }
-                }
             }
         }
     }
@@ -616,6 +524,9 @@ impl Actor {
         if due(&mut self.timers.idle, now) && self.status.state == InstanceState::Running {
             self.check_idle().await;
         }
+        if due(&mut self.timers.watchdog, now) && self.status.state == InstanceState::Running {
+            self.on_watchdog_missed().await;
+        }
     }
 
     /// Stops the instance if no activity was recorded for its idle timeout;
@@ -660,6 +571,8 @@ impl Actor {
             ))));
         }
         self.timers = Timers::default();
+        self.listening = None;
+        self.status.ready_by = None;
         let jitter = (RandomState::new().hash_one(self.generation) % 1000) as f64 / 1000.0;
         match self
             .restarts
@@ -720,6 +633,8 @@ impl Actor {
         }
         // A user's stop wins over any pending restart or probe.
         self.timers = Timers::default();
+        self.listening = None;
+        self.status.ready_by = None;
         for reply in self.waiting_ready.drain(..) {
             let _ = reply.send(Err(OrchestratorError::StartFailed(
                 "stopped before it became ready".to_owned(),

@@ -11,6 +11,7 @@ use super::{
     events::{Change, StatusBoard},
     logs::{LogFiles, spares::LogSpares},
     process,
+    readiness::Source,
     reaper::Reaper,
     records::{Op, Transition},
     scanner::Scanner,
@@ -76,23 +77,34 @@ impl Context {
         LogFiles::new(&self.logs_root, id)
     }
 
-    /// Spawns the process of a managed instance.
+    /// Spawns the process of a managed instance, its `generation`'th, with
+    /// the readiness source that listens to it.
     pub fn spawn(
         &self,
         id: &str,
         spec: &InstanceSpec,
         port: Option<u16>,
-    ) -> Result<Process, process::SpawnError> {
+        generation: u64,
+    ) -> Result<Spawned, process::SpawnError> {
         let logs = self.logs(id);
-        let mut command =
-            process::command(id, spec, port, &self.data_dir, &logs, &self.log_spares)?;
+        let readiness = Source::prepare(spec, id, generation, &self.data_dir, logs.clone())
+            .map_err(process::SpawnError::Readiness)?;
+        let mut command = process::command(
+            id,
+            spec,
+            port,
+            &self.data_dir,
+            &logs,
+            &self.log_spares,
+            readiness.notify_socket(),
+        )?;
         let spawned = self
             .reaper
             .spawn(&mut command)
             .map_err(|err| process::spawn_error(spec, err))?;
         let start_ticks =
             process::read_entry(spawned.pid as i32).map_or(0, |entry| entry.start_ticks);
-        Ok(Process::Managed {
+        let process = Process::Managed {
             info: ProcessInfo {
                 pid: spawned.pid,
                 pgid: spawned.pid,
@@ -100,6 +112,13 @@ impl Context {
                 started_at: SystemTime::now(),
             },
             exit: spawned.exit,
-        })
+        };
+        Ok(Spawned { process, readiness })
     }
+}
+
+/// A spawned process and what listens for its readiness.
+pub struct Spawned {
+    pub process: Process,
+    pub readiness: Source,
 }

@@ -15,6 +15,7 @@ pub mod logs;
 pub mod policy;
 pub mod ports;
 pub mod process;
+pub mod readiness;
 pub mod reaper;
 pub mod records;
 mod recovery;
@@ -38,7 +39,7 @@ use outpost::spec::{ExternalInput, InstanceSpec, PortChoice, SpecInput, validate
 use tokio::sync::mpsc;
 
 use actor::{Actor, Command, Reply};
-use context::Context;
+use context::{Context, Spawned};
 pub use error::{OrchestratorError, StartError};
 use events::{StatusBoard, Subscription};
 use logs::{
@@ -46,6 +47,7 @@ use logs::{
     spares::LogSpares,
 };
 use ports::{PortPool, PortRange};
+use readiness::Source;
 use reaper::Reaper;
 use records::{InstanceRecords, Op};
 use registry::{InstanceHandle, Registry};
@@ -61,8 +63,9 @@ const LOG_QUEUE: usize = 16;
 
 /// How an actor comes to be.
 enum Origin {
-    /// Created now, with its process if it was started.
-    New(Option<Process>),
+    /// Created now, with its process (and that process's readiness
+    /// source) if it was started.
+    New(Option<Process>, Option<Source>),
     /// Recovered from the store, with its process if it was re-adopted.
     Recovered(Option<Process>),
 }
@@ -224,8 +227,9 @@ impl Orchestrator {
             PortChoice::Fixed(port) => Some(registry.ports.allocate_fixed(&id, port)?),
         };
         let process = if start {
-            match self.context.spawn(&id, &spec, port) {
-                Ok(process) => Some(process),
+            // The first process of the instance's actor (generation 1).
+            match self.context.spawn(&id, &spec, port, 1) {
+                Ok(spawned) => Some(spawned),
                 Err(err) => {
                     if let Some(port) = port {
                         registry.ports.release(port);
@@ -244,7 +248,11 @@ impl Orchestrator {
         };
         let mut status = InstanceStatus::new(id, spec, InstanceKind::Managed, state, port);
         status.workspace = workspace;
-        Ok(self.launch(&mut registry, status, Origin::New(process)))
+        let (process, source) = match process {
+            Some(Spawned { process, readiness }) => (Some(process), Some(readiness)),
+            None => (None, None),
+        };
+        Ok(self.launch(&mut registry, status, Origin::New(process, source)))
     }
 
     /// Starts the actor of an instance and registers it.
@@ -259,7 +267,9 @@ impl Orchestrator {
         let project = status.spec.project_path.clone();
         let context = self.context.clone();
         let actor = match origin {
-            Origin::New(process) => Actor::create(status, process, context, receiver),
+            Origin::New(process, source) => {
+                Actor::create(status, process, source, context, receiver)
+            }
             Origin::Recovered(process) => Actor::resume(status, process, context, receiver),
         };
         let status = actor.status().clone();
@@ -305,7 +315,7 @@ impl Orchestrator {
                 InstanceState::Starting,
                 port,
             );
-            self.launch(&mut registry, status, Origin::New(process))
+            self.launch(&mut registry, status, Origin::New(process, None))
         };
         self.stored_or_undone(status).await
     }

@@ -25,6 +25,17 @@ use crate::config::SECRET_ENV;
 
 use super::logs::{LogFiles, spares::LogSpares};
 
+/// systemd's variables for the service it started, which a daemon run as
+/// a unit has and its instances must not inherit.
+const SERVICE_PROTOCOL_ENV: [&str; 6] = [
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+];
+
 /// Environment variable set in every managed process (and so inherited by
 /// its descendants): how processes that escaped the group are recognised.
 pub const INSTANCE_MARKER: &str = "OUTPOST_INSTANCE_ID";
@@ -275,6 +286,9 @@ pub enum SpawnError {
     /// The log files could not be opened.
     #[error("cannot open log files: {0}")]
     Logs(io::Error),
+    /// Its readiness source (the notify socket) could not be made.
+    #[error("cannot set up readiness: {0}")]
+    Readiness(io::Error),
     /// Anything else the kernel said.
     #[error("cannot spawn {command}: {source}")]
     Other {
@@ -304,6 +318,7 @@ pub fn command(
     data_dir: &Path,
     logs: &LogFiles,
     spares: &Arc<LogSpares>,
+    notify_socket: Option<&Path>,
 ) -> Result<Command, SpawnError> {
     let dir = spec
         .working_dir
@@ -317,6 +332,18 @@ pub fn command(
     let mut command = Command::new(&spec.command);
     for secret in SECRET_ENV {
         command.env_remove(secret);
+    }
+    // systemd's service protocol is the daemon's own, not its children's:
+    // an instance must not notify (or claim the sockets of) the daemon's
+    // unit. Its own notify socket, if it asked for one, is set below.
+    for inherited in SERVICE_PROTOCOL_ENV {
+        command.env_remove(inherited);
+    }
+    if let Some(socket) = notify_socket {
+        command.env("NOTIFY_SOCKET", socket);
+        if let Some(watchdog) = spec.readiness.watchdog {
+            command.env("WATCHDOG_USEC", watchdog.as_micros().to_string());
+        }
     }
     command
         .args(spec.args.iter().map(|arg| substitute(arg, port)))

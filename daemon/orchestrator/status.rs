@@ -96,6 +96,35 @@ pub enum Reason {
     DaemonRestart,
     /// Its spec changed (workspace file edit).
     ConfigChange,
+    /// Its sd_notify watchdog went without WATCHDOG=1 too long.
+    Watchdog,
+}
+
+/// What made an instance ready.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadyBy {
+    /// It has no readiness condition: started is ready.
+    Started,
+    /// Its health probe passed.
+    Probe,
+    /// A line of its output matched the readiness pattern.
+    LogLine(String),
+    /// Its process sent READY=1 over sd_notify.
+    Notify,
+    /// It was running when an earlier daemon stopped, and was re-adopted.
+    Readopted,
+}
+
+impl std::fmt::Display for ReadyBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Started => f.write_str("started"),
+            Self::Probe => f.write_str("health probe"),
+            Self::LogLine(line) => write!(f, "log line: {line}"),
+            Self::Notify => f.write_str("sd_notify READY=1"),
+            Self::Readopted => f.write_str("re-adopted running"),
+        }
+    }
 }
 
 /// The latest verdict of an instance's health check.
@@ -275,6 +304,10 @@ pub struct InstanceStatus {
     pub usage: Option<Usage>,
     /// Recent failures, newest first.
     pub failures: std::collections::VecDeque<Failure>,
+    /// What made the current process ready; None until it is.
+    pub ready_by: Option<ReadyBy>,
+    /// The last STATUS= its process sent over sd_notify.
+    pub notify_status: Option<String>,
 }
 
 impl InstanceStatus {
@@ -306,6 +339,8 @@ impl InstanceStatus {
             backoff: Backoff::default(),
             usage: None,
             failures: std::collections::VecDeque::new(),
+            ready_by: None,
+            notify_status: None,
         }
     }
 }

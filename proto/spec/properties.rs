@@ -140,6 +140,7 @@ fn input() -> impl Strategy<Value = SpecInput> {
                 restart,
                 idle_timeout,
                 startup_timeout,
+                readiness: Readiness::default(),
             },
         )
 }
@@ -166,6 +167,7 @@ fn input_of(spec: &InstanceSpec) -> SpecInput {
         restart: spec.restart.clone(),
         idle_timeout: spec.idle_timeout,
         startup_timeout: Some(spec.startup_timeout),
+        readiness: spec.readiness.clone(),
     }
 }
 

@@ -24,6 +24,7 @@ mod mybb_visitor;
 mod policies;
 mod polyglot;
 mod postgres_harness;
+mod readiness;
 mod recovery;
 mod serving;
 mod socket;

@@ -68,9 +68,18 @@ pub async fn stream(files: LogFiles, request: LogRequest, sender: mpsc::Sender<L
             return;
         }
     }
-    if !request.follow {
-        return;
+    if request.follow {
+        follow(files, offsets, sender).await;
     }
+}
+
+/// Sends every line appended to each stream after its offset, as it is
+/// written, until the reader is gone or the directory is removed.
+pub async fn follow(
+    files: LogFiles,
+    mut offsets: Vec<(Stream, u64)>,
+    sender: mpsc::Sender<LogLines>,
+) {
     let mut changes = match watch(&files) {
         Ok(changes) => changes,
         Err(err) => {
@@ -80,7 +89,7 @@ pub async fn stream(files: LogFiles, request: LogRequest, sender: mpsc::Sender<L
     };
     loop {
         // Also after the watch was added: nothing appended between the
-        // tail and the watch is missed. A file with more than one read
+        // offsets and the watch is missed. A file with more than one read
         // holds is read again at once, each read sent before the next
         // (the channel holds the follower back while the reader is slow).
         let mut more = true;

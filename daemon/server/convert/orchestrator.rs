@@ -127,6 +127,7 @@ fn reason(reason: Reason) -> pb::TransitionReason {
         Reason::DaemonShutdown => pb::TransitionReason::DaemonShutdown,
         Reason::HealthFailure => pb::TransitionReason::HealthFailure,
         Reason::HealthRecovered => pb::TransitionReason::HealthRecovered,
+        Reason::Watchdog => pb::TransitionReason::Watchdog,
         Reason::StartupTimeout => pb::TransitionReason::StartupTimeout,
         Reason::IdleTimeout => pb::TransitionReason::IdleTimeout,
         Reason::BackoffElapsed => pb::TransitionReason::BackoffElapsed,
@@ -231,6 +232,12 @@ pub fn instance_basic(status: &InstanceStatus) -> pb::Instance {
         last_activity_at: time(status.last_activity_at),
         created_at: time(status.created_at),
         workspace: status.workspace.clone().unwrap_or_default(),
+        ready_by: status
+            .ready_by
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        notify_status: status.notify_status.clone().unwrap_or_default(),
     }
 }
 

@@ -8,8 +8,8 @@ use outpost::{
     limits::duration_message,
     proto::v1 as pb,
     spec::{
-        ExternalInput, HealthCheck, HttpTarget, InstanceSpec, PortChoice, Probe, RestartMode,
-        RestartPolicy, SpecInput,
+        ExternalInput, HealthCheck, HttpTarget, InstanceSpec, PortChoice, Probe, Readiness,
+        RestartMode, RestartPolicy, SpecInput,
     },
 };
 
@@ -133,6 +133,7 @@ pub fn spec_input(spec: Option<pb::InstanceSpec>) -> Result<SpecInput, Status> {
         restart: restart_policy(spec.restart)?,
         idle_timeout: duration("spec.idle_timeout", spec.idle_timeout.as_ref())?,
         startup_timeout: duration("spec.startup_timeout", spec.startup_timeout.as_ref())?,
+        readiness: readiness(spec.readiness)?,
     };
     Ok(input)
 }
@@ -226,7 +227,27 @@ pub fn spec_message(spec: &InstanceSpec) -> pb::InstanceSpec {
         stop_signal: spec.stop_signal.as_str().to_owned(),
         stop_grace_period: Some(duration_message(spec.stop_grace)),
         labels: spec.labels.clone().into_iter().collect(),
+        readiness: readiness_message(&spec.readiness),
     }
+}
+
+fn readiness(message: Option<pb::Readiness>) -> Result<Readiness, Status> {
+    let Some(message) = message else {
+        return Ok(Readiness::default());
+    };
+    Ok(Readiness {
+        log_pattern: Some(message.log_pattern).filter(|pattern| !pattern.is_empty()),
+        notify: message.notify,
+        watchdog: duration("spec.readiness.watchdog", message.watchdog.as_ref())?,
+    })
+}
+
+fn readiness_message(readiness: &Readiness) -> Option<pb::Readiness> {
+    readiness.is_set().then(|| pb::Readiness {
+        log_pattern: readiness.log_pattern.clone().unwrap_or_default(),
+        notify: readiness.notify,
+        watchdog: readiness.watchdog.map(duration_message),
+    })
 }
 
 pub fn path_text(path: Option<&std::path::Path>) -> String {
