@@ -227,6 +227,32 @@ async fn an_instance_made_with_the_cli_shows_up_live_and_stop_stops_its_tree() {
 const PAGE_BUDGET: u64 = 100 * 1024;
 
 #[tokio::test]
+async fn several_tabs_leave_room_for_their_requests() {
+    let daemon = with_dashboard(Daemon::builder()).start();
+    let Some(browser) = logged_in(&daemon).await else {
+        return;
+    };
+    ctl_json(&daemon, &["run", "web", "--", "sleep", "1000"]);
+    // A browser holds six HTTP/1.1 connections per host across its tabs;
+    // a page that held several streams open would leave none for a click.
+    let client = browser.client();
+    let url = dashboard_url(&daemon);
+    for _ in 0..4 {
+        let tab = client.new_window(false).await.unwrap();
+        client.switch_to_window(tab.handle).await.unwrap();
+        browser.goto(&url).await;
+        browser
+            .wait_attribute("#connection", "data-connection", "live")
+            .await;
+    }
+    browser.wait_present(&row_in("web", "running")).await;
+    browser.click(&button("web", "stop")).await;
+    browser.wait_present(&row_in("web", "stopped")).await;
+    let shown = ctl_json(&daemon, &["get", "web"]);
+    assert_eq!(shown["instance"]["state"], "INSTANCE_STATE_STOPPED");
+}
+
+#[tokio::test]
 async fn the_page_is_small_and_self_contained() {
     let daemon = with_dashboard(Daemon::builder()).start();
     ctl_json(&daemon, &["run", "web", "--", "sleep", "1000"]);

@@ -352,6 +352,52 @@ async fn the_event_stream_resumes_without_a_gap() {
     assert_eq!(resync.data["instances"].as_array().unwrap().len(), 2);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pages_one_stream_resumes_both_buses() {
+    let daemon = dashboard();
+    let host = dashboard_host(&daemon);
+    let login = log_in(&daemon, &host).await;
+    let connection = daemon.connect().await;
+    let stream = || Call::get(&host, "/api/v1/stream").cookie(&login);
+
+    let mut first = stream().events().await;
+    let mut kinds = Vec::new();
+    let mut last_id = String::new();
+    while kinds.len() < 2 {
+        let event = first.next().await;
+        last_id = event.id.clone().expect("every bus event has an id");
+        kinds.push(event.kind);
+    }
+    kinds.sort();
+    assert_eq!(kinds, ["snapshot", "sync-snapshot"]);
+    let (status, sync) = last_id.split_once(':').expect("STATUS:SYNC");
+    assert!(status.parse::<u64>().unwrap() > 0 && sync.parse::<u64>().unwrap() > 0);
+    drop(first);
+
+    crate::harness::create(&connection, crate::harness::spec("a", "sleep", &["600"])).await;
+    let mut resumed = stream().header("last-event-id", &last_id).events().await;
+    let next = resumed.next().await;
+    assert_eq!(next.kind, "status", "resumed, no snapshot: {next:?}");
+    assert_eq!(next.data["instance_changed"]["instance"]["name"], "a");
+    let id = next.id.unwrap();
+    assert_eq!(
+        id,
+        format!("{}:{sync}", next.data["revision"].as_str().unwrap()),
+        "the sync bus's revision is carried along"
+    );
+
+    let bad = stream().header("last-event-id", "12").send().await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let mut usage = Call::get(&host, "/api/v1/stream?usage=1")
+        .cookie(&login)
+        .events()
+        .await;
+    let mut seen = Vec::new();
+    while !seen.contains(&"usage".to_owned()) {
+        seen.push(usage.next().await.kind);
+    }
+}
+
 #[tokio::test]
 async fn usage_is_pushed_while_the_stream_is_open() {
     let daemon = dashboard();

@@ -4,6 +4,7 @@
 //! the wire differs (the proto3 JSON mapping, HTTP status codes). Errors
 //! are `{"code": "<gRPC code name>", "message": "…"}`.
 
+mod combined;
 mod instances;
 mod sync;
 
@@ -23,6 +24,7 @@ pub(crate) fn routes() -> Router<Front> {
     Router::new()
         .merge(instances::routes())
         .merge(sync::routes())
+        .merge(combined::routes())
 }
 
 /// A service's answer as an HTTP response.

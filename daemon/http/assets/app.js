@@ -1,11 +1,11 @@
 // The outpost dashboard: one page over the daemon's HTTP/JSON API.
 //
-// Everything live arrives by Server-Sent Events: the instance table and the
-// event feed from /api/v1/events, the sync panel from /api/v1/sync/events,
-// the log panel from the followed instance's log stream, and CPU and
-// memory (which change without an event) from /api/v1/usage, which the
-// daemon pushes every 5 s while the page is visible; a hidden page closes
-// it and costs the daemon nothing. Nothing is polled. The page holds no secret: the session is an HttpOnly
+// Everything live arrives by Server-Sent Events, on one stream
+// (/api/v1/stream): the instance table and the event feed from the status
+// bus, the sync panel from the sync bus, and CPU and memory (which change
+// without an event) pushed by the daemon every 5 s; the log panel follows
+// the chosen instance's log stream. A hidden page closes its stream and
+// costs the daemon nothing; shown again, it resumes. Nothing is polled. The page holds no secret: the session is an HttpOnly
 // cookie sent with every request of this origin.
 //
 // Bodies are the proto3 JSON mapping as `outpostctl --json` prints it
@@ -166,7 +166,7 @@
 
   /** Whether the status stream is open (the connection indicator says "live"). */
   let live = false;
-  /** The revision of the last snapshot or event applied. */
+  /** Where the stream resumes: `STATUS:SYNC`, the id of the last event. */
   let revision = '';
 
   /** name → { instance, row, cells, samples: [{ t, cpu, rss }] } */
@@ -413,8 +413,6 @@
 
   // ---- usage, pushed while the page is visible -----------------------
 
-  let usageSource = null;
-
   /**
    * Takes the usage samples of a pushed instance list: states come from
    * the event stream alone, whose revision order a list sampled in
@@ -430,19 +428,6 @@
       renderUsage(entry);
     }
   }
-
-  /** Opens the usage stream while the page is visible, closes it when not. */
-  function followUsage() {
-    const visible = document.visibilityState === 'visible';
-    if (visible && usageSource === null) {
-      usageSource = new EventSource(`/api/v1/usage?every=${USAGE_EVERY_S}`);
-      usageSource.addEventListener('usage', applyUsage);
-    } else if (!visible && usageSource !== null) {
-      usageSource.close();
-      usageSource = null;
-    }
-  }
-  document.addEventListener('visibilitychange', followUsage);
 
   // ---- the status stream ---------------------------------------------
 
@@ -461,30 +446,39 @@
     }
   }
 
+  /** The open stream; none while the page is hidden. */
+  let stream = null;
+
   /**
-   * Follows the status bus. The browser reconnects by itself and resumes
-   * with Last-Event-ID; only when it gives up (an answer that is not an
-   * event stream, such as a 401) does the page open a new stream,
-   * resuming with ?since= from the last revision.
+   * Follows the page's one stream (/api/v1/stream): the status bus, the
+   * sync bus and usage, on one connection, so that several tabs leave the
+   * browser connections for their requests. The browser reconnects by
+   * itself and resumes with Last-Event-ID; when it gives up (an answer
+   * that is not an event stream, such as a 401) the page opens a new one
+   * with ?since= the last id, as it does when a hidden page is shown again.
    */
-  function openEvents(attempt = 0) {
-    const url = revision ? `/api/v1/events?since=${enc(revision)}` : '/api/v1/events';
-    const source = new EventSource(url);
+  function openStream(attempt = 0) {
+    const since = revision ? `&since=${enc(revision)}` : '';
+    const source = new EventSource(`/api/v1/stream?usage=${USAGE_EVERY_S}${since}`);
+    stream = source;
     source.onopen = () => {
       attempt = 0;
       setConnection('live');
       showDaemon();
     };
     source.onerror = (event) => {
-      if (serverError(event, 'events')) return;
+      if (stream !== source || serverError(event, 'events')) return;
       setConnection('reconnecting');
       if (source.readyState !== EventSource.CLOSED) return;
       const delay = Math.min(1000 * 2 ** attempt, RETRY_MAX_MS);
       showDaemon();
-      setTimeout(() => openEvents(attempt + 1), delay);
+      setTimeout(() => {
+        if (stream === source) openStream(attempt + 1);
+      }, delay);
     };
+    const track = (message) => (revision = message.lastEventId || revision);
     source.addEventListener('snapshot', (message) => {
-      revision = message.lastEventId || revision;
+      track(message);
       applySnapshot(JSON.parse(message.data));
       // When the table was first filled, for tests and benchmarks.
       if (!performance.getEntriesByName('outpost-first-snapshot').length) {
@@ -492,10 +486,38 @@
       }
     });
     source.addEventListener('status', (message) => {
-      revision = message.lastEventId || revision;
+      track(message);
       applyStatusEvent(JSON.parse(message.data));
     });
+    source.addEventListener('sync-snapshot', (message) => {
+      track(message);
+      renderSyncStatus(JSON.parse(message.data).status ?? {});
+      refreshSync();
+    });
+    source.addEventListener('sync', (message) => {
+      track(message);
+      const event = JSON.parse(message.data);
+      feed(syncLine(event), parseTime(event.time));
+      refreshSync();
+    });
+    source.addEventListener('usage', applyUsage);
   }
+
+  /**
+   * A hidden page closes its stream and costs the daemon nothing; shown
+   * again, it resumes where it was (or gets a fresh snapshot).
+   */
+  function followVisibility() {
+    const visible = document.visibilityState === 'visible';
+    if (visible && stream === null) {
+      setConnection('connecting');
+      openStream();
+    } else if (!visible && stream !== null) {
+      stream.close();
+      stream = null;
+    }
+  }
+  document.addEventListener('visibilitychange', followVisibility);
 
   // ---- event feed ----------------------------------------------------
 
@@ -757,30 +779,9 @@
     return `sync: ${kind}${about ? ` ${about}` : ''}${event.message ? `: ${event.message}` : ''}`;
   }
 
-  /** Follows the sync event stream; every event refreshes the panel. */
-  function openSyncEvents(attempt = 0) {
-    const source = new EventSource('/api/v1/sync/events');
-    source.onopen = () => (attempt = 0);
-    source.onerror = (event) => {
-      if (serverError(event, 'sync events') || source.readyState !== EventSource.CLOSED) return;
-      setTimeout(() => openSyncEvents(attempt + 1), Math.min(1000 * 2 ** attempt, RETRY_MAX_MS));
-    };
-    source.addEventListener('snapshot', (message) => {
-      renderSyncStatus(JSON.parse(message.data).status ?? {});
-      refreshSync();
-    });
-    source.addEventListener('sync', (message) => {
-      const event = JSON.parse(message.data);
-      feed(syncLine(event), parseTime(event.time));
-      refreshSync();
-    });
-  }
-
   // ---- start ---------------------------------------------------------
 
   ui.noInstances.hidden = false;
   ui.noConflicts.hidden = false;
-  openEvents();
-  openSyncEvents();
-  followUsage();
+  followVisibility();
 })();
