@@ -1,7 +1,8 @@
 //! HTTP front benchmark (issue 19): what the dashboard's event stream, its
 //! page and an idle open page cost `outpostd`.
 //!
-//! Run with `cargo bench --bench http`. It starts release `outpostd`
+//! Run with `cargo bench --bench http` (or `-- fan-out`, `-- page` for one
+//! part: page load and idle). It starts release `outpostd`
 //! processes with `--http 127.0.0.1:0` in a temporary directory and prints:
 //!
 //! * **fan-out**: 1,000 status changes a second for [`FAN_OUT_WINDOW`]
@@ -113,14 +114,28 @@ fn main() -> ExitCode {
     support::run("http", bench)
 }
 
-/// Runs the whole benchmark and prints its results.
+/// Runs the parts named on the command line (`fan-out`, `page`: page load
+/// and idle), or all of them, and prints their results.
 fn bench() -> Result<(), BoxError> {
+    // cargo bench passes `--bench`; only plain words name parts.
+    let parts: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with('-'))
+        .collect();
+    let wanted = |part: &str| parts.is_empty() || parts.iter().any(|name| name == part);
     let dir = tempfile::tempdir()?;
     let runtime = runtime()?;
     print_machine();
-    let fan_out = fan_out(&runtime, dir.path());
-    println!();
-    page::page_and_idle(&runtime, dir.path())?;
+    let fan_out = if wanted("fan-out") {
+        let result = fan_out(&runtime, dir.path());
+        println!();
+        result
+    } else {
+        Ok(())
+    };
+    if wanted("page") {
+        page::page_and_idle(&runtime, dir.path())?;
+    }
     fan_out
 }
 

@@ -76,9 +76,6 @@ impl Browser {
                 "args": [
                     "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
                     "--disable-background-networking", "--disable-extensions",
-                    // No crash handler: it would run in a process group of
-                    // its own and outlive the driver.
-                    "--disable-breakpad", "--disable-crashpad-for-testing",
                     format!("--user-data-dir={}", profile.display()),
                 ],
             },
