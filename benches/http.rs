@@ -13,8 +13,10 @@
 //!   load, so the difference is what the subscribers cost). A fresh daemon
 //!   per run; the three take turns for [`FAN_OUT_ROUNDS`] rounds. Each run
 //!   prints the rate the bus reached (its revisions over the window), the
-//!   daemon's CPU and RSS, each client's events and resyncs, and the
-//!   delay from each event's `time` (its publication) to its arrival.
+//!   driver's stop + start cycle time, the daemon's CPU and RSS, the
+//!   machine's idle CPU (whether the daemon could have had more), each
+//!   client's events and resyncs, and the delay from each event's `time`
+//!   (its publication) to its arrival.
 //!   Every client must have every revision in order, or a RESYNC snapshot
 //!   in place of what it missed; anything else is reported and the
 //!   benchmark fails;
@@ -53,7 +55,7 @@ use support::{
     delivery::{Delivery, instant_of, published_in_json},
     fleet::{create_fleet, expect_state, sleeper},
     http::Front,
-    kernel::{CpuTimes, cpu_use, mib, peak_rss, rss},
+    kernel::{CpuTimes, cpu_use, idle, mib, peak_rss, rss},
     report::{millis, percentile, verdict},
     runtime,
     server::{daemon_socket, start_http_daemon},
@@ -196,6 +198,8 @@ struct Run {
     peak_rss: u64,
     end_rss: u64,
     bench_cpu: f64,
+    /// Of the machine's CPU time in the window, the part no process used.
+    idle: f64,
     /// Stop + start cycles of the flippers in the window, ascending.
     cycles: Vec<Duration>,
     deliveries: Vec<Delivery>,
@@ -213,7 +217,7 @@ fn fan_out(runtime: &Runtime, dir: &Path) -> Result<(), BoxError> {
         FAN_OUT_WINDOW.as_secs()
     );
     println!(
-        "{:<16} {:>6} {:>7} {:>7} {:>6} {:>10} {:>10} {:>7} {:>10} {:>7} {:>7} {:>7} {:>7}",
+        "{:<16} {:>6} {:>7} {:>7} {:>6} {:>10} {:>10} {:>7} {:>6} {:>10} {:>7} {:>7} {:>7} {:>7}",
         "subscribers",
         "ev/s",
         "cyc p50",
@@ -222,6 +226,7 @@ fn fan_out(runtime: &Runtime, dir: &Path) -> Result<(), BoxError> {
         "RSS peak",
         "RSS end",
         "bench %",
+        "idle %",
         "min events",
         "resyncs",
         "p50 ms",
@@ -307,9 +312,10 @@ async fn fan_out_run(daemon: &Daemon, subscribers: Subscribers) -> Result<Run, B
     tokio::time::sleep(FAN_OUT_WARM_UP).await;
 
     let bench_pid = std::process::id();
-    let (start_revision, bench_before) = (
+    let (start_revision, bench_before, idle_before) = (
         bus_revision(&daemon.connection).await?,
         CpuTimes::of(bench_pid)?,
+        idle()?,
     );
     measuring.store(true, Ordering::Relaxed);
     let start = Instant::now();
@@ -318,6 +324,7 @@ async fn fan_out_run(daemon: &Daemon, subscribers: Subscribers) -> Result<Run, B
     let elapsed = start.elapsed().as_secs_f64();
     measuring.store(false, Ordering::Relaxed);
     let bench_cpu = CpuTimes::of(bench_pid)?.since(bench_before).own;
+    let idle_cpu = idle()?.saturating_sub(idle_before);
     let (peak, end_rss) = (peak_rss(daemon.pid)?, rss(daemon.pid)?);
 
     flipping.store(false, Ordering::Relaxed);
@@ -355,6 +362,7 @@ async fn fan_out_run(daemon: &Daemon, subscribers: Subscribers) -> Result<Run, B
         peak_rss: peak,
         end_rss,
         bench_cpu: bench_cpu.as_secs_f64() / elapsed * 100.0,
+        idle: idle_cpu.as_secs_f64() / (elapsed * support::report::cores() as f64) * 100.0,
         cycles,
         deliveries,
     })
@@ -507,7 +515,7 @@ fn print_run(run: &Run) {
         }
     };
     println!(
-        "{:<16} {:>6.0} {:>7.1} {:>7.1} {:>6.1} {:>10} {:>10} {:>7.1} {:>10} {:>7} {:>7} {:>7} {:>7}",
+        "{:<16} {:>6.0} {:>7.1} {:>7.1} {:>6.1} {:>10} {:>10} {:>7.1} {:>6.1} {:>10} {:>7} {:>7} {:>7} {:>7}",
         run.subscribers.label(),
         run.rate,
         millis(percentile(&run.cycles, 0.50)),
@@ -516,6 +524,7 @@ fn print_run(run: &Run) {
         mib(run.peak_rss),
         mib(run.end_rss),
         run.bench_cpu,
+        run.idle,
         min_events.map_or("-".to_owned(), |events| events.to_string()),
         resyncs,
         latency(0.50),
@@ -555,7 +564,7 @@ fn print_fan_out_summary(runs: &[Run]) -> Result<(), BoxError> {
             all
         };
         println!(
-            "  {:<16} {:>6.0} ev/s, cycle p50 {:.1} ms, CPU {:>5.1} % (runs {}), RSS peak {}, delivery latency {}",
+            "  {:<16} {:>6.0} ev/s, cycle p50 {:.1} ms, machine idle {:.1} %, CPU {:>5.1} % (runs {}), RSS peak {}, delivery latency {}",
             kind.label(),
             median(of(kind).map(|run| run.rate).collect()),
             median(
@@ -563,6 +572,7 @@ fn print_fan_out_summary(runs: &[Run]) -> Result<(), BoxError> {
                     .map(|run| millis(percentile(&run.cycles, 0.5)))
                     .collect()
             ),
+            median(of(kind).map(|run| run.idle).collect()),
             cpu(kind),
             spread.join(" "),
             mib(median(of(kind).map(|run| run.peak_rss as f64).collect()) as u64),
