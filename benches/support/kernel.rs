@@ -103,14 +103,26 @@ impl CpuTimes {
 /// virtual CPUs wanted to run but the host ran something else. On a shared
 /// VM it is what makes the same run take twice as long an hour later.
 pub fn stolen() -> Result<Duration, BoxError> {
+    ticks(machine_ticks(8, "steal")?)
+}
+
+/// CPU time this machine's CPUs have spent with nothing to run so far,
+/// all CPUs together (`idle` + `iowait` of `/proc/stat`): with it, a
+/// benchmark can tell a process that could not get a CPU from one that
+/// did not ask for more.
+pub fn idle() -> Result<Duration, BoxError> {
+    ticks(machine_ticks(4, "idle")? + machine_ticks(5, "iowait")?)
+}
+
+/// Column `index` (`name`) of the first line of `/proc/stat`: clock ticks
+/// of all CPUs together.
+fn machine_ticks(index: usize, name: &str) -> Result<u64, BoxError> {
     let stat = fs::read_to_string("/proc/stat")?;
-    let steal = stat
-        .lines()
+    stat.lines()
         .next()
-        .and_then(|cpu| cpu.split_whitespace().nth(8))
-        .and_then(|steal| steal.parse().ok())
-        .ok_or("no steal column in /proc/stat")?;
-    ticks(steal)
+        .and_then(|cpu| cpu.split_whitespace().nth(index))
+        .and_then(|value| value.parse().ok())
+        .ok_or_else(|| format!("no {name} column in /proc/stat").into())
 }
 
 /// The scheduler's statistics of every thread of process `pid`, by thread

@@ -95,11 +95,34 @@ pub fn start_fleet_daemon(
     max_instances: &str,
     port_range: &str,
 ) -> Result<ServerProcess, BoxError> {
+    let command = fleet_command(outpostd, dir, max_instances, port_range);
+    ServerProcess::start("outpostd", command, FLEET_STOP_TIMEOUT)
+}
+
+/// Starts a fleet daemon as [`start_fleet_daemon`] does that also serves
+/// its HTTP front (`--http`) on a free loopback port, accepting `token`
+/// as a bearer token. The bound URL is its `GetDaemonStatus.http_address`.
+pub fn start_http_daemon(
+    outpostd: &str,
+    dir: &Path,
+    max_instances: &str,
+    port_range: &str,
+    token: &str,
+) -> Result<ServerProcess, BoxError> {
+    let mut command = fleet_command(outpostd, dir, max_instances, port_range);
+    command
+        .args(["--http", "127.0.0.1:0"])
+        .env("OUTPOST_TOKEN", token);
+    ServerProcess::start("outpostd", command, FLEET_STOP_TIMEOUT)
+}
+
+/// The command of a daemon for a fleet of instances.
+fn fleet_command(outpostd: &str, dir: &Path, max_instances: &str, port_range: &str) -> Command {
     let mut command = daemon_command(outpostd, dir);
     command
         .args(["--max-instances", max_instances])
         .args(["--port-range", port_range]);
-    ServerProcess::start("outpostd", command, FLEET_STOP_TIMEOUT)
+    command
 }
 
 /// Where the daemon whose data directory is `dir` listens.

@@ -33,6 +33,22 @@ pub async fn open_watch(connection: &Connection) -> Result<Watch, BoxError> {
     }
 }
 
+/// The revision of the daemon's status bus now: that of the snapshot a new
+/// `WatchStatus` stream starts with.
+pub async fn bus_revision(connection: &Connection) -> Result<u64, BoxError> {
+    let mut stream = connection
+        .orchestrator()
+        .watch_status(pb::WatchStatusRequest::default())
+        .await?
+        .into_inner();
+    match stream.message().await? {
+        Some(pb::WatchStatusResponse {
+            payload: Some(Payload::Snapshot(snapshot)),
+        }) => Ok(snapshot.revision),
+        other => Err(format!("WatchStatus began with {other:?}, not a snapshot").into()),
+    }
+}
+
 /// Reads `watch` until a message shows an instance for which `wanted`
 /// holds, and returns that instance; fails after [`EVENT_TIMEOUT`].
 pub async fn wait_for(
