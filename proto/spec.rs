@@ -21,8 +21,10 @@ use crate::limits::{
 };
 
 mod readiness;
+mod resources;
 
 pub use readiness::{MAX_LOG_PATTERN, MIN_WATCHDOG, Readiness};
+pub use resources::{Limits, parse_bytes, parse_percent};
 
 /// A field that cannot be used, named as the API names it
 /// (`spec.health.interval`), and why.
@@ -90,6 +92,9 @@ pub struct InstanceSpec {
     /// What makes it ready (absent in records of older daemons: none).
     #[serde(default)]
     pub readiness: Readiness,
+    /// What its process tree may use (absent in older records: nothing).
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 /// How an instance's health is probed.
@@ -256,6 +261,8 @@ pub struct SpecInput {
     pub startup_timeout: Option<Duration>,
     /// See [`InstanceSpec::readiness`].
     pub readiness: Readiness,
+    /// See [`InstanceSpec::limits`].
+    pub limits: Limits,
 }
 
 /// An [`InvalidField`] error for `field`.
@@ -459,6 +466,7 @@ impl InstanceSpec {
         }
         limits::duration("spec.startup_timeout", startup_timeout, MAX_DURATION)?;
         input.readiness.validate("spec.readiness")?;
+        input.limits.validate("spec.limits")?;
         Ok(Self {
             name: input.name,
             project_path,
@@ -475,6 +483,7 @@ impl InstanceSpec {
             idle_timeout: input.idle_timeout,
             startup_timeout,
             readiness: input.readiness,
+            limits: input.limits,
         })
     }
 }
@@ -664,6 +673,7 @@ impl ExternalInput {
             idle_timeout: None,
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
             readiness: Readiness::default(),
+            limits: Limits::default(),
         };
         Ok(ExternalSpec { pid, spec })
     }

@@ -24,8 +24,8 @@ use serde::Deserialize;
 
 use crate::limits::{cut, quoted};
 use crate::spec::{
-    HealthCheck, HttpTarget, InstanceSpec, InvalidField, PortChoice, Probe, Readiness, RestartMode,
-    RestartPolicy, SpecInput, validate_name,
+    HealthCheck, HttpTarget, InstanceSpec, InvalidField, Limits, PortChoice, Probe, Readiness,
+    RestartMode, RestartPolicy, SpecInput, parse_bytes, parse_percent, validate_name,
 };
 
 /// Values merged into every instance of a workspace.
@@ -161,6 +161,10 @@ pub struct InstanceEntry {
     pub ready_notify: bool,
     /// sd_notify watchdog interval, e.g. "10s".
     pub watchdog: Option<String>,
+    /// Most memory of its process tree, e.g. "512M".
+    pub memory_max: Option<String>,
+    /// Most CPU, e.g. "50%".
+    pub cpu_max: Option<String>,
 }
 
 /// A workspace file as written.
@@ -369,6 +373,16 @@ fn instance(
             notify: entry.ready_notify,
             watchdog: duration("watchdog", entry.watchdog.as_ref())?,
         },
+        limits: Limits {
+            memory_max: (entry.memory_max.as_deref())
+                .map(parse_bytes)
+                .transpose()
+                .map_err(|err| format!("memory_max: {err}"))?,
+            cpu_max_percent: (entry.cpu_max.as_deref())
+                .map(parse_percent)
+                .transpose()
+                .map_err(|err| format!("cpu_max: {err}"))?,
+        },
     };
     InstanceSpec::validate(input).map_err(|err| {
         let field = err.field.strip_prefix("spec.").unwrap_or(&err.field);
@@ -396,6 +410,8 @@ fn file_field(field: &str) -> &str {
         "readiness.log_pattern" => "ready_log",
         "readiness" => "ready_log, ready_notify",
         "readiness.watchdog" => "watchdog",
+        "limits.memory_max_bytes" => "memory_max",
+        "limits.cpu_max_percent" => "cpu_max",
         other => other,
     }
 }

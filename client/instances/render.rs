@@ -157,6 +157,9 @@ pub(super) fn print_details(instance: &pb::Instance) -> Result<(), Failure> {
     if !instance.notify_status.is_empty() {
         rows.push(("status", instance.notify_status.clone()));
     }
+    if !instance.limits_enforcement.is_empty() {
+        rows.push(("limits", instance.limits_enforcement.clone()));
+    }
     let (cpu, memory) = usage(instance);
     rows.push(("cpu / memory", format!("{cpu} / {memory}")));
     if !instance.last_error.is_empty() {

@@ -72,6 +72,12 @@ pub struct SpecArgs {
     /// With --ready-notify: it must send WATCHDOG=1 at least this often, or it is restarted
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, requires = "ready_notify")]
     watchdog: Option<Duration>,
+    /// Most memory its whole process tree may use, e.g. 512M or 2G; over it, it is restarted per policy
+    #[arg(long, value_name = "SIZE", value_parser = outpost::spec::parse_bytes)]
+    memory_max: Option<u64>,
+    /// Most CPU of its process tree, in percent of one core, e.g. 50% (needs a cgroup v2 cpu controller)
+    #[arg(long, value_name = "PERCENT", value_parser = outpost::spec::parse_percent)]
+    cpu_max: Option<u32>,
 }
 
 impl SpecArgs {
@@ -130,6 +136,10 @@ impl SpecArgs {
                 log_pattern: self.ready_log.unwrap_or_default(),
                 notify: self.ready_notify,
                 watchdog: self.watchdog.map(duration_message),
+            }),
+            limits: (self.memory_max.is_some() || self.cpu_max.is_some()).then(|| pb::Limits {
+                memory_max_bytes: self.memory_max.unwrap_or_default(),
+                cpu_max_percent: self.cpu_max.unwrap_or_default(),
             }),
         }
     }

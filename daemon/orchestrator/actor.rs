@@ -31,6 +31,7 @@ use super::{
     error::OrchestratorError,
     events::Change,
     health,
+    limits::{MEMORY_CHECK, MemoryWatch},
     policy::{RestartTracker, Verdict, deadline, wall_deadline},
     readiness::{Signal, Source},
     status::{
@@ -113,6 +114,8 @@ struct Timers {
     reset: Option<Instant>,
     /// The sd_notify watchdog: WATCHDOG=1 is due by then.
     watchdog: Option<Instant>,
+    /// The next look at a memory-limited process's usage.
+    memory: Option<Instant>,
 }
 
 impl Timers {
@@ -124,6 +127,7 @@ impl Timers {
             self.idle,
             self.reset,
             self.watchdog,
+            self.memory,
         ]
         .into_iter()
         .flatten()
@@ -159,6 +163,8 @@ pub struct Actor {
     signals: (mpsc::Sender<Signal>, mpsc::Receiver<Signal>),
     /// The task listening to the current process's readiness source.
     listening: Option<Listening>,
+    /// The current process's memory samples against its limit.
+    memory: MemoryWatch,
     waiting_ready: Vec<Reply>,
 }
 
@@ -192,6 +198,7 @@ impl Actor {
             probe_results: mpsc::channel(4),
             signals: mpsc::channel(SIGNAL_QUEUE),
             listening: None,
+            memory: MemoryWatch::default(),
             waiting_ready: Vec::new(),
         };
         if actor.status.state == InstanceState::Starting {
@@ -255,6 +262,7 @@ impl Actor {
             probe_results: mpsc::channel(4),
             signals: mpsc::channel(SIGNAL_QUEUE),
             listening: None,
+            memory: MemoryWatch::default(),
             waiting_ready: Vec::new(),
         };
         if actor.status.state == InstanceState::Running && actor.process.is_some() {
@@ -285,6 +293,9 @@ impl Actor {
         let spec = &self.status.spec;
         if spec.health.probe != Probe::None {
             self.timers.probe = Some(now);
+        }
+        if spec.limits.memory_max.is_some() {
+            self.timers.memory = Some(deadline(now, MEMORY_CHECK));
         }
         if self.status.state == InstanceState::Starting {
             self.timers.startup = Some(deadline(now, spec.startup_timeout));
@@ -527,6 +538,9 @@ impl Actor {
         if due(&mut self.timers.watchdog, now) && self.status.state == InstanceState::Running {
             self.on_watchdog_missed().await;
         }
+        if due(&mut self.timers.memory, now) {
+            self.check_memory().await;
+        }
     }
 
     /// Stops the instance if no activity was recorded for its idle timeout;
@@ -547,6 +561,24 @@ impl Actor {
             let _ = self.stop(None, false, Reason::IdleTimeout).await;
         } else {
             self.timers.idle = Some(deadline(Instant::now(), timeout - idle));
+        }
+    }
+
+    /// Looks at the process tree's latest memory sample against the
+    /// limit: over it twice in a row, the process is stopped and that is a
+    /// failure (the restart policy applies).
+    async fn check_memory(&mut self) {
+        let (Some(max), Some(process)) = (self.status.spec.limits.memory_max, &self.process) else {
+            return;
+        };
+        let usage = self.context.usage.latest();
+        let sample = usage.get(&(process.info().pgid as i32));
+        match self.memory.observe(sample, max) {
+            Some(message) => {
+                self.kill_process().await;
+                self.on_failure(Reason::MemoryLimit, message, None);
+            }
+            None => self.timers.memory = Some(deadline(Instant::now(), MEMORY_CHECK)),
         }
     }
 

@@ -9,6 +9,7 @@ use outpost::spec::InstanceSpec;
 
 use super::{
     events::{Change, StatusBoard},
+    limits::Capabilities,
     logs::{LogFiles, spares::LogSpares},
     process,
     readiness::Source,
@@ -16,6 +17,7 @@ use super::{
     records::{Op, Transition},
     scanner::Scanner,
     status::{InstanceStatus, ProcessInfo},
+    usage::UsageSampler,
     watched::Process,
     writer::RecordWriter,
 };
@@ -39,6 +41,10 @@ pub struct Context {
     /// This boot of the machine: a recorded pid means nothing after a
     /// reboot.
     pub boot_id: String,
+    /// Resource usage per process group, sampled when read.
+    pub usage: UsageSampler,
+    /// What limits the machine lets the daemon enforce.
+    pub limits: Capabilities,
 }
 
 impl Context {

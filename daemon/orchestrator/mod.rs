@@ -10,6 +10,7 @@ pub mod context;
 pub mod error;
 pub mod events;
 pub mod health;
+pub mod limits;
 pub mod lineage;
 pub mod logs;
 pub mod policy;
@@ -132,7 +133,6 @@ pub struct Orchestrator {
     /// allocation and the spawn happen under it so that a failed spawn
     /// leaves nothing behind. It is never held across an `.await`.
     registry: Mutex<Registry>,
-    usage: usage::UsageSampler,
 }
 
 impl Orchestrator {
@@ -158,13 +158,15 @@ impl Orchestrator {
                 logs_root: logs_root.clone(),
                 data_dir: config.data_dir,
                 boot_id,
+                usage: usage::UsageSampler::start(scanner),
+                limits: limits::Capabilities::detect(),
             }),
             registry: Mutex::new(Registry::new(
                 PortPool::new(config.port_range),
                 config.max_instances,
             )),
-            usage: usage::UsageSampler::start(scanner),
         });
+        tracing::info!("{}", orchestrator.context.limits.describe());
         orchestrator.recover(stored);
         orchestrator.context.writer.flush().await?;
         logs::rotation::start(logs_root);
@@ -186,6 +188,9 @@ impl Orchestrator {
         start: bool,
         workspace: Option<String>,
     ) -> Result<InstanceStatus, OrchestratorError> {
+        (self.context.limits)
+            .check(&spec.name, &spec.limits)
+            .map_err(OrchestratorError::Refused)?;
         let status = self.create_unsaved(spec, start, workspace)?;
         self.stored_or_undone(status).await
     }
@@ -392,7 +397,7 @@ impl Orchestrator {
         {
             return;
         }
-        let usage = self.usage.latest();
+        let usage = self.context.usage.latest();
         for status in statuses
             .iter_mut()
             .filter(|s| s.kind == InstanceKind::Managed)
@@ -533,6 +538,9 @@ impl Orchestrator {
         key: &str,
         spec: InstanceSpec,
     ) -> Result<InstanceStatus, OrchestratorError> {
+        (self.context.limits)
+            .check(&spec.name, &spec.limits)
+            .map_err(OrchestratorError::Refused)?;
         let handle = self.handle(key)?;
         let previous = self.status_of(&handle.id)?.spec;
         let new = Arc::new(spec);

@@ -98,6 +98,8 @@ pub enum Reason {
     ConfigChange,
     /// Its sd_notify watchdog went without WATCHDOG=1 too long.
     Watchdog,
+    /// Its process tree used more memory than its limit.
+    MemoryLimit,
 }
 
 /// What made an instance ready.

@@ -35,6 +35,7 @@ struct Sample {
 }
 
 /// Usage per process group id, refreshed in the background when read.
+#[derive(Clone)]
 pub struct UsageSampler {
     latest: watch::Receiver<Sample>,
     /// Asks the sampler task for a new sample (a full queue: one is coming).

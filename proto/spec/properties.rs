@@ -141,6 +141,7 @@ fn input() -> impl Strategy<Value = SpecInput> {
                 idle_timeout,
                 startup_timeout,
                 readiness: Readiness::default(),
+                limits: Limits::default(),
             },
         )
 }
@@ -168,6 +169,7 @@ fn input_of(spec: &InstanceSpec) -> SpecInput {
         idle_timeout: spec.idle_timeout,
         startup_timeout: Some(spec.startup_timeout),
         readiness: spec.readiness.clone(),
+        limits: spec.limits.clone(),
     }
 }
 

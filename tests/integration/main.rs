@@ -18,6 +18,7 @@ mod hostile;
 mod http_api;
 mod http_client;
 mod instances;
+mod limits;
 mod mariadb_harness;
 mod mybb;
 mod mybb_visitor;

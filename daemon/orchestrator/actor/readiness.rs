@@ -10,7 +10,10 @@ use tokio::task::AbortHandle;
 use outpost::spec::Probe;
 
 use super::{Actor, HealthState, InstanceKind, InstanceState, ReadyBy, Reason, deadline, health};
-use crate::orchestrator::readiness::{Note, Signal, Source};
+use crate::orchestrator::{
+    limits::MEMORY_CHECK,
+    readiness::{Note, Signal, Source},
+};
 
 /// The task listening to a process's readiness source; it ends (closing
 /// the notify socket and removing its file) when this is dropped.
@@ -39,6 +42,10 @@ impl Actor {
             .map(Listening);
         let now = Instant::now();
         let spec = &self.status.spec;
+        self.memory = Default::default();
+        if spec.limits.memory_max.is_some() {
+            self.timers.memory = Some(deadline(now, MEMORY_CHECK));
+        }
         if spec.health.probe == Probe::None {
             self.status.health.state = HealthState::Healthy;
         } else {

@@ -19,6 +19,7 @@ use crate::{
     orchestrator::{
         ListFilter, OrchestratorError,
         events::{Change, Event, EventFilter, Snapshot, SnapshotKind, WorkspaceDiff},
+        limits::Capabilities,
         logs::{
             LogPiece, Stream,
             follow::{LogLines, LogRequest},
@@ -128,6 +129,7 @@ fn reason(reason: Reason) -> pb::TransitionReason {
         Reason::HealthFailure => pb::TransitionReason::HealthFailure,
         Reason::HealthRecovered => pb::TransitionReason::HealthRecovered,
         Reason::Watchdog => pb::TransitionReason::Watchdog,
+        Reason::MemoryLimit => pb::TransitionReason::MemoryLimit,
         Reason::StartupTimeout => pb::TransitionReason::StartupTimeout,
         Reason::IdleTimeout => pb::TransitionReason::IdleTimeout,
         Reason::BackoffElapsed => pb::TransitionReason::BackoffElapsed,
@@ -238,6 +240,7 @@ pub fn instance_basic(status: &InstanceStatus) -> pb::Instance {
             .map(ToString::to_string)
             .unwrap_or_default(),
         notify_status: status.notify_status.clone().unwrap_or_default(),
+        limits_enforcement: Capabilities::enforcement(&status.spec.limits).unwrap_or_default(),
     }
 }
 

@@ -8,7 +8,7 @@ use outpost::{
     limits::duration_message,
     proto::v1 as pb,
     spec::{
-        ExternalInput, HealthCheck, HttpTarget, InstanceSpec, PortChoice, Probe, Readiness,
+        ExternalInput, HealthCheck, HttpTarget, InstanceSpec, Limits, PortChoice, Probe, Readiness,
         RestartMode, RestartPolicy, SpecInput,
     },
 };
@@ -134,6 +134,7 @@ pub fn spec_input(spec: Option<pb::InstanceSpec>) -> Result<SpecInput, Status> {
         idle_timeout: duration("spec.idle_timeout", spec.idle_timeout.as_ref())?,
         startup_timeout: duration("spec.startup_timeout", spec.startup_timeout.as_ref())?,
         readiness: readiness(spec.readiness)?,
+        limits: limits(spec.limits),
     };
     Ok(input)
 }
@@ -228,6 +229,18 @@ pub fn spec_message(spec: &InstanceSpec) -> pb::InstanceSpec {
         stop_grace_period: Some(duration_message(spec.stop_grace)),
         labels: spec.labels.clone().into_iter().collect(),
         readiness: readiness_message(&spec.readiness),
+        limits: spec.limits.is_set().then(|| pb::Limits {
+            memory_max_bytes: spec.limits.memory_max.unwrap_or_default(),
+            cpu_max_percent: spec.limits.cpu_max_percent.unwrap_or_default(),
+        }),
+    }
+}
+
+fn limits(message: Option<pb::Limits>) -> Limits {
+    let message = message.unwrap_or_default();
+    Limits {
+        memory_max: Some(message.memory_max_bytes).filter(|&bytes| bytes > 0),
+        cpu_max_percent: Some(message.cpu_max_percent).filter(|&percent| percent > 0),
     }
 }
 
