@@ -31,8 +31,9 @@ const SERVER_ROUNDS: usize = 50;
 const ROWS_TIMEOUT: Duration = Duration::from_secs(5);
 /// What the page is and its first answers, read with a plain client.
 const PAGE_PATHS: [&str; 3] = ["/", "/assets/app.js", "/assets/app.css"];
-/// Event streams whose first event (the snapshot) a plain client reads.
-const STREAM_PATHS: [&str; 2] = ["/api/v1/events", "/api/v1/sync/events"];
+/// The page's event stream, whose first event (a snapshot) a plain client
+/// reads.
+const STREAM_PATHS: [&str; 1] = ["/api/v1/stream"];
 /// Target: bytes transferred to load the page.
 const TARGET_BYTES: u64 = 100 * 1024;
 /// Target: first render.
