@@ -10,6 +10,7 @@ mod access;
 mod api;
 mod logins;
 mod page;
+mod renders;
 mod session;
 mod sse;
 
@@ -86,6 +87,8 @@ pub(crate) struct Front {
     pub(crate) sync: Arc<SyncApi<ContentBackend>>,
     pub(crate) access: Arc<Access>,
     pub(crate) logins: Logins,
+    /// Bus events' JSON, rendered once for every SSE stream.
+    pub(crate) renders: Arc<renders::Renders>,
 }
 
 impl axum::extract::FromRef<Front> for Arc<Access> {

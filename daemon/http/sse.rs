@@ -24,7 +24,10 @@ use outpost::proto::v1::{
     watch_sync_events_response,
 };
 
-use super::api::{error_body, failure};
+use super::{
+    api::{error_body, failure},
+    renders::{Bus, Renders},
+};
 use crate::server::OrchestratorApi;
 
 /// How often an idle stream sends a comment, so that a connection a
@@ -42,19 +45,12 @@ pub(crate) fn last_event_id(headers: &HeaderMap) -> Option<&str> {
     Some(headers.get("last-event-id")?.to_str().ok()?.trim())
 }
 
-/// Which bus an event's revision belongs to.
-#[derive(Clone, Copy)]
-enum Bus {
-    Status,
-    Sync,
-}
-
 /// An event, with its bus revision if it has one; its `id:` is given
 /// when the stream it goes out on is known.
 struct Item {
     revision: Option<(Bus, u64)>,
     kind: &'static str,
-    data: Result<String, String>,
+    data: Result<Arc<str>, String>,
 }
 
 impl Item {
@@ -62,7 +58,24 @@ impl Item {
         Self {
             revision,
             kind,
-            data: serde_json::to_string(data).map_err(|err| err.to_string()),
+            data: render(data),
+        }
+    }
+
+    /// A bus event, its JSON rendered once for all streams.
+    fn event_of(
+        kind: &'static str,
+        bus: Bus,
+        revision: u64,
+        data: &impl Serialize,
+        renders: &Renders,
+    ) -> Self {
+        Self {
+            revision: Some((bus, revision)),
+            kind,
+            data: renders.json(bus, revision, || {
+                serde_json::to_string(data).map_err(|err| err.to_string())
+            }),
         }
     }
 
@@ -75,7 +88,7 @@ impl Item {
         // The messages' serde (pbjson) cannot fail on them; if it ever
         // did, the client hears of it rather than missing an event.
         let event = match self.data {
-            Ok(data) => Event::default().event(self.kind).data(data),
+            Ok(data) => Event::default().event(self.kind).data(&*data),
             Err(err) => Event::default()
                 .event("error")
                 .data(format!("cannot render an event: {err}")),
@@ -92,6 +105,7 @@ impl Item {
 fn status_items(
     messages: BoxStream<pb::WatchStatusResponse>,
     snapshot_kind: &'static str,
+    renders: Arc<Renders>,
 ) -> impl Stream<Item = Item> {
     messages.flat_map(move |message| {
         let items = match message {
@@ -101,7 +115,7 @@ fn status_items(
                     vec![Item::new(snapshot_kind, revision, &snapshot)]
                 }
                 Some(watch_status_response::Payload::Events(batch)) => (batch.events.iter())
-                    .map(|one| Item::new("status", Some((Bus::Status, one.revision)), one))
+                    .map(|one| Item::event_of("status", Bus::Status, one.revision, one, &renders))
                     .collect(),
                 None => Vec::new(),
             },
@@ -116,6 +130,7 @@ fn status_items(
 fn sync_items(
     messages: BoxStream<pb::WatchSyncEventsResponse>,
     snapshot_kind: &'static str,
+    renders: Arc<Renders>,
 ) -> impl Stream<Item = Item> {
     messages.flat_map(move |message| {
         let items = match message {
@@ -125,7 +140,7 @@ fn sync_items(
                     vec![Item::new(snapshot_kind, revision, &snapshot)]
                 }
                 Some(watch_sync_events_response::Payload::Events(batch)) => (batch.events.iter())
-                    .map(|one| Item::new("sync", Some((Bus::Sync, one.revision)), one))
+                    .map(|one| Item::event_of("sync", Bus::Sync, one.revision, one, &renders))
                     .collect(),
                 None => Vec::new(),
             },
@@ -165,14 +180,20 @@ fn one_bus(items: impl Stream<Item = Item> + Send + 'static) -> Response {
 
 /// `WatchStatus` as SSE: `snapshot` events (a StatusSnapshot) and one
 /// `status` event per StatusEvent.
-pub(crate) fn status(messages: BoxStream<pb::WatchStatusResponse>) -> Response {
-    one_bus(status_items(messages, "snapshot"))
+pub(crate) fn status(
+    messages: BoxStream<pb::WatchStatusResponse>,
+    renders: Arc<Renders>,
+) -> Response {
+    one_bus(status_items(messages, "snapshot", renders))
 }
 
 /// `WatchSyncEvents` as SSE: `snapshot` events (a SyncSnapshot) and one
 /// `sync` event per SyncEvent.
-pub(crate) fn sync(messages: BoxStream<pb::WatchSyncEventsResponse>) -> Response {
-    one_bus(sync_items(messages, "snapshot"))
+pub(crate) fn sync(
+    messages: BoxStream<pb::WatchSyncEventsResponse>,
+    renders: Arc<Renders>,
+) -> Response {
+    one_bus(sync_items(messages, "snapshot", renders))
 }
 
 /// The instance list every `every`, as `usage` events.
@@ -198,10 +219,11 @@ pub(crate) fn combined(
     sync: BoxStream<pb::WatchSyncEventsResponse>,
     usage: Option<(Arc<OrchestratorApi>, Duration)>,
     since: (u64, u64),
+    renders: Arc<Renders>,
 ) -> Response {
     let buses = stream::select(
-        status_items(status, "snapshot"),
-        sync_items(sync, "sync-snapshot"),
+        status_items(status, "snapshot", renders.clone()),
+        sync_items(sync, "sync-snapshot", renders),
     )
     .boxed();
     let items = match usage {
@@ -245,6 +267,14 @@ pub(crate) async fn collect_logs(mut messages: BoxStream<pb::StreamLogsResponse>
         }
     }
     Json(all).into_response()
+}
+
+/// `data` as JSON (the messages' serde cannot fail on them; if it ever did,
+/// the client hears of it rather than missing an event).
+fn render(data: &impl Serialize) -> Result<Arc<str>, String> {
+    serde_json::to_string(data)
+        .map(Into::into)
+        .map_err(|err| err.to_string())
 }
 
 fn respond(events: impl Stream<Item = Event> + Send + 'static) -> Response {

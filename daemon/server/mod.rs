@@ -237,6 +237,7 @@ pub async fn serve(
             sync: sync_api,
             access,
             logins: dashboard.logins.clone(),
+            renders: Arc::default(),
         };
         front = Some(tokio::spawn(http::serve(
             listener,

@@ -77,5 +77,5 @@ async fn stream(
         Ok(stream) => stream.into_inner(),
         Err(status) => return failure(&status),
     };
-    sse::combined(status, sync, usage, since)
+    sse::combined(status, sync, usage, since, front.renders.clone())
 }

@@ -231,7 +231,7 @@ async fn events(
         ..Default::default()
     };
     match front.orchestrator.watch_status(Request::new(request)).await {
-        Ok(stream) => sse::status(stream.into_inner()),
+        Ok(stream) => sse::status(stream.into_inner(), front.renders.clone()),
         Err(status) => failure(&status),
     }
 }

@@ -54,7 +54,7 @@ async fn events(
         ..Default::default()
     };
     match front.sync.watch_sync_events(Request::new(request)).await {
-        Ok(stream) => sse::sync(stream.into_inner()),
+        Ok(stream) => sse::sync(stream.into_inner(), front.renders.clone()),
         Err(status) => failure(&status),
     }
 }
