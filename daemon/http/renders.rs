@@ -44,7 +44,7 @@ impl Renders {
         &self,
         bus: Bus,
         revision: u64,
-        render: impl FnOnce() -> Result<String, String>,
+        render: impl FnOnce() -> Result<Arc<str>, String>,
     ) -> Result<Arc<str>, String> {
         let key = (bus, revision);
         if let Some(text) = self.lock().texts.get(&key) {
@@ -52,7 +52,7 @@ impl Renders {
         }
         // Rendered outside the lock: two streams may both render an event
         // the first time; the text is the same.
-        let text: Arc<str> = render()?.into();
+        let text = render()?;
         let mut recent = self.lock();
         if recent.texts.insert(key, text.clone()).is_none() {
             recent.order.push_back(key);
@@ -83,21 +83,21 @@ mod tests {
         for _ in 0..3 {
             let text = renders.json(Bus::Status, 7, || {
                 rendered += 1;
-                Ok("{\"revision\":\"7\"}".to_owned())
+                Ok("{\"revision\":\"7\"}".into())
             });
             assert_eq!(text.unwrap().as_ref(), "{\"revision\":\"7\"}");
         }
         assert_eq!(rendered, 1);
-        let other_bus = renders.json(Bus::Sync, 7, || Ok("sync".to_owned()));
+        let other_bus = renders.json(Bus::Sync, 7, || Ok("sync".into()));
         assert_eq!(other_bus.unwrap().as_ref(), "sync", "buses count apart");
 
         for revision in 100..100 + KEPT as u64 {
             renders
-                .json(Bus::Status, revision, || Ok(String::new()))
+                .json(Bus::Status, revision, || Ok("".into()))
                 .unwrap();
         }
         assert_eq!(renders.lock().texts.len(), KEPT);
-        let again = renders.json(Bus::Status, 7, || Ok("re-rendered".to_owned()));
+        let again = renders.json(Bus::Status, 7, || Ok("re-rendered".into()));
         assert_eq!(again.unwrap().as_ref(), "re-rendered");
     }
 }

@@ -73,9 +73,7 @@ impl Item {
         Self {
             revision: Some((bus, revision)),
             kind,
-            data: renders.json(bus, revision, || {
-                serde_json::to_string(data).map_err(|err| err.to_string())
-            }),
+            data: renders.json(bus, revision, || render(data)),
         }
     }
 
