@@ -8,13 +8,13 @@ use std::{
 };
 
 use outpost::proto::v1 as pb;
+use outpost_test_support::browser::Browser;
 use serde_json::Value;
 use tokio::runtime::Runtime;
 
 use super::{Daemon, IDLE_CLIENTS, IDLE_WINDOW, median};
 use outpost_bench_support::{
     BoxError,
-    browser::Browser,
     fleet::{create_fleet, sleeper},
     http::Front,
     kernel::{CpuUse, cpu_use},
@@ -92,12 +92,10 @@ pub(super) fn page_and_idle(runtime: &Runtime, dir: &Path) -> Result<(), BoxErro
         println!("Page load: a daemon with {PAGE_INSTANCES} instances of `sleep 1000`");
         plain_bytes(&daemon.front).await?;
         server_times(&daemon.front).await?;
-        let browser = match Browser::missing() {
-            Some(reason) => {
-                println!("No browser ({reason}): first render not measured");
-                None
-            }
-            None => Some(browser_loads(&daemon, dir).await?),
+        // No browser: the reason is printed, and first render not measured.
+        let browser = match Browser::start().await {
+            Some(browser) => Some(browser_loads(&daemon, browser).await?),
+            None => None,
         };
         println!();
         idle(&daemon, browser).await
@@ -208,10 +206,9 @@ impl Load {
 /// Logs a headless Chromium in through a one-time link, loads the page
 /// [`PAGE_LOADS`] times and prints its timings and bytes; returns the
 /// browser with the page open.
-async fn browser_loads(daemon: &Daemon, dir: &Path) -> Result<Browser, BoxError> {
-    let browser = Browser::start(&dir.join("chromium-profile")).await?;
+async fn browser_loads(daemon: &Daemon, browser: Browser) -> Result<Browser, BoxError> {
     let observer = OBSERVER.replace("EXPECTED", &PAGE_INSTANCES.to_string());
-    browser.before_every_page(&observer).await?;
+    browser.before_every_page(&observer).await;
     let login = daemon
         .connection
         .orchestrator()
@@ -220,11 +217,11 @@ async fn browser_loads(daemon: &Daemon, dir: &Path) -> Result<Browser, BoxError>
         .into_inner()
         .url;
     // Sets the session cookie and lands on the page: the unmeasured load.
-    browser.navigate(&login).await?;
+    browser.goto(&login).await;
     let page = daemon.front.url("/");
     let mut loads = Vec::with_capacity(PAGE_LOADS);
     for _ in 0..PAGE_LOADS {
-        browser.navigate(&page).await?;
+        browser.goto(&page).await;
         loads.push(read_load(&browser).await?);
     }
     print_loads(&loads);
@@ -239,7 +236,7 @@ async fn browser_loads(daemon: &Daemon, dir: &Path) -> Result<Browser, BoxError>
 async fn read_load(browser: &Browser) -> Result<Load, BoxError> {
     let deadline = Instant::now() + ROWS_TIMEOUT;
     loop {
-        let value = browser.execute(READ_LOAD).await?;
+        let value = browser.run(READ_LOAD, Vec::new()).await;
         if value["done"] == Value::Bool(true) || Instant::now() > deadline {
             return Ok(Load::from(&value));
         }

@@ -1,15 +1,15 @@
 //! What the benchmarks share: starting `outpostd` and the bare tonic
 //! baseline server as child processes, the unary load driver, timing
-//! `outpostctl` invocations, the HTTP front's client (requests, Server-Sent
-//! Events, a headless Chromium over WebDriver), judging an event stream's
-//! delivery, and printing results.
+//! `outpostctl` invocations, the HTTP front's client (requests and
+//! Server-Sent Events), judging an event stream's delivery, and printing
+//! results. (The headless Chromium is the tests' own:
+//! `outpost_test_support::browser`.)
 //!
 //! A crate of its own (a dev-dependency of `outpost`). Each benchmark binary
 //! imports it (`use outpost_bench_support as support;`) and hands its
 //! work to [`run`], which also lets the binary act as the baseline server
 //! when it is re-executed for that (see [`server`]).
 
-pub mod browser;
 pub mod cli;
 pub mod delivery;
 pub mod fleet;

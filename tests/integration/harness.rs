@@ -364,6 +364,16 @@ pub fn spec(name: &str, command: &str, args: &[&str]) -> pb::InstanceSpec {
 
 /// Creates and starts an instance, panicking on error.
 pub async fn create(connection: &Connection, spec: pb::InstanceSpec) -> pb::Instance {
+    try_create(connection, spec)
+        .await
+        .unwrap_or_else(|status| panic!("create: {status}"))
+}
+
+/// Creates and starts an instance; the daemon's refusal as it is.
+pub async fn try_create(
+    connection: &Connection,
+    spec: pb::InstanceSpec,
+) -> Result<pb::Instance, tonic::Status> {
     connection
         .orchestrator()
         .create_instance(pb::CreateInstanceRequest {
@@ -371,10 +381,7 @@ pub async fn create(connection: &Connection, spec: pb::InstanceSpec) -> pb::Inst
             start: None,
         })
         .await
-        .unwrap_or_else(|status| panic!("create: {status}"))
-        .into_inner()
-        .instance
-        .unwrap()
+        .map(|response| response.into_inner().instance.unwrap())
 }
 
 /// Stops an instance by name, panicking on error; returns it stopped.

@@ -17,16 +17,7 @@ fn limits(memory_max_bytes: u64, cpu_max_percent: u32) -> Option<pb::Limits> {
 }
 
 async fn create(daemon: &Daemon, spec: pb::InstanceSpec) -> Result<pb::Instance, tonic::Status> {
-    daemon
-        .connect()
-        .await
-        .orchestrator()
-        .create_instance(pb::CreateInstanceRequest {
-            spec: Some(spec),
-            start: Some(true),
-        })
-        .await
-        .map(|response| response.into_inner().instance.unwrap())
+    crate::harness::try_create(&daemon.connect().await, spec).await
 }
 
 #[tokio::test]

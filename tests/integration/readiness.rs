@@ -49,16 +49,7 @@ async fn get(daemon: &Daemon, name: &str) -> pb::Instance {
 }
 
 async fn create(daemon: &Daemon, spec: pb::InstanceSpec) -> Result<pb::Instance, tonic::Status> {
-    daemon
-        .connect()
-        .await
-        .orchestrator()
-        .create_instance(pb::CreateInstanceRequest {
-            spec: Some(spec),
-            start: Some(true),
-        })
-        .await
-        .map(|response| response.into_inner().instance.unwrap())
+    crate::harness::try_create(&daemon.connect().await, spec).await
 }
 
 /// The status stream, its snapshot read.

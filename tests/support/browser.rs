@@ -20,7 +20,7 @@ use std::{
 use fantoccini::{
     Client, ClientBuilder, Locator,
     elements::Element,
-    wd::{Capabilities, TimeoutConfiguration},
+    wd::{Capabilities, TimeoutConfiguration, WebDriverCompatibleCommand},
 };
 use hyper_util::client::legacy::connect::HttpConnector;
 use nix::{
@@ -171,6 +171,16 @@ impl Browser {
     /// The WebDriver session, for what the helpers here do not cover.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// Has `source` run in every document loaded from now on, before the
+    /// page's own scripts (a benchmark's observer of the page's first
+    /// render).
+    pub async fn before_every_page(&self, source: &str) {
+        self.client
+            .issue_cmd(BeforeEveryPage(source.to_owned()))
+            .await
+            .unwrap_or_else(|err| panic!("cannot add a script to every page: {err}"));
     }
 
     /// Loads `url` and waits until its document has loaded.
@@ -352,5 +362,32 @@ impl Browser {
             )
             .await;
         serde_json::from_value(texts).expect("a list of strings")
+    }
+}
+
+/// Chrome DevTools' `Page.addScriptToEvaluateOnNewDocument`, through
+/// chromedriver's `goog/cdp/execute`: not a W3C command, so fantoccini
+/// sends it as a command of ours.
+#[derive(Debug)]
+struct BeforeEveryPage(String);
+
+impl WebDriverCompatibleCommand for BeforeEveryPage {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        let body = json!({
+            "cmd": "Page.addScriptToEvaluateOnNewDocument",
+            "params": { "source": self.0 },
+        });
+        (http::Method::POST, Some(body.to_string()))
     }
 }
