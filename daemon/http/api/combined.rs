@@ -3,8 +3,6 @@
 //! ([`sse::combined`]). Each part is the same service call its own route
 //! makes.
 
-use std::time::Duration;
-
 use axum::{
     Router,
     extract::{Query, State},
@@ -19,7 +17,7 @@ use outpost::proto::v1::{
     self as pb, orchestrator_server::Orchestrator as _, sync_server::Sync as _,
 };
 
-use super::failure;
+use super::{failure, usage_interval};
 use crate::http::{Front, sse};
 
 pub(super) fn routes() -> Router<Front> {
@@ -52,14 +50,10 @@ async fn stream(
             }
         },
     };
-    let usage = match query.usage {
+    let usage = match query.usage.map(|every| usage_interval("usage", every)) {
         None => None,
-        Some(every @ 1..=60) => Some((front.orchestrator.clone(), Duration::from_secs(every))),
-        Some(every) => {
-            return failure(&Status::invalid_argument(format!(
-                "usage: {every} is not from 1 to 60 seconds"
-            )));
-        }
+        Some(Ok(every)) => Some((front.orchestrator.clone(), every)),
+        Some(Err(status)) => return failure(&status),
     };
     let status = pb::WatchStatusRequest {
         since_revision: since.0,

@@ -14,7 +14,7 @@ use tonic::Request;
 
 use outpost::proto::v1::{self as pb, orchestrator_server::Orchestrator as _};
 
-use super::{body, failure, reply};
+use super::{body, failure, reply, usage_interval};
 use crate::http::{Front, sse};
 
 pub(super) fn routes() -> Router<Front> {
@@ -248,14 +248,8 @@ struct UsageQuery {
 /// sparklines without polling, and a page that closes it (hidden) costs
 /// nothing.
 async fn usage(State(front): State<Front>, Query(query): Query<UsageQuery>) -> Response {
-    let every = query.every.unwrap_or(5);
-    if !(1..=60).contains(&every) {
-        return failure(&tonic::Status::invalid_argument(format!(
-            "every: {every} is not from 1 to 60 seconds"
-        )));
+    match usage_interval("every", query.every.unwrap_or(5)) {
+        Ok(every) => sse::usage(front.orchestrator.clone(), every),
+        Err(status) => failure(&status),
     }
-    sse::usage(
-        front.orchestrator.clone(),
-        std::time::Duration::from_secs(every),
-    )
 }

@@ -64,6 +64,17 @@ pub(crate) fn body<T: DeserializeOwned + Default>(bytes: &Bytes) -> Result<T, St
     })
 }
 
+/// A usage push interval from the query (`field`): whole seconds, 1 to 60.
+pub(crate) fn usage_interval(field: &str, seconds: u64) -> Result<std::time::Duration, Status> {
+    if (1..=60).contains(&seconds) {
+        Ok(std::time::Duration::from_secs(seconds))
+    } else {
+        Err(Status::invalid_argument(format!(
+            "{field}: {seconds} is not from 1 to 60 seconds"
+        )))
+    }
+}
+
 /// The HTTP status and the name of a gRPC code.
 fn code(code: Code) -> (StatusCode, &'static str) {
     match code {
