@@ -268,6 +268,11 @@ impl Board {
 
     fn state_of(&self, name: &str) -> String {
         match self.asked.get(name) {
+            Some(Some(instance)) if !instance.waiting_for.is_empty() => format!(
+                "{}, for {}",
+                output::instance_state(instance.state),
+                instance.waiting_for
+            ),
             Some(Some(instance)) => output::instance_state(instance.state),
             _ => "deleted".to_owned(),
         }

@@ -20,9 +20,13 @@ use crate::limits::{
     MAX_THRESHOLD, MAX_URL_LEN, quoted,
 };
 
+mod dependencies;
 mod readiness;
 mod resources;
 
+pub use dependencies::{
+    Condition, Graph, MAX_DEPENDENCIES, describe_cycle, find_cycle, layers, parse_after,
+};
 pub use readiness::{MAX_LOG_PATTERN, MIN_WATCHDOG, Readiness};
 pub use resources::{Limits, parse_bytes, parse_percent};
 
@@ -95,6 +99,13 @@ pub struct InstanceSpec {
     /// What its process tree may use (absent in older records: nothing).
     #[serde(default)]
     pub limits: Limits,
+    /// The instances it starts after, by name, and what it needs of each.
+    #[serde(default)]
+    pub depends_on: BTreeMap<String, Condition>,
+    /// When it restarts, its running dependents go back to waiting and
+    /// start again once it is ready.
+    #[serde(default)]
+    pub restart_dependents: bool,
 }
 
 /// How an instance's health is probed.
@@ -263,6 +274,10 @@ pub struct SpecInput {
     pub readiness: Readiness,
     /// See [`InstanceSpec::limits`].
     pub limits: Limits,
+    /// See [`InstanceSpec::depends_on`].
+    pub depends_on: BTreeMap<String, Condition>,
+    /// See [`InstanceSpec::restart_dependents`].
+    pub restart_dependents: bool,
 }
 
 /// An [`InvalidField`] error for `field`.
@@ -467,6 +482,7 @@ impl InstanceSpec {
         limits::duration("spec.startup_timeout", startup_timeout, MAX_DURATION)?;
         input.readiness.validate("spec.readiness")?;
         input.limits.validate("spec.limits")?;
+        dependencies::validate("spec.depends_on", &input.name, &input.depends_on)?;
         Ok(Self {
             name: input.name,
             project_path,
@@ -484,6 +500,8 @@ impl InstanceSpec {
             startup_timeout,
             readiness: input.readiness,
             limits: input.limits,
+            depends_on: input.depends_on,
+            restart_dependents: input.restart_dependents,
         })
     }
 }
@@ -674,6 +692,8 @@ impl ExternalInput {
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
             readiness: Readiness::default(),
             limits: Limits::default(),
+            depends_on: BTreeMap::new(),
+            restart_dependents: false,
         };
         Ok(ExternalSpec { pid, spec })
     }

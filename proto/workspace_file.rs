@@ -12,7 +12,11 @@
 //! project = "/srv/site"
 //! port = "auto"              # or a number, or omitted
 //! health = { http = "/" }
+//! depends_on = { db = "ready", migrate = "completed" }   # or ["db"]: ready
 //! ```
+//!
+//! A dependency is named by its key in the same file, or by the API name
+//! of any other instance.
 
 use std::{
     collections::BTreeMap,
@@ -24,8 +28,9 @@ use serde::Deserialize;
 
 use crate::limits::{cut, quoted};
 use crate::spec::{
-    HealthCheck, HttpTarget, InstanceSpec, InvalidField, Limits, PortChoice, Probe, Readiness,
-    RestartMode, RestartPolicy, SpecInput, parse_bytes, parse_percent, validate_name,
+    Condition, Graph, HealthCheck, HttpTarget, InstanceSpec, InvalidField, Limits, PortChoice,
+    Probe, Readiness, RestartMode, RestartPolicy, SpecInput, describe_cycle, find_cycle,
+    parse_bytes, parse_percent, validate_name,
 };
 
 /// Values merged into every instance of a workspace.
@@ -114,6 +119,16 @@ pub enum PortEntry {
     Word(String),
 }
 
+/// `depends_on = { db = "ready" }`, or `depends_on = ["db"]` (each ready).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum DependsOnEntry {
+    /// Names with their conditions.
+    Conditions(BTreeMap<String, String>),
+    /// Names, each to be ready.
+    Names(Vec<String>),
+}
+
 /// One instance as written in a file.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -165,6 +180,11 @@ pub struct InstanceEntry {
     pub memory_max: Option<String>,
     /// Most CPU, e.g. "50%".
     pub cpu_max: Option<String>,
+    /// What it starts after: keys of this file or API names.
+    pub depends_on: Option<DependsOnEntry>,
+    /// Restart its running dependents when it restarts.
+    #[serde(default)]
+    pub restart_dependents: bool,
 }
 
 /// A workspace file as written.
@@ -244,8 +264,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Workspace, Vec<String>> {
     };
     let mut errors = Vec::new();
     let mut instances: Vec<InstanceSpec> = Vec::new();
+    let names: BTreeMap<&str, String> = (file.instances.iter())
+        .map(|(key, entry)| (key.as_str(), api_name(&name, key, entry)))
+        .collect();
     for (key, entry) in &file.instances {
-        match instance(&name, key, entry, &file.defaults) {
+        match instance(&names, key, entry, &file.defaults) {
             Ok(spec) if instances.iter().any(|other| other.name == spec.name) => {
                 errors.push(at(format!(
                     "instances.{}: the name {} is used twice",
@@ -256,6 +279,14 @@ pub fn parse(path: &Path, text: &str) -> Result<Workspace, Vec<String>> {
             Ok(spec) => instances.push(spec),
             Err(message) => errors.push(at(format!("instances.{}: {message}", cut(key)))),
         }
+    }
+    if errors.is_empty()
+        && let Some(cycle) = find_cycle(&dependency_graph(&instances))
+    {
+        errors.push(at(format!(
+            "depends_on: {} is a cycle",
+            describe_cycle(&cycle)
+        )));
     }
     if !errors.is_empty() {
         return Err(errors);
@@ -316,9 +347,51 @@ fn duration(field: &str, text: Option<&String>) -> Result<Option<Duration>, Stri
     .transpose()
 }
 
-/// Builds and validates one instance spec, defaults merged.
+/// The dependencies of each of `specs`, by name.
+pub fn dependency_graph(specs: &[InstanceSpec]) -> Graph<'_> {
+    specs
+        .iter()
+        .map(|spec| {
+            let dependencies = spec.depends_on.keys().map(String::as_str).collect();
+            (spec.name.as_str(), dependencies)
+        })
+        .collect()
+}
+
+/// The API name of the instance under `key`.
+fn api_name(workspace: &str, key: &str, entry: &InstanceEntry) -> String {
+    entry
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{workspace}.{key}"))
+}
+
+/// The dependencies as written, keys of the file turned into API names.
+fn depends_on(
+    names: &BTreeMap<&str, String>,
+    entry: Option<&DependsOnEntry>,
+) -> Result<BTreeMap<String, Condition>, String> {
+    let named = |name: &String| names.get(name.as_str()).unwrap_or(name).clone();
+    match entry {
+        None => Ok(BTreeMap::new()),
+        Some(DependsOnEntry::Names(list)) => {
+            Ok(list.iter().map(|n| (named(n), Condition::Ready)).collect())
+        }
+        Some(DependsOnEntry::Conditions(map)) => map
+            .iter()
+            .map(|(name, condition)| {
+                let condition = Condition::parse(condition)
+                    .map_err(|err| format!("depends_on.{}: {err}", cut(name)))?;
+                Ok((named(name), condition))
+            })
+            .collect(),
+    }
+}
+
+/// Builds and validates one instance spec, defaults merged; `names` maps
+/// the file's keys to API names.
 fn instance(
-    workspace: &str,
+    names: &BTreeMap<&str, String>,
     key: &str,
     entry: &InstanceEntry,
     defaults: &Defaults,
@@ -351,10 +424,7 @@ fn instance(
     };
     let restart = restart_policy(&restart_entry!(entry), &restart_entry!(defaults))?;
     let input = SpecInput {
-        name: entry
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("{workspace}.{key}")),
+        name: names[key].clone(),
         project_path: entry.project.clone().unwrap_or_default(),
         command: program.clone(),
         args: args.to_vec(),
@@ -383,6 +453,8 @@ fn instance(
                 .transpose()
                 .map_err(|err| format!("cpu_max: {err}"))?,
         },
+        depends_on: depends_on(names, entry.depends_on.as_ref())?,
+        restart_dependents: entry.restart_dependents,
     };
     InstanceSpec::validate(input).map_err(|err| {
         let field = err.field.strip_prefix("spec.").unwrap_or(&err.field);
@@ -572,6 +644,54 @@ mod tests {
             json[0].contains("comand") && json[0].contains("line 1"),
             "{json:?}"
         );
+    }
+
+    #[test]
+    fn dependencies_name_keys_of_the_file_or_other_instances() {
+        let workspace = parse_toml(
+            r#"
+            [instances.db]
+            command = ["db"]
+            restart_dependents = true
+            [instances.migrate]
+            command = ["migrate"]
+            depends_on = ["db"]
+            [instances.api]
+            command = ["api"]
+            name = "api"
+            depends_on = { db = "ready", migrate = "completed", "cache.redis" = "started" }
+            "#,
+        )
+        .unwrap();
+        let api = &workspace.instances[0];
+        assert_eq!(api.name, "api");
+        assert_eq!(
+            api.depends_on,
+            BTreeMap::from([
+                ("cache.redis".to_owned(), Condition::Started),
+                ("shop.db".to_owned(), Condition::Ready),
+                ("shop.migrate".to_owned(), Condition::Completed),
+            ])
+        );
+        assert!(workspace.instances[1].restart_dependents);
+        assert_eq!(
+            workspace.instances[2].depends_on,
+            BTreeMap::from([("shop.db".to_owned(), Condition::Ready)])
+        );
+        let cycle = parse_toml(
+            "[instances.a]\ncommand = [\"x\"]\ndepends_on = [\"b\"]\n\
+             [instances.b]\ncommand = [\"x\"]\ndepends_on = [\"a\"]\n",
+        )
+        .unwrap_err();
+        assert!(
+            cycle[0].contains("depends_on: shop.a → shop.b → shop.a is a cycle"),
+            "{cycle:?}"
+        );
+        let word = parse_toml("[instances.a]\ncommand = [\"x\"]\ndepends_on = { b = \"up\" }")
+            .unwrap_err();
+        assert!(word[0].contains("instances.a: depends_on.b:"), "{word:?}");
+        let own = parse_toml("[instances.a]\ncommand = [\"x\"]\ndepends_on = [\"a\"]").unwrap_err();
+        assert!(own[0].contains("cannot depend on itself"), "{own:?}");
     }
 
     #[test]

@@ -82,6 +82,9 @@ pub enum InstanceCommand {
         /// Really signal an external (registered) process
         #[arg(long)]
         signal_external: bool,
+        /// Also stop the instances that depend on it, dependents first
+        #[arg(long)]
+        with_dependents: bool,
     },
     /// Restart an instance
     Restart {
@@ -267,11 +270,13 @@ pub async fn run(
             instance,
             grace,
             signal_external,
+            with_dependents,
         } => {
             let request = pb::StopInstanceRequest {
                 instance,
                 grace_period: grace.map(outpost::limits::duration_message),
                 signal_external,
+                with_dependents,
             };
             print_instance(json, &client.stop_instance(request).await?.into_inner())
         }

@@ -151,6 +151,28 @@ pub(super) fn print_details(instance: &pb::Instance) -> Result<(), Failure> {
             ));
         }
     }
+    if let Some(spec) = instance.spec.as_ref().filter(|s| !s.depends_on.is_empty()) {
+        let mut after: Vec<String> = (spec.depends_on.iter())
+            .map(|(name, &condition)| {
+                let condition = output::word(
+                    condition,
+                    pb::DependencyCondition::as_str_name,
+                    "DEPENDENCY_CONDITION_",
+                )
+                .filter(|word| word != "unspecified")
+                .unwrap_or_else(|| "ready".to_owned());
+                format!("{name} ({condition})")
+            })
+            .collect();
+        after.sort();
+        rows.push(("after", after.join(", ")));
+    }
+    if instance.spec.as_ref().is_some_and(|s| s.restart_dependents) {
+        rows.push(("dependents", "restarted with it".to_owned()));
+    }
+    if !instance.waiting_for.is_empty() {
+        rows.push(("waiting for", instance.waiting_for.clone()));
+    }
     if !instance.ready_by.is_empty() {
         rows.push(("ready by", instance.ready_by.clone()));
     }

@@ -7,7 +7,7 @@ use std::{
 };
 
 use clap::{Args, ValueEnum};
-use outpost::{limits::duration_message, proto::v1 as pb};
+use outpost::{limits::duration_message, proto::v1 as pb, spec::Condition};
 
 /// Spec flags shared by `run` and `up`.
 #[derive(Debug, Args)]
@@ -78,6 +78,12 @@ pub struct SpecArgs {
     /// Most CPU of its process tree, in percent of one core, e.g. 50% (needs a cgroup v2 cpu controller)
     #[arg(long, value_name = "PERCENT", value_parser = outpost::spec::parse_percent)]
     cpu_max: Option<u32>,
+    /// Start only once this instance is ready (repeatable); :started or :completed (exited 0) instead
+    #[arg(long = "after", value_name = "NAME[:CONDITION]", value_parser = outpost::spec::parse_after)]
+    after: Vec<(String, Condition)>,
+    /// When this instance restarts, restart the running instances that depend on it
+    #[arg(long)]
+    restart_dependents: bool,
 }
 
 impl SpecArgs {
@@ -141,6 +147,10 @@ impl SpecArgs {
                 memory_max_bytes: self.memory_max.unwrap_or_default(),
                 cpu_max_percent: self.cpu_max.unwrap_or_default(),
             }),
+            depends_on: (self.after.into_iter())
+                .map(|(name, condition)| (name, pb::DependencyCondition::from(condition).into()))
+                .collect(),
+            restart_dependents: self.restart_dependents,
         }
     }
 }

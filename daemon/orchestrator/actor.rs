@@ -14,6 +14,7 @@
 
 mod panics;
 mod readiness;
+mod waiting;
 
 use std::{
     hash::{BuildHasher, RandomState},
@@ -28,6 +29,7 @@ use outpost::spec::{InstanceSpec, Probe, RestartMode};
 
 use super::{
     context::{Context, Spawned},
+    dependencies::needs,
     error::OrchestratorError,
     events::Change,
     health,
@@ -90,6 +92,17 @@ pub enum Command {
         /// Where to answer.
         reply: Reply,
     },
+    /// Its dependencies' conditions hold: a WAITING instance starts.
+    DependenciesMet,
+    /// A WAITING instance waits for this now.
+    Waiting {
+        /// What for, in words.
+        text: String,
+        /// A dependency failed or is gone.
+        blocked: bool,
+    },
+    /// A dependency restarted: a running instance stops and waits again.
+    Requeue,
 }
 
 /// A probe result, tagged with the process generation it was run for.
@@ -166,6 +179,9 @@ pub struct Actor {
     /// The current process's memory samples against its limit.
     memory: MemoryWatch,
     waiting_ready: Vec<Reply>,
+    /// Why it started waiting for its dependencies (its reason again once
+    /// a blocked dependency recovers).
+    waiting_reason: Reason,
 }
 
 impl Actor {
@@ -200,6 +216,7 @@ impl Actor {
             listening: None,
             memory: MemoryWatch::default(),
             waiting_ready: Vec::new(),
+            waiting_reason: Reason::Created,
         };
         if actor.status.state == InstanceState::Starting {
             actor.on_spawned(source);
@@ -243,6 +260,9 @@ impl Actor {
             (true, None) => "its process ended while the daemon was down".to_owned(),
             _ => String::new(),
         };
+        if status.state == InstanceState::Waiting {
+            status.waiting_for = Some(needs(&status.spec.depends_on));
+        }
         context.publish(Change::Instance {
             status: status.clone(),
             previous: None,
@@ -264,7 +284,9 @@ impl Actor {
             listening: None,
             memory: MemoryWatch::default(),
             waiting_ready: Vec::new(),
+            waiting_reason: Reason::Created,
         };
+        actor.waiting_reason = actor.status.reason;
         if actor.status.state == InstanceState::Running && actor.process.is_some() {
             actor.status.ready_by = Some(ReadyBy::Readopted);
         }
@@ -399,6 +421,9 @@ impl Actor {
                     }
                 }
             }
+            Command::DependenciesMet => self.on_dependencies_met(),
+            Command::Waiting { text, blocked } => self.on_waiting_news(text, blocked),
+            Command::Requeue => self.requeue().await,
         }
         ControlFlow::Continue(())
     }
@@ -408,6 +433,9 @@ impl Actor {
         let previous = self.status.state;
         self.status.state = state;
         self.status.reason = reason;
+        if state != InstanceState::Waiting {
+            self.status.waiting_for = None;
+        }
         self.status.state_changed_at = SystemTime::now();
         self.publish(previous, reason, detail);
     }
@@ -455,9 +483,15 @@ impl Actor {
                 self.restarts.reset();
             }
             self.timers.retry = None;
-            if let Err(err) = self.spawn(reason) {
-                let _ = reply.send(Err(err));
-                return;
+            if self.status.spec.depends_on.is_empty() {
+                if let Err(err) = self.spawn(reason) {
+                    let _ = reply.send(Err(err));
+                    return;
+                }
+            } else if self.status.state != InstanceState::Waiting {
+                // Started by the coordinator once its dependencies hold;
+                // a caller waiting for readiness hears WAITING now.
+                self.wait_for_dependencies(reason);
             }
         }
         if wait_ready && self.status.state == InstanceState::Starting {

@@ -7,6 +7,7 @@
 
 pub mod actor;
 pub mod context;
+pub mod dependencies;
 pub mod error;
 pub mod events;
 pub mod health;
@@ -167,6 +168,10 @@ impl Orchestrator {
             )),
         });
         tracing::info!("{}", orchestrator.context.limits.describe());
+        dependencies::coordinator::start(
+            Arc::downgrade(&orchestrator),
+            orchestrator.subscribe(None),
+        );
         orchestrator.recover(stored);
         orchestrator.context.writer.flush().await?;
         logs::rotation::start(logs_root);
@@ -188,9 +193,7 @@ impl Orchestrator {
         start: bool,
         workspace: Option<String>,
     ) -> Result<InstanceStatus, OrchestratorError> {
-        (self.context.limits)
-            .check(&spec.name, &spec.limits)
-            .map_err(OrchestratorError::Refused)?;
+        self.check(&spec)?;
         let status = self.create_unsaved(spec, start, workspace)?;
         self.stored_or_undone(status).await
     }
@@ -218,6 +221,19 @@ impl Orchestrator {
         )))
     }
 
+    /// Refuses a spec whose limits the machine cannot enforce, or whose
+    /// dependencies name no instance or close a cycle.
+    fn check(&self, spec: &InstanceSpec) -> Result<(), OrchestratorError> {
+        (self.context.limits)
+            .check(&spec.name, &spec.limits)
+            .map_err(OrchestratorError::Refused)?;
+        if spec.depends_on.is_empty() {
+            return Ok(());
+        }
+        let snapshot = self.context.board.snapshot(events::SnapshotKind::Initial);
+        dependencies::check(spec, &snapshot.instances)
+    }
+
     fn create_unsaved(
         &self,
         spec: InstanceSpec,
@@ -231,7 +247,9 @@ impl Orchestrator {
             PortChoice::Auto => Some(registry.ports.allocate_auto(&id)?),
             PortChoice::Fixed(port) => Some(registry.ports.allocate_fixed(&id, port)?),
         };
-        let process = if start {
+        // One with dependencies waits for them, started by the coordinator.
+        let waits = start && !spec.depends_on.is_empty();
+        let process = if start && !waits {
             // The first process of the instance's actor (generation 1).
             match self.context.spawn(&id, &spec, port, 1) {
                 Ok(spawned) => Some(spawned),
@@ -246,13 +264,15 @@ impl Orchestrator {
         } else {
             None
         };
-        let state = if start {
-            InstanceState::Starting
-        } else {
-            InstanceState::Stopped
+        let state = match (start, waits) {
+            (true, true) => InstanceState::Waiting,
+            (true, false) => InstanceState::Starting,
+            (false, _) => InstanceState::Stopped,
         };
+        let waiting_for = waits.then(|| dependencies::needs(&spec.depends_on));
         let mut status = InstanceStatus::new(id, spec, InstanceKind::Managed, state, port);
         status.workspace = workspace;
+        status.waiting_for = waiting_for;
         let (process, source) = match process {
             Some(Spawned { process, readiness }) => (Some(process), Some(readiness)),
             None => (None, None),
@@ -440,16 +460,40 @@ impl Orchestrator {
         .await
     }
 
+    /// Stops an instance. One that running instances depend on (directly
+    /// or not) is refused unless `with_dependents`, which stops them
+    /// first, the last dependents first.
     pub async fn stop_instance(
         &self,
         key: &str,
         grace: Option<Duration>,
         signal_external: bool,
+        with_dependents: bool,
     ) -> Result<InstanceStatus, OrchestratorError> {
         if let Some(grace) = grace {
             outpost::limits::duration("grace_period", grace, outpost::limits::MAX_STOP_GRACE)?;
         }
         let handle = self.handle(key)?;
+        let name = self.status_of(&handle.id)?.spec.name.clone();
+        let snapshot = self.context.board.snapshot(events::SnapshotKind::Initial);
+        let dependents = dependencies::dependents(&snapshot.instances, &name);
+        if with_dependents {
+            let dependents: Vec<InstanceStatus> = dependents.into_iter().cloned().collect();
+            self.stop_in_order(&dependents, Reason::UserStop).await?;
+        } else {
+            let mut running: Vec<&str> = (dependents.iter())
+                .filter(|status| status.state.is_active())
+                .map(|status| status.spec.name.as_str())
+                .collect();
+            running.sort_unstable();
+            if !running.is_empty() {
+                return Err(OrchestratorError::Refused(format!(
+                    "{name} has running dependents: {}; stop them first, or stop with \
+                     dependents (--with-dependents)",
+                    running.join(", ")
+                )));
+            }
+        }
         self.call(&handle, |reply| Command::Stop {
             grace,
             signal_external,
@@ -538,9 +582,7 @@ impl Orchestrator {
         key: &str,
         spec: InstanceSpec,
     ) -> Result<InstanceStatus, OrchestratorError> {
-        (self.context.limits)
-            .check(&spec.name, &spec.limits)
-            .map_err(OrchestratorError::Refused)?;
+        self.check(&spec)?;
         let handle = self.handle(key)?;
         let previous = self.status_of(&handle.id)?.spec;
         let new = Arc::new(spec);
@@ -635,32 +677,52 @@ impl Orchestrator {
         Ok(receiver)
     }
 
-    /// Stops every instance (for daemon shutdown), all at once.
+    /// Stops every instance (for daemon shutdown): dependents before
+    /// what they depend on, all at once where nothing depends on another.
     pub async fn shutdown(&self) {
-        let handles: Vec<InstanceHandle> = self.registry().handles().cloned().collect();
-        let mut stops = tokio::task::JoinSet::new();
-        for handle in handles {
-            stops.spawn(async move {
-                send_command(&handle, |reply| Command::Stop {
-                    grace: None,
-                    signal_external: false,
-                    reason: Reason::DaemonShutdown,
-                    reply,
-                })
-                .await
-            });
-        }
-        while let Some(result) = stops.join_next().await {
-            // External instances are left running: that is not an error.
-            if let Ok(Err(err)) = result
-                && !matches!(err, OrchestratorError::Refused(_))
-            {
-                tracing::warn!(%err, "stopping an instance at shutdown");
-            }
-        }
-        if let Err(err) = self.flush().await {
+        let snapshot = self.context.board.snapshot(events::SnapshotKind::Initial);
+        if let Err(err) = self
+            .stop_in_order(&snapshot.instances, Reason::DaemonShutdown)
+            .await
+        {
             tracing::error!(%err, "state not saved at shutdown");
         }
+    }
+
+    /// Stops `statuses` in layers, dependents first (see
+    /// [`dependencies::stop_order`]), each layer at once; returns once all
+    /// of it is stored. An external instance is left running, as a stop
+    /// without `signal_external` leaves it; other failures are logged.
+    async fn stop_in_order(
+        &self,
+        statuses: &[InstanceStatus],
+        reason: Reason,
+    ) -> Result<(), OrchestratorError> {
+        for layer in dependencies::stop_order(statuses) {
+            let mut stops = tokio::task::JoinSet::new();
+            for status in layer {
+                let Ok(handle) = self.handle(&status.id) else {
+                    continue;
+                };
+                stops.spawn(async move {
+                    send_command(&handle, |reply| Command::Stop {
+                        grace: None,
+                        signal_external: false,
+                        reason,
+                        reply,
+                    })
+                    .await
+                });
+            }
+            while let Some(result) = stops.join_next().await {
+                if let Ok(Err(err)) = result
+                    && !matches!(err, OrchestratorError::Refused(_))
+                {
+                    tracing::warn!(%err, "stopping an instance");
+                }
+            }
+        }
+        self.flush().await
     }
 
     /// Sends a command to an actor, waits for its answer, and returns once

@@ -36,11 +36,13 @@ pub enum InstanceState {
     Backoff,
     /// The circuit breaker is open (entered once restart policies exist).
     Error,
+    /// Started, but its dependencies do not all hold yet: no process.
+    Waiting,
 }
 
 impl InstanceState {
     /// Every state, in reporting order.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Starting,
         Self::Running,
         Self::Stopping,
@@ -48,6 +50,7 @@ impl InstanceState {
         Self::Failed,
         Self::Backoff,
         Self::Error,
+        Self::Waiting,
     ];
 
     /// Whether a process is (or should be) alive in this state.
@@ -100,6 +103,12 @@ pub enum Reason {
     Watchdog,
     /// Its process tree used more memory than its limit.
     MemoryLimit,
+    /// Every dependency met its condition.
+    DependenciesReady,
+    /// A dependency is gone or failed, or will not complete.
+    DependencyBlocked,
+    /// A dependency that restarts its dependents restarted.
+    DependencyRestart,
 }
 
 /// What made an instance ready.
@@ -310,6 +319,8 @@ pub struct InstanceStatus {
     pub ready_by: Option<ReadyBy>,
     /// The last STATUS= its process sent over sd_notify.
     pub notify_status: Option<String>,
+    /// While WAITING: which dependencies it waits for, and how they are.
+    pub waiting_for: Option<String>,
 }
 
 impl InstanceStatus {
@@ -343,6 +354,7 @@ impl InstanceStatus {
             failures: std::collections::VecDeque::new(),
             ready_by: None,
             notify_status: None,
+            waiting_for: None,
         }
     }
 }

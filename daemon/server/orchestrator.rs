@@ -148,7 +148,7 @@ impl OrchestratorRpc for OrchestratorApi {
         let grace = convert::duration("grace_period", request.grace_period.as_ref())?;
         let status = self
             .orchestrator
-            .stop_instance(key, grace, request.signal_external)
+            .stop_instance(key, grace, request.signal_external, request.with_dependents)
             .await?;
         Ok(Response::new(pb::StopInstanceResponse {
             instance: Some(to::instance(&status)),

@@ -17,7 +17,7 @@ use std::{
 };
 
 use outpost::{
-    spec::InstanceSpec,
+    spec::{InstanceSpec, layers},
     workspace_file::{self, Workspace},
 };
 
@@ -118,14 +118,22 @@ async fn carry_out(
     diff: &WorkspaceDiff,
     done: &mut Vec<Step>,
 ) -> Result<(), String> {
-    for instance in &diff.deleted {
+    // Dependents go before what they depend on, and come after it.
+    let current_specs: Vec<InstanceSpec> = current.values().map(|o| o.spec.clone()).collect();
+    let current_layers = layer_of(&current_specs);
+    let mut deleted: Vec<&String> = diff.deleted.iter().collect();
+    deleted.sort_by_key(|name| std::cmp::Reverse(current_layers.get(name.as_str()).copied()));
+    let desired_layers = layer_of(&desired.instances);
+    let mut desired_specs: Vec<&InstanceSpec> = desired.instances.iter().collect();
+    desired_specs.sort_by_key(|spec| desired_layers.get(spec.name.as_str()).copied());
+    for instance in deleted {
         orchestrator
             .delete_instance(instance, false, true)
             .await
             .map_err(|err| format!("deleting {instance} failed: {err}"))?;
         done.push(Step::Deleted(current[instance].clone()));
     }
-    for spec in &desired.instances {
+    for spec in desired_specs {
         let name = &spec.name;
         let create = diff.created.contains(name);
         if let Some(old) = current.get(name).filter(|_| diff.changed.contains(name)) {
@@ -152,6 +160,17 @@ async fn carry_out(
         done.push(Step::Created(name.clone()));
     }
     Ok(())
+}
+
+/// The layer of each of `specs`: 0 for one that depends on none of them,
+/// one more than its deepest dependency among them otherwise.
+fn layer_of(specs: &[InstanceSpec]) -> BTreeMap<&str, usize> {
+    let graph = workspace_file::dependency_graph(specs);
+    layers(&graph)
+        .into_iter()
+        .enumerate()
+        .flat_map(|(index, layer)| layer.into_iter().map(move |name| (name, index)))
+        .collect()
 }
 
 /// Undoes `done`, last step first; says what it did.
@@ -201,7 +220,11 @@ async fn undo(orchestrator: &Orchestrator, workspace: &str, done: Vec<Step>) -> 
 /// Removes the instances of a workspace whose file is gone.
 pub(super) async fn remove(orchestrator: &Orchestrator, name: &str) -> WorkspaceDiff {
     let current = owned(orchestrator, name);
-    for instance in current.keys() {
+    let specs: Vec<InstanceSpec> = current.values().map(|o| o.spec.clone()).collect();
+    let layers = layer_of(&specs);
+    let mut instances: Vec<&String> = current.keys().collect();
+    instances.sort_by_key(|name| std::cmp::Reverse(layers.get(name.as_str()).copied()));
+    for instance in instances {
         if let Err(err) = orchestrator.delete_instance(instance, false, true).await {
             tracing::warn!(workspace = name, instance, %err, "cannot delete");
         }

@@ -142,6 +142,8 @@ fn input() -> impl Strategy<Value = SpecInput> {
                 startup_timeout,
                 readiness: Readiness::default(),
                 limits: Limits::default(),
+                depends_on: Default::default(),
+                restart_dependents: false,
             },
         )
 }
@@ -170,6 +172,8 @@ fn input_of(spec: &InstanceSpec) -> SpecInput {
         startup_timeout: Some(spec.startup_timeout),
         readiness: spec.readiness.clone(),
         limits: spec.limits.clone(),
+        depends_on: spec.depends_on.clone(),
+        restart_dependents: spec.restart_dependents,
     }
 }
 

@@ -309,7 +309,7 @@ async fn over_limit_request_fields_are_refused_and_the_daemon_keeps_serving() {
             .stop_instance(pb::StopInstanceRequest {
                 instance: "web".to_owned(),
                 grace_period: seconds(PROTO_MAX),
-                signal_external: false,
+                ..Default::default()
             })
             .await
             .map(drop),
@@ -409,7 +409,7 @@ async fn over_limit_request_fields_are_refused_and_the_daemon_keeps_serving() {
         .stop_instance(pb::StopInstanceRequest {
             instance: "web".to_owned(),
             grace_period: seconds(3600),
-            signal_external: false,
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -12,6 +12,7 @@ mod cli_pipes;
 mod config;
 mod content;
 mod dashboard;
+mod dependencies;
 mod durability;
 mod harness;
 mod hostile;

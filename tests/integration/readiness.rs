@@ -12,17 +12,21 @@ use tonic::Code;
 use crate::harness::{Daemon, changed, events_until, spec, watch};
 
 /// A FIFO the test writes a line into to let a process go on.
-fn gate(daemon: &Daemon, name: &str) -> PathBuf {
+pub(crate) fn gate(daemon: &Daemon, name: &str) -> PathBuf {
     let path = daemon.dir.path().join(name);
     nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     path
 }
 
-fn open(gate: &Path) {
+pub(crate) fn open(gate: &Path) {
     std::fs::write(gate, "go\n").unwrap();
 }
 
-fn readiness(log_pattern: &str, notify: bool, watchdog_ms: u64) -> Option<pb::Readiness> {
+pub(crate) fn readiness(
+    log_pattern: &str,
+    notify: bool,
+    watchdog_ms: u64,
+) -> Option<pb::Readiness> {
     Some(pb::Readiness {
         log_pattern: log_pattern.to_owned(),
         notify,
@@ -33,7 +37,7 @@ fn readiness(log_pattern: &str, notify: bool, watchdog_ms: u64) -> Option<pb::Re
     })
 }
 
-async fn get(daemon: &Daemon, name: &str) -> pb::Instance {
+pub(crate) async fn get(daemon: &Daemon, name: &str) -> pb::Instance {
     daemon
         .connect()
         .await
@@ -53,7 +57,7 @@ async fn create(daemon: &Daemon, spec: pb::InstanceSpec) -> Result<pb::Instance,
 }
 
 /// The status stream, its snapshot read.
-async fn watching(
+pub(crate) async fn watching(
     connection: &outpost::endpoint::Connection,
 ) -> tonic::Streaming<pb::WatchStatusResponse> {
     let mut stream = watch(connection, 0).await;
@@ -62,7 +66,7 @@ async fn watching(
 }
 
 /// Waits for the instance's next move to `state`; its event.
-async fn reaches(
+pub(crate) async fn reaches(
     stream: &mut tonic::Streaming<pb::WatchStatusResponse>,
     name: &str,
     state: pb::InstanceState,
@@ -128,7 +132,7 @@ async fn a_line_written_at_once_is_not_missed() {
 
 /// A Python process speaking sd_notify: STATUS, then READY once its gate
 /// opens, then WATCHDOG=1 every 50 ms for `feeds` times, then silence.
-fn notifier(gate: &Path, feeds: u32) -> Vec<String> {
+pub(crate) fn notifier(gate: &Path, feeds: u32) -> Vec<String> {
     let program = format!(
         r#"
 import os, socket, time

@@ -60,7 +60,7 @@ async fn daemon_status_describes_this_daemon() {
     assert!(status.started_at.is_some() && status.uptime.is_some());
     assert_eq!(status.instance_count, 0);
     let states: Vec<i32> = status.instance_counts.iter().map(|c| c.state).collect();
-    assert_eq!(states.len(), 7, "one count per state");
+    assert_eq!(states.len(), 8, "one count per state");
     assert!(!states.contains(&(InstanceState::Unspecified as i32)));
     assert!(status.instance_counts.iter().all(|c| c.count == 0));
     let range = status.port_range.unwrap();

@@ -293,7 +293,7 @@
     row.dataset.state = state.replace(/ /g, '-');
     row.dataset.id = instance.id ?? '';
     cells.state.textContent = state;
-    cells.state.title = instance.last_error ?? '';
+    cells.state.title = instance.waiting_for ? `waiting for ${instance.waiting_for}` : (instance.last_error ?? '');
     cells.pid.textContent = instance.pid ? String(instance.pid) : '—';
     if (instance.port) {
       const url = `http://${location.hostname}:${instance.port}/`;

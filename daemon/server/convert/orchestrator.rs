@@ -81,7 +81,8 @@ pub fn instance_key<'a>(field: &str, key: &'a str) -> Result<&'a str, Status> {
 }
 
 /// Pairs of domain and proto states.
-const STATES: [(InstanceState, pb::InstanceState); 7] = [
+const STATES: [(InstanceState, pb::InstanceState); 8] = [
+    (InstanceState::Waiting, pb::InstanceState::Waiting),
     (InstanceState::Starting, pb::InstanceState::Starting),
     (InstanceState::Running, pb::InstanceState::Running),
     (InstanceState::Stopping, pb::InstanceState::Stopping),
@@ -137,6 +138,9 @@ fn reason(reason: Reason) -> pb::TransitionReason {
         Reason::BreakerHalfOpen => pb::TransitionReason::BreakerHalfOpen,
         Reason::DaemonRestart => pb::TransitionReason::DaemonRestart,
         Reason::ConfigChange => pb::TransitionReason::ConfigChange,
+        Reason::DependenciesReady => pb::TransitionReason::DependenciesReady,
+        Reason::DependencyBlocked => pb::TransitionReason::DependencyBlocked,
+        Reason::DependencyRestart => pb::TransitionReason::DependencyRestart,
     }
 }
 
@@ -241,6 +245,7 @@ pub fn instance_basic(status: &InstanceStatus) -> pb::Instance {
             .unwrap_or_default(),
         notify_status: status.notify_status.clone().unwrap_or_default(),
         limits_enforcement: Capabilities::enforcement(&status.spec.limits).unwrap_or_default(),
+        waiting_for: status.waiting_for.clone().unwrap_or_default(),
     }
 }
 

@@ -2,14 +2,16 @@
 //! (and an external registration) into the raw input the domain
 //! validates, and a validated spec back into its message.
 
+use std::collections::BTreeMap;
+
 use tonic::Status;
 
 use outpost::{
-    limits::duration_message,
+    limits::{cut, duration_message},
     proto::v1 as pb,
     spec::{
-        ExternalInput, HealthCheck, HttpTarget, InstanceSpec, Limits, PortChoice, Probe, Readiness,
-        RestartMode, RestartPolicy, SpecInput,
+        Condition, ExternalInput, HealthCheck, HttpTarget, InstanceSpec, Limits, PortChoice, Probe,
+        Readiness, RestartMode, RestartPolicy, SpecInput,
     },
 };
 
@@ -135,6 +137,8 @@ pub fn spec_input(spec: Option<pb::InstanceSpec>) -> Result<SpecInput, Status> {
         startup_timeout: duration("spec.startup_timeout", spec.startup_timeout.as_ref())?,
         readiness: readiness(spec.readiness)?,
         limits: limits(spec.limits),
+        depends_on: depends_on(spec.depends_on)?,
+        restart_dependents: spec.restart_dependents,
     };
     Ok(input)
 }
@@ -233,7 +237,42 @@ pub fn spec_message(spec: &InstanceSpec) -> pb::InstanceSpec {
             memory_max_bytes: spec.limits.memory_max.unwrap_or_default(),
             cpu_max_percent: spec.limits.cpu_max_percent.unwrap_or_default(),
         }),
+        depends_on: spec
+            .depends_on
+            .iter()
+            .map(|(name, &condition)| {
+                (
+                    name.clone(),
+                    pb::DependencyCondition::from(condition).into(),
+                )
+            })
+            .collect(),
+        restart_dependents: spec.restart_dependents,
     }
+}
+
+fn depends_on(
+    message: impl IntoIterator<Item = (String, i32)>,
+) -> Result<BTreeMap<String, Condition>, Status> {
+    message
+        .into_iter()
+        .map(|(name, number)| {
+            let condition = match pb::DependencyCondition::try_from(number) {
+                Ok(pb::DependencyCondition::Unspecified | pb::DependencyCondition::Ready) => {
+                    Condition::Ready
+                }
+                Ok(pb::DependencyCondition::Started) => Condition::Started,
+                Ok(pb::DependencyCondition::Completed) => Condition::Completed,
+                Err(_) => {
+                    return Err(invalid(
+                        "spec.depends_on",
+                        format!("unknown condition {number} for {}", cut(&name)),
+                    ));
+                }
+            };
+            Ok((name, condition))
+        })
+        .collect()
 }
 
 fn limits(message: Option<pb::Limits>) -> Limits {
