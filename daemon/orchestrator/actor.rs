@@ -25,7 +25,7 @@ use std::{
 
 use tokio::sync::{mpsc, oneshot};
 
-use outpost::spec::{InstanceSpec, Probe, RestartMode};
+use outpost::spec::{InstanceSpec, RestartMode};
 
 use super::{
     context::{Context, Spawned},
@@ -307,24 +307,6 @@ impl Actor {
             _ => {}
         }
         actor
-    }
-
-    /// Resumes checking and timing a re-adopted process where its state was.
-    fn arm_adopted_timers(&mut self) {
-        let now = Instant::now();
-        let spec = &self.status.spec;
-        if spec.health.probe != Probe::None {
-            self.timers.probe = Some(now);
-        }
-        if spec.limits.memory_max.is_some() {
-            self.timers.memory = Some(deadline(now, MEMORY_CHECK));
-        }
-        if self.status.state == InstanceState::Starting {
-            self.timers.startup = Some(deadline(now, spec.startup_timeout));
-        } else {
-            self.timers.reset = Some(deadline(now, spec.restart.reset_after));
-            self.timers.idle = spec.idle_timeout.map(|timeout| deadline(now, timeout));
-        }
     }
 
     /// The current status.

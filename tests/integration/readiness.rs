@@ -274,3 +274,50 @@ async fn bad_readiness_is_refused_naming_the_field() {
     assert!(message.contains("spec.readiness.log_pattern"), "{message}");
     assert_eq!(message.lines().count(), 1, "{message}");
 }
+
+#[tokio::test]
+async fn a_process_readopted_while_starting_is_still_heard() {
+    let mut daemon = Daemon::start();
+    let notify_go = gate(&daemon, "notify-go");
+    let log_go = gate(&daemon, "log-go");
+    let args = notifier(&notify_go, 0);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut api = spec("api", "python3", &args);
+    api.readiness = readiness("", true, 0);
+    create(&daemon, api).await.unwrap();
+    let script = format!(
+        "read line < {}; echo 'web listening'; exec sleep 600",
+        log_go.display()
+    );
+    let mut web = spec("web", "sh", &["-c", &script]);
+    web.readiness = readiness("web listening", false, 0);
+    create(&daemon, web).await.unwrap();
+    crate::harness::eventually(
+        "api's first STATUS=",
+        crate::harness::START_DEADLINE,
+        || async { (get(&daemon, "api").await.notify_status == "loading data").then_some(()) },
+    )
+    .await;
+    let pids = (get(&daemon, "api").await.pid, get(&daemon, "web").await.pid);
+
+    // The daemon dies while both are starting; the next one re-adopts them.
+    daemon.signal(nix::sys::signal::Signal::SIGKILL);
+    daemon.wait_exit(crate::harness::START_DEADLINE);
+    daemon.respawn(&[]);
+    let connection = daemon.connect().await;
+    let mut stream = watching(&connection).await;
+    for (name, pid) in [("api", pids.0), ("web", pids.1)] {
+        let adopted = get(&daemon, name).await;
+        assert_eq!(
+            (adopted.state(), adopted.pid),
+            (pb::InstanceState::Starting, pid)
+        );
+    }
+
+    open(&notify_go);
+    let ready = reaches(&mut stream, "api", pb::InstanceState::Running).await;
+    assert_eq!(ready.detail, "sd_notify READY=1");
+    open(&log_go);
+    let ready = reaches(&mut stream, "web", pb::InstanceState::Running).await;
+    assert_eq!(ready.detail, "log line: web listening");
+}

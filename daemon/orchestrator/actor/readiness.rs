@@ -13,6 +13,7 @@ use super::{Actor, HealthState, InstanceKind, InstanceState, ReadyBy, Reason, de
 use crate::orchestrator::{
     limits::MEMORY_CHECK,
     readiness::{Note, Signal, Source},
+    watched::Process,
 };
 
 /// The task listening to a process's readiness source; it ends (closing
@@ -57,6 +58,53 @@ impl Actor {
             self.timers.startup = Some(deadline(now, spec.startup_timeout));
         } else {
             self.on_ready(ReadyBy::Started);
+        }
+    }
+
+    /// Resumes checking and timing a re-adopted process where its state
+    /// was: probes, memory, the startup deadline or the timers of a
+    /// running one, and its readiness source listening again (its notify
+    /// socket bound anew where the process sends).
+    pub(super) fn arm_adopted_timers(&mut self) {
+        let now = Instant::now();
+        let spec = self.status.spec.clone();
+        if spec.health.probe != Probe::None {
+            self.timers.probe = Some(now);
+        }
+        if spec.limits.memory_max.is_some() {
+            self.timers.memory = Some(deadline(now, MEMORY_CHECK));
+        }
+        if self.status.state == InstanceState::Starting {
+            self.timers.startup = Some(deadline(now, spec.startup_timeout));
+        } else {
+            self.timers.reset = Some(deadline(now, spec.restart.reset_after));
+            self.timers.idle = spec.idle_timeout.map(|timeout| deadline(now, timeout));
+            self.timers.watchdog = spec.readiness.watchdog.map(|every| deadline(now, every));
+        }
+        let Some(Process::Adopted { info, .. }) = &self.process else {
+            return;
+        };
+        if !spec.readiness.is_set() {
+            return;
+        }
+        let logs = self.context.logs(&self.status.id);
+        match Source::readopt(
+            &spec,
+            &self.status.id,
+            info.pid,
+            &self.context.data_dir,
+            logs,
+        ) {
+            Ok(source) => {
+                self.listening = source
+                    .start(self.generation, self.signals.0.clone())
+                    .map(Listening);
+            }
+            Err(err) => tracing::warn!(
+                id = self.status.id,
+                %err,
+                "cannot listen for a re-adopted process's readiness; its deadlines judge it"
+            ),
         }
     }
 

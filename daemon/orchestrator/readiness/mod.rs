@@ -70,20 +70,42 @@ impl Source {
         } else {
             None
         };
-        let log = match &spec.readiness.log_pattern {
-            Some(pattern) => {
-                // Validated with the spec; a record written by hand is not.
-                let pattern = regex::Regex::new(pattern).map_err(io::Error::other)?;
-                let offsets = log_line::offsets(&logs);
-                Some(LogWatch {
-                    files: logs,
-                    offsets,
-                    pattern,
-                })
-            }
-            None => None,
-        };
+        let log = Self::log_watch(spec, logs)?;
         Ok(Self { notify, log })
+    }
+
+    /// The source of a process an earlier daemon spawned and this one
+    /// re-adopted: its notify socket bound again where the process sends,
+    /// its output followed from now (a line or READY=1 sent while no
+    /// daemon ran is lost; the startup deadline then judges it).
+    pub fn readopt(
+        spec: &InstanceSpec,
+        id: &str,
+        pid: u32,
+        data_dir: &Path,
+        logs: LogFiles,
+    ) -> io::Result<Self> {
+        let notify = if spec.readiness.notify {
+            Some(NotifySocket::rebind(data_dir, id, pid)?)
+        } else {
+            None
+        };
+        let log = Self::log_watch(spec, logs)?;
+        Ok(Self { notify, log })
+    }
+
+    fn log_watch(spec: &InstanceSpec, logs: LogFiles) -> io::Result<Option<LogWatch>> {
+        let Some(pattern) = &spec.readiness.log_pattern else {
+            return Ok(None);
+        };
+        // Validated with the spec; a record written by hand is not.
+        let pattern = regex::Regex::new(pattern).map_err(io::Error::other)?;
+        let offsets = log_line::offsets(&logs);
+        Ok(Some(LogWatch {
+            files: logs,
+            offsets,
+            pattern,
+        }))
     }
 
     /// The `$NOTIFY_SOCKET` to give the process.

@@ -8,7 +8,7 @@
 
 use std::{
     io,
-    os::unix::net::UnixDatagram as StdDatagram,
+    os::unix::{ffi::OsStrExt, net::UnixDatagram as StdDatagram},
     path::{Path, PathBuf},
 };
 
@@ -36,7 +36,33 @@ impl NotifySocket {
         let dir = data_dir.join("notify");
         std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
             .create(&dir)?;
-        let path = dir.join(format!("{id}-{generation}.sock"));
+        Self::bind_at(dir.join(format!("{id}-{generation}.sock")))
+    }
+
+    /// Binds again the socket an earlier daemon made for process `pid` of
+    /// instance `id`, at the path in that process's `$NOTIFY_SOCKET`, so
+    /// what it sends from now on reaches this daemon. Only a path of the
+    /// instance's own in the data directory is taken.
+    pub fn rebind(data_dir: &Path, id: &str, pid: u32) -> io::Result<Self> {
+        let environment = std::fs::read(format!("/proc/{pid}/environ"))?;
+        let path = environment
+            .split(|&byte| byte == 0)
+            .find_map(|entry| entry.strip_prefix(b"NOTIFY_SOCKET="))
+            .map(|value| PathBuf::from(std::ffi::OsStr::from_bytes(value)))
+            .ok_or_else(|| io::Error::other(format!("process {pid} has no NOTIFY_SOCKET")))?;
+        let ours = path.parent() == Some(&data_dir.join("notify"))
+            && (path.file_name().and_then(|name| name.to_str()))
+                .is_some_and(|name| name.starts_with(&format!("{id}-")) && name.ends_with(".sock"));
+        if !ours {
+            return Err(io::Error::other(format!(
+                "process {pid}'s NOTIFY_SOCKET {} is not one of instance {id}'s",
+                path.display()
+            )));
+        }
+        Self::bind_at(path)
+    }
+
+    fn bind_at(path: PathBuf) -> io::Result<Self> {
         if path.as_os_str().len() > MAX_SOCKET_PATH {
             return Err(io::Error::other(format!(
                 "the notify socket {} is longer than {MAX_SOCKET_PATH} bytes; use a shorter --data-dir",
