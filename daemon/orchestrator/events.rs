@@ -231,6 +231,13 @@ impl StatusBoard {
         }
     }
 
+    /// Runs `look` over every instance's current status, under the lock:
+    /// for questions about a few instances that need to see all of them,
+    /// without copying the board.
+    pub fn read<T>(&self, look: impl FnOnce(&mut dyn Iterator<Item = &InstanceStatus>) -> T) -> T {
+        look(&mut self.lock().instances.values())
+    }
+
     /// The current status of one instance.
     pub fn get(&self, id: &str) -> Option<InstanceStatus> {
         self.lock().instances.get(id).cloned()

@@ -230,8 +230,7 @@ impl Orchestrator {
         if spec.depends_on.is_empty() {
             return Ok(());
         }
-        let snapshot = self.context.board.snapshot(events::SnapshotKind::Initial);
-        dependencies::check(spec, &snapshot.instances)
+        (self.context.board).read(|statuses| dependencies::check(spec, statuses))
     }
 
     fn create_unsaved(
@@ -475,10 +474,11 @@ impl Orchestrator {
         }
         let handle = self.handle(key)?;
         let name = self.status_of(&handle.id)?.spec.name.clone();
-        let snapshot = self.context.board.snapshot(events::SnapshotKind::Initial);
-        let dependents = dependencies::dependents(&snapshot.instances, &name);
+        let dependents: Vec<InstanceStatus> = self.context.board.read(|statuses| {
+            let dependents = dependencies::dependents(statuses, &name);
+            dependents.into_iter().cloned().collect()
+        });
         if with_dependents {
-            let dependents: Vec<InstanceStatus> = dependents.into_iter().cloned().collect();
             self.stop_in_order(&dependents, Reason::UserStop).await?;
         } else {
             let mut running: Vec<&str> = (dependents.iter())

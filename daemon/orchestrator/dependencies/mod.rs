@@ -130,19 +130,22 @@ pub fn judge<'a>(
 
 /// Refuses `spec` if it names an instance that `statuses` lacks, or
 /// closes a cycle with them (its own earlier version, if any, replaced).
-pub fn check(spec: &InstanceSpec, statuses: &[InstanceStatus]) -> Result<(), OrchestratorError> {
+pub fn check<'a>(
+    spec: &InstanceSpec,
+    statuses: impl Iterator<Item = &'a InstanceStatus>,
+) -> Result<(), OrchestratorError> {
     let invalid = |reason: String| OrchestratorError::Invalid {
         field: "spec.depends_on".to_owned(),
         reason,
     };
+    let mut graph: Graph<'_> = graph(statuses.filter(|s| s.spec.name != spec.name));
     for name in spec.depends_on.keys() {
-        if !statuses.iter().any(|status| &status.spec.name == name) {
+        if !graph.contains_key(name.as_str()) {
             return Err(invalid(format!(
                 "no instance is named {name}: create it first"
             )));
         }
     }
-    let mut graph: Graph<'_> = graph(statuses.iter().filter(|s| s.spec.name != spec.name));
     graph.insert(
         spec.name.as_str(),
         spec.depends_on.keys().map(String::as_str).collect(),
@@ -165,11 +168,15 @@ fn graph<'a>(statuses: impl Iterator<Item = &'a InstanceStatus>) -> Graph<'a> {
 
 /// The instances of `statuses` that depend on `name`, directly or through
 /// others.
-pub fn dependents<'a>(statuses: &'a [InstanceStatus], name: &str) -> Vec<&'a InstanceStatus> {
+pub fn dependents<'a>(
+    statuses: impl Iterator<Item = &'a InstanceStatus>,
+    name: &str,
+) -> Vec<&'a InstanceStatus> {
+    let statuses: Vec<&InstanceStatus> = statuses.collect();
     let mut found: BTreeSet<&str> = BTreeSet::new();
     let mut pending = vec![name];
     while let Some(current) = pending.pop() {
-        for status in statuses {
+        for status in &statuses {
             let dependent = status.spec.name.as_str();
             if status.spec.depends_on.contains_key(current) && found.insert(dependent) {
                 pending.push(dependent);
@@ -177,7 +184,7 @@ pub fn dependents<'a>(statuses: &'a [InstanceStatus], name: &str) -> Vec<&'a Ins
         }
     }
     statuses
-        .iter()
+        .into_iter()
         .filter(|status| found.contains(status.spec.name.as_str()))
         .collect()
 }
@@ -305,9 +312,11 @@ mod tests {
             status("web", &["api"]),
         ];
         let fine = status("worker", &["db", "api"]);
-        assert!(check(&fine.spec, &statuses).is_ok());
+        assert!(check(&fine.spec, statuses.iter()).is_ok());
         let unknown = status("worker", &["cache"]);
-        let err = check(&unknown.spec, &statuses).unwrap_err().to_string();
+        let err = check(&unknown.spec, statuses.iter())
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with("spec.depends_on: no instance is named cache"),
             "{err}"
@@ -316,7 +325,7 @@ mod tests {
         let mut statuses_with_db = statuses.clone();
         statuses_with_db.push(status("x", &[]));
         let cyclic = status("db", &["web"]);
-        let err = check(&cyclic.spec, &statuses_with_db)
+        let err = check(&cyclic.spec, statuses_with_db.iter())
             .unwrap_err()
             .to_string();
         assert!(err.contains("api → db → web → api is a cycle"), "{err}");
@@ -333,8 +342,11 @@ mod tests {
         let names = |list: Vec<&InstanceStatus>| -> Vec<String> {
             list.into_iter().map(|s| s.spec.name.clone()).collect()
         };
-        assert_eq!(names(dependents(&statuses, "db")), vec!["api", "web"]);
-        assert_eq!(names(dependents(&statuses, "web")), Vec::<String>::new());
+        assert_eq!(names(dependents(statuses.iter(), "db")), vec!["api", "web"]);
+        assert_eq!(
+            names(dependents(statuses.iter(), "web")),
+            Vec::<String>::new()
+        );
         let order: Vec<Vec<String>> = stop_order(&statuses).into_iter().map(names).collect();
         assert_eq!(order, vec![vec!["web"], vec!["api"], vec!["db", "docs"]]);
     }
