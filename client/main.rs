@@ -2,6 +2,7 @@
 
 mod content;
 mod daemon;
+mod export;
 mod failure;
 mod instances;
 mod output;
@@ -72,6 +73,8 @@ enum Command {
     Workspace(workspaces::WorkspaceCommand),
     /// Wait until instances are ready, stopped or completed (exit 1 if one never will, 124 on --timeout)
     Wait(wait::WaitArgs),
+    /// Write a workspace as Kubernetes objects, a Nomad job or systemd units (to stdout)
+    Export(export::ExportArgs),
     #[command(flatten)]
     Daemon(daemon::DaemonCommand),
     /// Print a shell completion script
@@ -102,9 +105,14 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         clap_complete::generate(shell, &mut Cli::command(), "outpostctl", &mut script);
         return output::done(io::stdout().write_all(&script));
     }
-    // Checking a file needs no daemon.
+    // Checking or exporting a file needs no daemon.
     if let Command::Workspace(workspaces::WorkspaceCommand::Check { file }) = &cli.command {
         return workspaces::check(file, cli.json);
+    }
+    if let Command::Export(args) = &cli.command
+        && args.is_file()
+    {
+        return args.run_file();
     }
     let streaming = matches!(&cli.command, Command::Wait(_))
         || matches!(&cli.command, Command::Instance(command) if command.streams());
@@ -121,6 +129,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Sync(command) => sync::run(&connection, json, command).await,
         Command::Workspace(command) => workspaces::run(&connection, json, command).await,
         Command::Wait(args) => wait::run(&connection, json, args, cli.timeout).await,
+        Command::Export(args) => args.run(&connection).await,
         Command::Daemon(command) => daemon::run(&connection, json, command).await,
         Command::Completions { .. } => unreachable!("handled before connecting"),
     }

@@ -14,6 +14,7 @@ mod content;
 mod dashboard;
 mod dependencies;
 mod durability;
+mod export;
 mod harness;
 mod hostile;
 mod http_api;
