@@ -1,6 +1,7 @@
 //! `outpostctl`: drives an outpost daemon over its Unix socket or TCP.
 
 mod content;
+mod contexts;
 mod daemon;
 mod export;
 mod failure;
@@ -18,11 +19,7 @@ use std::{
 };
 
 use clap::{CommandFactory, Parser, Subcommand};
-use outpost::{
-    endpoint::{Address, ConnectOptions, Connection},
-    paths,
-    token::Token,
-};
+use outpost::endpoint::{Address, ConnectOptions, Connection};
 
 use failure::Failure;
 
@@ -41,6 +38,10 @@ struct Cli {
     /// File holding the bearer token for TCP
     #[arg(long, env = "OUTPOST_TOKEN_FILE", global = true, value_name = "FILE")]
     token_file: Option<PathBuf>,
+
+    /// Talk to this context's daemon (see `outpostctl context`) [default: the context in use]
+    #[arg(long, env = "OUTPOST_CONTEXT", global = true, value_name = "NAME")]
+    context: Option<String>,
 
     /// Print responses as JSON (canonical proto3 mapping, .proto field names); every command but completions
     #[arg(long, global = true)]
@@ -71,6 +72,9 @@ enum Command {
     /// Declarative workspaces: ls, show, apply, check
     #[command(subcommand)]
     Workspace(workspaces::WorkspaceCommand),
+    /// Named daemons: add, ls, use, rm (then --context NAME, or ls --contexts/--all-contexts)
+    #[command(subcommand)]
+    Context(contexts::ContextCommand),
     /// Wait until instances are ready, stopped or completed (exit 1 if one never will, 124 on --timeout)
     Wait(wait::WaitArgs),
     /// Write a workspace as Kubernetes objects, a Nomad job or systemd units (to stdout)
@@ -114,6 +118,14 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     {
         return args.run_file();
     }
+    if let Command::Context(command) = cli.command {
+        return contexts::run(command, cli.json);
+    }
+    if let Command::Instance(command) = &cli.command
+        && let Some((selection, request)) = command.across()
+    {
+        return contexts::list(selection, request, cli.timeout, cli.json).await;
+    }
     let streaming = matches!(&cli.command, Command::Wait(_))
         || matches!(&cli.command, Command::Instance(command) if command.streams());
     let connection = connect(&cli, streaming).await?;
@@ -131,23 +143,23 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Wait(args) => wait::run(&connection, json, args, cli.timeout).await,
         Command::Export(args) => args.run(&connection).await,
         Command::Daemon(command) => daemon::run(&connection, json, command).await,
-        Command::Completions { .. } => unreachable!("handled before connecting"),
+        Command::Completions { .. } | Command::Context(_) => {
+            unreachable!("handled before connecting")
+        }
     }
 }
 
 /// Opens the connection the global flags describe. Streams get no request
 /// deadline: they last until the user stops them.
 async fn connect(cli: &Cli, streaming: bool) -> Result<Connection, Failure> {
-    let address = match &cli.addr {
-        Some(address) => address.clone(),
-        None => Address::Unix(paths::default_socket_path().ok_or(Failure::NoDefaultAddress)?),
-    };
-    let token = Token::load(cli.token_file.as_deref()).map_err(Failure::Token)?;
+    let target = contexts::resolve(
+        cli.addr.as_ref(),
+        cli.context.as_deref(),
+        cli.token_file.as_deref(),
+    )?;
     let options = ConnectOptions {
         connect_timeout: cli.timeout,
         request_timeout: (!streaming).then_some(cli.timeout),
     };
-    Connection::open(&address, token.as_ref(), &options)
-        .await
-        .map_err(|source| Failure::Connect { address, source })
+    contexts::open(&target, &options).await
 }

@@ -37,3 +37,9 @@ pub fn default_socket_path() -> Option<PathBuf> {
 pub fn default_workspaces_dir() -> Option<PathBuf> {
     xdg_home("XDG_CONFIG_HOME", ".config").map(|dir| dir.join("outpost").join("workspaces"))
 }
+
+/// The client's contexts (named daemons): `$XDG_CONFIG_HOME/outpost/contexts.toml`,
+/// else `~/.config/outpost/contexts.toml`.
+pub fn default_contexts_file() -> Option<PathBuf> {
+    xdg_home("XDG_CONFIG_HOME", ".config").map(|dir| dir.join("outpost").join("contexts.toml"))
+}

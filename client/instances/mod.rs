@@ -2,6 +2,8 @@
 //! touch, logs, watch.
 
 mod render;
+
+pub use render::print_across;
 mod spec;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
@@ -13,7 +15,7 @@ use self::{
     render::{print_details, print_instance, print_log_lines, print_table, print_watch},
     spec::{SpecArgs, absolute, key_value, name_from_path},
 };
-use crate::{failure::Failure, output};
+use crate::{contexts::Selection, failure::Failure, output};
 
 /// The instance commands, at the top level of the command line.
 #[derive(Debug, Subcommand)]
@@ -61,6 +63,17 @@ pub enum InstanceCommand {
         /// Include each instance's spec (shown with --json)
         #[arg(long)]
         full: bool,
+        /// Ask these contexts' daemons (comma-separated), one table with a CONTEXT column
+        #[arg(
+            long,
+            value_delimiter = ',',
+            value_name = "NAME,…",
+            conflicts_with = "all_contexts"
+        )]
+        contexts: Vec<String>,
+        /// Ask every context's daemon
+        #[arg(long)]
+        all_contexts: bool,
     },
     /// Show one instance
     Get {
@@ -151,6 +164,48 @@ impl InstanceCommand {
     pub fn streams(&self) -> bool {
         matches!(self, Self::Watch { .. } | Self::Logs { follow: true, .. })
     }
+
+    /// For `ls --contexts`/`--all-contexts`: which daemons, and what to ask
+    /// each.
+    pub fn across(&self) -> Option<(Selection, pb::ListInstancesRequest)> {
+        let Self::Ls {
+            states,
+            workspace,
+            labels,
+            full,
+            contexts,
+            all_contexts,
+        } = self
+        else {
+            return None;
+        };
+        let selection = match (all_contexts, contexts.is_empty()) {
+            (true, _) => Selection::All,
+            (false, false) => Selection::Named(contexts.clone()),
+            (false, true) => return None,
+        };
+        let request = list_request(states, workspace.clone(), labels.clone(), *full);
+        Some((selection, request))
+    }
+}
+
+fn list_request(
+    states: &[StateArg],
+    workspace: Option<String>,
+    labels: Vec<(String, String)>,
+    full: bool,
+) -> pb::ListInstancesRequest {
+    let view = if full {
+        pb::InstanceView::Full
+    } else {
+        pb::InstanceView::Basic
+    };
+    pb::ListInstancesRequest {
+        states: states.iter().map(|state| state.proto()).collect(),
+        workspace: workspace.unwrap_or_default(),
+        labels: labels.into_iter().collect(),
+        view: view.into(),
+    }
 }
 
 /// A state name for `--state` filters.
@@ -170,6 +225,8 @@ pub enum StateArg {
     Backoff,
     /// ERROR.
     Error,
+    /// WAITING for its dependencies.
+    Waiting,
 }
 
 impl StateArg {
@@ -182,6 +239,7 @@ impl StateArg {
             Self::Failed => pb::InstanceState::Failed,
             Self::Backoff => pb::InstanceState::Backoff,
             Self::Error => pb::InstanceState::Error,
+            Self::Waiting => pb::InstanceState::Waiting,
         }
         .into()
     }
@@ -234,18 +292,9 @@ pub async fn run(
             workspace,
             labels,
             full,
+            ..
         } => {
-            let view = if full {
-                pb::InstanceView::Full
-            } else {
-                pb::InstanceView::Basic
-            };
-            let request = pb::ListInstancesRequest {
-                states: states.into_iter().map(StateArg::proto).collect(),
-                workspace: workspace.unwrap_or_default(),
-                labels: labels.into_iter().collect(),
-                view: view.into(),
-            };
+            let request = list_request(&states, workspace, labels, full);
             let response = client.list_instances(request).await?.into_inner();
             if json {
                 return output::done(output::json(&response));

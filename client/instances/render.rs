@@ -1,7 +1,7 @@
 //! Instances as text: the one-line summary, `get`'s details, `ls`'s table,
 //! `logs`' lines and `watch`'s events.
 
-use std::{process::ExitCode, time::SystemTime};
+use std::{collections::BTreeMap, process::ExitCode, time::SystemTime};
 
 use outpost::proto::v1::{self as pb, status_event::Change, watch_status_response::Payload};
 use serde::Serialize;
@@ -61,24 +61,56 @@ pub(super) fn print_instance(
 
 /// `ls` in text form.
 pub(super) fn print_table(instances: &[pb::Instance]) -> Result<ExitCode, Failure> {
-    let mut rows = vec![
-        [
-            "NAME", "STATE", "PID", "PORT", "UPTIME", "RESTARTS", "CPU", "MEM",
-        ]
-        .map(str::to_owned),
-    ];
-    for instance in instances {
-        let (cpu, memory) = usage(instance);
-        rows.push([
-            instance.name.clone(),
-            output::instance_state(instance.state),
-            number(instance.pid),
-            number(instance.port),
-            uptime(instance),
-            instance.restart_count.to_string(),
-            cpu,
-            memory,
-        ]);
+    let mut rows = vec![HEADER.map(str::to_owned)];
+    rows.extend(instances.iter().map(row));
+    output::done(output::table(&rows))
+}
+
+const HEADER: [&str; 8] = [
+    "NAME", "STATE", "PID", "PORT", "UPTIME", "RESTARTS", "CPU", "MEM",
+];
+
+fn row(instance: &pb::Instance) -> [String; 8] {
+    let (cpu, memory) = usage(instance);
+    [
+        instance.name.clone(),
+        output::instance_state(instance.state),
+        number(instance.pid),
+        number(instance.port),
+        uptime(instance),
+        instance.restart_count.to_string(),
+        cpu,
+        memory,
+    ]
+}
+
+/// `ls` over several daemons: a CONTEXT column first; a daemon that
+/// answered with an error (or not at all) is one row saying so.
+pub fn print_across(
+    answers: &BTreeMap<String, Result<pb::ListInstancesResponse, String>>,
+) -> Result<ExitCode, Failure> {
+    let mut rows = vec![std::array::from_fn::<String, 9, _>(|i| match i {
+        0 => "CONTEXT".to_owned(),
+        i => HEADER[i - 1].to_owned(),
+    })];
+    for (context, answer) in answers {
+        match answer {
+            Ok(response) => rows.extend(response.instances.iter().map(|instance| {
+                let cells = row(instance);
+                std::array::from_fn(|i| match i {
+                    0 => context.clone(),
+                    i => cells[i - 1].clone(),
+                })
+            })),
+            // The reason last, where its length widens no column.
+            Err(error) => rows.push(std::array::from_fn(|i| match i {
+                0 => context.clone(),
+                1 => "-".to_owned(),
+                2 => "unreachable".to_owned(),
+                8 => error.clone(),
+                _ => String::new(),
+            })),
+        }
     }
     output::done(output::table(&rows))
 }

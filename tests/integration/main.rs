@@ -11,6 +11,7 @@ mod cache_servers;
 mod cli_pipes;
 mod config;
 mod content;
+mod contexts;
 mod dashboard;
 mod dependencies;
 mod durability;
