@@ -548,3 +548,49 @@ async fn a_waiting_instance_waits_on_across_a_daemon_crash() {
     let db_ready = timeline.until("db", S::Running).await;
     assert!(timeline.until("api", S::Starting).await > db_ready);
 }
+
+#[tokio::test]
+async fn the_daemon_stops_dependents_first_when_it_shuts_down() {
+    let mut daemon = Daemon::start();
+    let connection = daemon.connect().await;
+    let mut timeline = Timeline::start(&connection).await;
+    try_create(&connection, sleeper("db")).await.unwrap();
+    try_create(&connection, after(sleeper("api"), &[("db", READY)]))
+        .await
+        .unwrap();
+    try_create(&connection, after(sleeper("web"), &[("api", READY)]))
+        .await
+        .unwrap();
+    try_create(&connection, sleeper("docs")).await.unwrap();
+    timeline.until("web", S::Running).await;
+
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(daemon.wait_exit(crate::harness::START_DEADLINE).success());
+    // The store kept every transition in the order it happened.
+    let query = format!(
+        "import sqlite3; db = sqlite3.connect('{}'); \
+         print('\\n'.join(n + ' ' + s for n, s in db.execute(\
+         \"SELECT i.name, e.state FROM instance_events e JOIN instances i ON i.id = e.instance_id \
+         WHERE e.reason = 'daemon_shutdown' ORDER BY e.seq\")))",
+        daemon.data_dir.join("state.db").display()
+    );
+    let output = std::process::Command::new("python3")
+        .args(["-c", &query])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let order: Vec<String> = crate::harness::stdout(&output)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let at = |line: &str| {
+        order
+            .iter()
+            .position(|seen| seen == line)
+            .unwrap_or_else(|| panic!("{line} not in {order:?}"))
+    };
+    assert!(at("web stopped") < at("api stopping"), "{order:?}");
+    assert!(at("api stopped") < at("db stopping"), "{order:?}");
+    // What nothing depends on stops with the first layer.
+    assert!(at("docs stopping") < at("api stopping"), "{order:?}");
+}

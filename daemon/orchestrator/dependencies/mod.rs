@@ -189,19 +189,30 @@ pub fn dependents<'a>(
         .collect()
 }
 
-/// `statuses` in the order to stop them: layers whose instances no later
-/// layer depends on — dependents first, what they depend on last.
+/// `statuses` in the order to stop them: layers, each of instances that
+/// no instance of a later layer depends on — first those nothing depends
+/// on, what they depend on after them.
 pub fn stop_order(statuses: &[InstanceStatus]) -> Vec<Vec<&InstanceStatus>> {
     let by_name: BTreeMap<&str, &InstanceStatus> = statuses
         .iter()
         .map(|status| (status.spec.name.as_str(), status))
         .collect();
-    let mut order: Vec<Vec<&InstanceStatus>> = layers(&graph(statuses.iter()))
+    // Each instance "waits" for its dependents to stop.
+    let mut dependents: Graph<'_> = by_name
+        .keys()
+        .map(|&name| (name, BTreeSet::new()))
+        .collect();
+    for status in statuses {
+        for dependency in status.spec.depends_on.keys() {
+            if let Some(waiting) = dependents.get_mut(dependency.as_str()) {
+                waiting.insert(status.spec.name.as_str());
+            }
+        }
+    }
+    layers(&dependents)
         .into_iter()
         .map(|layer| layer.into_iter().map(|name| by_name[name]).collect())
-        .collect();
-    order.reverse();
-    order
+        .collect()
 }
 
 #[cfg(test)]
@@ -348,6 +359,6 @@ mod tests {
             Vec::<String>::new()
         );
         let order: Vec<Vec<String>> = stop_order(&statuses).into_iter().map(names).collect();
-        assert_eq!(order, vec![vec!["web"], vec!["api"], vec!["db", "docs"]]);
+        assert_eq!(order, vec![vec!["docs", "web"], vec!["api"], vec!["db"]]);
     }
 }
