@@ -69,7 +69,7 @@ enum Command {
     /// Template and stylesheet sync with files: status, events, conflicts, resolve, pause, resume, rescan, export
     #[command(subcommand)]
     Sync(sync::SyncCommand),
-    /// Declarative workspaces: ls, show, apply, check
+    /// Declarative workspaces: ls, show, apply, stop, start, check
     #[command(subcommand)]
     Workspace(workspaces::WorkspaceCommand),
     /// Named daemons: add, ls, use, rm (then --context NAME, or ls --contexts/--all-contexts)

@@ -32,6 +32,18 @@ pub enum WorkspaceCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Stop every instance of a workspace, dependents first
+    Stop {
+        /// Its name
+        #[arg(value_parser = workspace_name)]
+        name: String,
+    },
+    /// Start every instance of a workspace (dependents wait for their dependencies)
+    Start {
+        /// Its name
+        #[arg(value_parser = workspace_name)]
+        name: String,
+    },
     /// Validate a workspace file without a daemon (exit 1 on problems)
     Check {
         /// The file
@@ -146,6 +158,22 @@ pub async fn run(
                 outln!("  {}: {} {}", spec.name, spec.command, spec.args.join(" "));
             }
             Ok(ExitCode::SUCCESS)
+        }
+        WorkspaceCommand::Stop { name } => {
+            let request = pb::StopWorkspaceRequest { name };
+            let response = client.stop_workspace(request).await?.into_inner();
+            if json {
+                return output::done(output::json(&response));
+            }
+            crate::instances::print_states(&response.instances)
+        }
+        WorkspaceCommand::Start { name } => {
+            let request = pb::StartWorkspaceRequest { name };
+            let response = client.start_workspace(request).await?.into_inner();
+            if json {
+                return output::done(output::json(&response));
+            }
+            crate::instances::print_states(&response.instances)
         }
         WorkspaceCommand::Apply { source, dry_run } => {
             let response = client

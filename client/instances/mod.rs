@@ -3,7 +3,7 @@
 
 mod render;
 
-pub use render::print_across;
+pub use render::{print_across, print_table as print_states};
 mod spec;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};

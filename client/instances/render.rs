@@ -60,7 +60,7 @@ pub(super) fn print_instance(
 }
 
 /// `ls` in text form.
-pub(super) fn print_table(instances: &[pb::Instance]) -> Result<ExitCode, Failure> {
+pub fn print_table(instances: &[pb::Instance]) -> Result<ExitCode, Failure> {
     let mut rows = vec![HEADER.map(str::to_owned)];
     rows.extend(instances.iter().map(row));
     output::done(output::table(&rows))

@@ -14,6 +14,7 @@ pub mod health;
 pub mod limits;
 pub mod lineage;
 pub mod logs;
+mod ordered;
 pub mod policy;
 pub mod ports;
 pub mod process;
@@ -675,54 +676,6 @@ impl Orchestrator {
         }
         tokio::spawn(logs::follow::stream(files, request, sender));
         Ok(receiver)
-    }
-
-    /// Stops every instance (for daemon shutdown): dependents before
-    /// what they depend on, all at once where nothing depends on another.
-    pub async fn shutdown(&self) {
-        let snapshot = self.context.board.snapshot(events::SnapshotKind::Initial);
-        if let Err(err) = self
-            .stop_in_order(&snapshot.instances, Reason::DaemonShutdown)
-            .await
-        {
-            tracing::error!(%err, "state not saved at shutdown");
-        }
-    }
-
-    /// Stops `statuses` in layers, dependents first (see
-    /// [`dependencies::stop_order`]), each layer at once; returns once all
-    /// of it is stored. An external instance is left running, as a stop
-    /// without `signal_external` leaves it; other failures are logged.
-    async fn stop_in_order(
-        &self,
-        statuses: &[InstanceStatus],
-        reason: Reason,
-    ) -> Result<(), OrchestratorError> {
-        for layer in dependencies::stop_order(statuses) {
-            let mut stops = tokio::task::JoinSet::new();
-            for status in layer {
-                let Ok(handle) = self.handle(&status.id) else {
-                    continue;
-                };
-                stops.spawn(async move {
-                    send_command(&handle, |reply| Command::Stop {
-                        grace: None,
-                        signal_external: false,
-                        reason,
-                        reply,
-                    })
-                    .await
-                });
-            }
-            while let Some(result) = stops.join_next().await {
-                if let Ok(Err(err)) = result
-                    && !matches!(err, OrchestratorError::Refused(_))
-                {
-                    tracing::warn!(%err, "stopping an instance");
-                }
-            }
-        }
-        self.flush().await
     }
 
     /// Sends a command to an actor, waits for its answer, and returns once

@@ -61,6 +61,27 @@ impl Feed for StatusFeed {
 }
 
 impl OrchestratorApi {
+    /// The status of workspace `name`; NOT_FOUND when the daemon does not
+    /// know it.
+    async fn workspace_status(
+        &self,
+        name: &str,
+    ) -> Result<crate::workspaces::WorkspaceStatus, Status> {
+        if name.is_empty() {
+            return Err(convert::invalid("name", "must name a workspace"));
+        }
+        self.workspaces.get(name).await?.ok_or_else(|| {
+            let name = outpost::limits::quoted(name);
+            Status::not_found(format!("no workspace {name}"))
+        })
+    }
+
+    /// `name`, once it is known to be a workspace.
+    async fn known_workspace(&self, name: String) -> Result<String, Status> {
+        self.workspace_status(&name).await?;
+        Ok(name)
+    }
+
     fn workspace(&self, name: &str, status: &crate::workspaces::WorkspaceStatus) -> pb::Workspace {
         to::workspace(name, status, self.workspaces.instance_count(name))
     }
@@ -282,16 +303,32 @@ impl OrchestratorRpc for OrchestratorApi {
         request: Request<pb::GetWorkspaceRequest>,
     ) -> Reply<pb::GetWorkspaceResponse> {
         let name = request.into_inner().name;
-        if name.is_empty() {
-            return Err(convert::invalid("name", "must name a workspace"));
-        }
-        let status = self.workspaces.get(&name).await?.ok_or_else(|| {
-            let name = outpost::limits::quoted(&name);
-            Status::not_found(format!("no workspace {name}"))
-        })?;
+        let status = self.workspace_status(&name).await?;
         Ok(Response::new(pb::GetWorkspaceResponse {
             workspace: Some(self.workspace(&name, &status)),
             definition: status.definition.as_ref().map(to::workspace_definition),
+        }))
+    }
+
+    async fn stop_workspace(
+        &self,
+        request: Request<pb::StopWorkspaceRequest>,
+    ) -> Reply<pb::StopWorkspaceResponse> {
+        let name = self.known_workspace(request.into_inner().name).await?;
+        let stopped = self.orchestrator.stop_workspace(&name).await?;
+        Ok(Response::new(pb::StopWorkspaceResponse {
+            instances: stopped.iter().map(to::instance_basic).collect(),
+        }))
+    }
+
+    async fn start_workspace(
+        &self,
+        request: Request<pb::StartWorkspaceRequest>,
+    ) -> Reply<pb::StartWorkspaceResponse> {
+        let name = self.known_workspace(request.into_inner().name).await?;
+        let started = self.orchestrator.start_workspace(&name).await?;
+        Ok(Response::new(pb::StartWorkspaceResponse {
+            instances: started.iter().map(to::instance_basic).collect(),
         }))
     }
 

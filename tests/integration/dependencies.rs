@@ -477,6 +477,41 @@ command = ["sleep", "600"]
     let shown = get(&daemon, "shop.a-web").await;
     assert_eq!(shown.spec.unwrap().depends_on["shop.z-db"], READY as i32);
 
+    // Stopped as a whole: dependents first.
+    let running = timeline.until("shop.a-web", S::Running).await;
+    let stopped = daemon.ctl(&["workspace", "stop", "shop"]);
+    assert!(stopped.status.success(), "{}", stderr(&stopped));
+    let table = crate::harness::stdout(&stopped);
+    assert_eq!(table.matches("stopped").count(), 3, "{table}");
+    let web_stopped = timeline
+        .until_after(running, "shop.a-web", S::Stopped)
+        .await;
+    let db_stopping = timeline
+        .until_after(running, "shop.z-db", S::Stopping)
+        .await;
+    assert!(web_stopped.revision < db_stopping.revision);
+    // Started as a whole: the migration runs again before the web starts.
+    let started = daemon.ctl(&["workspace", "start", "shop"]);
+    assert!(started.status.success(), "{}", stderr(&started));
+    let since = db_stopping.revision;
+    let migrated = timeline
+        .until_after(since, "shop.m-migrate", S::Starting)
+        .await;
+    let done = timeline
+        .until_after(migrated.revision, "shop.m-migrate", S::Stopped)
+        .await;
+    let web = timeline.until_after(since, "shop.a-web", S::Starting).await;
+    assert!(
+        web.revision > done.revision,
+        "the web started before the new migration ended"
+    );
+    let unknown = daemon.ctl(&["workspace", "stop", "nowhere"]);
+    assert!(
+        stderr(&unknown).contains("no workspace"),
+        "{}",
+        stderr(&unknown)
+    );
+
     std::fs::remove_file(&file).unwrap();
     let mut deleted = Vec::new();
     while deleted.len() < 3 {

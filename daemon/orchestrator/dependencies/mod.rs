@@ -189,6 +189,20 @@ pub fn dependents<'a>(
         .collect()
 }
 
+/// `statuses` in the order to start them: layers, each depending only on
+/// earlier ones, so that a dependency's start (a one-shot task going back
+/// to waiting, say) is on the bus before its dependents are judged.
+pub fn start_order(statuses: &[InstanceStatus]) -> Vec<Vec<&InstanceStatus>> {
+    let by_name: BTreeMap<&str, &InstanceStatus> = statuses
+        .iter()
+        .map(|status| (status.spec.name.as_str(), status))
+        .collect();
+    layers(&graph(statuses.iter()))
+        .into_iter()
+        .map(|layer| layer.into_iter().map(|name| by_name[name]).collect())
+        .collect()
+}
+
 /// `statuses` in the order to stop them: layers, each of instances that
 /// no instance of a later layer depends on — first those nothing depends
 /// on, what they depend on after them.
@@ -360,5 +374,7 @@ mod tests {
         );
         let order: Vec<Vec<String>> = stop_order(&statuses).into_iter().map(names).collect();
         assert_eq!(order, vec![vec!["docs", "web"], vec!["api"], vec!["db"]]);
+        let order: Vec<Vec<String>> = start_order(&statuses).into_iter().map(names).collect();
+        assert_eq!(order, vec![vec!["db", "docs"], vec!["api"], vec!["web"]]);
     }
 }
