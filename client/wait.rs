@@ -173,7 +173,14 @@ impl Target {
                 format!("it is {state}: {}", instance.last_error)
             }
         };
+        // Waiting on a dependency that failed or is gone: it will not
+        // start without someone's help, like a failed instance.
+        let blocked = state == S::Waiting
+            && instance.state_reason() == pb::TransitionReason::DependencyBlocked;
         match (self, state) {
+            (Self::Ready | Self::Completed, S::Waiting) if blocked => {
+                Verdict::Failed(format!("it waits for {}", instance.waiting_for))
+            }
             (Self::Ready, S::Running) => Verdict::Reached,
             (Self::Ready, S::Stopped | S::Failed | S::Error) => Verdict::Failed(cause()),
             (Self::Stopped, S::Stopped | S::Failed | S::Error) => Verdict::Reached,
@@ -322,6 +329,11 @@ mod tests {
             Verdict::Reached
         );
         assert!(failed(Target::Ready.judge(Some(&instance(S::Error, None)))));
+        let mut blocked = instance(S::Waiting, None);
+        assert_eq!(Target::Ready.judge(Some(&blocked)), Verdict::Waiting);
+        blocked.state_reason = pb::TransitionReason::DependencyBlocked.into();
+        assert!(failed(Target::Ready.judge(Some(&blocked))));
+        assert!(failed(Target::Completed.judge(Some(&blocked))));
         assert!(failed(Target::Ready.judge(None)));
         assert_eq!(Target::Stopped.judge(None), Verdict::Reached);
         assert_eq!(
