@@ -12,8 +12,11 @@
 //! leader is reaped, what is left is in its group or among those orphans.
 //! A re-adopted instance's processes may have been orphaned to init while
 //! no daemon ran; they are never looked for here.
+//!
+//! The same lists serve the usage sampler ([`trees`]): a sample reads the
+//! instances' own trees, not every process on the machine.
 
-use std::{fs, path::Path};
+use std::{collections::HashMap, fs, path::Path};
 
 use nix::{errno::Errno, sys::signal::killpg, unistd::Pid};
 
@@ -46,6 +49,60 @@ fn descendants(roots: Vec<i32>) -> Option<Vec<i32>> {
         found.push(pid);
     }
     Some(found)
+}
+
+/// An instance whose leader this daemon spawned and has not reaped, as
+/// [`trees`] takes it.
+pub struct Own<'a> {
+    /// Its id (what the marker of its escaped processes says).
+    pub id: &'a str,
+    /// Its leader, whose pid is also its group's id.
+    pub leader: i32,
+}
+
+/// The processes of each of `instances` (zombies included, each once), in
+/// the order given: the leader's descendants, and the daemon's orphans
+/// that are in the instance's group or carry its marker, with theirs —
+/// also those that left the group. The daemon's children are listed once
+/// for all of them (an orphan is rare; each found costs two small reads).
+/// `None` for an instance whose lists could not all be read: a scan must
+/// tell then.
+pub fn trees(instances: &[Own], reaper: &Reaper, data_dir: &Path) -> Vec<Option<Vec<i32>>> {
+    let Some(orphans) = reaper.orphans() else {
+        return vec![None; instances.len()];
+    };
+    let mut roots: Vec<Vec<i32>> = instances.iter().map(|own| vec![own.leader]).collect();
+    if !orphans.is_empty() {
+        let by_group: HashMap<i32, usize> = (instances.iter().enumerate())
+            .map(|(index, own)| (own.leader, index))
+            .collect();
+        let by_id: HashMap<&str, usize> = (instances.iter().enumerate())
+            .map(|(index, own)| (own.id, index))
+            .collect();
+        for orphan in orphans {
+            let Some(entry) = process::read_entry(orphan) else {
+                continue;
+            };
+            let owner = by_group.get(&entry.pgrp).copied().or_else(|| {
+                let id = process::marker_of(orphan, data_dir)?;
+                by_id.get(id.as_str()).copied()
+            });
+            if let Some(index) = owner {
+                roots[index].push(orphan);
+            }
+        }
+    }
+    roots
+        .into_iter()
+        .map(|roots| {
+            // A process re-parented while the lists were read may be
+            // listed twice.
+            let mut pids = descendants(roots)?;
+            pids.sort_unstable();
+            pids.dedup();
+            Some(pids)
+        })
+        .collect()
 }
 
 /// The processes of one instance whose leader the daemon spawned.
@@ -104,5 +161,45 @@ impl<'a> Lineage<'a> {
             && self
                 .marked_orphans()
                 .is_some_and(|orphans| orphans.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::{BufRead, BufReader},
+        process::{Command, Stdio},
+    };
+
+    use nix::sys::signal::{Signal, kill};
+
+    use super::*;
+
+    /// A child of a shell that moved to a session of its own is still found
+    /// among the shell's descendants: the kernel's lists follow parents,
+    /// not groups.
+    #[test]
+    fn descendants_include_a_child_that_left_the_group() {
+        let mut shell = Command::new("sh")
+            .args(["-c", "setsid sleep 1000 & echo $!; exec sleep 1000"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(shell.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let escaped: i32 = line.trim().parse().unwrap();
+        let leader = shell.id() as i32;
+        let found = descendants(vec![leader]);
+        for pid in [escaped, leader] {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        shell.wait().unwrap();
+        let found = found.expect("the lists can be read");
+        assert!(
+            found.contains(&leader) && found.contains(&escaped),
+            "{found:?}"
+        );
     }
 }
