@@ -156,26 +156,23 @@ fn own_trees(
                     && entry.pgrp == leader.pgid as i32
                     && entry.start_ticks == leader.start_ticks =>
             {
-                own.push(running)
+                own.push((running, entry))
             }
             Some(_) => rest.push(running),
         }
     }
     let instances: Vec<Own> = (own.iter())
-        .map(|running| Own {
+        .map(|(running, leader)| Own {
             id: &running.id,
-            leader: running.leader.pid as i32,
+            leader: *leader,
         })
         .collect();
     let found = lineage::trees(&instances, reaper, data_dir);
     let mut trees = HashMap::new();
-    for (running, pids) in own.into_iter().zip(found) {
-        match pids {
-            Some(pids) => {
-                let live = pids
-                    .into_iter()
-                    .filter_map(process::read_entry)
-                    .filter(|p| p.state != 'Z');
+    for ((running, _), tree) in own.into_iter().zip(found) {
+        match tree {
+            Some(tree) => {
+                let live = tree.into_iter().filter(|p| p.state != 'Z');
                 trees.insert(running.leader.pgid as i32, live.collect());
             }
             None => rest.push(running),
@@ -236,6 +233,7 @@ mod tests {
             ppid: 1,
             pgrp: 100,
             state,
+            threads: 1,
             start_ticks: 1,
             cpu_ticks,
             rss_pages,
