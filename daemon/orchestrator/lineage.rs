@@ -42,8 +42,8 @@ fn children(process: &ProcEntry) -> Option<Vec<i32>> {
 }
 
 /// The entries of `children`, read now; one that ended since it was
-/// listed is left out (its children are re-parented, not lost: to the
-/// daemon, a subreaper).
+/// listed is left out (its children are re-parented to the daemon, a
+/// subreaper: orphans of the instance from then on).
 fn read_all(children: Vec<i32>) -> Vec<ProcEntry> {
     children
         .into_iter()

@@ -69,15 +69,19 @@ async fn usage_counts_the_processes_that_left_the_group() {
     );
     let args = ["-c", &script, "sh", dir.to_str().unwrap()];
     let instance = create(&connection, spec("tree", "sh", &args)).await;
-    let [hog, orphan] = eventually("the tree to start", START_DEADLINE, || async {
-        Some([pid_file(&dir.join("hog"))?, pid_file(&dir.join("orphan"))?])
+    // Each pid is written before its process calls setsid, and the
+    // orphan's parent exits after: wait until the tree has settled.
+    let left_the_group = |pid: u32| {
+        let group = nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid as i32)));
+        group.is_ok_and(|group| group.as_raw() as u32 != instance.pgid)
+    };
+    let settled = "the hog and the orphan in sessions of their own, the orphan the daemon's";
+    let [hog, orphan] = eventually(settled, START_DEADLINE, || async {
+        let pids = [pid_file(&dir.join("hog"))?, pid_file(&dir.join("orphan"))?];
+        let inherited = parent_of(pids[1]) == Some(daemon.pid());
+        (pids.into_iter().all(left_the_group) && inherited).then_some(pids)
     })
     .await;
-    let group_of = |pid: u32| nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid as i32)));
-    for pid in [hog, orphan] {
-        assert_ne!(group_of(pid).unwrap().as_raw() as u32, instance.pgid);
-    }
-    assert_eq!(parent_of(orphan), Some(daemon.pid()), "inherited");
     wait_usage(&connection, "tree", 3, 64 << 20).await;
     drop(connection);
 
