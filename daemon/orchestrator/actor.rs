@@ -587,7 +587,7 @@ impl Actor {
         let (Some(max), Some(process)) = (self.status.spec.limits.memory_max, &self.process) else {
             return;
         };
-        let usage = self.context.usage.latest();
+        let usage = self.context.latest_usage();
         let sample = usage.get(&(process.info().pgid as i32));
         match self.memory.observe(sample, max) {
             Some(message) => {

@@ -3,7 +3,7 @@
 //! machine's boot. Built once by [`Orchestrator::start`](super::Orchestrator)
 //! and handed to each actor.
 
-use std::{path::PathBuf, sync::Arc, time::SystemTime};
+use std::{collections::HashMap, path::PathBuf, sync::Arc, time::SystemTime};
 
 use outpost::spec::InstanceSpec;
 
@@ -16,7 +16,7 @@ use super::{
     reaper::Reaper,
     records::{Op, Transition},
     scanner::Scanner,
-    status::{InstanceStatus, ProcessInfo},
+    status::{InstanceStatus, ProcessInfo, Usage},
     usage::UsageSampler,
     watched::Process,
     writer::RecordWriter,
@@ -41,7 +41,7 @@ pub struct Context {
     /// This boot of the machine: a recorded pid means nothing after a
     /// reboot.
     pub boot_id: String,
-    /// Resource usage per process group, sampled when read.
+    /// Resource usage per instance, sampled when read.
     pub usage: UsageSampler,
     /// What limits the machine lets the daemon enforce.
     pub limits: Capabilities,
@@ -76,6 +76,13 @@ impl Context {
             status: Box::new(status.clone()),
             transition: None,
         });
+    }
+
+    /// The latest usage of every running (not external) instance's tree,
+    /// by its group; a stale sample is refreshed for the instances running
+    /// now (see [`UsageSampler::latest`]).
+    pub fn latest_usage(&self) -> Arc<HashMap<i32, Usage>> {
+        self.usage.latest(|| self.board.running())
     }
 
     /// The log files of instance `id`.

@@ -13,7 +13,10 @@ use std::{
     time::SystemTime,
 };
 
-use super::status::{InstanceState, InstanceStatus, Reason};
+use super::{
+    status::{InstanceKind, InstanceState, InstanceStatus, Reason},
+    usage::Running,
+};
 use crate::bus::{self, Bus, Revisioned};
 
 /// Events kept for resuming subscribers (and the broadcast buffer size).
@@ -241,6 +244,21 @@ impl StatusBoard {
     /// The current status of one instance.
     pub fn get(&self, id: &str) -> Option<InstanceStatus> {
         self.lock().instances.get(id).cloned()
+    }
+
+    /// The instances with a process tree a daemon spawned (managed or
+    /// re-adopted, not external): those a usage sample measures.
+    pub fn running(&self) -> Vec<Running> {
+        let board = self.lock();
+        let instances = board.instances.values();
+        instances
+            .filter(|status| status.kind != InstanceKind::External)
+            .filter_map(|status| {
+                let leader = status.process?;
+                let id = status.id.clone();
+                Some(Running { id, leader })
+            })
+            .collect()
     }
 
     /// Number of instances in each state (every state listed).

@@ -150,17 +150,20 @@ impl Orchestrator {
         let stored = records.load().await?;
         let boot_id = process::boot_id();
         let scanner = Scanner::start();
+        let reaper = Reaper::start().map_err(StartError::Io)?;
+        let usage =
+            usage::UsageSampler::start(scanner.clone(), reaper.clone(), config.data_dir.clone());
         let orchestrator = Arc::new(Self {
             context: Arc::new(Context {
                 board: StatusBoard::default(),
                 writer: RecordWriter::start(records, boot_id.clone()),
-                reaper: Reaper::start().map_err(StartError::Io)?,
-                scanner: scanner.clone(),
+                reaper,
+                scanner,
                 log_spares: LogSpares::start(&logs_root).map_err(StartError::Io)?,
                 logs_root: logs_root.clone(),
                 data_dir: config.data_dir,
                 boot_id,
-                usage: usage::UsageSampler::start(scanner),
+                usage,
                 limits: limits::Capabilities::detect(),
             }),
             registry: Mutex::new(Registry::new(
@@ -409,18 +412,19 @@ impl Orchestrator {
         Ok(status)
     }
 
-    /// Fills in the usage of every managed instance that has a process.
+    /// Fills in the usage of every instance whose process tree a daemon
+    /// spawned (managed or re-adopted) while it has a process.
     fn add_usage(&self, statuses: &mut [InstanceStatus]) {
         if !statuses
             .iter()
-            .any(|s| s.kind == InstanceKind::Managed && s.process.is_some())
+            .any(|s| s.kind != InstanceKind::External && s.process.is_some())
         {
             return;
         }
-        let usage = self.context.usage.latest();
+        let usage = self.context.latest_usage();
         for status in statuses
             .iter_mut()
-            .filter(|s| s.kind == InstanceKind::Managed)
+            .filter(|s| s.kind != InstanceKind::External)
         {
             status.usage = status
                 .process

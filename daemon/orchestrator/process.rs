@@ -55,6 +55,8 @@ pub struct ProcEntry {
     pub pgrp: i32,
     /// State letter (R, S, Z, ...).
     pub state: char,
+    /// Threads (a process of one needs no look at its task directory).
+    pub threads: u32,
     /// Start time in clock ticks since boot.
     pub start_ticks: u64,
     /// CPU time used (user + system), in clock ticks.
@@ -75,14 +77,16 @@ pub fn parse_stat(pid: i32, text: &str) -> Option<ProcEntry> {
     // Fields 14 and 15 (utime, stime).
     let utime = fields.nth(8)?.parse::<u64>().ok()?;
     let stime = fields.next()?.parse::<u64>().ok()?;
-    // Field 22 (starttime), then field 24 (rss).
-    let start_ticks = fields.nth(6)?.parse().ok()?;
+    // Field 20 (num_threads), field 22 (starttime), then field 24 (rss).
+    let threads = fields.nth(4)?.parse().ok()?;
+    let start_ticks = fields.nth(1)?.parse().ok()?;
     let rss_pages = fields.nth(1)?.parse().ok()?;
     Some(ProcEntry {
         pid,
         ppid,
         pgrp,
         state,
+        threads,
         start_ticks,
         cpu_ticks: utime + stime,
         rss_pages,
@@ -496,6 +500,7 @@ mod tests {
         let entry = parse_stat(4242, line).unwrap();
         assert_eq!(entry.state, 'S');
         assert_eq!((entry.ppid, entry.pgrp), (1, 4242));
+        assert_eq!(entry.threads, 1);
         assert_eq!(entry.start_ticks, 987654);
         assert_eq!(entry.cpu_ticks, 3);
         assert_eq!(entry.rss_pages, 10);

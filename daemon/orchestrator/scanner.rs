@@ -1,5 +1,6 @@
-//! The one /proc scanner of the daemon. Stops, exits and usage sampling all
-//! need the process table; each asks here instead of scanning by itself.
+//! The one /proc scanner of the daemon. Stops, exits and the usage of
+//! re-adopted instances need the process table; each asks here instead of
+//! scanning by itself.
 //! One task owns the scans: it runs them off the async workers (on the
 //! blocking pool), one at a time, and answers everyone who asked before a
 //! scan started from that scan — so a thousand concurrent stops cost a
@@ -14,17 +15,13 @@ use super::process::{MarkerCache, ProcTable};
 /// Most requests one scan answers (the rest wait for the next scan).
 const WAITING: usize = 4096;
 
-/// A request for a table read after it was made.
-struct Request {
-    /// Whether the table must know the instance markers.
-    markers: bool,
-    reply: oneshot::Sender<Arc<ProcTable>>,
-}
+/// Where a requested table is sent.
+type Reply = oneshot::Sender<Arc<ProcTable>>;
 
 /// Asks the scanner task for fresh process tables.
 #[derive(Clone)]
 pub struct Scanner {
-    requests: mpsc::UnboundedSender<Request>,
+    requests: mpsc::UnboundedSender<Reply>,
 }
 
 impl Scanner {
@@ -37,13 +34,12 @@ impl Scanner {
 
     /// The process table read by a scan that started after this call: a
     /// scan already running is too old (it may predate a signal the caller
-    /// just sent), so the caller waits for the next. With `markers`, the
-    /// table also knows which escaped processes carry which instance's
-    /// marker (needed for [`ProcTable::members`], not for usage).
-    pub async fn fresh(&self, markers: bool) -> Arc<ProcTable> {
+    /// just sent), so the caller waits for the next. The table knows which
+    /// escaped processes carry which instance's marker (for
+    /// [`ProcTable::members`]).
+    pub async fn fresh(&self) -> Arc<ProcTable> {
         let (reply, table) = oneshot::channel();
-        let request = Request { markers, reply };
-        if self.requests.send(request).is_err() {
+        if self.requests.send(reply).is_err() {
             // Only at the very end of the runtime: nothing is running.
             return Arc::default();
         }
@@ -53,15 +49,14 @@ impl Scanner {
 
 /// The scanner task: every request waiting when a scan starts is
 /// answered from it.
-async fn scan(mut requests: mpsc::UnboundedReceiver<Request>) {
+async fn scan(mut requests: mpsc::UnboundedReceiver<Reply>) {
     // Environment markers, kept between scans.
     let mut cache = MarkerCache::default();
     let mut waiting = Vec::new();
     while requests.recv_many(&mut waiting, WAITING).await > 0 {
-        let with_markers = waiting.iter().any(|request| request.markers);
         let mut markers = std::mem::take(&mut cache);
         let scanned = tokio::task::spawn_blocking(move || {
-            let table = ProcTable::scan(with_markers.then_some(&mut markers));
+            let table = ProcTable::scan(Some(&mut markers));
             (table, markers)
         })
         .await;
@@ -75,8 +70,8 @@ async fn scan(mut requests: mpsc::UnboundedReceiver<Request>) {
                 Arc::default()
             }
         };
-        for request in waiting.drain(..) {
-            let _ = request.reply.send(Arc::clone(&table));
+        for reply in waiting.drain(..) {
+            let _ = reply.send(Arc::clone(&table));
         }
     }
 }

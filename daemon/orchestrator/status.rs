@@ -188,14 +188,14 @@ pub struct Backoff {
     pub next_attempt_at: Option<SystemTime>,
 }
 
-/// A sample of an instance's whole process group.
+/// A sample of an instance's whole process tree (see `usage.rs`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Usage {
     /// Resident memory, bytes.
     pub rss_bytes: u64,
     /// CPU since the previous sample, percent of one core.
     pub cpu_percent: f64,
-    /// Processes in the group.
+    /// Processes in the tree.
     pub process_count: u32,
     /// When it was taken.
     pub sampled_at: SystemTime,

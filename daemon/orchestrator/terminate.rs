@@ -85,7 +85,7 @@ impl<'a> Members<'a> {
     async fn look(&mut self) -> Look {
         let me = std::process::id() as i32;
         let lingers = |p: &process::ProcEntry| p.state != 'Z' || p.ppid == me;
-        let table = self.scanner.fresh(true).await;
+        let table = self.scanner.fresh().await;
         let members = table.members(self.pgid, self.id);
         self.seen.extend(members.iter().map(|p| p.pid));
         let gone = !members.iter().any(lingers)

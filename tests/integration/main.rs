@@ -40,6 +40,7 @@ mod sync_stress;
 mod sync_support;
 mod sync_watch;
 mod tcp;
+mod usage;
 mod wait;
 mod watch;
 mod workspace_faults;

@@ -39,7 +39,7 @@ fn on_failure(initial_ms: u64) -> Option<pb::RestartPolicy> {
 }
 
 /// Kills the daemon with SIGKILL and waits until it is gone.
-fn crash(daemon: &mut Daemon) {
+pub fn crash(daemon: &mut Daemon) {
     daemon.signal(Signal::SIGKILL);
     daemon.wait_exit(START_DEADLINE);
 }
