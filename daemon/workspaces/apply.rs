@@ -133,33 +133,68 @@ async fn carry_out(
             .map_err(|err| format!("deleting {instance} failed: {err}"))?;
         done.push(Step::Deleted(current[instance].clone()));
     }
-    for spec in desired_specs {
-        let name = &spec.name;
-        let create = diff.created.contains(name);
-        if let Some(old) = current.get(name).filter(|_| diff.changed.contains(name)) {
-            if old.spec.port == spec.port && old.spec.project_path == spec.project_path {
+    let mut layer_start = 0;
+    while layer_start < desired_specs.len() {
+        // One layer at a time: its instances depend only on earlier ones.
+        let layer = desired_layers.get(desired_specs[layer_start].name.as_str());
+        let layer_end = (desired_specs[layer_start..].iter())
+            .position(|spec| desired_layers.get(spec.name.as_str()) != layer)
+            .map_or(desired_specs.len(), |len| layer_start + len);
+        let mut creates = Vec::new();
+        for spec in &desired_specs[layer_start..layer_end] {
+            let name = &spec.name;
+            if let Some(old) = current.get(name).filter(|_| diff.changed.contains(name)) {
+                if old.spec.port == spec.port && old.spec.project_path == spec.project_path {
+                    orchestrator
+                        .reconfigure(name, (*spec).clone())
+                        .await
+                        .map_err(|err| format!("changing {name} failed: {err}"))?;
+                    done.push(Step::Reconfigured(old.clone()));
+                    continue;
+                }
                 orchestrator
-                    .reconfigure(name, spec.clone())
+                    .delete_instance(name, false, true)
                     .await
-                    .map_err(|err| format!("changing {name} failed: {err}"))?;
-                done.push(Step::Reconfigured(old.clone()));
-                continue;
+                    .map_err(|err| format!("replacing {name} failed: {err}"))?;
+                done.push(Step::Deleted(old.clone()));
+                creates.push(*spec);
+            } else if diff.created.contains(name) {
+                creates.push(*spec);
             }
-            orchestrator
-                .delete_instance(name, false, true)
-                .await
-                .map_err(|err| format!("replacing {name} failed: {err}"))?;
-            done.push(Step::Deleted(old.clone()));
-        } else if !create {
-            continue;
         }
-        orchestrator
-            .create(spec.clone(), true, Some(workspace.to_owned()))
-            .await
-            .map_err(|err| format!("creating {name} failed: {err}"))?;
-        done.push(Step::Created(name.clone()));
+        create_together(orchestrator, workspace, &creates, done).await?;
+        layer_start = layer_end;
     }
     Ok(())
+}
+
+/// Creates `specs` at once (their records are stored by one group commit
+/// rather than one after the other), recording each created one in `done`;
+/// the first failure, if any, names every create that failed.
+async fn create_together(
+    orchestrator: &Orchestrator,
+    workspace: &str,
+    specs: &[&InstanceSpec],
+    done: &mut Vec<Step>,
+) -> Result<(), String> {
+    let creates = specs.iter().map(|spec| async move {
+        let created = orchestrator
+            .create((*spec).clone(), true, Some(workspace.to_owned()))
+            .await;
+        (spec.name.clone(), created)
+    });
+    let mut failed = Vec::new();
+    for (name, created) in futures_util::future::join_all(creates).await {
+        match created {
+            Ok(_) => done.push(Step::Created(name)),
+            Err(err) => failed.push(format!("creating {name} failed: {err}")),
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("; "))
+    }
 }
 
 /// The layer of each of `specs`: 0 for one that depends on none of them,
