@@ -107,7 +107,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         return workspaces::check(file, cli.json);
     }
     let streaming = matches!(&cli.command, Command::Wait(_))
-        || matches!(&cli.command, Command::Instance(command) if command.streams());
+        || matches!(&cli.command, Command::Instance(command) if command.streams())
+        || matches!(&cli.command, Command::Daemon(command) if command.waits());
     let connection = connect(&cli, streaming).await?;
     let json = cli.json;
     match cli.command {

@@ -29,6 +29,7 @@ mod postgres_harness;
 mod readiness;
 mod recovery;
 mod serving;
+mod shutdown;
 mod socket;
 mod stores;
 mod sync_control;
