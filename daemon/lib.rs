@@ -9,6 +9,7 @@ mod http;
 pub mod orchestrator;
 pub mod pid_lock;
 pub mod server;
+pub mod service_manager;
 pub mod shutdown;
 pub mod store;
 pub mod sync;

@@ -7,6 +7,7 @@ use outpostd::{
     config::{Config, DaemonArgs, MYBB_DATABASE_ENV},
     daemon::{Daemon, DaemonError},
     server::{self, ServerError},
+    service_manager::ServiceManager,
     shutdown::{self, AtExit, Request, Shutdown},
 };
 use tokio::signal::unix::{SignalKind, signal};
@@ -113,13 +114,16 @@ async fn run(config: Config) -> Result<(), Failure> {
         AtExit::StopInstances
     };
     on_signal(shutdown.clone(), at_exit);
+    let service_manager = ServiceManager::start();
     let listeners = server::bind(&config).await?;
     let daemon = Daemon::start(config).await?;
     let mut serving = server::serve(listeners, &daemon, shutdown).await?;
+    service_manager.serving(daemon.orchestrator.clone());
     let request = tokio::select! {
         request = requests.first() => request,
         () = serving.failed() => Request::from_daemon(at_exit),
     };
+    service_manager.stopping();
     serving.drain().await;
     let stopped = daemon.stop(request.at_exit).await;
     requests.answer(request, &stopped);

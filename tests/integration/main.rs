@@ -38,6 +38,7 @@ mod sync_errors;
 mod sync_stress;
 mod sync_support;
 mod sync_watch;
+mod systemd;
 mod tcp;
 mod wait;
 mod watch;
