@@ -6,6 +6,7 @@
 //! [`Daemon`](crate::daemon::Daemon)'s.
 
 mod access;
+mod activation;
 mod convert;
 mod health;
 mod in_flight;
@@ -116,19 +117,22 @@ pub struct Listeners {
 }
 
 /// Binds the Unix socket (refusing while another daemon holds it) and the
-/// TCP listeners of `config`. Clients that connect now wait until
+/// TCP listeners of `config`, or takes them from the service manager
+/// ([`activation`]). Clients that connect now wait until
 /// [`serve`] accepts them.
 pub async fn bind(config: &Config) -> Result<Listeners, ServerError> {
-    let (unix, socket) = listeners::bind_unix(&config.socket)?;
+    let mut inherited = activation::Inherited::take()?;
+    let (unix, socket) = listeners::bind_unix(&config.socket, &mut inherited)?;
     let mut addresses = vec![format!("unix://{}", config.socket.display())];
     let mut tcp = Vec::new();
     for addr in &config.listen {
-        let listener = listeners::bind_tcp(*addr).await?;
+        let listener = listeners::bind_tcp(*addr, &mut inherited).await?;
         if let Ok(local) = listener.local_addr() {
             addresses.push(format!("tcp://{local}"));
         }
         tcp.push(listener);
     }
+    inherited.finish()?;
     let http = http::bind(config).await.map_err(ServerError::Http)?;
     Ok(Listeners {
         unix,

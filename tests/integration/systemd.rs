@@ -10,10 +10,20 @@ use std::{
     time::{Duration, Instant},
 };
 
+use std::{
+    fs,
+    os::unix::fs::PermissionsExt,
+    path::Path,
+    process::{Command, Output},
+};
+
 use outpost::proto::v1 as pb;
+use outpost_test_support::process::{find_program, free_port, skip};
 use tempfile::TempDir;
 
-use crate::harness::{Daemon, START_DEADLINE, create, spec, stderr};
+use crate::harness::{
+    Daemon, START_DEADLINE, TOKEN, create, ctl_command, spec, stderr, stdout, wait_until,
+};
 
 /// A service manager's notification socket, on the test's side.
 struct NotifySocket {
@@ -117,4 +127,140 @@ async fn sd_notify_pings_the_watchdog_at_half_its_timeout() {
     // timeout (too late for systemd) would take 3 s.
     let elapsed = first.elapsed();
     assert!(elapsed < timeout * 3, "three intervals took {elapsed:?}");
+}
+
+/// Whether `systemd-socket-activate` is here; a skip with the reason
+/// where it is not (a failure under `OUTPOST_REQUIRE_REAL`).
+fn socket_activate_installed() -> bool {
+    find_program("systemd-socket-activate")
+        .map(drop)
+        .or_else(|| {
+            skip("systemd-socket-activate is not installed (Debian: apt-get install systemd)")
+        })
+        .is_some()
+}
+
+/// `systemd-socket-activate` listening on the daemon's own addresses
+/// (`--socket`, each `--listen`) and starting it on the first connection
+/// with those sockets, and the daemon's environment.
+fn socket_activated(daemon: &Command) -> Command {
+    let mut command = Command::new("systemd-socket-activate");
+    let args: Vec<&str> = daemon.get_args().map(|arg| arg.to_str().unwrap()).collect();
+    for pair in args.windows(2) {
+        match pair {
+            ["--socket", socket] => {
+                let dir = Path::new(socket).parent().unwrap();
+                fs::create_dir_all(dir).unwrap();
+                fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).unwrap();
+                command.arg("-l").arg(socket);
+            }
+            ["--listen", address] => {
+                command.arg("-l").arg(address.trim_start_matches("tcp://"));
+            }
+            _ => {}
+        }
+    }
+    for (key, value) in daemon.get_envs() {
+        if let Some(value) = value {
+            let mut setting = key.to_owned();
+            setting.push("=");
+            setting.push(value);
+            command.arg("-E").arg(setting);
+        }
+    }
+    command.arg(daemon.get_program()).args(daemon.get_args());
+    command
+}
+
+/// [`socket_activated`], with one more socket that the daemon has no
+/// listener for.
+fn with_a_stray_socket(daemon: &Command) -> Command {
+    let mut command = socket_activated(daemon);
+    let socket = Path::new(command.get_args().nth(1).unwrap()).with_file_name("stray.sock");
+    let mut stray = Command::new(command.get_program());
+    stray.arg("-l").arg(socket).args(command.get_args());
+    command = stray;
+    command
+}
+
+fn ctl_over_tcp(port: u16, args: &[&str]) -> Output {
+    ctl_command()
+        .args(["--addr", &format!("http://127.0.0.1:{port}")])
+        .args(args)
+        .env("OUTPOST_TOKEN", TOKEN)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn socket_activation_serves_the_inherited_unix_and_tcp_sockets() {
+    if !socket_activate_installed() {
+        return;
+    }
+    let port = free_port();
+    let mut daemon = Daemon::builder()
+        .arg("--listen")
+        .arg(format!("tcp://127.0.0.1:{port}"))
+        .env("OUTPOST_TOKEN", TOKEN)
+        .wrapped(socket_activated)
+        .spawn();
+    wait_until("the activator's socket", START_DEADLINE, || {
+        daemon.socket.exists()
+    });
+    // The first connection starts the daemon, which takes it from the
+    // socket it inherits.
+    let connection = daemon.connect().await;
+    let status = (connection.orchestrator())
+        .get_daemon_status(pb::GetDaemonStatusRequest {})
+        .await
+        .expect("the socket-activated daemon answers")
+        .into_inner();
+    assert_eq!(
+        status.listen_addresses,
+        [
+            format!("unix://{}", daemon.socket.display()),
+            format!("tcp://127.0.0.1:{port}")
+        ]
+    );
+    let log = daemon.log.wait_for(" serving ", START_DEADLINE);
+    assert_eq!(
+        log.matches("inherited a listening socket").count(),
+        2,
+        "{log}"
+    );
+    let over_tcp = ctl_over_tcp(port, &["status"]);
+    assert!(over_tcp.status.success(), "{}", stderr(&over_tcp));
+    assert!(stdout(&over_tcp).contains(&format!("tcp://127.0.0.1:{port}")));
+
+    let output = daemon.ctl(&["shutdown"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(daemon.wait_exit(START_DEADLINE).success());
+    assert!(
+        daemon.socket.exists(),
+        "the socket file is the service manager's: kept for the next daemon"
+    );
+}
+
+#[tokio::test]
+async fn an_inherited_socket_no_listener_claims_stops_the_start() {
+    if !socket_activate_installed() {
+        return;
+    }
+    let mut daemon = Daemon::builder().wrapped(with_a_stray_socket).spawn();
+    let stray = daemon.socket.with_file_name("stray.sock");
+    wait_until("the activator's sockets", START_DEADLINE, || {
+        daemon.socket.exists() && stray.exists()
+    });
+    // Any connection starts the daemon.
+    drop(std::os::unix::net::UnixStream::connect(&stray).unwrap());
+    let status = daemon.wait_exit(START_DEADLINE);
+    assert_eq!(status.code(), Some(2), "a setting that cannot be used");
+    let log = daemon.log.text();
+    assert!(
+        log.contains(&format!(
+            "LISTEN_FDS: the service manager passed unix://{}",
+            stray.display()
+        )),
+        "{log}"
+    );
 }
