@@ -5,6 +5,7 @@ mod daemon;
 mod failure;
 mod instances;
 mod output;
+mod service;
 mod sync;
 mod wait;
 mod workspaces;
@@ -74,6 +75,9 @@ enum Command {
     Wait(wait::WaitArgs),
     #[command(flatten)]
     Daemon(daemon::DaemonCommand),
+    /// systemd units for the daemon: install, uninstall (no daemon needed)
+    #[command(subcommand)]
+    Service(service::ServiceCommand),
     /// Print a shell completion script
     Completions {
         /// The shell to complete for
@@ -106,6 +110,10 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     if let Command::Workspace(workspaces::WorkspaceCommand::Check { file }) = &cli.command {
         return workspaces::check(file, cli.json);
     }
+    // Nor does writing its units.
+    if let Command::Service(command) = cli.command {
+        return service::run(command);
+    }
     let streaming = matches!(&cli.command, Command::Wait(_))
         || matches!(&cli.command, Command::Instance(command) if command.streams())
         || matches!(&cli.command, Command::Daemon(command) if command.waits());
@@ -123,7 +131,9 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Workspace(command) => workspaces::run(&connection, json, command).await,
         Command::Wait(args) => wait::run(&connection, json, args, cli.timeout).await,
         Command::Daemon(command) => daemon::run(&connection, json, command).await,
-        Command::Completions { .. } => unreachable!("handled before connecting"),
+        Command::Completions { .. } | Command::Service(_) => {
+            unreachable!("handled before connecting")
+        }
     }
 }
 

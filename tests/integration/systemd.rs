@@ -22,7 +22,8 @@ use outpost_test_support::process::{find_program, free_port, skip};
 use tempfile::TempDir;
 
 use crate::harness::{
-    Daemon, START_DEADLINE, TOKEN, create, ctl_command, spec, stderr, stdout, wait_until,
+    Daemon, START_DEADLINE, TOKEN, create, ctl_command, outpostd_bin, spec, stderr, stdout,
+    wait_until,
 };
 
 /// A service manager's notification socket, on the test's side.
@@ -263,4 +264,85 @@ async fn an_inherited_socket_no_listener_claims_stops_the_start() {
         )),
         "{log}"
     );
+}
+
+/// `systemd-analyze verify` of `units` (`--user` ones with `runtime_dir`
+/// as `%t`): passes only when it exits 0 *and* says nothing, since it
+/// reports a setting it cannot parse as a warning and still exits 0.
+fn verify(units: &[PathBuf], runtime_dir: Option<&Path>) {
+    let mut command = Command::new("systemd-analyze");
+    if let Some(dir) = runtime_dir {
+        command.arg("--user").env("XDG_RUNTIME_DIR", dir);
+    }
+    let output = command.arg("verify").args(units).output().unwrap();
+    let said = format!("{}{}", stdout(&output), stderr(&output));
+    assert!(
+        output.status.success() && said.trim().is_empty(),
+        "systemd-analyze verify {units:?}: {said}"
+    );
+}
+
+#[test]
+fn service_units_pass_systemd_analyze_verify() {
+    if find_program("systemd-analyze")
+        .map(drop)
+        .or_else(|| skip("systemd-analyze is not installed (Debian: apt-get install systemd)"))
+        .is_none()
+    {
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("outpost-units")
+        .tempdir()
+        .unwrap();
+    let service = |args: &[&str]| {
+        let output = ctl_command()
+            .arg("service")
+            .args(args)
+            .env("XDG_CONFIG_HOME", dir.path())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        stdout(&output)
+    };
+
+    // A user's units, written where systemd --user looks.
+    service(&["install", "--user", "--daemon", outpostd_bin()]);
+    let user_dir = dir.path().join("systemd/user");
+    let units = [
+        user_dir.join("outpostd.socket"),
+        user_dir.join("outpostd.service"),
+    ];
+    let text = fs::read_to_string(&units[1]).unwrap();
+    for setting in ["Type=notify", "KillMode=process", "Restart=on-failure"] {
+        assert!(
+            text.lines().any(|line| line == setting),
+            "{setting}: {text}"
+        );
+    }
+    verify(&units, Some(dir.path()));
+
+    // System units, as --dry-run prints them.
+    let printed = service(&[
+        "install",
+        "--system",
+        "--run-as",
+        "daemon",
+        "--dry-run",
+        "--daemon",
+        outpostd_bin(),
+    ]);
+    let system_dir = dir.path().join("system");
+    fs::create_dir(&system_dir).unwrap();
+    let mut written = Vec::new();
+    for unit in printed.split("# /etc/systemd/system/").skip(1) {
+        let (name, text) = unit.split_once('\n').unwrap();
+        written.push(system_dir.join(name));
+        fs::write(written.last().unwrap(), text).unwrap();
+    }
+    assert_eq!(written.len(), 2, "{printed}");
+    verify(&written, None);
+
+    service(&["uninstall", "--user"]);
+    assert!(!units.iter().any(|unit| unit.exists()), "removed");
 }
