@@ -23,7 +23,6 @@ use tempfile::TempDir;
 
 use crate::harness::{
     Daemon, START_DEADLINE, TOKEN, create, ctl_command, outpostd_bin, spec, stderr, stdout,
-    wait_until,
 };
 
 /// A service manager's notification socket, on the test's side.
@@ -205,9 +204,12 @@ async fn socket_activation_serves_the_inherited_unix_and_tcp_sockets() {
         .env("OUTPOST_TOKEN", TOKEN)
         .wrapped(socket_activated)
         .spawn();
-    wait_until("the activator's socket", START_DEADLINE, || {
-        daemon.socket.exists()
-    });
+    // It says so once both sockets listen (a socket file exists from its
+    // bind on, a moment before).
+    daemon.log.wait_for(
+        &format!("Listening on 127.0.0.1:{port} as 4."),
+        START_DEADLINE,
+    );
     // The first connection starts the daemon, which takes it from the
     // socket it inherits.
     let connection = daemon.connect().await;
@@ -249,9 +251,10 @@ async fn an_inherited_socket_no_listener_claims_stops_the_start() {
     }
     let mut daemon = Daemon::builder().wrapped(with_a_stray_socket).spawn();
     let stray = daemon.socket.with_file_name("stray.sock");
-    wait_until("the activator's sockets", START_DEADLINE, || {
-        daemon.socket.exists() && stray.exists()
-    });
+    daemon.log.wait_for(
+        &format!("Listening on {} as 4.", daemon.socket.display()),
+        START_DEADLINE,
+    );
     // Any connection starts the daemon.
     drop(std::os::unix::net::UnixStream::connect(&stray).unwrap());
     let status = daemon.wait_exit(START_DEADLINE);
