@@ -1,4 +1,5 @@
-//! Commands about the daemon itself: `validate`, `status` and `health`.
+//! Commands about the daemon itself: `validate`, `status`, `health`,
+//! `dashboard` and `shutdown`.
 
 use std::process::ExitCode;
 
@@ -30,6 +31,20 @@ pub enum DaemonCommand {
         /// Check only this service (e.g. outpost.v1.Sync); "" is the daemon as a whole
         service: Option<String>,
     },
+    /// Stop the daemon; its instances keep running for the next daemon to re-adopt (returns once its state is stored)
+    Shutdown {
+        /// Stop every instance too (dependents first)
+        #[arg(long)]
+        stop_instances: bool,
+    },
+}
+
+impl DaemonCommand {
+    /// Whether the command waits as long as the daemon takes (stopping
+    /// instances has their grace periods), with no request deadline.
+    pub fn waits(&self) -> bool {
+        matches!(self, Self::Shutdown { .. })
+    }
 }
 
 pub async fn run(
@@ -42,6 +57,9 @@ pub async fn run(
         DaemonCommand::Status => status(connection, json).await,
         DaemonCommand::Dashboard { open } => dashboard(connection, json, open).await,
         DaemonCommand::Health { service } => health(connection, json, service).await,
+        DaemonCommand::Shutdown { stop_instances } => {
+            shutdown(connection, json, stop_instances).await
+        }
     }
 }
 
@@ -147,6 +165,34 @@ async fn dashboard(connection: &Connection, json: bool, open: bool) -> Result<Ex
                     opener.to_string_lossy()
                 )));
             }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `outpostctl shutdown [--stop-instances]`: one line once the daemon has
+/// stored its state.
+async fn shutdown(
+    connection: &Connection,
+    json: bool,
+    stop_instances: bool,
+) -> Result<ExitCode, Failure> {
+    let stopped = connection
+        .orchestrator()
+        .shutdown(pb::ShutdownRequest { stop_instances })
+        .await?
+        .into_inner();
+    if json {
+        output::json(&stopped)?;
+    } else {
+        let count = stopped.active_instances;
+        let instances = if count == 1 { "instance" } else { "instances" };
+        if stopped.instances_stopped {
+            output::outln!("outpostd stopped; {count} {instances} stopped");
+        } else {
+            output::outln!(
+                "outpostd stopped; {count} {instances} left running for the next daemon"
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -7,6 +7,7 @@ mod export;
 mod failure;
 mod instances;
 mod output;
+mod service;
 mod sync;
 mod wait;
 mod workspaces;
@@ -81,6 +82,9 @@ enum Command {
     Export(export::ExportArgs),
     #[command(flatten)]
     Daemon(daemon::DaemonCommand),
+    /// systemd units for the daemon: install, uninstall (no daemon needed)
+    #[command(subcommand)]
+    Service(service::ServiceCommand),
     /// Print a shell completion script
     Completions {
         /// The shell to complete for
@@ -126,8 +130,13 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     {
         return contexts::list(selection, request, cli.timeout, cli.json).await;
     }
+    // Nor does writing its units.
+    if let Command::Service(command) = cli.command {
+        return service::run(command);
+    }
     let streaming = matches!(&cli.command, Command::Wait(_))
-        || matches!(&cli.command, Command::Instance(command) if command.streams());
+        || matches!(&cli.command, Command::Instance(command) if command.streams())
+        || matches!(&cli.command, Command::Daemon(command) if command.waits());
     let connection = connect(&cli, streaming).await?;
     let json = cli.json;
     match cli.command {
@@ -143,7 +152,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Wait(args) => wait::run(&connection, json, args, cli.timeout).await,
         Command::Export(args) => args.run(&connection).await,
         Command::Daemon(command) => daemon::run(&connection, json, command).await,
-        Command::Completions { .. } | Command::Context(_) => {
+        Command::Completions { .. } | Command::Context(_) | Command::Service(_) => {
             unreachable!("handled before connecting")
         }
     }

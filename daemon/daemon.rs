@@ -15,7 +15,8 @@
 //! workspace engine (an apply in progress gets [`DRAIN_TIMEOUT`], later
 //! ones are refused), so that nothing starts an instance while they are
 //! being stopped; then every instance stops, unless they are kept for the
-//! next daemon; either way every change is stored before the lock goes.
+//! next daemon (how to stop is the request's: [`crate::shutdown`]); either
+//! way every change is stored before the lock goes.
 
 use std::{
     path::Path,
@@ -29,6 +30,7 @@ use crate::{
     config::{Config, ConfigError, setting},
     orchestrator::{Orchestrator, OrchestratorConfig, StartError},
     pid_lock::{AlreadyRunning, PidLock, create_private_dir},
+    shutdown::{AtExit, Stopped},
     store::{
         self, Store, StoreError,
         backend::ContentBackend,
@@ -149,22 +151,38 @@ impl Daemon {
         })
     }
 
-    /// Stops every domain, in order (see the module).
-    pub async fn stop(self) {
+    /// Stops every domain, in order (see the module); the instances as
+    /// `at_exit` says. Returns once every change is stored (or storing it
+    /// failed) and the data directory's lock is released.
+    pub async fn stop(self, at_exit: AtExit) -> Stopped {
         if let Some(poller) = &self.poller {
             poller.abort();
         }
         self.sync.engine().stop().await;
         self.workspaces.stop(DRAIN_TIMEOUT).await;
-        if self.config.keep_instances_on_exit {
-            tracing::info!(
-                "leaving instances running for the next daemon (--keep-instances-on-exit)"
-            );
-            if let Err(err) = self.orchestrator.flush().await {
-                tracing::error!(%err, "state not saved at shutdown");
+        let active_instances = (self.orchestrator.counts().iter())
+            .filter(|(state, _)| state.is_active())
+            .map(|(_, count)| count)
+            .sum();
+        let saved = match at_exit {
+            AtExit::KeepInstances => {
+                tracing::info!(
+                    active_instances,
+                    "leaving instances running for the next daemon"
+                );
+                self.orchestrator.flush().await
             }
-        } else {
-            self.orchestrator.shutdown().await;
+            AtExit::StopInstances => self.orchestrator.shutdown().await,
+        };
+        let unsaved = saved.err().map(|err| {
+            tracing::error!(%err, "state not saved at shutdown");
+            err.to_string()
+        });
+        drop(self);
+        Stopped {
+            active_instances,
+            at_exit,
+            unsaved,
         }
     }
 }

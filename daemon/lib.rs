@@ -9,6 +9,8 @@ mod http;
 pub mod orchestrator;
 pub mod pid_lock;
 pub mod server;
+pub mod service_manager;
+pub mod shutdown;
 pub mod store;
 pub mod sync;
 pub mod workspaces;

@@ -7,6 +7,8 @@ use outpostd::{
     config::{Config, DaemonArgs, MYBB_DATABASE_ENV},
     daemon::{Daemon, DaemonError},
     server::{self, ServerError},
+    service_manager::ServiceManager,
+    shutdown::{self, AtExit, Request, Shutdown},
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
@@ -41,8 +43,7 @@ async fn main() -> ExitCode {
         }
     };
     tracing::info!(%config, "starting");
-    let shutdown = shutdown_signal();
-    match run(config, shutdown).await {
+    match run(config).await {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS
@@ -103,31 +104,50 @@ enum Failure {
     Server(#[from] ServerError),
 }
 
-/// Binds, starts the domains, serves until `shutdown`, and stops them.
-async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Failure> {
+/// Binds, starts the domains, serves until asked to stop (by a signal or
+/// the `Shutdown` RPC, the same way), and stops them.
+async fn run(config: Config) -> Result<(), Failure> {
+    let (shutdown, mut requests) = shutdown::channel();
+    let at_exit = if config.keep_instances_on_exit {
+        AtExit::KeepInstances
+    } else {
+        AtExit::StopInstances
+    };
+    on_signal(shutdown.clone(), at_exit);
+    let service_manager = ServiceManager::start();
     let listeners = server::bind(&config).await?;
     let daemon = Daemon::start(config).await?;
-    let served = server::serve(listeners, &daemon, shutdown).await;
-    daemon.stop().await;
-    Ok(served?)
+    let mut serving = server::serve(listeners, &daemon, shutdown).await?;
+    service_manager.serving(daemon.orchestrator.clone());
+    let request = tokio::select! {
+        request = requests.first() => request,
+        () = serving.failed() => Request::from_daemon(at_exit),
+    };
+    service_manager.stopping();
+    serving.drain().await;
+    let stopped = daemon.stop(request.at_exit).await;
+    requests.answer(request, &stopped);
+    serving.close().await;
+    Ok(())
 }
 
 /// Installs SIGINT and SIGTERM handlers now (so that a signal arriving the
-/// moment the daemon serves is not fatal) and returns a future that
-/// completes on the first of them.
-fn shutdown_signal() -> impl Future<Output = ()> {
+/// moment the daemon serves is not fatal); the first of them asks the
+/// daemon to stop, leaving the instances as `at_exit` says.
+fn on_signal(shutdown: Shutdown, at_exit: AtExit) {
     let handlers = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
     );
-    async move {
+    tokio::spawn(async move {
         let (Ok(mut interrupt), Ok(mut terminate)) = handlers else {
             tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
-            return std::future::pending().await;
+            return;
         };
         tokio::select! {
             _ = interrupt.recv() => tracing::info!("received SIGINT"),
             _ = terminate.recv() => tracing::info!("received SIGTERM"),
         }
-    }
+        shutdown.ask(at_exit).await;
+    });
 }

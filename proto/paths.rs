@@ -43,3 +43,9 @@ pub fn default_workspaces_dir() -> Option<PathBuf> {
 pub fn default_contexts_file() -> Option<PathBuf> {
     xdg_home("XDG_CONFIG_HOME", ".config").map(|dir| dir.join("outpost").join("contexts.toml"))
 }
+
+/// Where systemd looks for a user's own units: `$XDG_CONFIG_HOME/systemd/user`,
+/// else `~/.config/systemd/user`.
+pub fn user_unit_dir() -> Option<PathBuf> {
+    xdg_home("XDG_CONFIG_HOME", ".config").map(|dir| dir.join("systemd").join("user"))
+}

@@ -68,14 +68,11 @@ impl Orchestrator {
 
     /// Stops every instance (for daemon shutdown): dependents before
     /// what they depend on, all at once where nothing depends on another.
-    pub async fn shutdown(&self) {
+    /// An error means the stops were not all stored.
+    pub async fn shutdown(&self) -> Result<(), OrchestratorError> {
         let snapshot = self.context.board.snapshot(events::SnapshotKind::Initial);
-        if let Err(err) = self
-            .stop_in_order(&snapshot.instances, Reason::DaemonShutdown)
+        self.stop_in_order(&snapshot.instances, Reason::DaemonShutdown)
             .await
-        {
-            tracing::error!(%err, "state not saved at shutdown");
-        }
     }
 
     /// Stops `statuses` in layers, dependents first (see

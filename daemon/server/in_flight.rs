@@ -1,6 +1,8 @@
 //! Tracks calls in progress, so that shutdown waits for those (up to a
 //! limit) instead of for every client to close its idle connection — a
 //! client that never answers HTTP/2's GOAWAY must not hold the daemon.
+//! `Shutdown` calls are tracked apart: they wait for the shutdown, so the
+//! shutdown cannot wait for them before it stops the daemon, only after.
 
 use std::{
     future::Future,
@@ -9,17 +11,30 @@ use std::{
 };
 
 use tokio_util::task::TaskTracker;
+use tonic::codegen::http::Request;
 use tower::{Layer, Service};
+
+/// The path of the `Shutdown` RPC.
+const SHUTDOWN: &str = "/outpost.v1.Orchestrator/Shutdown";
 
 /// The calls in progress; a tower layer that tracks them.
 #[derive(Clone, Default)]
-pub(crate) struct InFlight(TaskTracker);
+pub(crate) struct InFlight {
+    calls: TaskTracker,
+    shutdowns: TaskTracker,
+}
 
 impl InFlight {
-    /// Completes once no call is in progress.
+    /// Completes once no call is in progress but `Shutdown` calls.
     pub(crate) async fn idle(&self) {
-        self.0.close();
-        self.0.wait().await;
+        self.calls.close();
+        self.calls.wait().await;
+    }
+
+    /// Completes once every `Shutdown` call has its answer.
+    pub(crate) async fn answered(&self) {
+        self.shutdowns.close();
+        self.shutdowns.wait().await;
     }
 }
 
@@ -41,9 +56,9 @@ pub(crate) struct Tracked<S> {
     in_flight: InFlight,
 }
 
-impl<S, R> Service<R> for Tracked<S>
+impl<S, B> Service<Request<B>> for Tracked<S>
 where
-    S: Service<R>,
+    S: Service<Request<B>>,
     S::Future: Send + 'static,
 {
     type Response = S::Response;
@@ -54,7 +69,12 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: R) -> Self::Future {
-        Box::pin(self.in_flight.0.track_future(self.inner.call(request)))
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let tracker = if request.uri().path() == SHUTDOWN {
+            &self.in_flight.shutdowns
+        } else {
+            &self.in_flight.calls
+        };
+        Box::pin(tracker.track_future(self.inner.call(request)))
     }
 }

@@ -13,7 +13,7 @@ use std::{
 
 use tokio::net::{TcpListener, UnixListener};
 
-use super::ServerError;
+use super::{ServerError, activation::Inherited};
 use crate::{
     config::{ConfigError, ListenAddr, setting},
     pid_lock::{AlreadyRunning, PidLock, create_private_dir},
@@ -22,16 +22,21 @@ use crate::{
 /// The longest socket path Linux accepts (`sun_path` minus the NUL).
 const MAX_SOCKET_PATH: usize = 107;
 
-/// A bound Unix socket. Dropping it removes the socket file, then releases
-/// the lock.
+/// A bound Unix socket. Dropping it removes the socket file (unless the
+/// service manager made it, and keeps it for the next daemon), then
+/// releases the lock.
 #[derive(Debug)]
 pub(crate) struct SocketFile {
     path: PathBuf,
+    inherited: bool,
     _lock: PidLock,
 }
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
+        if self.inherited {
+            return;
+        }
         if let Err(err) = fs::remove_file(&self.path) {
             tracing::warn!(path = %self.path.display(), %err, "could not remove the socket file");
         }
@@ -39,8 +44,13 @@ impl Drop for SocketFile {
 }
 
 /// Binds the Unix socket at `path`, replacing a stale socket file left by
-/// a dead daemon, and refusing while another daemon holds it.
-pub(crate) fn bind_unix(path: &Path) -> Result<(UnixListener, SocketFile), ServerError> {
+/// a dead daemon, and refusing while another daemon holds it. A socket the
+/// service manager passed for `path` is used as it is (its file and mode
+/// are the socket unit's), under the same lock.
+pub(crate) fn bind_unix(
+    path: &Path,
+    inherited: &mut Inherited,
+) -> Result<(UnixListener, SocketFile), ServerError> {
     let invalid = |reason: String| ServerError::from(ConfigError::new(setting::SOCKET, reason));
     if path.as_os_str().len() > MAX_SOCKET_PATH {
         return Err(invalid(format!(
@@ -72,6 +82,16 @@ pub(crate) fn bind_unix(path: &Path) -> Result<(UnixListener, SocketFile), Serve
         }
     };
 
+    if let Some(listener) = inherited.unix(path)? {
+        let listener = UnixListener::from_std(listener)
+            .map_err(|err| invalid(format!("cannot use unix://{}: {err}", path.display())))?;
+        let socket = SocketFile {
+            path: path.to_owned(),
+            inherited: true,
+            _lock: lock,
+        };
+        return Ok((listener, socket));
+    }
     match fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
             tracing::info!(path = %path.display(), "replacing the stale socket of a daemon that is gone");
@@ -92,6 +112,7 @@ pub(crate) fn bind_unix(path: &Path) -> Result<(UnixListener, SocketFile), Serve
         .map_err(|err| invalid(format!("cannot bind {}: {err}", path.display())))?;
     let socket = SocketFile {
         path: path.to_owned(),
+        inherited: false,
         _lock: lock,
     };
     // Peer credentials are checked on every request too, which covers the
@@ -101,9 +122,16 @@ pub(crate) fn bind_unix(path: &Path) -> Result<(UnixListener, SocketFile), Serve
     Ok((listener, socket))
 }
 
-/// Binds one TCP listener; port 0 binds a free port.
-pub(crate) async fn bind_tcp(addr: ListenAddr) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr.0).await.map_err(|err| {
-        ConfigError::new(setting::LISTEN, format!("cannot bind {addr}: {err}")).into()
-    })
+/// Binds one TCP listener, or takes the one the service manager passed
+/// for its address; port 0 binds a free port.
+pub(crate) async fn bind_tcp(
+    addr: ListenAddr,
+    inherited: &mut Inherited,
+) -> Result<TcpListener, ServerError> {
+    let cannot =
+        |err: io::Error| ConfigError::new(setting::LISTEN, format!("cannot bind {addr}: {err}"));
+    match inherited.tcp(addr.0)? {
+        Some(listener) => Ok(TcpListener::from_std(listener).map_err(cannot)?),
+        None => Ok(TcpListener::bind(addr.0).await.map_err(cannot)?),
+    }
 }

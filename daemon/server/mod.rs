@@ -6,6 +6,7 @@
 //! [`Daemon`](crate::daemon::Daemon)'s.
 
 mod access;
+mod activation;
 mod convert;
 mod health;
 mod in_flight;
@@ -16,7 +17,6 @@ mod sync;
 mod unix_authority;
 
 use std::{
-    future::Future,
     path::PathBuf,
     sync::Arc,
     time::{Duration, Instant, SystemTime},
@@ -49,6 +49,7 @@ use crate::{
     http::{self, HttpListener, Logins},
     orchestrator::ports::PortRange,
     pid_lock::AlreadyRunning,
+    shutdown::Shutdown,
     store::backend::ContentBackend,
 };
 use access::Gate;
@@ -58,7 +59,7 @@ pub(crate) use orchestrator::OrchestratorApi;
 pub(crate) use sync::SyncApi;
 use unix_authority::UnixAuthority;
 
-/// How long in-flight calls may take to finish after a shutdown signal.
+/// How long in-flight calls may take to finish once the daemon stops.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest request the Sync service decodes (content is limited to less).
 const MAX_REQUEST: usize = 16 << 20;
@@ -116,19 +117,22 @@ pub struct Listeners {
 }
 
 /// Binds the Unix socket (refusing while another daemon holds it) and the
-/// TCP listeners of `config`. Clients that connect now wait until
+/// TCP listeners of `config`, or takes them from the service manager
+/// ([`activation`]). Clients that connect now wait until
 /// [`serve`] accepts them.
 pub async fn bind(config: &Config) -> Result<Listeners, ServerError> {
-    let (unix, socket) = listeners::bind_unix(&config.socket)?;
+    let mut inherited = activation::Inherited::take()?;
+    let (unix, socket) = listeners::bind_unix(&config.socket, &mut inherited)?;
     let mut addresses = vec![format!("unix://{}", config.socket.display())];
     let mut tcp = Vec::new();
     for addr in &config.listen {
-        let listener = listeners::bind_tcp(*addr).await?;
+        let listener = listeners::bind_tcp(*addr, &mut inherited).await?;
         if let Ok(local) = listener.local_addr() {
             addresses.push(format!("tcp://{local}"));
         }
         tcp.push(listener);
     }
+    inherited.finish()?;
     let http = http::bind(config).await.map_err(ServerError::Http)?;
     Ok(Listeners {
         unix,
@@ -139,15 +143,14 @@ pub async fn bind(config: &Config) -> Result<Listeners, ServerError> {
     })
 }
 
-/// Serves `daemon` on `listeners` until `shutdown` completes, then shuts
-/// down gracefully: health turns NOT_SERVING, listeners stop accepting and
-/// streams end, in-flight calls get [`DRAIN_TIMEOUT`] to finish, idle
-/// connections are closed, and the socket file is removed.
+/// Serves `daemon` on `listeners`; every listener accepts once this
+/// returns. `shutdown` is what the `Shutdown` RPC asks; stopping is then
+/// [`Serving::drain`], the daemon's stop, and [`Serving::close`].
 pub async fn serve(
     listeners: Listeners,
     daemon: &Daemon,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), ServerError> {
+    shutdown: Shutdown,
+) -> Result<Serving, ServerError> {
     let config = &daemon.config;
     let gate = Gate::protected(
         nix::unistd::getuid().as_raw(),
@@ -187,6 +190,7 @@ pub async fn serve(
         orchestrator: daemon.orchestrator.clone(),
         workspaces: daemon.workspaces.clone(),
         stop: stop.clone(),
+        shutdown,
     });
     let sync_api = Arc::new(sync::SyncApi {
         sync: daemon.sync.clone(),
@@ -254,43 +258,85 @@ pub async fn serve(
         "serving"
     );
 
-    tokio::select! {
-        () = shutdown => tracing::info!("shutting down"),
-        Some(result) = servers.join_next() => {
-            tracing::error!(?result, "a listener stopped unexpectedly; shutting down");
+    Ok(Serving {
+        servers,
+        front,
+        stop,
+        health,
+        in_flight,
+        socket: Some(listeners.socket),
+    })
+}
+
+/// The transport while it serves, and while it stops.
+pub struct Serving {
+    servers: JoinSet<Result<(), tonic::transport::Error>>,
+    front: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    stop: CancellationToken,
+    health: tokio::task::JoinHandle<()>,
+    in_flight: InFlight,
+    socket: Option<SocketFile>,
+}
+
+impl Serving {
+    /// Completes if a listener stops by itself (it should not).
+    pub async fn failed(&mut self) {
+        match self.servers.join_next().await {
+            Some(result) => {
+                tracing::error!(?result, "a listener stopped unexpectedly; shutting down");
+            }
+            None => std::future::pending().await,
         }
     }
-    stop.cancel();
-    let _ = health.await;
-    if tokio::time::timeout(DRAIN_TIMEOUT, in_flight.idle())
-        .await
-        .is_err()
-    {
-        tracing::warn!(timeout = ?DRAIN_TIMEOUT, "calls still in flight after the drain timeout; closing them");
+
+    /// Stops taking calls: health turns NOT_SERVING, the listeners stop
+    /// accepting, every stream ends, calls in flight get [`DRAIN_TIMEOUT`]
+    /// (except `Shutdown` calls, which wait for the shutdown itself), and
+    /// the socket file is removed and its lock released.
+    pub async fn drain(&mut self) {
+        tracing::info!("shutting down");
+        self.stop.cancel();
+        let _ = (&mut self.health).await;
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.in_flight.idle())
+            .await
+            .is_err()
+        {
+            tracing::warn!(timeout = ?DRAIN_TIMEOUT, "calls still in flight after the drain timeout; closing them");
+        }
+        self.socket.take();
     }
-    // What is left are idle connections: responsive clients close them at
-    // once after GOAWAY; the rest are closed for them.
-    let closed = tokio::time::timeout(CLOSE_GRACE, async {
-        while let Some(result) = servers.join_next().await {
-            if let Ok(Err(err)) = result {
-                tracing::warn!(%err, "listener ended with an error");
+
+    /// Closes what is left once the daemon has stopped: the answered
+    /// `Shutdown` calls get [`DRAIN_TIMEOUT`] to be sent, idle connections
+    /// [`CLOSE_GRACE`] (responsive clients close them at once after GOAWAY;
+    /// the rest are closed for them).
+    pub async fn close(mut self) {
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.in_flight.answered())
+            .await
+            .is_err()
+        {
+            tracing::warn!("a Shutdown call could not be answered in time");
+        }
+        let closed = tokio::time::timeout(CLOSE_GRACE, async {
+            while let Some(result) = self.servers.join_next().await {
+                if let Ok(Err(err)) = result {
+                    tracing::warn!(%err, "listener ended with an error");
+                }
+            }
+        })
+        .await;
+        if closed.is_err() {
+            self.servers.abort_all();
+        }
+        if let Some(front) = self.front {
+            let abort = front.abort_handle();
+            match tokio::time::timeout(CLOSE_GRACE, front).await {
+                Ok(Ok(Err(err))) => tracing::warn!(%err, "the HTTP listener ended with an error"),
+                Ok(_) => {}
+                Err(_) => abort.abort(),
             }
         }
-    })
-    .await;
-    if closed.is_err() {
-        servers.abort_all();
     }
-    if let Some(front) = front {
-        let abort = front.abort_handle();
-        match tokio::time::timeout(CLOSE_GRACE, front).await {
-            Ok(Ok(Err(err))) => tracing::warn!(%err, "the HTTP listener ended with an error"),
-            Ok(_) => {}
-            Err(_) => abort.abort(),
-        }
-    }
-    drop(listeners.socket);
-    Ok(())
 }
 
 /// Reflection over our contract and the health service.

@@ -22,6 +22,7 @@ use crate::{
         Orchestrator,
         events::{Event, EventFilter, Snapshot, SnapshotKind},
     },
+    shutdown::{AtExit, Shutdown},
     workspaces::Workspaces,
 };
 
@@ -32,6 +33,8 @@ pub(crate) struct OrchestratorApi {
     pub(crate) workspaces: Workspaces,
     /// Cancelled at shutdown: ends every stream.
     pub(crate) stop: CancellationToken,
+    /// Asks the daemon to stop, as a signal does.
+    pub(crate) shutdown: Shutdown,
 }
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -363,6 +366,25 @@ impl OrchestratorRpc for OrchestratorApi {
         Ok(Response::new(pb::CreateDashboardLoginResponse {
             url: format!("{}/login?code={}", dashboard.url, issued.code),
             expires_at: Some(convert::timestamp(issued.expires_at)),
+        }))
+    }
+
+    async fn shutdown(&self, request: Request<pb::ShutdownRequest>) -> Reply<pb::ShutdownResponse> {
+        let at_exit = if request.into_inner().stop_instances {
+            AtExit::StopInstances
+        } else {
+            AtExit::KeepInstances
+        };
+        let stopped = (self.shutdown.request(at_exit).await)
+            .map_err(|err| Status::unavailable(err.to_string()))?;
+        if let Some(unsaved) = stopped.unsaved {
+            return Err(Status::unavailable(format!(
+                "the daemon stopped, but its state was not stored: {unsaved}"
+            )));
+        }
+        Ok(Response::new(pb::ShutdownResponse {
+            active_instances: stopped.active_instances,
+            instances_stopped: stopped.at_exit == AtExit::StopInstances,
         }))
     }
 }

@@ -97,7 +97,12 @@ pub struct DaemonBuilder {
     data_dir: Option<PathBuf>,
     args: Vec<OsString>,
     envs: Vec<(String, String)>,
+    wrap: Option<Wrap>,
 }
+
+/// Makes the command that runs a daemon's command (a launcher such as
+/// `systemd-socket-activate`).
+pub type Wrap = fn(&Command) -> Command;
 
 impl DaemonBuilder {
     /// Adds a command-line argument.
@@ -115,6 +120,12 @@ impl DaemonBuilder {
     /// Keeps the daemon's data in `dir` instead of the test's directory.
     pub fn data_dir(mut self, dir: PathBuf) -> Self {
         self.data_dir = Some(dir);
+        self
+    }
+
+    /// Runs the daemon through the command `wrap` makes of it.
+    pub fn wrapped(mut self, wrap: Wrap) -> Self {
+        self.wrap = Some(wrap);
         self
     }
 
@@ -138,7 +149,7 @@ impl DaemonBuilder {
         let data_dir = self
             .data_dir
             .unwrap_or_else(|| self.dir.path().join("data"));
-        let (child, log) = spawn_daemon(&data_dir, &socket, &self.args, &self.envs);
+        let (child, log) = spawn_daemon(&data_dir, &socket, &self.args, &self.envs, self.wrap);
         Daemon {
             child,
             dir: self.dir,
@@ -147,6 +158,7 @@ impl DaemonBuilder {
             log,
             args: self.args,
             envs: self.envs,
+            wrap: self.wrap,
         }
     }
 
@@ -158,17 +170,26 @@ impl DaemonBuilder {
     }
 }
 
-/// Spawns outpostd with `args` and `envs`, capturing its stderr.
+/// Spawns outpostd with `args` and `envs` (through `wrap`'s launcher),
+/// capturing its stderr.
 fn spawn_daemon(
     data_dir: &Path,
     socket: &Path,
     args: &[OsString],
     envs: &[(String, String)],
+    wrap: Option<Wrap>,
 ) -> (Child, LogBuffer) {
     let mut command = daemon_command(data_dir, socket);
     command.args(args);
     for (key, value) in envs {
         command.env(key, value);
+    }
+    if let Some(wrap) = wrap {
+        command = wrap(&command);
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
     }
     let mut child = command.spawn().expect("spawn outpostd");
     let log = LogBuffer::capture(child.stderr.take().unwrap());
@@ -211,6 +232,7 @@ pub struct Daemon {
     pub log: LogBuffer,
     args: Vec<OsString>,
     envs: Vec<(String, String)>,
+    wrap: Option<Wrap>,
 }
 
 impl Daemon {
@@ -224,6 +246,7 @@ impl Daemon {
             data_dir: None,
             args: Vec::new(),
             envs: Vec::new(),
+            wrap: None,
         }
     }
 
@@ -292,7 +315,7 @@ impl Daemon {
         );
         let mut args = self.args.clone();
         args.extend(extra.iter().map(OsString::from));
-        let (child, log) = spawn_daemon(&self.data_dir, &self.socket, &args, &self.envs);
+        let (child, log) = spawn_daemon(&self.data_dir, &self.socket, &args, &self.envs, self.wrap);
         self.child = child;
         self.log = log;
         self.log.wait_for(" serving ", START_DEADLINE);

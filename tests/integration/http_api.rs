@@ -455,6 +455,21 @@ async fn a_session_survives_a_daemon_restart() {
 
 #[tokio::test]
 async fn open_streams_end_and_do_not_hold_a_stopping_daemon() {
+    streams_end_when_the_daemon_stops(|daemon| daemon.signal(Signal::SIGTERM)).await;
+}
+
+#[tokio::test]
+async fn open_streams_end_on_the_shutdown_rpc_too() {
+    streams_end_when_the_daemon_stops(|daemon| {
+        let output = daemon.ctl(&["shutdown"]);
+        assert!(output.status.success(), "{output:?}");
+    })
+    .await;
+}
+
+/// Opens both event streams, has `stop` stop the daemon, and checks that
+/// it exits 0 and the streams end.
+async fn streams_end_when_the_daemon_stops(stop: impl FnOnce(&Daemon)) {
     let mut daemon = dashboard();
     let host = dashboard_host(&daemon);
     let login = log_in(&daemon, &host).await;
@@ -469,7 +484,7 @@ async fn open_streams_end_and_do_not_hold_a_stopping_daemon() {
         .await;
     assert_eq!(sync.next().await.kind, "snapshot");
 
-    daemon.signal(Signal::SIGTERM);
+    stop(&daemon);
     let status = daemon.wait_exit(crate::http_client::DEADLINE);
     assert!(status.success(), "{status:?}");
     events.ended().await;
