@@ -407,6 +407,20 @@ pub async fn try_create(
         .map(|response| response.into_inner().instance.unwrap())
 }
 
+/// Instance `name` as `GetInstance` shows it, panicking on error.
+pub async fn instance(connection: &Connection, name: &str) -> pb::Instance {
+    connection
+        .orchestrator()
+        .get_instance(pb::GetInstanceRequest {
+            instance: name.to_owned(),
+        })
+        .await
+        .unwrap_or_else(|status| panic!("get {name}: {status}"))
+        .into_inner()
+        .instance
+        .unwrap()
+}
+
 /// Stops an instance by name, panicking on error; returns it stopped.
 pub async fn stop(connection: &Connection, name: &str) -> pb::Instance {
     connection

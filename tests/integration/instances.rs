@@ -481,16 +481,7 @@ async fn external_processes_are_watched_and_never_killed_by_delete() {
 
 /// The health of an instance, as `GetInstance` reports it.
 async fn health_of(connection: &outpost::endpoint::Connection, name: &str) -> (i32, i32) {
-    let instance = connection
-        .orchestrator()
-        .get_instance(pb::GetInstanceRequest {
-            instance: name.to_owned(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .instance
-        .unwrap();
+    let instance = crate::harness::instance(connection, name).await;
     (instance.state, instance.health.unwrap().state)
 }
 

@@ -38,18 +38,7 @@ pub(crate) fn readiness(
 }
 
 pub(crate) async fn get(daemon: &Daemon, name: &str) -> pb::Instance {
-    daemon
-        .connect()
-        .await
-        .orchestrator()
-        .get_instance(pb::GetInstanceRequest {
-            instance: name.to_owned(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .instance
-        .unwrap()
+    crate::harness::instance(&daemon.connect().await, name).await
 }
 
 async fn create(daemon: &Daemon, spec: pb::InstanceSpec) -> Result<pb::Instance, tonic::Status> {

@@ -24,17 +24,7 @@ fn hog(mib: u64) -> String {
 
 /// The usage `get` shows for instance `name`, once it is sampled.
 async fn usage(connection: &Connection, name: &str) -> Option<pb::ResourceUsage> {
-    let instance = connection
-        .orchestrator()
-        .get_instance(pb::GetInstanceRequest {
-            instance: name.to_owned(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .instance
-        .unwrap();
-    instance.usage
+    crate::harness::instance(connection, name).await.usage
 }
 
 /// Waits until a sample of `name` counts `processes` processes and at
