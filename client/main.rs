@@ -6,6 +6,7 @@ mod failure;
 mod instances;
 mod output;
 mod sync;
+mod trust;
 mod wait;
 mod workspaces;
 
@@ -33,7 +34,7 @@ use failure::Failure;
     after_help = "TCP addresses need the daemon's token: --token-file FILE, or the token itself in $OUTPOST_TOKEN."
 )]
 struct Cli {
-    /// Daemon address: unix:///PATH or http://HOST:PORT [default: the daemon's default socket]
+    /// Daemon address: unix:///PATH, http://HOST:PORT or https://HOST:PORT [default: the daemon's default socket]
     #[arg(long, env = "OUTPOST_ADDR", global = true, value_name = "ADDR")]
     addr: Option<Address>,
 
@@ -48,6 +49,9 @@ struct Cli {
     /// Deadline for connecting and for each call
     #[arg(long, global = true, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     timeout: Duration,
+
+    #[command(flatten)]
+    tls: trust::TlsArgs,
 
     #[command(subcommand)]
     command: Command,
@@ -74,6 +78,8 @@ enum Command {
     Wait(wait::WaitArgs),
     #[command(flatten)]
     Daemon(daemon::DaemonCommand),
+    /// Pin an https:// daemon's certificate: shows its SHA-256 fingerprint, asks, stores it in $XDG_CONFIG_HOME/outpost/known_hosts
+    Trust(trust::TrustArgs),
     /// Print a shell completion script
     Completions {
         /// The shell to complete for
@@ -102,6 +108,9 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         clap_complete::generate(shell, &mut Cli::command(), "outpostctl", &mut script);
         return output::done(io::stdout().write_all(&script));
     }
+    if let Command::Trust(args) = cli.command {
+        return trust::trust(args, &cli.tls, cli.timeout).await;
+    }
     // Checking a file needs no daemon.
     if let Command::Workspace(workspaces::WorkspaceCommand::Check { file }) = &cli.command {
         return workspaces::check(file, cli.json);
@@ -122,7 +131,9 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Workspace(command) => workspaces::run(&connection, json, command).await,
         Command::Wait(args) => wait::run(&connection, json, args, cli.timeout).await,
         Command::Daemon(command) => daemon::run(&connection, json, command).await,
-        Command::Completions { .. } => unreachable!("handled before connecting"),
+        Command::Completions { .. } | Command::Trust(_) => {
+            unreachable!("handled before connecting")
+        }
     }
 }
 
@@ -137,6 +148,7 @@ async fn connect(cli: &Cli, streaming: bool) -> Result<Connection, Failure> {
     let options = ConnectOptions {
         connect_timeout: cli.timeout,
         request_timeout: (!streaming).then_some(cli.timeout),
+        tls: trust::client_tls(&cli.tls, &address)?,
     };
     Connection::open(&address, token.as_ref(), &options)
         .await

@@ -37,3 +37,9 @@ pub fn default_socket_path() -> Option<PathBuf> {
 pub fn default_workspaces_dir() -> Option<PathBuf> {
     xdg_home("XDG_CONFIG_HOME", ".config").map(|dir| dir.join("outpost").join("workspaces"))
 }
+
+/// Where `outpostctl trust` pins daemons' certificates:
+/// `$XDG_CONFIG_HOME/outpost/known_hosts`, else `~/.config/outpost/known_hosts`.
+pub fn default_known_hosts() -> Option<PathBuf> {
+    xdg_home("XDG_CONFIG_HOME", ".config").map(|dir| dir.join("outpost").join("known_hosts"))
+}

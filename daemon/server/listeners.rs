@@ -101,9 +101,9 @@ pub(crate) fn bind_unix(path: &Path) -> Result<(UnixListener, SocketFile), Serve
     Ok((listener, socket))
 }
 
-/// Binds one TCP listener; port 0 binds a free port.
+/// Binds one TCP (or TLS) listener; port 0 binds a free port.
 pub(crate) async fn bind_tcp(addr: ListenAddr) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr.0).await.map_err(|err| {
+    TcpListener::bind(addr.addr).await.map_err(|err| {
         ConfigError::new(setting::LISTEN, format!("cannot bind {addr}: {err}")).into()
     })
 }

@@ -38,6 +38,7 @@ mod sync_stress;
 mod sync_support;
 mod sync_watch;
 mod tcp;
+mod tls;
 mod wait;
 mod watch;
 mod workspace_faults;
