@@ -28,15 +28,12 @@ use tokio::{
     net::{TcpListener, UnixListener},
     task::JoinSet,
 };
-use tokio_stream::{
-    StreamExt,
-    wrappers::{TcpListenerStream, UnixListenerStream},
-};
+use tokio_stream::{StreamExt, wrappers::UnixListenerStream};
 use tokio_util::sync::CancellationToken;
 use tonic::{
     server::NamedService,
     service::{Interceptor, interceptor::InterceptedService},
-    transport::Server,
+    transport::{Server, server::TcpIncoming},
 };
 
 use outpost::proto::{
@@ -244,10 +241,11 @@ pub async fn serve(
             .serve_with_incoming_shutdown(unix, stop.clone().cancelled_owned()),
     );
     for listener in listeners.tcp {
-        servers.spawn(router.clone().serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
-            stop.clone().cancelled_owned(),
-        ));
+        servers.spawn(
+            router
+                .clone()
+                .serve_with_incoming_shutdown(nodelay(listener), stop.clone().cancelled_owned()),
+        );
     }
     if let Some(setup) = listeners.tls_setup {
         // Checked at bind: the configuration is known to build.
@@ -256,10 +254,12 @@ pub async fn serve(
                 ConfigError::new(crate::config::setting::TLS_CERT, err.to_string())
             })?)?;
         for listener in listeners.tls {
-            servers.spawn(tls_router.clone().serve_with_incoming_shutdown(
-                TcpListenerStream::new(listener),
-                stop.clone().cancelled_owned(),
-            ));
+            servers.spawn(
+                tls_router.clone().serve_with_incoming_shutdown(
+                    nodelay(listener),
+                    stop.clone().cancelled_owned(),
+                ),
+            );
         }
     }
     let mut front = None;
@@ -325,6 +325,13 @@ pub async fn serve(
     }
     drop(listeners.socket);
     Ok(())
+}
+
+/// Accepted TCP connections with TCP_NODELAY: the builder's `tcp_nodelay`
+/// applies only to listeners tonic binds itself, and without it a small
+/// response waited for the peer's delayed ACK (about 40 ms a call).
+fn nodelay(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 /// Reflection over our contract and the health service.
