@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use outpost::{
     bounded_read,
     endpoint::{Address, ConnectOptions, Connection},
+    tls::ClientTls,
     paths,
     proto::v1 as pb,
     token::Token,
@@ -270,6 +271,7 @@ pub async fn list(
     selection: Selection,
     request: pb::ListInstancesRequest,
     deadline: Duration,
+    tls: impl Fn(&Address) -> Result<ClientTls, Failure>,
     json: bool,
 ) -> Result<ExitCode, Failure> {
     let contexts = Contexts::load()?;
@@ -286,11 +288,12 @@ pub async fn list(
     for name in names {
         let target = contexts.target(&name)?;
         let request = request.clone();
+        let options = ConnectOptions {
+            connect_timeout: deadline,
+            request_timeout: Some(deadline),
+            tls: tls(&target.address)?,
+        };
         asks.spawn(async move {
-            let options = ConnectOptions {
-                connect_timeout: deadline,
-                request_timeout: Some(deadline),
-            };
             let answer = async {
                 let connection = open(&target, &options).await?;
                 let mut client = connection.orchestrator();

@@ -115,6 +115,14 @@ async fn status(connection: &Connection, json: bool) -> Result<ExitCode, Failure
         ("uptime", output::duration(status.uptime.as_ref())),
         ("listening", status.listen_addresses.join(", ")),
         (
+            "tls",
+            if status.tls_fingerprint.is_empty() {
+                "none".to_owned()
+            } else {
+                format!("certificate SHA-256 {}", status.tls_fingerprint)
+            },
+        ),
+        (
             "dashboard",
             if status.http_address.is_empty() {
                 "none (start outpostd with --http 127.0.0.1:7878)".to_owned()

@@ -50,9 +50,12 @@ impl fmt::Display for Failure {
                 f.write_str("no daemon address: HOME is not set; pass --addr unix:///PATH")
             }
             Self::Token(err) => write!(f, "token: {err}"),
-            Self::Connect { address, source } => {
-                write!(f, "cannot connect to {address}: {}", connect_cause(source))
-            }
+            Self::Connect { address, source } => write!(
+                f,
+                "cannot connect to {address}: {}",
+                crate::trust::explain(source, Some(address))
+                    .unwrap_or_else(|| connect_cause(source))
+            ),
             Self::Rpc(status) => write_status(f, status),
             Self::Output(err) => write!(f, "cannot write output: {err}"),
             Self::Input(message) | Self::Browser(message) | Self::Wait(message) => {
@@ -88,6 +91,9 @@ fn connect_cause(err: &tonic::transport::Error) -> String {
 
 fn write_status(f: &mut fmt::Formatter<'_>, status: &tonic::Status) -> fmt::Result {
     let message = status.message();
+    if let Some(line) = crate::trust::explain_status(status) {
+        return f.write_str(&line);
+    }
     match status.code() {
         Code::Unauthenticated => write!(
             f,

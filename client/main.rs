@@ -9,6 +9,7 @@ mod instances;
 mod output;
 mod service;
 mod sync;
+mod trust;
 mod wait;
 mod workspaces;
 
@@ -32,7 +33,7 @@ use failure::Failure;
     after_help = "TCP addresses need the daemon's token: --token-file FILE, or the token itself in $OUTPOST_TOKEN."
 )]
 struct Cli {
-    /// Daemon address: unix:///PATH or http://HOST:PORT [default: the daemon's default socket]
+    /// Daemon address: unix:///PATH, http://HOST:PORT or https://HOST:PORT [default: the daemon's default socket]
     #[arg(long, env = "OUTPOST_ADDR", global = true, value_name = "ADDR")]
     addr: Option<Address>,
 
@@ -51,6 +52,9 @@ struct Cli {
     /// Deadline for connecting and for each call
     #[arg(long, global = true, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     timeout: Duration,
+
+    #[command(flatten)]
+    tls: trust::TlsArgs,
 
     #[command(subcommand)]
     command: Command,
@@ -85,6 +89,8 @@ enum Command {
     /// systemd units for the daemon: install, uninstall (no daemon needed)
     #[command(subcommand)]
     Service(service::ServiceCommand),
+    /// Pin an https:// daemon's certificate: shows its SHA-256 fingerprint, asks, stores it in $XDG_CONFIG_HOME/outpost/known_hosts
+    Trust(trust::TrustArgs),
     /// Print a shell completion script
     Completions {
         /// The shell to complete for
@@ -113,6 +119,9 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         clap_complete::generate(shell, &mut Cli::command(), "outpostctl", &mut script);
         return output::done(io::stdout().write_all(&script));
     }
+    if let Command::Trust(args) = cli.command {
+        return trust::trust(args, &cli.tls, cli.timeout).await;
+    }
     // Checking or exporting a file needs no daemon.
     if let Command::Workspace(workspaces::WorkspaceCommand::Check { file }) = &cli.command {
         return workspaces::check(file, cli.json);
@@ -128,7 +137,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     if let Command::Instance(command) = &cli.command
         && let Some((selection, request)) = command.across()
     {
-        return contexts::list(selection, request, cli.timeout, cli.json).await;
+        let tls = |address: &Address| trust::client_tls(&cli.tls, address);
+        return contexts::list(selection, request, cli.timeout, tls, cli.json).await;
     }
     // Nor does writing its units.
     if let Command::Service(command) = cli.command {
@@ -152,7 +162,10 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Wait(args) => wait::run(&connection, json, args, cli.timeout).await,
         Command::Export(args) => args.run(&connection).await,
         Command::Daemon(command) => daemon::run(&connection, json, command).await,
-        Command::Completions { .. } | Command::Context(_) | Command::Service(_) => {
+        Command::Completions { .. }
+        | Command::Context(_)
+        | Command::Service(_)
+        | Command::Trust(_) => {
             unreachable!("handled before connecting")
         }
     }
@@ -169,6 +182,7 @@ async fn connect(cli: &Cli, streaming: bool) -> Result<Connection, Failure> {
     let options = ConnectOptions {
         connect_timeout: cli.timeout,
         request_timeout: (!streaming).then_some(cli.timeout),
+        tls: trust::client_tls(&cli.tls, &target.address)?,
     };
     contexts::open(&target, &options).await
 }

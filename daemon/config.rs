@@ -26,7 +26,7 @@ use crate::orchestrator::ports::PortRange;
     name = "outpostd",
     version,
     about = "The outpost daemon: supervises local server processes and syncs forum content with files.",
-    after_help = "TCP listeners require a bearer token: --token-file FILE, or the token itself in $OUTPOST_TOKEN.\nLog level comes from RUST_LOG (default: info)."
+    after_help = "TCP and TLS listeners require a bearer token: --token-file FILE, or the token itself in $OUTPOST_TOKEN.\nLog level comes from RUST_LOG (default: info)."
 )]
 pub struct DaemonArgs {
     /// Directory for state, logs and the database [default: $XDG_STATE_HOME/outpost]
@@ -37,14 +37,40 @@ pub struct DaemonArgs {
     #[arg(long, env = "OUTPOST_SOCKET", value_name = "PATH")]
     pub socket: Option<PathBuf>,
 
-    /// Also serve on TCP (repeatable; port 0 picks a free port); requires a token
+    /// Also serve on TCP or TLS (repeatable; port 0 picks a free port); requires a token
     #[arg(
         long = "listen",
         env = "OUTPOST_LISTEN",
-        value_name = "tcp://HOST:PORT",
+        value_name = "tls://HOST:PORT|tcp://HOST:PORT",
         value_delimiter = ','
     )]
     pub listen: Vec<ListenAddr>,
+
+    /// Allow tcp:// (plaintext) listeners on non-loopback addresses (anyone on that network can read the token)
+    #[arg(long, env = "OUTPOST_INSECURE_LISTEN")]
+    pub insecure_listen: bool,
+
+    /// Certificate chain (PEM) of the tls:// listeners [default: a self-signed one made in DATA_DIR/tls]
+    #[arg(
+        long,
+        env = "OUTPOST_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --tls-cert
+    #[arg(
+        long,
+        env = "OUTPOST_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// Require TLS clients to present a certificate issued by a CA in this file (PEM): mutual TLS
+    #[arg(long, env = "OUTPOST_TLS_CLIENT_CA", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
 
     /// Serve the browser dashboard and the HTTP/JSON API here (port 0 picks a free port)
     #[arg(long, env = "OUTPOST_HTTP", value_name = "HOST:PORT", value_parser = http_address)]
@@ -159,27 +185,53 @@ impl fmt::Debug for DatabaseUrl {
     }
 }
 
-/// A TCP address to listen on, written `tcp://HOST:PORT`.
+/// A TCP address to listen on, written `tcp://HOST:PORT` (plaintext) or
+/// `tls://HOST:PORT`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ListenAddr(pub SocketAddr);
+pub struct ListenAddr {
+    /// The address.
+    pub addr: SocketAddr,
+    /// Whether connections are TLS.
+    pub tls: bool,
+}
+
+impl ListenAddr {
+    /// The URI scheme: `tls` or `tcp`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls { "tls" } else { "tcp" }
+    }
+}
 
 impl FromStr for ListenAddr {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let usage =
-            "expected tcp://HOST:PORT with an IP address or localhost, e.g. tcp://127.0.0.1:4200";
-        let rest = text
-            .strip_prefix("tcp://")
-            .ok_or_else(|| format!("unsupported scheme: {usage}"))?;
-        host_port(rest, usage).map(Self)
+        let usage = "expected tls://HOST:PORT or tcp://HOST:PORT with an IP address or localhost, e.g. tls://127.0.0.1:7443";
+        let (tls, rest) = if let Some(rest) = text.strip_prefix("tls://") {
+            (true, rest)
+        } else if let Some(rest) = text.strip_prefix("tcp://") {
+            (false, rest)
+        } else {
+            return Err(format!("unsupported scheme: {usage}"));
+        };
+        host_port(rest, usage).map(|addr| Self { addr, tls })
     }
 }
 
 impl fmt::Display for ListenAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "tcp://{}", self.0)
+        write!(f, "{}://{}", self.scheme(), self.addr)
     }
+}
+
+/// Where the TLS listeners' certificate comes from, and whom they admit.
+#[derive(Debug, Default)]
+pub struct TlsSettings {
+    /// Certificate chain and key files; `None` makes (or reuses) a
+    /// self-signed certificate in `DATA_DIR/tls`.
+    pub cert_and_key: Option<(PathBuf, PathBuf)>,
+    /// CA certificates client certificates must chain to (mutual TLS).
+    pub client_ca: Option<PathBuf>,
 }
 
 /// A poll interval: 50 ms at least (a database is not to be hammered).
@@ -253,6 +305,14 @@ pub mod setting {
     pub const SOCKET: &str = "--socket (OUTPOST_SOCKET)";
     /// The TCP listeners.
     pub const LISTEN: &str = "--listen (OUTPOST_LISTEN)";
+    /// The TLS listeners' certificate.
+    pub const TLS_CERT: &str = "--tls-cert (OUTPOST_TLS_CERT)";
+    /// Its key.
+    pub const TLS_KEY: &str = "--tls-key (OUTPOST_TLS_KEY)";
+    /// The CA of client certificates.
+    pub const TLS_CLIENT_CA: &str = "--tls-client-ca (OUTPOST_TLS_CLIENT_CA)";
+    /// The self-signed certificate the daemon makes (in the data directory).
+    pub const TLS_SELF_SIGNED: &str = "--data-dir (OUTPOST_DATA_DIR), its tls/ directory";
     /// The dashboard's listener.
     pub const HTTP: &str = "--http (OUTPOST_HTTP)";
     pub const TOKEN: &str = "--token-file (OUTPOST_TOKEN_FILE) or OUTPOST_TOKEN";
@@ -273,8 +333,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The Unix socket to serve on.
     pub socket: PathBuf,
-    /// TCP addresses to serve on as well.
+    /// TCP and TLS addresses to serve on as well.
     pub listen: Vec<ListenAddr>,
+    /// The TLS listeners' certificate and client CA.
+    pub tls: TlsSettings,
     /// Token TCP clients must present; always set when `listen` is not empty.
     pub token: Option<Token>,
     /// Where the dashboard and the HTTP/JSON API are served, if anywhere.
@@ -299,6 +361,7 @@ impl Config {
     /// Resolves defaults, loads the token and checks what can be checked
     /// without touching the file system.
     pub fn resolve(args: DaemonArgs) -> Result<Self, ConfigError> {
+        check_listen(&args)?;
         let mybb = mybb_settings(&args)?;
         let data_dir = absolute(setting::DATA_DIR, args.data_dir, paths::default_data_dir)?;
         let socket = absolute(setting::SOCKET, args.socket, paths::default_socket_path)?;
@@ -338,6 +401,10 @@ impl Config {
             data_dir,
             socket,
             listen: args.listen,
+            tls: TlsSettings {
+                cert_and_key: args.tls_cert.zip(args.tls_key),
+                client_ca: args.tls_client_ca,
+            },
             token,
             http: args.http,
             port_range: args.port_range,
@@ -351,6 +418,35 @@ impl Config {
             keep_instances_on_exit: args.keep_instances_on_exit,
         })
     }
+}
+
+/// Plaintext TCP only on loopback unless the user insists; TLS settings
+/// only with a TLS listener to use them.
+fn check_listen(args: &DaemonArgs) -> Result<(), ConfigError> {
+    if let Some(addr) = (args.listen.iter()).find(|addr| !addr.tls && !addr.addr.ip().is_loopback())
+        && !args.insecure_listen
+    {
+        return Err(ConfigError::new(
+            setting::LISTEN,
+            format!(
+                "{addr} is not a loopback address: its token and traffic would cross the network in plain text; use tls://{}, or pass --insecure-listen",
+                addr.addr
+            ),
+        ));
+    }
+    if !args.listen.iter().any(|addr| addr.tls) {
+        let given = [
+            (setting::TLS_CERT, args.tls_cert.is_some()),
+            (setting::TLS_CLIENT_CA, args.tls_client_ca.is_some()),
+        ];
+        if let Some((setting, _)) = given.iter().find(|(_, given)| *given) {
+            return Err(ConfigError::new(
+                setting,
+                "is only used with a TLS listener: add --listen tls://HOST:PORT",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Largest `--mybb-database-file` read: it holds one URL.
@@ -420,10 +516,18 @@ impl fmt::Display for Config {
         let listen: Vec<String> = self.listen.iter().map(ToString::to_string).collect();
         write!(
             f,
-            "data_dir={} socket={} listen=[{}] http={} token={} port_range={} max_instances={} sync_root={} sync_debounce={:?} sync_settle={:?} workspaces_dir={} keep_instances_on_exit={} mybb={}",
+            "data_dir={} socket={} listen=[{}] tls_cert={} tls_client_ca={} http={} token={} port_range={} max_instances={} sync_root={} sync_debounce={:?} sync_settle={:?} workspaces_dir={} keep_instances_on_exit={} mybb={}",
             show(&self.data_dir),
             show(&self.socket),
             listen.join(","),
+            self.tls
+                .cert_and_key
+                .as_ref()
+                .map_or_else(|| "self-signed".to_owned(), |(cert, _)| show(cert)),
+            self.tls
+                .client_ca
+                .as_deref()
+                .map_or_else(|| "none".to_owned(), show),
             self.http
                 .map_or_else(|| "none".to_owned(), |addr| addr.to_string()),
             if self.token.is_some() { "set" } else { "unset" },
@@ -455,17 +559,20 @@ mod tests {
     #[test]
     fn listen_addresses_parse() {
         assert_eq!(
-            "tcp://127.0.0.1:4200".parse::<ListenAddr>().unwrap().0,
+            "tcp://127.0.0.1:4200".parse::<ListenAddr>().unwrap().addr,
             "127.0.0.1:4200".parse().unwrap()
         );
         assert_eq!(
-            "tcp://[::1]:0".parse::<ListenAddr>().unwrap().0,
+            "tcp://[::1]:0".parse::<ListenAddr>().unwrap().addr,
             "[::1]:0".parse().unwrap()
         );
         assert_eq!(
-            "tcp://localhost:9".parse::<ListenAddr>().unwrap().0,
+            "tcp://localhost:9".parse::<ListenAddr>().unwrap().addr,
             "127.0.0.1:9".parse().unwrap()
         );
+        let tls = "tls://0.0.0.0:7443".parse::<ListenAddr>().unwrap();
+        assert!(tls.tls);
+        assert_eq!(tls.to_string(), "tls://0.0.0.0:7443");
         assert_eq!(
             http_address("localhost:7878").unwrap(),
             "127.0.0.1:7878".parse().unwrap()
@@ -477,6 +584,7 @@ mod tests {
             "tcp://127.0.0.1:70000",
             "tcp://host:1",
             "tcp://1.2.3.4",
+            "https://127.0.0.1:1",
         ] {
             assert!(
                 bad.parse::<ListenAddr>().is_err(),

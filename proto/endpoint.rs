@@ -1,8 +1,8 @@
 //! Client side of the transport: parses daemon addresses and opens tonic
-//! channels over a Unix socket or TCP, with the bearer token attached.
+//! channels over a Unix socket, TCP or TLS, with the bearer token attached.
 //! Used by `outpostctl`, the tests and the benchmarks.
 
-use std::{fmt, path::PathBuf, str::FromStr, time::Duration};
+use std::{fmt, path::PathBuf, str::FromStr, sync::Arc, time::Duration};
 
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
@@ -10,25 +10,42 @@ use tonic::{
     Request, Status,
     metadata::AsciiMetadataValue,
     service::{Interceptor, interceptor::InterceptedService},
-    transport::{Channel, Endpoint},
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
 };
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::{
     proto::v1::{orchestrator_client::OrchestratorClient, sync_client::SyncClient},
+    tls::{ClientTls, FingerprintVerifier, ServerTrust},
     token::Token,
 };
 
 /// Largest Sync response a client accepts: a listing with content of
 /// 10,000 templates of 5 KiB.
 pub const MAX_SYNC_RESPONSE: usize = 64 << 20;
-/// Where a daemon listens: `unix:///path/to/sock` or `http://host:port`.
+/// Where a daemon listens: `unix:///path/to/sock`, `http://host:port` or
+/// `https://host:port`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Address {
     /// A Unix socket path.
     Unix(PathBuf),
     /// A TCP endpoint as an `http://host:port` URI.
     Tcp(String),
+    /// A TLS endpoint as an `https://host:port` URI.
+    Tls(String),
+}
+
+impl Address {
+    /// The host of a TCP or TLS address, without the brackets of an IPv6
+    /// address (the name a certificate must carry).
+    pub fn host(&self) -> Option<&str> {
+        let (Self::Tcp(uri) | Self::Tls(uri)) = self else {
+            return None;
+        };
+        let rest = uri.split_once("://").map_or(uri.as_str(), |(_, rest)| rest);
+        let (host, _) = rest.rsplit_once(':')?;
+        Some(host.trim_start_matches('[').trim_end_matches(']'))
+    }
 }
 
 impl FromStr for Address {
@@ -43,18 +60,26 @@ impl FromStr for Address {
             }
             return Ok(Self::Unix(PathBuf::from(path)));
         }
-        if let Some(rest) = text.strip_prefix("http://") {
+        for (scheme, tls) in [("http", false), ("https", true)] {
+            let Some(rest) = text
+                .strip_prefix(scheme)
+                .and_then(|rest| rest.strip_prefix("://"))
+            else {
+                continue;
+            };
+            let usage = || format!("{text:?}: expected {scheme}://HOST:PORT");
             let (host, port) = rest
                 .trim_end_matches('/')
                 .rsplit_once(':')
-                .ok_or_else(|| format!("{text:?}: expected http://HOST:PORT"))?;
+                .ok_or_else(usage)?;
             if host.is_empty() || port.parse::<u16>().is_err() {
-                return Err(format!("{text:?}: expected http://HOST:PORT"));
+                return Err(usage());
             }
-            return Ok(Self::Tcp(format!("http://{host}:{port}")));
+            let uri = format!("{scheme}://{host}:{port}");
+            return Ok(if tls { Self::Tls(uri) } else { Self::Tcp(uri) });
         }
         Err(format!(
-            "{text:?}: expected unix:///PATH or http://HOST:PORT"
+            "{text:?}: expected unix:///PATH, http://HOST:PORT or https://HOST:PORT"
         ))
     }
 }
@@ -63,7 +88,7 @@ impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Unix(path) => write!(f, "unix://{}", path.display()),
-            Self::Tcp(uri) => f.write_str(uri),
+            Self::Tcp(uri) | Self::Tls(uri) => f.write_str(uri),
         }
     }
 }
@@ -108,6 +133,8 @@ pub struct ConnectOptions {
     pub connect_timeout: Duration,
     /// Deadline of every request, if any (leave unset for long streams).
     pub request_timeout: Option<Duration>,
+    /// How an `https://` address is verified, and the client certificate.
+    pub tls: ClientTls,
 }
 
 impl Default for ConnectOptions {
@@ -115,6 +142,7 @@ impl Default for ConnectOptions {
         Self {
             connect_timeout: Duration::from_secs(5),
             request_timeout: None,
+            tls: ClientTls::default(),
         }
     }
 }
@@ -131,7 +159,7 @@ impl Connection {
         let uri = match address {
             // The URI is not used to connect; it only fills :authority.
             Address::Unix(_) => "http://localhost".to_owned(),
-            Address::Tcp(uri) => uri.clone(),
+            Address::Tcp(uri) | Address::Tls(uri) => uri.clone(),
         };
         let mut endpoint = Endpoint::from_shared(uri)?
             .connect_timeout(options.connect_timeout)
@@ -154,6 +182,12 @@ impl Connection {
                     .await?
             }
             Address::Tcp(_) => endpoint.connect().await?,
+            Address::Tls(_) => {
+                let host = address.host().unwrap_or_default();
+                tls_endpoint(endpoint, host, &options.tls, options.connect_timeout)?
+                    .connect()
+                    .await?
+            }
         };
         Ok(Self {
             channel,
@@ -184,18 +218,55 @@ impl Connection {
     }
 }
 
+/// `endpoint` with TLS as `tls` says. Fingerprints replace rustls'
+/// verifier; the other modes keep it (chain and host name checked).
+fn tls_endpoint(
+    endpoint: Endpoint,
+    host: &str,
+    tls: &ClientTls,
+    handshake_timeout: Duration,
+) -> Result<Endpoint, tonic::transport::Error> {
+    let mut config = ClientTlsConfig::new()
+        .domain_name(host)
+        .timeout(handshake_timeout);
+    if let Some(identity) = &tls.identity {
+        config = config.identity(Identity::from_pem(&identity.cert, &identity.key));
+    }
+    match &tls.trust {
+        ServerTrust::SystemRoots => endpoint.tls_config(config.with_native_roots()),
+        ServerTrust::Ca(pem) => {
+            endpoint.tls_config(config.ca_certificate(Certificate::from_pem(pem)))
+        }
+        ServerTrust::Fingerprint { expected, pinned } => endpoint.tls_config_with_verifier(
+            config,
+            Arc::new(FingerprintVerifier::new(Some(*expected), *pinned)),
+        ),
+        ServerTrust::Inspect => endpoint
+            .tls_config_with_verifier(config, Arc::new(FingerprintVerifier::new(None, false))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn addresses_parse_and_print() {
-        for text in ["unix:///run/outpost/outpostd.sock", "http://127.0.0.1:4200"] {
+        for text in [
+            "unix:///run/outpost/outpostd.sock",
+            "http://127.0.0.1:4200",
+            "https://[::1]:7443",
+        ] {
             assert_eq!(text.parse::<Address>().unwrap().to_string(), text);
         }
+        assert_eq!(
+            "https://[::1]:7443".parse::<Address>().unwrap().host(),
+            Some("::1")
+        );
         for bad in [
             "unix://relative.sock",
             "http://nohost",
+            "https://:1",
             "tcp://127.0.0.1:1",
             "/abs/path",
         ] {

@@ -19,6 +19,7 @@ pub mod endpoint;
 pub mod limits;
 pub mod paths;
 pub mod spec;
+pub mod tls;
 pub mod token;
 pub mod workspace_file;
 

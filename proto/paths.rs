@@ -49,3 +49,9 @@ pub fn default_contexts_file() -> Option<PathBuf> {
 pub fn user_unit_dir() -> Option<PathBuf> {
     xdg_home("XDG_CONFIG_HOME", ".config").map(|dir| dir.join("systemd").join("user"))
 }
+
+/// Where `outpostctl trust` pins daemons' certificates:
+/// `$XDG_CONFIG_HOME/outpost/known_hosts`, else `~/.config/outpost/known_hosts`.
+pub fn default_known_hosts() -> Option<PathBuf> {
+    xdg_home("XDG_CONFIG_HOME", ".config").map(|dir| dir.join("outpost").join("known_hosts"))
+}

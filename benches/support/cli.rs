@@ -13,9 +13,9 @@ use super::{
 };
 
 /// Unmeasured invocations before the measured ones.
-const CLI_WARM_UP: usize = 20;
+pub const CLI_WARM_UP: usize = 20;
 /// Measured invocations.
-const CLI_RUNS: usize = 200;
+pub const CLI_RUNS: usize = 200;
 
 /// The `outpostctl` built beside the `outpostd` at `outpostd`. The CLI is a
 /// crate of its own, which `cargo bench --bench NAME` does not build: it is
@@ -45,15 +45,7 @@ pub fn outpostctl_beside(outpostd: &str) -> Result<PathBuf, BoxError> {
 /// returns the wall time of each measured run, ascending.
 pub fn time_cli(outpostd: &str, socket: &Path, args: &[&str]) -> Result<Vec<Duration>, BoxError> {
     let address = format!("unix://{}", socket.display());
-    let mut command = Command::new(outpostctl_beside(outpostd)?);
-    command
-        .args(["--addr", address.as_str()])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    without_outpost_env(&mut command);
-
+    let mut command = cli_command(outpostd, &address, args)?;
     for _ in 0..CLI_WARM_UP {
         run_once(&mut command, args)?;
     }
@@ -64,9 +56,24 @@ pub fn time_cli(outpostd: &str, socket: &Path, args: &[&str]) -> Result<Vec<Dura
     Ok(times)
 }
 
+/// `outpostctl --addr ADDRESS ARGS…` (the one built beside the `outpostd`
+/// at `outpostd`), free of the caller's `OUTPOST_*` settings, its output
+/// discarded but for stderr. Callers may add settings.
+pub fn cli_command(outpostd: &str, address: &str, args: &[&str]) -> Result<Command, BoxError> {
+    let mut command = Command::new(outpostctl_beside(outpostd)?);
+    command
+        .args(["--addr", address])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    without_outpost_env(&mut command);
+    Ok(command)
+}
+
 /// Runs `command` (`outpostctl ARGS…`) to completion; returns its wall
 /// time, or its stderr if it failed.
-fn run_once(command: &mut Command, args: &[&str]) -> Result<Duration, BoxError> {
+pub fn run_once(command: &mut Command, args: &[&str]) -> Result<Duration, BoxError> {
     let start = Instant::now();
     let output = command.output()?;
     let elapsed = start.elapsed();

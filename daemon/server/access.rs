@@ -2,17 +2,24 @@
 //!
 //! On the Unix socket every call must come from the daemon's own uid (or
 //! root), checked through `SO_PEERCRED`. On TCP every call must carry the
-//! bearer token, except the health service, which is open.
+//! bearer token, except the health service, which is open; TLS is TCP
+//! here. With `--tls-client-ca`, a TLS call must also come over a
+//! connection that presented a client certificate: the handshake checks
+//! any certificate presented against the CA, and lets one without a
+//! certificate through only so that this gate can refuse it in words
+//! (with TLS 1.3 a refused handshake reaches the client after its first
+//! request as a bare "transport error"). A certificate does not replace
+//! the token.
 
 use std::sync::Arc;
 
 use tonic::{
     Request, Status,
     service::Interceptor,
-    transport::server::{TcpConnectInfo, UdsConnectInfo},
+    transport::server::{TcpConnectInfo, TlsConnectInfo, UdsConnectInfo},
 };
 
-use outpost::token::Token;
+use outpost::{tls::CLIENT_CERT_REQUIRED, token::Token};
 
 /// The access check in front of a service.
 #[derive(Clone, Debug)]
@@ -20,6 +27,7 @@ pub(crate) struct Gate {
     owner_uid: u32,
     token: Option<Arc<Token>>,
     open_on_tcp: bool,
+    client_certs: bool,
 }
 
 impl Gate {
@@ -29,6 +37,15 @@ impl Gate {
             owner_uid,
             token,
             open_on_tcp: false,
+            client_certs: false,
+        }
+    }
+
+    /// The same gate, requiring a client certificate on TLS connections.
+    pub(crate) fn requiring_client_certs(self, required: bool) -> Self {
+        Self {
+            client_certs: required,
+            ..self
         }
     }
 
@@ -76,6 +93,15 @@ impl Interceptor for Gate {
         let extensions = request.extensions();
         if let Some(info) = extensions.get::<UdsConnectInfo>() {
             self.check_peer_uid(info)?;
+        } else if let Some(tls) = extensions.get::<TlsConnectInfo<TcpConnectInfo>>() {
+            if !self.open_on_tcp {
+                let presented = tls.peer_certs().is_some_and(|certs| !certs.is_empty());
+                if self.client_certs && !presented {
+                    tracing::warn!(peer = ?request.remote_addr(), "refused a TLS call without a client certificate");
+                    return Err(Status::unauthenticated(CLIENT_CERT_REQUIRED));
+                }
+                self.check_token(&request)?;
+            }
         } else if extensions.get::<TcpConnectInfo>().is_some() {
             if !self.open_on_tcp {
                 self.check_token(&request)?;

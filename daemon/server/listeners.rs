@@ -122,16 +122,16 @@ pub(crate) fn bind_unix(
     Ok((listener, socket))
 }
 
-/// Binds one TCP listener, or takes the one the service manager passed
-/// for its address; port 0 binds a free port.
+/// Binds one TCP (or TLS) listener, or takes the one the service manager
+/// passed for its address; port 0 binds a free port.
 pub(crate) async fn bind_tcp(
     addr: ListenAddr,
     inherited: &mut Inherited,
 ) -> Result<TcpListener, ServerError> {
     let cannot =
         |err: io::Error| ConfigError::new(setting::LISTEN, format!("cannot bind {addr}: {err}"));
-    match inherited.tcp(addr.0)? {
+    match inherited.tcp(addr.addr)? {
         Some(listener) => Ok(TcpListener::from_std(listener).map_err(cannot)?),
-        None => Ok(TcpListener::bind(addr.0).await.map_err(cannot)?),
+        None => Ok(TcpListener::bind(addr.addr).await.map_err(cannot)?),
     }
 }

@@ -14,6 +14,7 @@ mod listeners;
 mod orchestrator;
 mod stream;
 mod sync;
+mod tls;
 mod unix_authority;
 
 use std::{
@@ -27,15 +28,12 @@ use tokio::{
     net::{TcpListener, UnixListener},
     task::JoinSet,
 };
-use tokio_stream::{
-    StreamExt,
-    wrappers::{TcpListenerStream, UnixListenerStream},
-};
+use tokio_stream::{StreamExt, wrappers::UnixListenerStream};
 use tokio_util::sync::CancellationToken;
 use tonic::{
     server::NamedService,
     service::{Interceptor, interceptor::InterceptedService},
-    transport::Server,
+    transport::{Server, server::TcpIncoming},
 };
 
 use outpost::proto::{
@@ -95,6 +93,8 @@ pub(crate) struct DaemonInfo {
     pub(crate) max_instances: u32,
     pub(crate) sync_root: PathBuf,
     pub(crate) workspaces_dir: PathBuf,
+    /// The TLS certificate's fingerprint, empty without TLS listeners.
+    pub(crate) tls_fingerprint: String,
     pub(crate) store_health: tokio::sync::watch::Receiver<crate::store::health::StoreHealth>,
     /// The dashboard, when the daemon serves one.
     pub(crate) dashboard: Option<Dashboard>,
@@ -112,25 +112,32 @@ pub struct Listeners {
     unix: UnixListener,
     socket: SocketFile,
     tcp: Vec<TcpListener>,
+    tls: Vec<TcpListener>,
+    tls_setup: Option<tls::TlsSetup>,
     http: Option<HttpListener>,
     addresses: Vec<String>,
 }
 
-/// Binds the Unix socket (refusing while another daemon holds it) and the
-/// TCP listeners of `config`, or takes them from the service manager
-/// ([`activation`]). Clients that connect now wait until
+/// Loads the TLS certificate (making a self-signed one on the first
+/// start), binds the Unix socket (refusing while another daemon holds it)
+/// and the TCP and TLS listeners of `config`, or takes them from the
+/// service manager ([`activation`]). Clients that connect now wait until
 /// [`serve`] accepts them.
 pub async fn bind(config: &Config) -> Result<Listeners, ServerError> {
+    let tls_setup = tls::load(config)?;
+    if let Some(setup) = &tls_setup {
+        tracing::info!(fingerprint = %setup.fingerprint, "TLS certificate (SHA-256)");
+    }
     let mut inherited = activation::Inherited::take()?;
     let (unix, socket) = listeners::bind_unix(&config.socket, &mut inherited)?;
     let mut addresses = vec![format!("unix://{}", config.socket.display())];
-    let mut tcp = Vec::new();
+    let (mut tcp, mut tls) = (Vec::new(), Vec::new());
     for addr in &config.listen {
         let listener = listeners::bind_tcp(*addr, &mut inherited).await?;
         if let Ok(local) = listener.local_addr() {
-            addresses.push(format!("tcp://{local}"));
+            addresses.push(format!("{}://{local}", addr.scheme()));
         }
-        tcp.push(listener);
+        if addr.tls { &mut tls } else { &mut tcp }.push(listener);
     }
     inherited.finish()?;
     let http = http::bind(config).await.map_err(ServerError::Http)?;
@@ -138,6 +145,8 @@ pub async fn bind(config: &Config) -> Result<Listeners, ServerError> {
         unix,
         socket,
         tcp,
+        tls,
+        tls_setup,
         http,
         addresses,
     })
@@ -155,7 +164,8 @@ pub async fn serve(
     let gate = Gate::protected(
         nix::unistd::getuid().as_raw(),
         config.token.clone().map(Arc::new),
-    );
+    )
+    .requiring_client_certs(config.tls.client_ca.is_some());
     let http_access = (listeners.http.as_ref())
         .map(|http| http.access(config))
         .transpose()
@@ -179,6 +189,9 @@ pub async fn serve(
         max_instances: config.max_instances,
         sync_root: config.sync_root.clone(),
         workspaces_dir: config.workspaces_dir.clone(),
+        tls_fingerprint: (listeners.tls_setup.as_ref())
+            .map(|setup| setup.fingerprint.to_string())
+            .unwrap_or_default(),
         store_health: daemon.store_health.clone(),
         dashboard: listeners.http.as_ref().map(|http| Dashboard {
             url: http.url.clone(),
@@ -197,23 +210,28 @@ pub async fn serve(
         stop: stop.clone(),
     });
     let in_flight = in_flight::InFlight::default();
-    let router = Server::builder()
-        .tcp_nodelay(true)
-        .layer(in_flight.clone())
-        .add_service(guarded(health_service, gate.open_on_tcp()))
-        // grpcurl 1.8 speaks only v1alpha; newer clients use v1.
-        .add_service(guarded(reflection().build_v1()?, gate.clone()))
-        .add_service(guarded(reflection().build_v1alpha()?, gate.clone()))
-        .add_service(guarded(
-            OrchestratorServer::from_arc(orchestrator_api.clone()),
-            gate.clone(),
-        ))
-        // Content larger than the store accepts must still arrive, so that
-        // the answer names the limit rather than the transport's.
-        .add_service(guarded(
-            SyncServer::from_arc(sync_api.clone()).max_decoding_message_size(MAX_REQUEST),
-            gate,
-        ));
+    // One set of routes; TLS is a setting of tonic's server, so TLS
+    // listeners get a second server with the same routes.
+    let routes = |server: Server| -> Result<_, ServerError> {
+        Ok(server
+            .tcp_nodelay(true)
+            .layer(in_flight.clone())
+            .add_service(guarded(health_service.clone(), gate.open_on_tcp()))
+            // grpcurl 1.8 speaks only v1alpha; newer clients use v1.
+            .add_service(guarded(reflection().build_v1()?, gate.clone()))
+            .add_service(guarded(reflection().build_v1alpha()?, gate.clone()))
+            .add_service(guarded(
+                OrchestratorServer::from_arc(orchestrator_api.clone()),
+                gate.clone(),
+            ))
+            // Content larger than the store accepts must still arrive, so that
+            // the answer names the limit rather than the transport's.
+            .add_service(guarded(
+                SyncServer::from_arc(sync_api.clone()).max_decoding_message_size(MAX_REQUEST),
+                gate.clone(),
+            )))
+    };
+    let router = routes(Server::builder())?;
 
     let mut servers = JoinSet::new();
     // Socket clients may name the socket as :authority; TCP clients keep
@@ -227,10 +245,26 @@ pub async fn serve(
             .serve_with_incoming_shutdown(unix, stop.clone().cancelled_owned()),
     );
     for listener in listeners.tcp {
-        servers.spawn(router.clone().serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
-            stop.clone().cancelled_owned(),
-        ));
+        servers.spawn(
+            router
+                .clone()
+                .serve_with_incoming_shutdown(nodelay(listener), stop.clone().cancelled_owned()),
+        );
+    }
+    if let Some(setup) = listeners.tls_setup {
+        // Checked at bind: the configuration is known to build.
+        let tls_router =
+            routes(Server::builder().tls_config(setup.config).map_err(|err| {
+                ConfigError::new(crate::config::setting::TLS_CERT, err.to_string())
+            })?)?;
+        for listener in listeners.tls {
+            servers.spawn(
+                tls_router.clone().serve_with_incoming_shutdown(
+                    nodelay(listener),
+                    stop.clone().cancelled_owned(),
+                ),
+            );
+        }
     }
     let mut front = None;
     if let (Some(listener), Some(access), Some(dashboard)) =
@@ -337,6 +371,13 @@ impl Serving {
             }
         }
     }
+}
+
+/// Accepted TCP connections with TCP_NODELAY: the builder's `tcp_nodelay`
+/// applies only to listeners tonic binds itself, and without it a small
+/// response waited for the peer's delayed ACK (about 40 ms a call).
+fn nodelay(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 /// Reflection over our contract and the health service.

@@ -45,7 +45,9 @@ fn usage_errors_exit_2() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("expected unix:///PATH or http://HOST:PORT"));
+    assert!(
+        stderr(&output).contains("expected unix:///PATH, http://HOST:PORT or https://HOST:PORT")
+    );
 }
 
 #[test]

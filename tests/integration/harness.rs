@@ -136,6 +136,13 @@ impl DaemonBuilder {
             .env("OUTPOST_TOKEN", TOKEN)
     }
 
+    /// Also listens with TLS on a free port of 127.0.0.1, with [`TOKEN`].
+    pub fn tls(self) -> Self {
+        self.arg("--listen")
+            .arg("tls://127.0.0.1:0")
+            .env("OUTPOST_TOKEN", TOKEN)
+    }
+
     /// Spawns the daemon without waiting for it to serve.
     pub fn spawn(mut self) -> Daemon {
         if !self.args.iter().any(|arg| arg == "--port-range") {
@@ -268,18 +275,34 @@ impl Daemon {
     /// `http://127.0.0.1:PORT` of the TCP listener, read from the log line
     /// that announces the bound addresses.
     pub fn tcp_address(&self) -> Address {
+        self.listener_address("tcp", "http")
+    }
+
+    /// `https://127.0.0.1:PORT` of the TLS listener, read as
+    /// [`Daemon::tcp_address`] is.
+    pub fn tls_address(&self) -> Address {
+        self.listener_address("tls", "https")
+    }
+
+    /// The first 127.0.0.1 listener of `scheme` in the log, as a client
+    /// address of `client_scheme`.
+    fn listener_address(&self, scheme: &str, client_scheme: &str) -> Address {
         let log = self.log.text();
         let serving = log
             .lines()
             .find(|line| line.contains(" serving "))
             .expect("daemon is not serving");
-        let prefix = "tcp://127.0.0.1:";
-        let start = serving.find(prefix).expect("no TCP listener in the log");
+        let prefix = format!("{scheme}://127.0.0.1:");
+        let start = serving
+            .find(&prefix)
+            .unwrap_or_else(|| panic!("no {scheme} listener in the log"));
         let port: String = serving[start + prefix.len()..]
             .chars()
             .take_while(char::is_ascii_digit)
             .collect();
-        format!("http://127.0.0.1:{port}").parse().unwrap()
+        format!("{client_scheme}://127.0.0.1:{port}")
+            .parse()
+            .unwrap()
     }
 
     /// Connects over the Unix socket.

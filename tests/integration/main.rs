@@ -42,6 +42,7 @@ mod sync_support;
 mod sync_watch;
 mod systemd;
 mod tcp;
+mod tls;
 mod usage;
 mod wait;
 mod watch;

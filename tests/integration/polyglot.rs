@@ -32,7 +32,7 @@ const PYTHON_CLIENT: &str = concat!(
 
 /// Upper bound, in seconds, on one grpcurl invocation, so that a stuck call
 /// fails the test instead of hanging it.
-const GRPCURL_MAX_SECONDS: &str = "30";
+pub(crate) const GRPCURL_MAX_SECONDS: &str = "30";
 
 /// How a client reaches the daemon.
 #[derive(Clone, Copy)]
@@ -46,7 +46,7 @@ enum Via<'a> {
 
 /// Runs `command` to completion; panics with [`SETUP_HINT`] when its program
 /// is not installed.
-fn run(command: &mut Command) -> Output {
+pub(crate) fn run(command: &mut Command) -> Output {
     match command.output() {
         Ok(output) => output,
         Err(err) if err.kind() == io::ErrorKind::NotFound => {

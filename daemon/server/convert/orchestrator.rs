@@ -523,6 +523,7 @@ pub fn daemon_status(
             .unwrap_or_default(),
         store_error,
         store_failing_since,
+        tls_fingerprint: info.tls_fingerprint.clone(),
     }
 }
 
