@@ -18,9 +18,9 @@ use serde::{Deserialize, Serialize};
 use outpost::{
     bounded_read,
     endpoint::{Address, ConnectOptions, Connection},
-    tls::ClientTls,
     paths,
     proto::v1 as pb,
+    tls::ClientTls,
     token::Token,
     workspace_file::validate_workspace_name,
 };
