@@ -309,6 +309,14 @@ pub fn explain_status(status: &tonic::Status) -> Option<String> {
                 .to_owned(),
         );
     }
+    // A TLS listener may answer a plaintext client's HTTP/2 preface with an
+    // alert record before closing, which HTTP/2 reads as a broken frame.
+    if status.code() == tonic::Code::Internal && status.message().contains("h2 protocol error") {
+        return Some(format!(
+            "the daemon's answer is not HTTP/2 ({}); if the address is its tls:// listener, use --addr https://HOST:PORT",
+            status.message()
+        ));
+    }
     if !matches!(
         status.code(),
         tonic::Code::Unknown | tonic::Code::Unavailable
@@ -344,7 +352,13 @@ pub fn explain_status(status: &tonic::Status) -> Option<String> {
         }
         next = err.source();
     }
-    None
+    // A connection that ended in the middle of HTTP/2 without saying why:
+    // what a plaintext client also sees from a TLS listener at times.
+    (status.code() == tonic::Code::Unknown && status.message() == "transport error").then(|| {
+        "the connection ended without an answer (transport error); if the address is the \
+         daemon's tls:// listener, use --addr https://HOST:PORT"
+            .to_owned()
+    })
 }
 
 /// rustls' own words for the problem in `err`.
