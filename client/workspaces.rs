@@ -165,7 +165,7 @@ pub async fn run(
             if json {
                 return output::done(output::json(&response));
             }
-            crate::instances::print_states(&response.instances)
+            crate::instances::print_table(&response.instances)
         }
         WorkspaceCommand::Start { name } => {
             let request = pb::StartWorkspaceRequest { name };
@@ -173,7 +173,7 @@ pub async fn run(
             if json {
                 return output::done(output::json(&response));
             }
-            crate::instances::print_states(&response.instances)
+            crate::instances::print_table(&response.instances)
         }
         WorkspaceCommand::Apply { source, dry_run } => {
             let response = client

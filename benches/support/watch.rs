@@ -17,25 +17,8 @@ pub const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A `WatchStatus` stream.
 pub type Watch = Streaming<pb::WatchStatusResponse>;
 
-/// Opens a `WatchStatus` stream of every instance and reads its initial
-/// snapshot.
-pub async fn open_watch(connection: &Connection) -> Result<Watch, BoxError> {
-    let mut stream = connection
-        .orchestrator()
-        .watch_status(pb::WatchStatusRequest::default())
-        .await?
-        .into_inner();
-    match stream.message().await? {
-        Some(pb::WatchStatusResponse {
-            payload: Some(Payload::Snapshot(_)),
-        }) => Ok(stream),
-        other => Err(format!("WatchStatus began with {other:?}, not a snapshot").into()),
-    }
-}
-
-/// The revision of the daemon's status bus now: that of the snapshot a new
-/// `WatchStatus` stream starts with.
-pub async fn bus_revision(connection: &Connection) -> Result<u64, BoxError> {
+/// A `WatchStatus` stream of every instance and the snapshot it began with.
+async fn started_watch(connection: &Connection) -> Result<(Watch, pb::StatusSnapshot), BoxError> {
     let mut stream = connection
         .orchestrator()
         .watch_status(pb::WatchStatusRequest::default())
@@ -44,9 +27,21 @@ pub async fn bus_revision(connection: &Connection) -> Result<u64, BoxError> {
     match stream.message().await? {
         Some(pb::WatchStatusResponse {
             payload: Some(Payload::Snapshot(snapshot)),
-        }) => Ok(snapshot.revision),
+        }) => Ok((stream, snapshot)),
         other => Err(format!("WatchStatus began with {other:?}, not a snapshot").into()),
     }
+}
+
+/// Opens a `WatchStatus` stream of every instance and reads its initial
+/// snapshot.
+pub async fn open_watch(connection: &Connection) -> Result<Watch, BoxError> {
+    Ok(started_watch(connection).await?.0)
+}
+
+/// The revision of the daemon's status bus now: that of the snapshot a new
+/// `WatchStatus` stream starts with.
+pub async fn bus_revision(connection: &Connection) -> Result<u64, BoxError> {
+    Ok(started_watch(connection).await?.1.revision)
 }
 
 /// Reads `watch` until a message shows an instance for which `wanted`

@@ -3,7 +3,7 @@
 
 mod render;
 
-pub use render::{print_across, print_table as print_states};
+pub use render::{print_across, print_table};
 mod spec;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
@@ -12,7 +12,7 @@ use clap::{Subcommand, ValueEnum};
 use outpost::{endpoint::Connection, proto::v1 as pb};
 
 use self::{
-    render::{print_details, print_instance, print_log_lines, print_table, print_watch},
+    render::{print_details, print_instance, print_log_lines, print_watch},
     spec::{SpecArgs, absolute, key_value, name_from_path},
 };
 use crate::{contexts::Selection, failure::Failure, output};

@@ -133,15 +133,11 @@ async fn carry_out(
             .map_err(|err| format!("deleting {instance} failed: {err}"))?;
         done.push(Step::Deleted(current[instance].clone()));
     }
-    let mut layer_start = 0;
-    while layer_start < desired_specs.len() {
-        // One layer at a time: its instances depend only on earlier ones.
-        let layer = desired_layers.get(desired_specs[layer_start].name.as_str());
-        let layer_end = (desired_specs[layer_start..].iter())
-            .position(|spec| desired_layers.get(spec.name.as_str()) != layer)
-            .map_or(desired_specs.len(), |len| layer_start + len);
+    // One layer at a time: its instances depend only on earlier ones.
+    let layer_of = |spec: &&InstanceSpec| desired_layers.get(spec.name.as_str()).copied();
+    for layer in desired_specs.chunk_by(|a, b| layer_of(a) == layer_of(b)) {
         let mut creates = Vec::new();
-        for spec in &desired_specs[layer_start..layer_end] {
+        for spec in layer {
             let name = &spec.name;
             if let Some(old) = current.get(name).filter(|_| diff.changed.contains(name)) {
                 if old.spec.port == spec.port && old.spec.project_path == spec.project_path {
@@ -163,7 +159,6 @@ async fn carry_out(
             }
         }
         create_together(orchestrator, workspace, &creates, done).await?;
-        layer_start = layer_end;
     }
     Ok(())
 }
