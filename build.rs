@@ -8,6 +8,7 @@ const PROTOS: &[&str] = &[
     "proto/outpost/v1/instance.proto",
     "proto/outpost/v1/orchestrator.proto",
     "proto/outpost/v1/sync.proto",
+    "proto/outpost/v1/history.proto",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {

@@ -136,6 +136,17 @@ async fn status(connection: &Connection, json: bool) -> Result<ExitCode, Failure
         ("port pool", port_pool),
         ("sync root", status.sync_root),
         ("workspaces", status.workspaces_dir),
+        (
+            "history",
+            if status.history_path.is_empty() {
+                "off".to_owned()
+            } else {
+                format!(
+                    "{} (git -C {} log)",
+                    status.history_path, status.history_path
+                )
+            },
+        ),
     ])?;
     Ok(ExitCode::SUCCESS)
 }

@@ -5,6 +5,7 @@ mod contexts;
 mod daemon;
 mod export;
 mod failure;
+mod history;
 mod instances;
 mod output;
 mod service;
@@ -74,9 +75,13 @@ enum Command {
     /// Template and stylesheet sync with files: status, events, conflicts, resolve, pause, resume, rescan, export
     #[command(subcommand)]
     Sync(sync::SyncCommand),
-    /// Declarative workspaces: ls, show, apply, stop, start, check
+    /// Declarative workspaces: ls, show, apply, stop, start, check, rollback
     #[command(subcommand)]
     Workspace(workspaces::WorkspaceCommand),
+    /// Versions of a template, stylesheet or workspace: history template SET TITLE, history show REV …
+    History(history::HistoryArgs),
+    /// Bring a template or stylesheet back to a version: restore template SET TITLE --to REV
+    Restore(history::RestoreArgs),
     /// Named daemons: add, ls, use, rm (then --context NAME, or ls --contexts/--all-contexts)
     #[command(subcommand)]
     Context(contexts::ContextCommand),
@@ -159,6 +164,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Sync(command) => sync::run(&connection, json, command).await,
         Command::Workspace(command) => workspaces::run(&connection, json, command).await,
+        Command::History(args) => history::run(&connection, json, args).await,
+        Command::Restore(args) => history::restore(&connection, json, args).await,
         Command::Wait(args) => wait::run(&connection, json, args, cli.timeout).await,
         Command::Export(args) => args.run(&connection).await,
         Command::Daemon(command) => daemon::run(&connection, json, command).await,

@@ -44,6 +44,15 @@ pub enum WorkspaceCommand {
         #[arg(value_parser = workspace_name)]
         name: String,
     },
+    /// Take a workspace back to a version from `outpostctl history workspace NAME` (only what differs restarts)
+    Rollback {
+        /// Its name
+        #[arg(value_parser = workspace_name)]
+        name: String,
+        /// The commit whose version to go back to
+        #[arg(long = "to", value_name = "REV")]
+        rev: String,
+    },
     /// Validate a workspace file without a daemon (exit 1 on problems)
     Check {
         /// The file
@@ -94,7 +103,7 @@ pub fn check(file: &str, json: bool) -> Result<ExitCode, Failure> {
 }
 
 /// A workspace name argument, checked as the daemon checks it.
-fn workspace_name(name: &str) -> Result<String, String> {
+pub fn workspace_name(name: &str) -> Result<String, String> {
     workspace_file::validate_workspace_name("workspace name", name)
         .map(|()| name.to_owned())
         .map_err(|err| err.to_string())
@@ -198,6 +207,28 @@ pub async fn run(
             }
             // An apply is all or nothing: a failure is an error status
             // (naming the step and the rollback), never a partial success.
+            Ok(ExitCode::SUCCESS)
+        }
+        WorkspaceCommand::Rollback { name, rev } => {
+            let response = connection
+                .history()
+                .rollback_workspace(pb::RollbackWorkspaceRequest { name, rev })
+                .await?
+                .into_inner();
+            if json {
+                return output::done(output::json(&response));
+            }
+            let restored = response.restored.unwrap_or_default();
+            let diff = response.diff.unwrap_or_default();
+            outln!(
+                "rolled back to {} ({}): created {:?}, deleted {:?}, restarted {:?}; unchanged {:?}",
+                restored.rev.chars().take(12).collect::<String>(),
+                restored.summary,
+                diff.created,
+                diff.deleted,
+                diff.changed,
+                diff.unchanged
+            );
             Ok(ExitCode::SUCCESS)
         }
         WorkspaceCommand::Check { file } => check(&file, json),

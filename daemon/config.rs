@@ -131,6 +131,26 @@ pub struct DaemonArgs {
     #[arg(long, env = "OUTPOST_WORKSPACES_DIR", value_name = "DIR")]
     pub workspaces_dir: Option<PathBuf>,
 
+    /// Keep every workspace and content version in a git repository (DATA_DIR/history.git): on or off
+    #[arg(
+        long,
+        env = "OUTPOST_HISTORY",
+        value_name = "on|off",
+        default_value = "on",
+        value_parser = ["on", "off"]
+    )]
+    pub history: String,
+
+    /// Which history is kept: all, the newest N commits (500), or what is younger than an age (90d)
+    #[arg(
+        long,
+        env = "OUTPOST_HISTORY_KEEP",
+        value_name = "all|N|AGE",
+        default_value = "all",
+        value_parser = clap::builder::ValueParser::new(|text: &str| text.parse::<crate::history::Retention>())
+    )]
+    pub history_keep: crate::history::Retention,
+
     /// On SIGINT/SIGTERM leave instances running for the next daemon to re-adopt
     #[arg(long, env = "OUTPOST_KEEP_INSTANCES_ON_EXIT")]
     pub keep_instances_on_exit: bool,
@@ -353,6 +373,8 @@ pub struct Config {
     pub workspaces_dir: PathBuf,
     /// Leave instances running at shutdown.
     pub keep_instances_on_exit: bool,
+    /// What history keeps; None when it is off.
+    pub history: Option<crate::history::Retention>,
     /// The forum to sync with, if any (else the native store).
     pub mybb: Option<MybbSettings>,
 }
@@ -416,6 +438,7 @@ impl Config {
             },
             workspaces_dir,
             keep_instances_on_exit: args.keep_instances_on_exit,
+            history: (args.history == "on").then_some(args.history_keep),
         })
     }
 }
@@ -516,7 +539,7 @@ impl fmt::Display for Config {
         let listen: Vec<String> = self.listen.iter().map(ToString::to_string).collect();
         write!(
             f,
-            "data_dir={} socket={} listen=[{}] tls_cert={} tls_client_ca={} http={} token={} port_range={} max_instances={} sync_root={} sync_debounce={:?} sync_settle={:?} workspaces_dir={} keep_instances_on_exit={} mybb={}",
+            "data_dir={} socket={} listen=[{}] tls_cert={} tls_client_ca={} http={} token={} port_range={} max_instances={} sync_root={} sync_debounce={:?} sync_settle={:?} workspaces_dir={} keep_instances_on_exit={} history={} mybb={}",
             show(&self.data_dir),
             show(&self.socket),
             listen.join(","),
@@ -538,6 +561,8 @@ impl fmt::Display for Config {
             self.sync.settle,
             show(&self.workspaces_dir),
             self.keep_instances_on_exit,
+            self.history
+                .map_or_else(|| "off".to_owned(), |keep| format!("keep {keep}")),
             self.mybb
                 .as_ref()
                 .map_or_else(|| "none".to_owned(), |mybb| show(&mybb.root)),

@@ -28,6 +28,7 @@ use tokio::sync::watch;
 
 use crate::{
     config::{Config, ConfigError, setting},
+    history::{History, RepoError},
     orchestrator::{Orchestrator, OrchestratorConfig, StartError},
     pid_lock::{AlreadyRunning, PidLock, create_private_dir},
     shutdown::{AtExit, Stopped},
@@ -59,6 +60,9 @@ pub enum DaemonError {
     /// The orchestrator could not start (records, subreaper, log directory).
     #[error(transparent)]
     Orchestrator(#[from] StartError),
+    /// The history repository cannot be opened or indexed.
+    #[error(transparent)]
+    History(#[from] RepoError),
 }
 
 /// The running daemon's domains.
@@ -90,6 +94,10 @@ impl Daemon {
         let data_lock = lock_data_dir(&config.data_dir)?;
         let store = Arc::new(Store::open(&config.data_dir.join(store::FILE_NAME)).await?);
         store::guard::start(store.clone());
+        let history = match config.history {
+            Some(retention) => History::start(&config.data_dir, store.clone(), retention).await?,
+            None => History::off(),
+        };
         let orchestrator = Orchestrator::start(
             OrchestratorConfig {
                 data_dir: config.data_dir.clone(),
@@ -103,6 +111,7 @@ impl Daemon {
             config.workspaces_dir.clone(),
             orchestrator.clone(),
             config.max_instances,
+            history.clone(),
         )
         .map_err(|err| {
             ConfigError::new(
@@ -134,6 +143,7 @@ impl Daemon {
             store.clone(),
             config.sync_root.clone(),
             config.sync,
+            history.clone(),
         )
         .await
         .map_err(|err| ConfigError::new(setting::SYNC_ROOT, err.to_string()))?;
@@ -144,7 +154,7 @@ impl Daemon {
             started,
             orchestrator,
             workspaces,
-            sync: Arc::new(SyncService::new(content, engine)),
+            sync: Arc::new(SyncService::new(content, engine, history)),
             store_health: store.health(),
             poller,
             _data_lock: data_lock,
@@ -160,6 +170,9 @@ impl Daemon {
         }
         self.sync.engine().stop().await;
         self.workspaces.stop(DRAIN_TIMEOUT).await;
+        // What the engine and the applies did is committed before the
+        // lock goes.
+        self.sync.history().stop(DRAIN_TIMEOUT).await;
         let active_instances = (self.orchestrator.counts().iter())
             .filter(|(state, _)| state.is_active())
             .map(|(_, count)| count)

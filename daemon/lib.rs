@@ -5,6 +5,7 @@
 pub mod bus;
 pub mod config;
 pub mod daemon;
+pub mod history;
 mod http;
 pub mod orchestrator;
 pub mod pid_lock;

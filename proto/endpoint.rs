@@ -15,7 +15,10 @@ use tonic::{
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::{
-    proto::v1::{orchestrator_client::OrchestratorClient, sync_client::SyncClient},
+    proto::v1::{
+        history_client::HistoryClient, orchestrator_client::OrchestratorClient,
+        sync_client::SyncClient,
+    },
     tls::{ClientTls, FingerprintVerifier, ServerTrust},
     token::Token,
 };
@@ -210,6 +213,12 @@ impl Connection {
     /// set is bigger than tonic's default 4 MiB.
     pub fn sync(&self) -> SyncClient<AuthChannel> {
         SyncClient::new(self.intercepted()).max_decoding_message_size(MAX_SYNC_RESPONSE)
+    }
+
+    /// A client of the History service; a version's content is as large
+    /// as the Sync service's.
+    pub fn history(&self) -> HistoryClient<AuthChannel> {
+        HistoryClient::new(self.intercepted()).max_decoding_message_size(MAX_SYNC_RESPONSE)
     }
 
     /// A client of `grpc.health.v1.Health`.

@@ -88,6 +88,29 @@ impl Gate {
     }
 }
 
+/// Who made a call, as the history names them: the peer's user over the
+/// socket, the peer's address over TCP or TLS; a call with no transport
+/// of its own came through the HTTP API.
+pub(crate) fn caller<T>(request: &Request<T>) -> String {
+    let extensions = request.extensions();
+    if let Some(info) = extensions.get::<UdsConnectInfo>() {
+        return match info.peer_cred.map(|cred| cred.uid()) {
+            Some(uid) => format!("uid {uid} (unix socket)"),
+            None => "unix socket".into(),
+        };
+    }
+    let address = request
+        .remote_addr()
+        .map_or_else(|| "unknown".to_owned(), |addr| addr.to_string());
+    if extensions.get::<TlsConnectInfo<TcpConnectInfo>>().is_some() {
+        format!("{address} (tls)")
+    } else if extensions.get::<TcpConnectInfo>().is_some() {
+        format!("{address} (tcp)")
+    } else {
+        "HTTP API".into()
+    }
+}
+
 impl Interceptor for Gate {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
         let extensions = request.extensions();

@@ -12,7 +12,7 @@ use crate::store::health::StoreHealth;
 /// until `stop`; then NOT_SERVING.
 pub async fn follow_store(
     reporter: HealthReporter,
-    names: [&'static str; 2],
+    names: [&'static str; 3],
     mut health: watch::Receiver<StoreHealth>,
     stop: CancellationToken,
 ) {
@@ -30,7 +30,7 @@ pub async fn follow_store(
     set(&reporter, names, ServingStatus::NotServing).await;
 }
 
-async fn set(reporter: &HealthReporter, names: [&'static str; 2], status: ServingStatus) {
+async fn set(reporter: &HealthReporter, names: [&'static str; 3], status: ServingStatus) {
     for name in std::iter::once("").chain(names) {
         reporter.set_service_status(name, status).await;
     }

@@ -9,6 +9,7 @@ mod access;
 mod activation;
 mod convert;
 mod health;
+mod history;
 mod in_flight;
 mod listeners;
 mod orchestrator;
@@ -38,7 +39,10 @@ use tonic::{
 
 use outpost::proto::{
     self,
-    v1::{orchestrator_server::OrchestratorServer, sync_server::SyncServer},
+    v1::{
+        history_server::HistoryServer, orchestrator_server::OrchestratorServer,
+        sync_server::SyncServer,
+    },
 };
 
 use crate::{
@@ -95,6 +99,8 @@ pub(crate) struct DaemonInfo {
     pub(crate) workspaces_dir: PathBuf,
     /// The TLS certificate's fingerprint, empty without TLS listeners.
     pub(crate) tls_fingerprint: String,
+    /// The history repository, when history is on.
+    pub(crate) history_path: Option<PathBuf>,
     pub(crate) store_health: tokio::sync::watch::Receiver<crate::store::health::StoreHealth>,
     /// The dashboard, when the daemon serves one.
     pub(crate) dashboard: Option<Dashboard>,
@@ -173,10 +179,11 @@ pub async fn serve(
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let orchestrator_name = <OrchestratorServer<orchestrator::OrchestratorApi>>::NAME;
     let sync_name = <SyncServer<sync::SyncApi<ContentBackend>>>::NAME;
+    let history_name = <HistoryServer<history::HistoryApi<ContentBackend>>>::NAME;
     let stop = CancellationToken::new();
     let health = tokio::spawn(health::follow_store(
         health_reporter,
-        [orchestrator_name, sync_name],
+        [orchestrator_name, sync_name, history_name],
         daemon.store_health.clone(),
         stop.clone(),
     ));
@@ -192,6 +199,7 @@ pub async fn serve(
         tls_fingerprint: (listeners.tls_setup.as_ref())
             .map(|setup| setup.fingerprint.to_string())
             .unwrap_or_default(),
+        history_path: daemon.sync.history().dir().map(Into::into),
         store_health: daemon.store_health.clone(),
         dashboard: listeners.http.as_ref().map(|http| Dashboard {
             url: http.url.clone(),
@@ -208,6 +216,10 @@ pub async fn serve(
     let sync_api = Arc::new(sync::SyncApi {
         sync: daemon.sync.clone(),
         stop: stop.clone(),
+    });
+    let history_api = Arc::new(history::HistoryApi {
+        sync: daemon.sync.clone(),
+        workspaces: daemon.workspaces.clone(),
     });
     let in_flight = in_flight::InFlight::default();
     // One set of routes; TLS is a setting of tonic's server, so TLS
@@ -228,6 +240,10 @@ pub async fn serve(
             // the answer names the limit rather than the transport's.
             .add_service(guarded(
                 SyncServer::from_arc(sync_api.clone()).max_decoding_message_size(MAX_REQUEST),
+                gate.clone(),
+            ))
+            .add_service(guarded(
+                HistoryServer::from_arc(history_api.clone()),
                 gate.clone(),
             )))
     };

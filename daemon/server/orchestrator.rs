@@ -11,6 +11,7 @@ use outpost::proto::v1::{self as pb, orchestrator_server::Orchestrator as Orches
 
 use super::{
     DaemonInfo,
+    access::caller,
     convert::{
         self,
         orchestrator::{self as to, instance_key},
@@ -18,6 +19,7 @@ use super::{
     stream::{self, Feed},
 };
 use crate::{
+    history::{Origin, Source},
     orchestrator::{
         Orchestrator,
         events::{Event, EventFilter, Snapshot, SnapshotKind},
@@ -339,9 +341,17 @@ impl OrchestratorRpc for OrchestratorApi {
         &self,
         request: Request<pb::ApplyWorkspaceRequest>,
     ) -> Reply<pb::ApplyWorkspaceResponse> {
+        let origin = Origin {
+            source: Source::WorkspaceApply,
+            actor: caller(&request),
+            note: None,
+        };
         let request = request.into_inner();
         let source = to::workspace_source(request.source);
-        let applied = self.workspaces.apply(source, request.dry_run).await?;
+        let applied = self
+            .workspaces
+            .apply(source, request.dry_run, origin)
+            .await?;
         Ok(Response::new(pb::ApplyWorkspaceResponse {
             workspace: Some(self.workspace(&applied.name, &applied.status)),
             diff: Some(to::workspace_diff(&applied.diff)),

@@ -9,9 +9,11 @@ use tonic::{Request, Response, Status, codegen::BoxStream};
 use outpost::proto::v1::{self as pb, sync_server::Sync};
 
 use super::{
+    access::caller,
     convert::sync as to,
     stream::{self, Feed},
 };
+use crate::history::{Origin, Source};
 use crate::sync::{
     ContentStore, Kind,
     events::{SyncEvent, TallySnapshot},
@@ -26,6 +28,15 @@ pub(crate) struct SyncApi<C> {
 }
 
 type Reply<T> = Result<Response<T>, Status>;
+
+/// A write through the API, by whoever made the call.
+fn api_origin<T>(request: &Request<T>) -> Origin {
+    Origin {
+        source: Source::Api,
+        actor: caller(request),
+        note: None,
+    }
+}
 
 /// WatchSyncEvents: the sync board's events of the kinds a client asked.
 struct EventFeed<C> {
@@ -101,11 +112,12 @@ impl<C: ContentStore> Sync for SyncApi<C> {
         &self,
         request: Request<pb::PutTemplateRequest>,
     ) -> Reply<pb::PutTemplateResponse> {
+        let origin = api_origin(&request);
         let request = request.into_inner();
         let key = to::template_key(request.key)?;
         let written = self
             .sync
-            .put(&key, &request.content, request.expected_version)
+            .put(&key, &request.content, request.expected_version, origin)
             .await?;
         let group = self.sync.template_group(&key.name);
         Ok(Response::new(pb::PutTemplateResponse {
@@ -118,9 +130,13 @@ impl<C: ContentStore> Sync for SyncApi<C> {
         &self,
         request: Request<pb::DeleteTemplateRequest>,
     ) -> Reply<pb::DeleteTemplateResponse> {
+        let origin = api_origin(&request);
         let request = request.into_inner();
         let key = to::template_key(request.key)?;
-        let deleted_version = self.sync.delete(&key, request.expected_version).await?;
+        let deleted_version = self
+            .sync
+            .delete(&key, request.expected_version, origin)
+            .await?;
         Ok(Response::new(pb::DeleteTemplateResponse {
             deleted_version,
         }))
@@ -165,11 +181,12 @@ impl<C: ContentStore> Sync for SyncApi<C> {
         &self,
         request: Request<pb::PutStylesheetRequest>,
     ) -> Reply<pb::PutStylesheetResponse> {
+        let origin = api_origin(&request);
         let request = request.into_inner();
         let key = to::stylesheet_key(request.key)?;
         let written = self
             .sync
-            .put(&key, &request.content, request.expected_version)
+            .put(&key, &request.content, request.expected_version, origin)
             .await?;
         Ok(Response::new(pb::PutStylesheetResponse {
             stylesheet: Some(to::stylesheet(written.item)),
@@ -181,9 +198,13 @@ impl<C: ContentStore> Sync for SyncApi<C> {
         &self,
         request: Request<pb::DeleteStylesheetRequest>,
     ) -> Reply<pb::DeleteStylesheetResponse> {
+        let origin = api_origin(&request);
         let request = request.into_inner();
         let key = to::stylesheet_key(request.key)?;
-        let deleted_version = self.sync.delete(&key, request.expected_version).await?;
+        let deleted_version = self
+            .sync
+            .delete(&key, request.expected_version, origin)
+            .await?;
         Ok(Response::new(pb::DeleteStylesheetResponse {
             deleted_version,
         }))

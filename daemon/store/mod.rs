@@ -19,6 +19,7 @@ pub mod backend;
 pub mod content;
 pub mod guard;
 pub mod health;
+pub mod history;
 pub mod instances;
 pub mod ledger;
 pub mod mybb;

@@ -120,6 +120,14 @@ impl Layout {
         }
     }
 
+    /// The file of a piece of content relative to the root, as the
+    /// history repository names it.
+    pub fn relative(&self, key: &Key) -> String {
+        let path = self.path(key);
+        let relative = path.strip_prefix(&self.root).unwrap_or(&path);
+        relative.to_string_lossy().into_owned()
+    }
+
     /// Maps a path under the root to the content it would hold.
     pub fn classify(&self, path: &Path) -> Target {
         classify(&self.root, path, &self.groups.borrow())

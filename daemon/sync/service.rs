@@ -5,6 +5,10 @@
 
 use std::sync::Arc;
 
+use crate::history::{
+    Batch, Change, History, HistoryError, Origin, Source, Subject, Version, short,
+};
+
 use super::{
     Backend, Collection, Conflict, ContentError, ContentStore, Item, Key, Kind, Written,
     engine::{EngineStatus, ExportSummary, RescanSummary, Resolved, Resumed, SyncEngine},
@@ -35,16 +39,28 @@ pub struct ConflictSides {
     pub database: Option<String>,
 }
 
-/// Content in a [`ContentStore`], mirrored on disk by a [`SyncEngine`].
+/// Content in a [`ContentStore`], mirrored on disk by a [`SyncEngine`],
+/// its versions kept by [`History`].
 pub struct SyncService<C> {
     content: Arc<C>,
     engine: SyncEngine,
+    history: History,
 }
 
 impl<C: ContentStore> SyncService<C> {
-    /// The service over `content`, whose changes `engine` mirrors.
-    pub fn new(content: Arc<C>, engine: SyncEngine) -> Self {
-        Self { content, engine }
+    /// The service over `content`, whose changes `engine` mirrors and
+    /// `history` keeps.
+    pub fn new(content: Arc<C>, engine: SyncEngine, history: History) -> Self {
+        Self {
+            content,
+            engine,
+            history,
+        }
+    }
+
+    /// The history of content (and workspaces).
+    pub fn history(&self) -> &History {
+        &self.history
     }
 
     /// The engine (for daemon shutdown).
@@ -74,15 +90,18 @@ impl<C: ContentStore> SyncService<C> {
     }
 
     /// Creates or replaces an item, if its version is `expected` when given
-    /// (0: it must not exist); the file follows.
+    /// (0: it must not exist); the file follows, the history keeps it as
+    /// made by `origin`.
     pub async fn put(
         &self,
         key: &Key,
         content: &str,
         expected: Option<u64>,
+        origin: Origin,
     ) -> Result<Written, ContentError> {
         validate_content(content)?;
         let written = self.content.put(key, content, expected).await?;
+        self.keep(origin, key, Some(&written.item.content));
         let what = if written.created {
             "created"
         } else {
@@ -101,11 +120,65 @@ impl<C: ContentStore> SyncService<C> {
 
     /// Deletes an item, if its version is `expected` when given; returns
     /// the deleted version. Its file goes only if nobody edited it.
-    pub async fn delete(&self, key: &Key, expected: Option<u64>) -> Result<u64, ContentError> {
+    pub async fn delete(
+        &self,
+        key: &Key,
+        expected: Option<u64>,
+        origin: Origin,
+    ) -> Result<u64, ContentError> {
         let version = self.content.delete(key, expected).await?;
+        self.keep(origin, key, None);
         self.engine
             .changed(key, 0, &format!("{key} deleted through the API"));
         Ok(version)
+    }
+
+    /// Brings `key` back to its version at commit `rev` through the
+    /// normal write path: compare-and-swap against `expected` (or the
+    /// version it is at when read), the content's rules, the file
+    /// following. Returns the version restored and the write.
+    pub async fn restore(
+        &self,
+        key: &Key,
+        rev: &str,
+        expected: Option<u64>,
+        actor: String,
+    ) -> Result<(Version, Written), ContentError> {
+        let (version, content) = self
+            .history
+            .show(&Subject::Content(key.clone()), rev)
+            .await
+            .map_err(|err| match err {
+                HistoryError::NotFound(message) => ContentError::NotFound(message),
+                HistoryError::Invalid { field, reason } => ContentError::Invalid { field, reason },
+                HistoryError::Off => ContentError::Refused(err.to_string()),
+                HistoryError::Failed(message) => ContentError::Storage(message),
+            })?;
+        let expected = match expected {
+            Some(expected) => expected,
+            None => match self.content.get(key).await {
+                Ok(item) => item.version,
+                Err(ContentError::NotFound(_)) => 0,
+                Err(err) => return Err(err),
+            },
+        };
+        let origin = Origin {
+            source: Source::Restore,
+            actor,
+            note: Some(format!("to {}", short(&version.rev))),
+        };
+        let written = self.put(key, &content, Some(expected), origin).await?;
+        Ok((version, written))
+    }
+
+    fn keep(&self, origin: Origin, key: &Key, content: Option<&str>) {
+        self.history.record(Batch {
+            origin,
+            changes: vec![Change {
+                path: self.engine.history_path(key),
+                content: content.map(str::to_owned),
+            }],
+        });
     }
 
     /// Mirrors a collection on disk (see [`SyncEngine::export`]).

@@ -29,6 +29,7 @@ use super::{
     Applied, ApplyError, Source, WorkspaceStatus,
     apply::{self, Done, Read},
 };
+use crate::history::{self, Batch, Change, History, Origin, workspace_path};
 use crate::orchestrator::{
     Orchestrator,
     events::{WorkspaceChange, WorkspaceDiff},
@@ -44,10 +45,14 @@ type ApplyReply = oneshot::Sender<Result<Applied, ApplyError>>;
 pub(super) enum Message {
     /// A file event: a path, or (None) "look at everything".
     Event(Option<PathBuf>),
-    /// `ApplyWorkspace`.
+    /// `ApplyWorkspace`, or a rollback (which writes `rewrite` to the
+    /// file first, inside the workspace's turn, so that the watcher's own
+    /// apply of that write comes after it and finds nothing to do).
     Apply {
         source: Source,
         dry_run: bool,
+        origin: Origin,
+        rewrite: Option<String>,
         reply: ApplyReply,
     },
     /// `ListWorkspaces` and `GetWorkspace`.
@@ -71,6 +76,9 @@ pub(super) enum Outcome {
         done: Box<Done>,
         /// Who asked, if anyone, and whether only for the diff.
         request: Option<(ApplyReply, bool)>,
+        /// What was applied, and what made it, for the history.
+        text: String,
+        origin: Origin,
     },
     /// The file was refused (it cannot be read, does not validate, would
     /// go over the instance limit) or a step failed and was rolled back:
@@ -95,6 +103,9 @@ struct Request {
     /// The request's field that named the file ("name" or "file").
     field: &'static str,
     dry_run: bool,
+    origin: Origin,
+    /// A rollback's text, written to `file` before it is applied.
+    rewrite: Option<String>,
     reply: ApplyReply,
 }
 
@@ -119,6 +130,7 @@ pub(super) fn start(
     dir: PathBuf,
     orchestrator: Arc<Orchestrator>,
     max_instances: u32,
+    history: History,
 ) -> std::io::Result<mpsc::UnboundedSender<Message>> {
     fs::create_dir_all(&dir)?;
     let (sender, messages) = mpsc::unbounded_channel();
@@ -150,6 +162,7 @@ pub(super) fn start(
         dir,
         orchestrator,
         max_instances,
+        history,
         done: sender.downgrade(),
         entries: HashMap::new(),
         stopping: false,
@@ -165,6 +178,8 @@ struct Owner {
     orchestrator: Arc<Orchestrator>,
     /// The daemon's `--max-instances`.
     max_instances: u32,
+    /// Keeps every version applied.
+    history: History,
     /// For apply tasks to report back.
     done: mpsc::WeakUnboundedSender<Message>,
     entries: HashMap<String, Entry>,
@@ -202,8 +217,10 @@ impl Owner {
                 Message::Apply {
                     source,
                     dry_run,
+                    origin,
+                    rewrite,
                     reply,
-                } => self.request(source, dry_run, reply),
+                } => self.request(source, dry_run, origin, rewrite, reply),
                 Message::List { reply } => {
                     let _ = reply.send(self.statuses());
                 }
@@ -245,7 +262,14 @@ impl Owner {
     }
 
     /// An `ApplyWorkspace`: queued behind the workspace's running apply.
-    fn request(&mut self, source: Source, dry_run: bool, reply: ApplyReply) {
+    fn request(
+        &mut self,
+        source: Source,
+        dry_run: bool,
+        origin: Origin,
+        rewrite: Option<String>,
+        reply: ApplyReply,
+    ) {
         if self.stopping && !dry_run {
             let _ = reply.send(Err(ApplyError::ShuttingDown));
             return;
@@ -280,6 +304,8 @@ impl Owner {
             file,
             field,
             dry_run,
+            origin,
+            rewrite,
             reply,
         });
         if !entry.running {
@@ -347,6 +373,8 @@ impl Owner {
                             file,
                             done: Box::new(done),
                             request: None,
+                            text,
+                            origin: saved(),
                         },
                         Err(error) => {
                             for line in error.lines() {
@@ -377,6 +405,8 @@ impl Owner {
             file,
             field,
             dry_run,
+            origin,
+            rewrite,
             reply,
         }) = entry.requests.pop_front()
         else {
@@ -388,7 +418,11 @@ impl Owner {
         self.spawn(
             name.to_owned(),
             async move |orchestrator: Arc<Orchestrator>| {
-                let text = match apply::read_once(file.clone()).await {
+                let read = match rewrite {
+                    Some(text) => apply::write(file.clone(), text).await,
+                    None => apply::read_once(file.clone()).await,
+                };
+                let text = match read {
                     Ok(text) => text,
                     Err(err) => {
                         let message = format!("{}: {err}", file.display());
@@ -418,6 +452,8 @@ impl Owner {
                         file,
                         done: Box::new(done),
                         request,
+                        text,
+                        origin,
                     },
                     Err(error) => Outcome::Rejected {
                         file,
@@ -457,10 +493,13 @@ impl Owner {
                 file,
                 done,
                 request,
+                text,
+                origin,
             } => {
                 let dry_run = request.as_ref().is_some_and(|(_, dry_run)| *dry_run);
                 let diff = done.diff.clone();
                 if !dry_run {
+                    self.keep(origin, &file, Some(text));
                     self.record(name, &file, Some((done.workspace, done.diff)), Vec::new());
                 }
                 if let Some((reply, _)) = request {
@@ -490,6 +529,7 @@ impl Owner {
             }
             Outcome::Removed { file, diff } => {
                 self.entries.remove(name);
+                self.keep(saved(), &file, None);
                 self.orchestrator.publish_workspace(WorkspaceChange {
                     name: name.to_owned(),
                     file,
@@ -501,6 +541,20 @@ impl Owner {
         if !self.stopping {
             self.start_request(name);
         }
+    }
+
+    /// Keeps the version of workspace file `file` applied (None: removed).
+    fn keep(&self, origin: Origin, file: &Path, text: Option<String>) {
+        let Some(file_name) = file.file_name() else {
+            return;
+        };
+        self.history.record(Batch {
+            origin,
+            changes: vec![Change {
+                path: workspace_path(&file_name.to_string_lossy()),
+                content: text,
+            }],
+        });
     }
 
     /// Records the outcome of a change and announces it.
@@ -609,6 +663,15 @@ impl Owner {
             tracing::warn!("a workspace apply is still in progress");
             let _ = reply.send(());
         }
+    }
+}
+
+/// What a change the watcher saw is kept as: a save of the file.
+fn saved() -> Origin {
+    Origin {
+        source: history::Source::WorkspaceApply,
+        actor: "workspace file".into(),
+        note: None,
     }
 }
 

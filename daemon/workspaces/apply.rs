@@ -354,6 +354,20 @@ async fn look(file: PathBuf) -> (io::Result<String>, bool) {
 }
 
 /// Reads a file an `ApplyWorkspace` names (once, in a blocking thread).
+/// Writes `text` to `file` atomically (a temporary file beside it, synced,
+/// renamed over it, the directory synced) and returns it: a rollback's
+/// version is on disk before it is applied, as if the user had saved it.
+pub(super) async fn write(file: PathBuf, text: String) -> io::Result<String> {
+    tokio::task::spawn_blocking(move || {
+        let mut batch = crate::sync::atomic::Batch::default();
+        batch.stage(&file, text.as_bytes())?;
+        batch.commit()?;
+        Ok(text)
+    })
+    .await
+    .unwrap_or_else(|err| Err(io::Error::other(err)))
+}
+
 pub(super) async fn read_once(file: PathBuf) -> io::Result<String> {
     tokio::task::spawn_blocking(move || workspace_file::read(&file))
         .await

@@ -26,6 +26,7 @@ use std::{
 use outpost::workspace_file::{self, Workspace};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::history::{self, History, HistoryError, Origin, Subject, Version};
 use crate::orchestrator::{Orchestrator, events::WorkspaceDiff};
 use actor::Message;
 
@@ -95,6 +96,8 @@ pub struct Applied {
 pub struct Workspaces {
     messages: mpsc::UnboundedSender<Message>,
     orchestrator: Arc<Orchestrator>,
+    dir: PathBuf,
+    history: History,
 }
 
 impl ApplyError {
@@ -111,15 +114,24 @@ impl Workspaces {
     /// Applies every workspace file in `dir` (created if missing) and
     /// watches it for changes. `max_instances` is the daemon's limit: an
     /// apply that would go over it is refused before anything is created.
+    /// Every version applied is kept in `history`.
     pub fn start(
         dir: PathBuf,
         orchestrator: Arc<Orchestrator>,
         max_instances: u32,
+        history: History,
     ) -> std::io::Result<Self> {
-        let messages = actor::start(dir, orchestrator.clone(), max_instances)?;
+        let messages = actor::start(
+            dir.clone(),
+            orchestrator.clone(),
+            max_instances,
+            history.clone(),
+        )?;
         Ok(Self {
             messages,
             orchestrator,
+            dir,
+            history,
         })
     }
 
@@ -154,8 +166,14 @@ impl Workspaces {
     }
 
     /// Applies a workspace now (serialised with the watcher's applies of
-    /// the same workspace). With `dry_run` only the diff is computed.
-    pub async fn apply(&self, source: Source, dry_run: bool) -> Result<Applied, ApplyError> {
+    /// the same workspace), for `origin`. With `dry_run` only the diff is
+    /// computed.
+    pub async fn apply(
+        &self,
+        source: Source,
+        dry_run: bool,
+        origin: Origin,
+    ) -> Result<Applied, ApplyError> {
         let source = match source {
             Source::Name(name) if name.is_empty() => {
                 return Err(ApplyError::Invalid {
@@ -178,9 +196,54 @@ impl Workspaces {
         self.ask(|reply| Message::Apply {
             source,
             dry_run,
+            origin,
+            rewrite: None,
             reply,
         })
         .await?
+    }
+
+    /// Takes workspace `name` back to its version at commit `rev`: that
+    /// text is written to the workspace's file (its current one, else one
+    /// named as the version was) and applied, so only what differs from
+    /// the running instances changes. Returns the version gone back to.
+    pub async fn rollback(
+        &self,
+        name: &str,
+        rev: &str,
+        actor: String,
+    ) -> Result<(Version, Applied), ApplyError> {
+        check_name("name", name)?;
+        let (version, text) = self
+            .history
+            .show(&Subject::Workspace(name.to_owned()), rev)
+            .await
+            .map_err(|err| match err {
+                HistoryError::NotFound(message) => ApplyError::NotFound(message),
+                HistoryError::Invalid { field, reason } => ApplyError::Invalid { field, reason },
+                other => ApplyError::Failed(other.to_string()),
+            })?;
+        let kept_as = version.path.rsplit('/').next().unwrap_or_default();
+        let file = ["toml", "json"]
+            .iter()
+            .map(|extension| self.dir.join(format!("{name}.{extension}")))
+            .find(|candidate| candidate.symlink_metadata().is_ok())
+            .unwrap_or_else(|| self.dir.join(kept_as));
+        let origin = Origin {
+            source: history::Source::WorkspaceRollback,
+            actor,
+            note: Some(format!("to {}", history::short(&version.rev))),
+        };
+        let applied = self
+            .ask(|reply| Message::Apply {
+                source: Source::File(file.to_string_lossy().into_owned()),
+                dry_run: false,
+                origin,
+                rewrite: Some(text),
+                reply,
+            })
+            .await??;
+        Ok((version, applied))
     }
 
     /// Stops watching and applying (for daemon shutdown, before the

@@ -3,6 +3,7 @@
 //! into messages, and every domain error into its gRPC status — here and
 //! nowhere else.
 
+pub mod history;
 pub mod orchestrator;
 pub mod spec;
 pub mod sync;

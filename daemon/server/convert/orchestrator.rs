@@ -524,6 +524,9 @@ pub fn daemon_status(
         store_error,
         store_failing_since,
         tls_fingerprint: info.tls_fingerprint.clone(),
+        history_path: (info.history_path.as_deref())
+            .map(|path| path.display().to_string())
+            .unwrap_or_default(),
     }
 }
 

@@ -182,6 +182,9 @@ impl<C: ContentStore, L: Ledger> Worker<C, L> {
                     return Ok(Outcome::Settled(Effect::Nothing));
                 };
                 self.agree(key, item, stat).await?;
+                report
+                    .history
+                    .push((Self::saved(&path), self.change(key, Some(&item.content))));
                 Effect::Nothing
             }
             Decision::Import => {
@@ -196,6 +199,9 @@ impl<C: ContentStore, L: Ledger> Worker<C, L> {
                         warnings,
                     }) => {
                         self.agree(key, &item, *stat).await?;
+                        report
+                            .history
+                            .push((Self::saved(&path), self.change(key, Some(&item.content))));
                         for warning in warnings {
                             self.board.publish(
                                 Notice::new(EventKind::Warning, warning)
@@ -248,6 +254,9 @@ impl<C: ContentStore, L: Ledger> Worker<C, L> {
                     return Ok(later(self.settings.debounce));
                 };
                 self.agree(key, item, stat).await?;
+                report
+                    .history
+                    .push((Self::from_database(), self.change(key, Some(&item.content))));
                 self.board.publish(
                     Notice::new(
                         EventKind::Exported,
@@ -263,9 +272,16 @@ impl<C: ContentStore, L: Ledger> Worker<C, L> {
                 let (Some(item), Disk::Content { text, sha256, .. }) = (&db, &disk) else {
                     return Ok(Outcome::Settled(Effect::Nothing));
                 };
-                return self
+                let outcome = self
                     .conflict(key, &path, item, text, sha256, expected_stat)
-                    .await;
+                    .await?;
+                if outcome == Outcome::Settled(Effect::Conflict) {
+                    // The database's version is the one in effect.
+                    report
+                        .history
+                        .push((Self::from_database(), self.change(key, Some(&item.content))));
+                }
+                return Ok(outcome);
             }
             Decision::RemoveFile => {
                 let remove_path = path.clone();
@@ -276,6 +292,9 @@ impl<C: ContentStore, L: Ledger> Worker<C, L> {
                     return Ok(later(self.settings.debounce));
                 }
                 self.ledger.forget_base(key).await?;
+                report
+                    .history
+                    .push((Self::from_database(), self.change(key, None)));
                 self.board.publish(
                     Notice::new(
                         EventKind::Exported,

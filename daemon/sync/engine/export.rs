@@ -14,6 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::history::Change;
 use crate::sync::{
     ContentError, ContentStore, Item, Key, Kind, Trim,
     atomic::Batch,
@@ -40,36 +41,49 @@ pub struct ExportSummary {
     pub elapsed: Duration,
 }
 
-/// Exports collection `collection` of `kind` under `root`. The caller (the
-/// engine, running it as a job) keeps every other writer of the root out.
+/// Exports collection `collection` of `kind` under `root`, and says what
+/// the files now hold, for the history. The caller (the engine, running it
+/// as a job) keeps every other writer of the root out.
 pub async fn export<C: ContentStore, L: Ledger>(
     content: &C,
     store: &L,
     layout: &Layout,
     kind: Kind,
     collection: &str,
-) -> Result<ExportSummary, ContentError> {
+) -> Result<(ExportSummary, Vec<Change>), ContentError> {
     let started = Instant::now();
     let items = content.items(kind, collection, true).await?;
     let bases = store.bases(kind, collection).await?;
     let layout = layout.clone();
     let trim = content.trim(kind);
-    let (mut summary, agreed) =
-        tokio::task::spawn_blocking(move || write(&layout, trim, items, &bases))
-            .await
-            .map_err(|err| ContentError::Storage(format!("export failed: {err}")))??;
+    let Written {
+        mut summary,
+        agreed,
+        kept,
+    } = tokio::task::spawn_blocking(move || write(&layout, trim, items, &bases))
+        .await
+        .map_err(|err| ContentError::Storage(format!("export failed: {err}")))??;
     store.set_bases(&agreed).await?;
     summary.elapsed = started.elapsed();
-    Ok(summary)
+    Ok((summary, kept))
 }
 
-/// Decides and writes; returns the summary and the new bases.
+/// What writing the files came to.
+struct Written {
+    summary: ExportSummary,
+    /// The new bases.
+    agreed: Vec<(Key, Base)>,
+    /// What the files agreed on now hold, for the history.
+    kept: Vec<Change>,
+}
+
+/// Decides and writes.
 fn write(
     layout: &Layout,
     trim: Trim,
     items: Vec<Item>,
     bases: &HashMap<String, Base>,
-) -> Result<(ExportSummary, Vec<(Key, Base)>), ContentError> {
+) -> Result<Written, ContentError> {
     let failed = |err: io::Error| ContentError::Storage(format!("cannot export: {err}"));
     // A failure before the commit leaves every file as it was (the batch
     // removes its temps); the export is then tried again as a whole.
@@ -78,6 +92,11 @@ fn write(
     // What was staged, with the stat its target had when it was read.
     let mut staged: Vec<(PathBuf, Item, Option<Stat>)> = Vec::new();
     let mut agreed = Vec::new();
+    let mut kept = Vec::new();
+    let keep = |item: &Item| Change {
+        path: layout.relative(&item.key),
+        content: Some(item.content.clone()),
+    };
     for item in items {
         if let Err(err) = names::validate("name", &item.key.name) {
             tracing::warn!(key = %item.key, %err, "not exported: the name cannot be a file name");
@@ -93,6 +112,7 @@ fn write(
             Disk::Content { sha256, stat, .. } if sha256 == item.sha256 => {
                 summary.unchanged += 1;
                 agreed.push((item.key.clone(), base(&item, stat)));
+                kept.push(keep(&item));
             }
             Disk::Content { sha256, stat, .. }
                 if bases
@@ -138,8 +158,13 @@ fn write(
         summary.written += 1;
         let stat = file::stat(&path).map_err(failed)?;
         agreed.push((item.key.clone(), base(&item, stat)));
+        kept.push(keep(&item));
     }
-    Ok((summary, agreed))
+    Ok(Written {
+        summary,
+        agreed,
+        kept,
+    })
 }
 
 fn base(item: &Item, stat: Stat) -> Base {

@@ -30,6 +30,8 @@ use std::{fs, path::PathBuf, sync::Arc, time::Duration};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::history::History;
+
 use super::{
     Conflict, ContentError, ContentStore, Key, Kind,
     atomic::remove_stale_temps,
@@ -147,6 +149,7 @@ impl SyncEngine {
         ledger: Arc<L>,
         root: PathBuf,
         settings: Settings,
+        history: History,
     ) -> Result<Self, ContentError> {
         fs::create_dir_all(&root).map_err(|err| {
             ContentError::Storage(format!(
@@ -176,6 +179,7 @@ impl SyncEngine {
             layout: layout.clone(),
             settings,
             board: board.clone(),
+            history,
         };
         let (status_sender, status) = watch::channel(EngineStatus {
             state: if watcher.is_ok() {
@@ -318,6 +322,11 @@ impl SyncEngine {
     /// The group directory of template `title`.
     pub fn template_group(&self, title: &str) -> String {
         self.layout.group(title)
+    }
+
+    /// Where `key`'s versions live in the history repository.
+    pub fn history_path(&self, key: &Key) -> String {
+        self.layout.relative(key)
     }
 
     /// Stops the engine: the reconciler finishes the entity it is at and

@@ -10,6 +10,7 @@ use super::{
     Resolved,
     worker::{Report, Worker, blocking, storage},
 };
+use crate::history::{Origin, Source};
 use crate::sync::{
     ContentError, ContentStore,
     events::{EventKind, Notice},
@@ -52,6 +53,10 @@ impl<C: ContentStore, L: Ledger> Worker<C, L> {
                 .content
                 .put(&conflict.key, &text, Some(conflict.db_version))
                 .await?;
+            report.history.push((
+                Origin::daemon(Source::ConflictResolution),
+                self.change(&conflict.key, Some(&written.item.content)),
+            ));
             written.item.version
         } else {
             match self.content.get(&conflict.key).await {

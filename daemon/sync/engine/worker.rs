@@ -21,6 +21,7 @@ use super::{
     failures::{Fault, Subject},
     queue::{Pending, Signal},
 };
+use crate::history::{self, Change, History, Origin, Source};
 use crate::sync::{
     ContentError, ContentStore, Item, Key, Kind,
     atomic::Batch,
@@ -87,6 +88,9 @@ pub(super) struct Report {
     /// What was attempted and whether it worked: a failure is tried again
     /// with back-off, a success ends a streak of failures.
     pub results: Vec<(Subject, Result<(), Fault>)>,
+    /// Versions that took effect, and what made each: kept in the history
+    /// when the job is done.
+    pub history: Vec<(Origin, Change)>,
 }
 
 /// What one look at an entity came to.
@@ -113,6 +117,7 @@ pub(super) struct Worker<C, L> {
     pub layout: Layout,
     pub settings: Settings,
     pub board: Arc<SyncBoard>,
+    pub history: History,
 }
 
 /// Runs blocking file work off the async threads.
@@ -150,6 +155,12 @@ impl<C: ContentStore, L: Ledger> Worker<C, L> {
             orphans,
             ..Report::default()
         };
+        // A rescan or an export is one burst: one commit.
+        let burst = match &work {
+            Work::Rescan(_) => Some(Source::Rescan),
+            Work::Export { .. } => Some(Source::Export),
+            Work::Reconcile(_) | Work::Resolve { .. } => None,
+        };
         match work {
             Work::Reconcile(paths) => self.reconcile_due(paths, &hold, &mut report).await,
             Work::Rescan(reply) => {
@@ -177,7 +188,14 @@ impl<C: ContentStore, L: Ledger> Worker<C, L> {
                     kind,
                     &collection,
                 )
-                .await;
+                .await
+                .map(|(summary, kept)| {
+                    let origin = Origin::daemon(Source::Export);
+                    report
+                        .history
+                        .extend(kept.into_iter().map(|change| (origin.clone(), change)));
+                    summary
+                });
                 self.announce_export(&collection, &result);
                 let what = format!("the export of {collection}");
                 let mut tried = attempt(&result, &what);
@@ -203,7 +221,57 @@ impl<C: ContentStore, L: Ledger> Worker<C, L> {
                 let _ = reply.send(self.resolve(&id, keep_disk, &mut report).await);
             }
         }
+        self.keep_history(burst, &mut report);
         report
+    }
+
+    /// Sends what took effect to the history: a burst as one batch, else
+    /// one batch per source, in the order they came.
+    fn keep_history(&self, burst: Option<Source>, report: &mut Report) {
+        let changes = std::mem::take(&mut report.history);
+        if let Some(source) = burst {
+            self.history.record(history::Batch {
+                origin: Origin::daemon(source),
+                changes: changes.into_iter().map(|(_, change)| change).collect(),
+            });
+            return;
+        }
+        for group in changes.chunk_by(|(a, _), (b, _)| a == b) {
+            self.history.record(history::Batch {
+                origin: group[0].0.clone(),
+                changes: group.iter().map(|(_, change)| change.clone()).collect(),
+            });
+        }
+    }
+
+    /// A file save, by the file's owner.
+    pub(super) fn saved(path: &Path) -> Origin {
+        use std::os::unix::fs::MetadataExt;
+        Origin {
+            source: Source::FileSave,
+            actor: std::fs::metadata(path).map_or_else(
+                |_| "file owner unknown".to_owned(),
+                |meta| format!("uid {} (file owner)", meta.uid()),
+            ),
+            note: None,
+        }
+    }
+
+    /// An edit made in the database itself, which the file now follows.
+    pub(super) fn from_database() -> Origin {
+        Origin {
+            source: Source::Database,
+            actor: "database".into(),
+            note: None,
+        }
+    }
+
+    /// `key`'s new content (None: deleted) as the history keeps it.
+    pub(super) fn change(&self, key: &Key, content: Option<&str>) -> Change {
+        Change {
+            path: self.layout.relative(key),
+            content: content.map(str::to_owned),
+        }
     }
 
     /// Looks at the due `paths` one after the other.
