@@ -17,6 +17,7 @@ mod dependencies;
 mod durability;
 mod export;
 mod harness;
+mod history;
 mod hostile;
 mod http_api;
 mod http_client;

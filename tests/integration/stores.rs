@@ -129,6 +129,12 @@ impl Store {
         mybb.db.sql(&mybb.forum.database, sql)
     }
 
+    /// The prefixed name of the forum's table `name`, for [`Store::sql`];
+    /// None for the native store.
+    pub fn table(&self, name: &str) -> Option<String> {
+        self.mybb.as_ref().map(|mybb| mybb.forum.table(name))
+    }
+
     /// The content the store holds after `content` was saved: MyBB strips
     /// trailing whitespace as PHP's `rtrim` does; the native store keeps
     /// every byte.

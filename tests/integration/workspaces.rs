@@ -22,7 +22,7 @@ pub(crate) fn save(path: &Path, text: &str) {
 }
 
 /// A VS Code style save: truncate, then write in two chunks.
-fn save_in_place(path: &Path, text: &str) {
+pub(crate) fn save_in_place(path: &Path, text: &str) {
     let mut file = fs::OpenOptions::new()
         .write(true)
         .truncate(true)
@@ -35,7 +35,7 @@ fn save_in_place(path: &Path, text: &str) {
 }
 
 /// A workspace file with `sleep` instances; `web` gets `env`.
-fn shop(instances: &[&str], web_env: &str) -> String {
+pub(crate) fn shop(instances: &[&str], web_env: &str) -> String {
     let mut text = String::from("[defaults]\nenv = { SHARED = \"yes\" }\n");
     for name in instances {
         let env = if *name == "web" { web_env } else { "" };
@@ -47,7 +47,7 @@ fn shop(instances: &[&str], web_env: &str) -> String {
 }
 
 /// Instances of workspace `shop` by name, once `done` holds for them.
-async fn shop_instances(
+pub(crate) async fn shop_instances(
     connection: &Connection,
     what: &str,
     done: impl Fn(&BTreeMap<String, pb::Instance>) -> bool,
@@ -76,7 +76,7 @@ async fn shop_instances(
     .await
 }
 
-fn pids(instances: &BTreeMap<String, pb::Instance>) -> BTreeMap<String, u32> {
+pub(crate) fn pids(instances: &BTreeMap<String, pb::Instance>) -> BTreeMap<String, u32> {
     instances
         .iter()
         .map(|(name, i)| (name.clone(), i.pid))
