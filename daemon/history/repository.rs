@@ -21,6 +21,7 @@ use gix::{
     ObjectId,
     bstr::ByteSlice,
     objs::{Kind, tree::EntryKind},
+    refs::{Target, transaction::PreviousValue},
 };
 
 use super::{
@@ -159,11 +160,57 @@ impl Repository {
         }
     }
 
-    /// Commits what `batch` changes; None when it changes nothing (every
-    /// path already holds that content, or is already gone).
-    pub fn commit(&self, batch: &Batch) -> Result<Option<ObjectId>, RepoError> {
-        let parent = self.head()?;
-        let parent_tree_id = self.tree_of(parent)?;
+    /// Commits each batch, in order, one commit each, then makes them
+    /// durable together (one `syncfs`) and moves the branch once: a writer
+    /// that fell behind catches up in one step, and a crash leaves the
+    /// branch where it was or at the last of them. A batch that changes
+    /// nothing makes no commit; one that cannot be committed is logged and
+    /// skipped. Returns how many commits were made.
+    pub fn commit_all(&self, batches: &[Batch]) -> Result<usize, RepoError> {
+        let head = self.head()?;
+        let (mut parent, mut tree) = (head, self.tree_of(head)?);
+        let mut made = 0;
+        for batch in batches {
+            match self.commit_object(batch, parent, tree) {
+                Ok(Some((commit, next_tree))) => {
+                    (parent, tree) = (Some(commit), next_tree);
+                    made += 1;
+                }
+                Ok(None) => {}
+                Err(err) => tracing::error!(
+                    %err,
+                    source = %batch.origin.source,
+                    changes = batch.changes.len(),
+                    "history: a change was not kept"
+                ),
+            }
+        }
+        let Some(tip) = parent.filter(|_| made > 0) else {
+            return Ok(0);
+        };
+        let objects = fs::File::open(self.dir.join("objects"))
+            .map_err(|err| self.fail("cannot open the objects", err))?;
+        nix::unistd::syncfs(objects)
+            .map_err(|err| self.fail("cannot make the objects durable", err))?;
+        let expected = match head {
+            Some(head) => PreviousValue::MustExistAndMatch(Target::Object(head)),
+            None => PreviousValue::MustNotExist,
+        };
+        self.repo
+            .reference(BRANCH, tip, expected, format!("outpostd: {made} commits"))
+            .map_err(|err| self.fail("cannot move the branch", err))?;
+        Ok(made)
+    }
+
+    /// Writes the commit of `batch` on `parent` (whose tree is
+    /// `parent_tree`) without moving the branch: its id and its tree, or
+    /// None when it changes nothing.
+    fn commit_object(
+        &self,
+        batch: &Batch,
+        parent: Option<ObjectId>,
+        parent_tree_id: ObjectId,
+    ) -> Result<Option<(ObjectId, ObjectId)>, RepoError> {
         let parent_tree = self
             .repo
             .find_tree(parent_tree_id)
@@ -246,18 +293,17 @@ impl Repository {
         let author = signature(&origin.actor, time);
         let committer = signature(COMMITTER, time);
         let (mut author_time, mut committer_time) = Default::default();
-        let id = self
+        let commit = self
             .repo
-            .commit_as(
+            .new_commit_as(
                 committer.to_ref(&mut committer_time),
                 author.to_ref(&mut author_time),
-                BRANCH,
                 text,
                 tree,
                 parent,
             )
             .map_err(|err| self.fail("cannot commit", err))?;
-        Ok(Some(id.detach()))
+        Ok(Some((commit.id, tree)))
     }
 
     /// Every commit after `known` up to the branch, oldest first. None when

@@ -25,6 +25,9 @@ use super::{
     retention::{self, Retention},
 };
 
+/// At most this many batches are committed in one step (and indexed in
+/// one transaction).
+const MAX_AT_ONCE: usize = 500;
 /// How often the retention is applied again.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
@@ -98,12 +101,26 @@ struct Writer {
 impl Writer {
     fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         while let Some(command) = commands.blocking_recv() {
-            match command {
-                Command::Record(batch) => self.commit(&batch),
-                Command::Stop(reply) => {
-                    let _ = reply.send(());
-                    return;
+            // Whatever else waits is committed with it, a commit each.
+            let mut batches = Vec::new();
+            let mut stop = None;
+            let mut next = Some(command);
+            while let Some(command) = next.take() {
+                match command {
+                    Command::Record(batch) => batches.push(batch),
+                    Command::Stop(reply) => {
+                        stop = Some(reply);
+                        break;
+                    }
                 }
+                if batches.len() < MAX_AT_ONCE {
+                    next = commands.try_recv().ok();
+                }
+            }
+            self.commit(&batches);
+            if let Some(reply) = stop {
+                let _ = reply.send(());
+                return;
             }
             if self.pruned.elapsed() >= PRUNE_EVERY {
                 self.pruned = Instant::now();
@@ -114,20 +131,15 @@ impl Writer {
         }
     }
 
-    fn commit(&mut self, batch: &Batch) {
-        match self.repository.commit(batch) {
-            Ok(Some(_)) => {
+    fn commit(&mut self, batches: &[Batch]) {
+        match self.repository.commit_all(batches) {
+            Ok(0) => {}
+            Ok(_) => {
                 if let Err(err) = self.catch_up(false) {
-                    tracing::error!(%err, "history: cannot index the new commit");
+                    tracing::error!(%err, "history: cannot index the new commits");
                 }
             }
-            Ok(None) => {}
-            Err(err) => tracing::error!(
-                %err,
-                source = %batch.origin.source,
-                changes = batch.changes.len(),
-                "history: a change was not kept"
-            ),
+            Err(err) => tracing::error!(%err, batches = batches.len(), "history: changes not kept"),
         }
     }
 

@@ -121,7 +121,7 @@ fn git(repo: &Path, args: &[&str]) -> String {
 }
 
 /// `git fsck --full --strict` finds nothing wrong (dangling objects are
-/// not errors).
+/// not errors, and it says nothing else).
 fn fsck(repo: &Path) {
     let output = Command::new("git")
         .arg("-C")
@@ -130,7 +130,7 @@ fn fsck(repo: &Path) {
         .output()
         .expect("git is installed");
     assert!(
-        output.status.success() && output.stderr.is_empty(),
+        output.status.success() && output.stderr.is_empty() && output.stdout.is_empty(),
         "git fsck: {}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
@@ -468,16 +468,21 @@ async fn a_daemon_killed_while_it_commits_leaves_a_sound_repository() {
     let connection = daemon.connect().await;
     let repo = repository(&connection).await;
     let mut sync = connection.sync();
+    let history = connection.history();
+    sync.put_template(put("Kill", "kill_page", "version 0", None))
+        .await
+        .unwrap();
+    versions_reach(&history, template_subject("Kill", "kill_page"), 1).await;
     // Each put is a commit made after the answer: the writer is behind
     // when the last answer comes, and the daemon is killed then.
-    for i in 0..400 {
+    for i in 1..400 {
         sync.put_template(put("Kill", "kill_page", &format!("version {i}"), None))
             .await
             .unwrap();
     }
     daemon.signal(Signal::SIGKILL);
     daemon.wait_exit(START_DEADLINE);
-    drop((sync, connection));
+    drop((sync, history, connection));
     fsck(&repo);
     let committed = git_log(&repo, "templates/Kill/kill/kill_page.html");
     eprintln!(
