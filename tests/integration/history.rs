@@ -359,6 +359,87 @@ async fn a_restore_goes_through_the_write_path_and_meets_an_unsaved_edit_as_a_co
 }
 
 #[tokio::test]
+async fn a_stylesheet_has_a_history_and_restores_from_the_cli() {
+    let daemon = sync_daemon(&[]);
+    let connection = daemon.connect().await;
+    let mut sync = connection.sync();
+    let mut history = connection.history();
+    let css = |content: &str| pb::PutStylesheetRequest {
+        key: Some(pb::StylesheetKey {
+            theme: "Default".into(),
+            name: "global.css".into(),
+        }),
+        content: content.into(),
+        expected_version: None,
+    };
+    let subject = || {
+        Some(pb::HistorySubject {
+            subject: Some(pb::history_subject::Subject::Stylesheet(
+                pb::StylesheetKey {
+                    theme: "Default".into(),
+                    name: "global.css".into(),
+                },
+            )),
+        })
+    };
+    sync.put_stylesheet(css("a { color: red }")).await.unwrap();
+    sync.put_stylesheet(css("a { color: blue }")).await.unwrap();
+    let listed = versions_reach(&history, subject(), 2).await;
+    assert_eq!(listed[0].path, "stylesheets/Default/global.css");
+
+    let shown = daemon.ctl(&[
+        "history",
+        "show",
+        &listed[1].rev,
+        "stylesheet",
+        "Default",
+        "global.css",
+    ]);
+    assert_eq!(stdout(&shown), "a { color: red }", "{}", stderr(&shown));
+    let json = daemon.ctl(&[
+        "--json",
+        "history",
+        "stylesheet",
+        "Default",
+        "global.css",
+        "--limit",
+        "1",
+    ]);
+    let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(parsed["versions"].as_array().unwrap().len(), 1, "{parsed}");
+    assert_eq!(parsed["versions"][0]["rev"], listed[0].rev.as_str());
+
+    let restored = daemon.ctl(&[
+        "restore",
+        "stylesheet",
+        "Default",
+        "global.css",
+        "--to",
+        &listed[1].rev,
+    ]);
+    assert!(restored.status.success(), "{}", stderr(&restored));
+    let now = sync
+        .get_stylesheet(pb::GetStylesheetRequest {
+            key: Some(pb::StylesheetKey {
+                theme: "Default".into(),
+                name: "global.css".into(),
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .stylesheet
+        .unwrap();
+    assert_eq!(now.content, "a { color: red }");
+    let listed = versions_reach(&history, subject(), 3).await;
+    assert_eq!(listed[0].source(), pb::HistorySource::Restore);
+    assert_eq!(
+        content_at(&mut history, subject(), &listed[0].rev).await,
+        "a { color: red }"
+    );
+}
+
+#[tokio::test]
 async fn a_workspace_rolls_back_restarting_only_what_changed() {
     let daemon = Daemon::start();
     let connection = daemon.connect().await;
