@@ -204,9 +204,9 @@ impl Workspaces {
     }
 
     /// Takes workspace `name` back to its version at commit `rev`: that
-    /// text is written to the workspace's file (its current one, else one
-    /// named as the version was) and applied, so only what differs from
-    /// the running instances changes. Returns the version gone back to.
+    /// text is written to the workspace's file and applied, so only what
+    /// differs from the running instances changes. Returns the version
+    /// gone back to.
     pub async fn rollback(
         &self,
         name: &str,
@@ -223,12 +223,20 @@ impl Workspaces {
                 HistoryError::Invalid { field, reason } => ApplyError::Invalid { field, reason },
                 other => ApplyError::Failed(other.to_string()),
             })?;
+        // The version's own file name (the subject's name and .toml or
+        // .json): TOML never goes into a .json file.
         let kept_as = version.path.rsplit('/').next().unwrap_or_default();
-        let file = ["toml", "json"]
+        let file = self.dir.join(kept_as);
+        if let Some(other) = ["toml", "json"]
             .iter()
             .map(|extension| self.dir.join(format!("{name}.{extension}")))
-            .find(|candidate| candidate.symlink_metadata().is_ok())
-            .unwrap_or_else(|| self.dir.join(kept_as));
+            .find(|candidate| *candidate != file && candidate.symlink_metadata().is_ok())
+        {
+            return Err(ApplyError::Failed(format!(
+                "workspace {name} is kept in {} now, and that version was {kept_as}: rename the file first",
+                other.display()
+            )));
+        }
         let origin = Origin {
             source: history::Source::WorkspaceRollback,
             actor,
