@@ -45,7 +45,6 @@ impl Subject {
 
 /// `outpostctl history …`.
 #[derive(Debug, Args)]
-#[command(args_conflicts_with_subcommands = true)]
 pub struct HistoryArgs {
     #[command(subcommand)]
     command: HistoryCommand,
