@@ -52,6 +52,7 @@ pub(super) async fn start(
     std::thread::Builder::new()
         .name("outpost-history".into())
         .spawn(move || {
+            lower_priority();
             // gix's repository stays on the thread that opened it.
             let opened = Repository::open(&thread_dir).and_then(|repository| {
                 let mut writer = Writer {
@@ -183,6 +184,23 @@ impl Writer {
             self.catch_up(false)?;
         }
         Ok(())
+    }
+}
+
+/// Makes this thread the last to run when the cores are busy (nice 19,
+/// for this thread only): a commit then never delays what the change's
+/// caller waits for — the answer, the sync event — yet, unlike
+/// `SCHED_IDLE`, still gets its share under a sustained load, so the
+/// queue does not grow without end.
+fn lower_priority() {
+    // SAFETY: gettid and setpriority take no pointers; on Linux a thread
+    // id names that thread alone.
+    let failed = unsafe {
+        let thread = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, thread as libc::id_t, 19) != 0
+    };
+    if failed {
+        tracing::debug!(err = %std::io::Error::last_os_error(), "history: cannot lower the writer's priority");
     }
 }
 
