@@ -19,7 +19,10 @@
 //! that shows its last instance RUNNING arrives. Between runs the file is
 //! deleted and the benchmark waits for every instance's deletion event; a
 //! workspace's name is new in every run, so each apply is the daemon's
-//! first look at that file (not debounced). From the events' own times it
+//! first look at that file (not debounced). From the second round on, the
+//! instances' log directories are those of the round before's deleted
+//! instances, kept as spares (as on any daemon that deletes and creates
+//! instances). From the events' own times it
 //! also prints, per level of (3), the time from the last instance of the
 //! level before becoming RUNNING to the first and last instance of the
 //! level becoming STARTING, and the coordinator's reaction: a dependent's

@@ -260,7 +260,7 @@ impl Orchestrator {
                     if let Some(port) = port {
                         registry.ports.release(port);
                     }
-                    let _ = self.context.logs(&id).remove();
+                    let _ = self.context.logs(&id).retire(&self.context.log_spares);
                     return Err(OrchestratorError::StartFailed(err.to_string()));
                 }
             }
@@ -540,7 +540,10 @@ impl Orchestrator {
             status.port,
         );
         if status.kind != InstanceKind::External
-            && let Err(err) = self.context.logs(&status.id).remove()
+            && let Err(err) = self
+                .context
+                .logs(&status.id)
+                .retire(&self.context.log_spares)
         {
             tracing::warn!(id = status.id, %err, "cannot remove the logs of a deleted instance");
         }

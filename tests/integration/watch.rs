@@ -1,5 +1,5 @@
 //! The status stream and the log stream: exit events, gap-free resume,
-//! bursts, tail and follow.
+//! bursts, tail and follow; a deleted instance's log files reused, empty.
 
 use nix::{
     sys::signal::{Signal, kill},
@@ -243,4 +243,48 @@ async fn logs_show_the_tail_and_then_follow() {
         .unwrap()
         .unwrap();
     assert_eq!(batch.lines[0].text, "out 6");
+}
+
+#[tokio::test]
+async fn a_new_instance_gets_a_deleted_ones_log_files_empty() {
+    use std::os::unix::fs::MetadataExt;
+
+    let daemon = Daemon::start();
+    let connection = daemon.connect().await;
+    let logs = daemon.data_dir.join("logs");
+    let script = "echo old output; echo old error >&2; exec sleep 1000";
+    let old = create(&connection, spec("old", "sh", &["-c", script])).await;
+    let old_stdout = logs.join(&old.id).join("stdout.log");
+    crate::harness::wait_until("the old instance's output", START_DEADLINE, || {
+        std::fs::read_to_string(&old_stdout).is_ok_and(|text| text.contains("old output"))
+    });
+    let inode = std::fs::metadata(&old_stdout).unwrap().ino();
+    let rm = daemon.ctl(&["rm", "old"]);
+    assert!(rm.status.success(), "{rm:?}");
+    assert!(!logs.join(&old.id).exists());
+
+    let script = "echo new output; exec sleep 1000";
+    let new = create(&connection, spec("new", "sh", &["-c", script])).await;
+    let new_dir = logs.join(&new.id);
+    crate::harness::wait_until("the new instance's output", START_DEADLINE, || {
+        std::fs::read_to_string(new_dir.join("stdout.log")).is_ok_and(|text| !text.is_empty())
+    });
+    assert_eq!(
+        std::fs::read_to_string(new_dir.join("stdout.log")).unwrap(),
+        "new output\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(new_dir.join("stderr.log")).unwrap(),
+        ""
+    );
+    // The old file lives on, emptied: in the new instance's directory, or
+    // still a spare when a spare made meanwhile was taken first.
+    let kept = std::fs::read_dir(&logs)
+        .unwrap()
+        .flatten()
+        .map(|dir| dir.path().join("stdout.log"))
+        .find(|file| std::fs::metadata(file).is_ok_and(|meta| meta.ino() == inode))
+        .expect("the deleted instance's stdout.log kept, not removed");
+    let text = std::fs::read_to_string(&kept).unwrap();
+    assert!(text.is_empty() || text == "new output\n", "{text:?}");
 }

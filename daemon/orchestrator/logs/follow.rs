@@ -1,8 +1,9 @@
 //! Streaming an instance's output: the last lines of each file, then, when
 //! following, every complete line appended — read when inotify says the
 //! directory's files changed, not on a timer. A follower ends when its
-//! reader goes away or the directory is removed (the instance was
-//! deleted). Rotation needs no special case: a file shorter than the
+//! reader goes away or the directory is removed or moved away (the
+//! instance was deleted: its directory is kept as a spare, see
+//! [`super::spares`]). Rotation needs no special case: a file shorter than the
 //! offset read so far is read again from its start.
 //!
 //! Each follower has an inotify descriptor of its own, polled on tokio's
@@ -58,7 +59,7 @@ impl LogRequest {
 
 /// Sends what `request` asks of `files` to `sender`. Returns when done
 /// (not following), when the reader is gone, or when the directory is
-/// removed.
+/// removed or moved.
 pub async fn stream(files: LogFiles, request: LogRequest, sender: mpsc::Sender<LogLines>) {
     let mut offsets = Vec::with_capacity(request.streams.len());
     for &stream in &request.streams {
@@ -74,7 +75,7 @@ pub async fn stream(files: LogFiles, request: LogRequest, sender: mpsc::Sender<L
 }
 
 /// Sends every line appended to each stream after its offset, as it is
-/// written, until the reader is gone or the directory is removed.
+/// written, until the reader is gone or the directory is removed or moved.
 pub async fn follow(
     files: LogFiles,
     mut offsets: Vec<(Stream, u64)>,
@@ -110,9 +111,9 @@ pub async fn follow(
         };
         match event {
             Some(Ok(event))
-                if event
-                    .mask
-                    .intersects(EventMask::DELETE_SELF | EventMask::IGNORED) =>
+                if event.mask.intersects(
+                    EventMask::DELETE_SELF | EventMask::MOVE_SELF | EventMask::IGNORED,
+                ) =>
             {
                 return;
             }
@@ -129,15 +130,16 @@ pub async fn follow(
     }
 }
 
-/// Watches the log directory for appends, new files (rotation) and its
-/// removal.
+/// Watches the log directory for appends, new files (rotation), and its
+/// removal or move.
 fn watch(files: &LogFiles) -> io::Result<inotify::EventStream<[u8; 1024]>> {
     let inotify = Inotify::init()?;
     let mask = WatchMask::MODIFY
         | WatchMask::CREATE
         | WatchMask::MOVED_TO
         | WatchMask::DELETE
-        | WatchMask::DELETE_SELF;
+        | WatchMask::DELETE_SELF
+        | WatchMask::MOVE_SELF;
     inotify.watches().add(&files.dir, mask)?;
     inotify.into_event_stream([0; 1024])
 }
@@ -197,5 +199,32 @@ mod tests {
             .await
             .expect("the follower ends when the directory goes")
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_follower_ends_when_the_directory_is_kept_as_a_spare() {
+        let dir = tempfile::tempdir().unwrap();
+        let spares = super::super::spares::LogSpares::start(dir.path()).unwrap();
+        let files = LogFiles::new(dir.path(), "i-1");
+        let mut out = files.open_for_child(&spares).unwrap().stdout;
+        writeln!(out, "before").unwrap();
+        let (sender, mut receiver) = mpsc::channel(4);
+        let request = LogRequest {
+            streams: vec![Stream::Stdout],
+            tail: 1,
+            follow: true,
+        };
+        let follower = tokio::spawn(stream(files.clone(), request, sender));
+        assert_eq!(next(&mut receiver).await, ["before"]);
+        // Read by the follower, so it watches the directory now.
+        writeln!(out, "after").unwrap();
+        assert_eq!(next(&mut receiver).await, ["after"]);
+        files.retire(&spares).unwrap();
+        assert!(!files.dir.exists(), "kept as a spare, not left in place");
+        tokio::time::timeout(Duration::from_secs(10), follower)
+            .await
+            .expect("the follower ends when the directory moves away")
+            .unwrap();
+        drop(out);
     }
 }

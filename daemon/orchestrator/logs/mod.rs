@@ -12,8 +12,8 @@
 //! [`READ_AT_ONCE`] at a time and a tail at most [`TAIL_BYTES`], so one
 //! 64 MB line without a newline never sits in memory or in one message.
 //!
-//! A new instance's directory and its two files are made ahead of time
-//! ([`spares`]); [`rotation`] decides when the files are looked at,
+//! A new instance's directory and its two files are made ahead of time,
+//! and a deleted one's kept for the next ([`spares`]); [`rotation`] decides when the files are looked at,
 //! [`follow`] streams what is appended to them.
 
 pub mod follow;
@@ -200,8 +200,17 @@ impl LogFiles {
         fs::create_dir_all(&self.dir)
     }
 
+    /// Gives up the logs of a deleted instance: its directory becomes a
+    /// spare for a later instance ([`LogSpares::recycle`]), or is removed.
+    pub fn retire(&self, spares: &LogSpares) -> io::Result<()> {
+        if spares.recycle(&self.dir)? {
+            return Ok(());
+        }
+        self.remove()
+    }
+
     /// Removes the instance's logs.
-    pub fn remove(&self) -> io::Result<()> {
+    fn remove(&self) -> io::Result<()> {
         match fs::remove_dir_all(&self.dir) {
             Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
             _ => Ok(()),

@@ -1,25 +1,39 @@
-//! Log directories made ahead of time. A new instance's directory and its
-//! two files are made in the logs root as `.spare-N` on the blocking pool,
-//! and a create only renames one into place. Making three new inodes took
-//! 56 µs to 2.4 ms of CPU on this machine's ext4 (the more files were
-//! deleted recently, the longer: its allocator skips recently deleted
-//! inodes); a rename and two opens of existing files took 32–43 µs
-//! throughout.
+//! Log directories made ahead of time, or kept from deleted instances. A
+//! new instance's directory and its two files are made in the logs root
+//! as `.spare-N` on the blocking pool, and a create only renames one into
+//! place. Making three new inodes took 56 µs to 2.4 ms of CPU on this
+//! machine's ext4 (the more files were deleted recently, the longer: its
+//! allocator skips recently deleted inodes); a rename and two opens of
+//! existing files took 32–43 µs throughout.
+//!
+//! The same allocator is why a deleted instance's directory is recycled
+//! rather than removed (see [`LogSpares::recycle`]): without a journal,
+//! ext4 will not hand out an inode freed in the last minute or more, and
+//! looks at every such inode (in its inode table) before it finds another.
+//! A burst of creates right after a burst of deletes — a workspace applied
+//! again, the dependencies benchmark — then costs 0.7–2.3 ms per directory,
+//! growing with every round (docs/benchmarks.md, "Dependencies (issue 20)").
+//! Renamed and emptied, the old directory costs 45 µs and frees nothing.
 //!
 //! The pool is behind a lock rather than in a task: a create takes a spare
 //! in the middle of its spawn, under the registry's lock, where it cannot
 //! wait for a task's answer.
 
 use std::{
-    fs, io,
+    fs::{self, OpenOptions},
+    io,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
 
-use super::LogFiles;
+use super::{LogFiles, Stream};
 
-/// Spare directories kept ready.
+/// Spare directories made ahead when fewer are ready.
 const SPARES: usize = 4;
+/// Spare directories kept at most, recycled ones included: enough for a
+/// large workspace deleted and applied again; each is an empty directory
+/// and two empty files.
+const KEPT: usize = 256;
 /// Name prefix of spare directories in the logs root (instance ids never
 /// start with a dot).
 const SPARE_PREFIX: &str = ".spare-";
@@ -41,23 +55,34 @@ struct SparesState {
 }
 
 impl LogSpares {
-    /// Spares in `root`: removes those an earlier daemon left (a crash may
-    /// have left one half made) and starts making new ones. Must be called
-    /// inside the tokio runtime.
+    /// Spares in `root`: those an earlier daemon left are emptied and kept
+    /// (a crash may have left one half made, or half emptied; a spawn makes
+    /// a missing file), then new ones are made while fewer than [`SPARES`]
+    /// are ready. Must be called inside the tokio runtime.
     pub fn start(root: &Path) -> io::Result<Arc<Self>> {
+        let mut state = SparesState::default();
         for entry in fs::read_dir(root)? {
             let entry = entry?;
-            if entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with(SPARE_PREFIX)
-            {
-                fs::remove_dir_all(entry.path())?;
+            let name = entry.file_name();
+            let Some(number) = name
+                .to_str()
+                .and_then(|name| name.strip_prefix(SPARE_PREFIX))
+            else {
+                continue;
+            };
+            state.next = state.next.max(number.parse().unwrap_or(0));
+            let path = entry.path();
+            if !entry.file_type()?.is_dir() {
+                fs::remove_file(&path)?;
+            } else if state.ready.len() < KEPT && empty(&path).is_ok() {
+                state.ready.push(path);
+            } else {
+                fs::remove_dir_all(&path)?;
             }
         }
         let spares = Arc::new(Self {
             root: root.to_owned(),
-            state: Mutex::default(),
+            state: Mutex::new(state),
         });
         spares.replenish();
         Ok(spares)
@@ -82,6 +107,33 @@ impl LogSpares {
         });
         self.replenish();
         placed
+    }
+
+    /// Keeps `dir`, the log directory of a deleted instance, as a spare:
+    /// renamed to `.spare-N`, then emptied. Whether it did: not when
+    /// [`KEPT`] are ready, or `dir` does not exist (the caller removes
+    /// what is left). Renamed first, so that a follower of the deleted
+    /// instance sees its directory leave (see [`super::follow`]).
+    pub(super) fn recycle(&self, dir: &Path) -> io::Result<bool> {
+        let number = {
+            let mut state = self.state();
+            if state.ready.len() >= KEPT {
+                return Ok(false);
+            }
+            state.next += 1;
+            state.next
+        };
+        let spare = self.root.join(format!("{SPARE_PREFIX}{number}"));
+        match fs::rename(dir, &spare) {
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(false),
+            result => result?,
+        }
+        if let Err(err) = empty(&spare) {
+            let _ = fs::remove_dir_all(&spare);
+            return Err(err);
+        }
+        self.state().ready.push(spare);
+        Ok(true)
     }
 
     /// Makes spares on the blocking pool until [`SPARES`] are ready, unless
@@ -129,11 +181,35 @@ fn make_spare(dir: &Path) -> io::Result<()> {
     LogFiles::at(dir.to_owned()).open_streams().map(drop)
 }
 
+/// Empties a log directory for its next instance: both files cut to
+/// nothing (their inodes kept), anything else (rotated generations)
+/// removed.
+fn empty(dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let kind = entry.file_type()?;
+        let stream_file = [Stream::Stdout, Stream::Stderr]
+            .iter()
+            .any(|stream| entry.file_name() == stream.file_name());
+        if kind.is_file() && stream_file {
+            OpenOptions::new().write(true).open(&path)?.set_len(0)?;
+        } else if kind.is_dir() {
+            fs::remove_dir_all(&path)?;
+        } else {
+            fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;
 
-    use super::{super::Stream, *};
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
 
     /// Waits (with a deadline) until `count` spares are ready.
     async fn ready(spares: &LogSpares, count: usize) {
@@ -145,13 +221,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn new_instances_take_spares_and_leftovers_are_removed() {
+    async fn new_instances_take_spares_and_leftovers_are_emptied_and_kept() {
         let dir = tempfile::tempdir().unwrap();
-        // Left by a daemon that died while making it.
-        fs::create_dir(dir.path().join(".spare-7")).unwrap();
+        // Left by a daemon that died while recycling it (renamed, not yet
+        // emptied), and a stray file of that name.
+        let left = dir.path().join(".spare-7");
+        fs::create_dir(&left).unwrap();
+        fs::write(left.join("stdout.log"), "old\n").unwrap();
+        fs::write(left.join("stdout.log.1"), "older\n").unwrap();
+        fs::write(dir.path().join(".spare-9"), "").unwrap();
         let spares = LogSpares::start(dir.path()).unwrap();
+        assert_eq!(fs::read(left.join("stdout.log")).unwrap(), b"");
+        assert!(!left.join("stdout.log.1").exists());
+        assert!(!dir.path().join(".spare-9").exists());
         ready(&spares, SPARES).await;
-        assert!(!dir.path().join(".spare-7").exists());
+        assert!(spares.state().ready.contains(&left));
+        assert!(
+            !dir.path().join(".spare-8").exists(),
+            "numbers go on after 9"
+        );
         let spare = spares.state().ready.last().cloned().unwrap();
 
         let logs = LogFiles::new(dir.path(), "i-1");
@@ -172,5 +260,37 @@ mod tests {
             fs::read_to_string(logs.path(Stream::Stdout)).unwrap(),
             "hello\n"
         );
+    }
+
+    #[tokio::test]
+    async fn a_deleted_instances_directory_serves_the_next_one_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let spares = LogSpares::start(dir.path()).unwrap();
+        ready(&spares, SPARES).await;
+        let old = LogFiles::new(dir.path(), "i-old");
+        writeln!(old.open_for_child(&spares).unwrap().stderr, "old").unwrap();
+        fs::write(old.path(Stream::Stderr).with_extension("log.1"), "rotated").unwrap();
+        let inode = fs::metadata(old.path(Stream::Stderr)).unwrap().ino();
+        ready(&spares, SPARES).await;
+
+        old.retire(&spares).unwrap();
+        assert!(!old.dir.exists());
+        assert_eq!(spares.state().ready.len(), SPARES + 1);
+        let new = LogFiles::new(dir.path(), "i-new");
+        new.open_for_child(&spares).unwrap();
+        assert_eq!(
+            fs::metadata(new.path(Stream::Stderr)).unwrap().ino(),
+            inode,
+            "the old file was reused, not a new inode made"
+        );
+        assert_eq!(fs::read(new.path(Stream::Stderr)).unwrap(), b"");
+        assert_eq!(fs::read_dir(&new.dir).unwrap().count(), 2, "rotated gone");
+
+        // With as many ready as are kept, a deleted instance's logs go.
+        ready(&spares, SPARES).await;
+        spares.state().ready.resize(KEPT, PathBuf::new());
+        new.retire(&spares).unwrap();
+        assert!(!new.dir.exists());
+        assert_eq!(spares.state().ready.len(), KEPT);
     }
 }
