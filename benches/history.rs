@@ -12,7 +12,11 @@
 //!   first daemon is then restarted with history on: otherwise each
 //!   `PutTemplate` would already have kept its content and the export's
 //!   commit would hold nothing new. So every export here commits 1,000 new
-//!   files, the most an export can ask of the history;
+//!   files, the most an export can ask of the history. The file system
+//!   is flushed before each export (the two daemons share it, and an
+//!   export's `syncfs` writes out whatever anyone left), and the flush
+//!   after each is timed: what the export, and its commit with history on,
+//!   left for a later `fsync` or `syncfs` to write;
 //! * how long the writer takes to commit such an export: from the
 //!   export's return until `ListHistory` of one of its templates shows the
 //!   export's commit;
@@ -55,7 +59,7 @@ use support::{
 /// Templates of each exported set.
 const EXPORT_TEMPLATES: usize = 1000;
 /// Exports measured on each daemon, each of a new set.
-const EXPORT_RUNS: usize = 5;
+const EXPORT_RUNS: usize = 7;
 /// Templates whose files are edited, in turn.
 const EDIT_TEMPLATES: usize = 20;
 /// Edits made on each daemon, unmeasured, before the measured ones.
@@ -295,16 +299,21 @@ async fn fill_exports(socket: &Path) -> Result<(), BoxError> {
 }
 
 /// Exports each set on both daemons, taking turns, and times each export;
-/// on `on`, also the time until its commit is listed. Prints the figures.
+/// on `on`, also the time until its commit is listed. After each, times
+/// a flush of the file system: what the export (and, with history on,
+/// its commit) left for a later `fsync` or `syncfs` to write. Prints the
+/// figures.
 async fn measure_exports(on: &Daemon, off: &Daemon) -> Result<(), BoxError> {
-    let (mut on_walls, mut off_walls, mut commits) = (Vec::new(), Vec::new(), Vec::new());
+    let mut walls = [Vec::new(), Vec::new()];
+    let mut flushes = [Vec::new(), Vec::new()];
+    let mut commits = Vec::new();
     let last = export_title(EXPORT_TEMPLATES - 1);
     for run in 0..EXPORT_RUNS {
         let set = export_set(run);
         // The first in a run may find the machine quieter: alternate.
         for history in [run % 2 == 0, run % 2 == 1] {
-            let daemon = if history { on } else { off };
-            let wall = export(daemon, &set).await?;
+            let (daemon, side) = if history { (on, 0) } else { (off, 1) };
+            walls[side].push(export(daemon, &set).await?);
             if history {
                 let returned = Instant::now();
                 let (seen, _) = daemon
@@ -313,30 +322,32 @@ async fn measure_exports(on: &Daemon, off: &Daemon) -> Result<(), BoxError> {
                     })
                     .await?;
                 commits.push(seen - returned);
-                on_walls.push(wall);
-            } else {
-                off_walls.push(wall);
             }
+            flushes[side].push(flush(&daemon.root)?);
         }
     }
-    for walls in [&mut on_walls, &mut off_walls, &mut commits] {
-        walls.sort_unstable();
+    for figures in walls.iter_mut().chain(&mut flushes) {
+        figures.sort_unstable();
     }
-    let (on_median, off_median) = (percentile(&on_walls, 0.5), percentile(&off_walls, 0.5));
+    commits.sort_unstable();
     println!(
         "ExportTemplates of {EXPORT_TEMPLATES} new templates of {:.1} KiB, {EXPORT_RUNS} runs each, \
-         the daemons taking turns:",
+         the daemons taking turns, each export from a flushed file system:",
         content("Export0", 0).len() as f64 / 1024.0
     );
-    for (label, walls) in [("history on ", &on_walls), ("history off", &off_walls)] {
+    for (label, side) in [("history on ", 0), ("history off", 1)] {
+        let walls = &walls[side];
         println!(
-            "  {label}: median {:.0} ms, min {:.0} ms, max {:.0} ms",
+            "  {label}: median {:.0} ms, min {:.0} ms, max {:.0} ms; \
+             then `sync -f` (what is left to write): median {:.0} ms",
             millis(percentile(walls, 0.5)),
             millis(walls[0]),
             millis(walls[walls.len() - 1]),
+            millis(percentile(&flushes[side], 0.5)),
         );
     }
-    let overhead = on_median.as_secs_f64() / off_median.as_secs_f64() - 1.0;
+    let overhead =
+        percentile(&walls[0], 0.5).as_secs_f64() / percentile(&walls[1], 0.5).as_secs_f64() - 1.0;
     println!(
         "  history adds {:+.1} % to the median (target <= {:.0} %): {}",
         overhead * 100.0,
@@ -353,11 +364,28 @@ async fn measure_exports(on: &Daemon, off: &Daemon) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// Times one `ExportTemplates` of `set`, after the daemon has settled;
-/// checks that every template was written.
+/// Flushes the file system holding `dir` (`sync -f`, a `syncfs`) and
+/// says how long it took.
+fn flush(dir: &Path) -> Result<Duration, BoxError> {
+    let start = Instant::now();
+    let status = Command::new("sync")
+        .arg("-f")
+        .arg(dir)
+        .status()
+        .map_err(|err| format!("cannot run sync: {err}"))?;
+    if !status.success() {
+        return Err(format!("sync -f {} failed: {status}", dir.display()).into());
+    }
+    Ok(start.elapsed())
+}
+
+/// Times one `ExportTemplates` of `set`, after the daemon has settled and
+/// the file system was flushed; checks that every template was written.
 async fn export(daemon: &Daemon, set: &str) -> Result<Duration, BoxError> {
     let mut sync = daemon.sync.clone();
     settle(&mut sync).await?;
+    // What others left unwritten is not this export's to write.
+    flush(&daemon.root)?;
     let start = Instant::now();
     let summary = sync
         .export_templates(pb::ExportTemplatesRequest {
