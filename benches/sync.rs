@@ -29,23 +29,17 @@ use std::{
     io::Write,
     path::Path,
     process::ExitCode,
-    sync::Arc,
     time::{Duration, Instant},
 };
 
-use outpost::{
-    endpoint::Connection,
-    proto::v1::{self as pb, SyncEventKind, content_key, watch_sync_events_response::Payload},
-};
-use tokio::{task::JoinSet, time::timeout};
-use tonic::Streaming;
+use outpost::{endpoint::Connection, proto::v1 as pb};
 
 use support::{
     BoxError, connect,
     report::{millis, percentile, verdict},
     runtime,
     server::{ServerProcess, daemon_command, daemon_socket},
-    sync::{EVENT_TIMEOUT, Sync, settle},
+    sync::{Sync, put_many, settle, wait_for_import, watch_imports},
 };
 
 /// Templates of each exported set.
@@ -64,8 +58,6 @@ const RESCAN_FILES: usize = 10_000;
 const RESCAN_GROUPS: usize = 100;
 /// Rescans measured, after one unmeasured.
 const RESCAN_RUNS: usize = 5;
-/// `PutTemplate` calls kept in flight while filling a set.
-const PUT_IN_FLIGHT: usize = 16;
 /// `--sync-debounce` of the daemons (the default, spelt out because the
 /// edit target depends on it).
 const DEBOUNCE: Duration = Duration::from_millis(100);
@@ -252,54 +244,6 @@ async fn measure_edits(
     Ok(())
 }
 
-/// Opens a `WatchSyncEvents` stream of `IMPORTED` events and reads its
-/// initial snapshot.
-async fn watch_imports(
-    connection: &Connection,
-) -> Result<Streaming<pb::WatchSyncEventsResponse>, BoxError> {
-    let mut stream = connection
-        .sync()
-        .watch_sync_events(pb::WatchSyncEventsRequest {
-            since_revision: 0,
-            kinds: vec![SyncEventKind::Imported as i32],
-        })
-        .await?
-        .into_inner();
-    match stream.message().await? {
-        Some(pb::WatchSyncEventsResponse {
-            payload: Some(Payload::Snapshot(_)),
-        }) => Ok(stream),
-        other => Err(format!("WatchSyncEvents began with {other:?}, not a snapshot").into()),
-    }
-}
-
-/// Reads `imports` until template `title` has been imported; fails after
-/// [`EVENT_TIMEOUT`].
-async fn wait_for_import(
-    imports: &mut Streaming<pb::WatchSyncEventsResponse>,
-    title: &str,
-) -> Result<(), BoxError> {
-    let imported = |event: &pb::SyncEvent| {
-        matches!(event.key.as_ref().and_then(|k| k.key.as_ref()),
-            Some(content_key::Key::Template(key)) if key.title == title)
-    };
-    let read = async {
-        loop {
-            let message = imports.message().await?.ok_or("WatchSyncEvents ended")?;
-            match message.payload {
-                Some(Payload::Events(batch)) if batch.events.iter().any(imported) => return Ok(()),
-                Some(Payload::Snapshot(_)) => {
-                    return Err::<(), BoxError>("the event stream fell behind (RESYNC)".into());
-                }
-                _ => {}
-            }
-        }
-    };
-    timeout(EVENT_TIMEOUT, read)
-        .await
-        .map_err(|_| format!("{title} not imported within {EVENT_TIMEOUT:?}"))?
-}
-
 // ---------------------------------------------------------------------------
 // Rescan
 // ---------------------------------------------------------------------------
@@ -366,45 +310,6 @@ async fn rescan(socket: &Path) -> Result<(), BoxError> {
 async fn sync_root(sync: &mut Sync) -> Result<std::path::PathBuf, BoxError> {
     let status = sync.get_sync_status(pb::GetSyncStatusRequest {}).await?;
     Ok(status.into_inner().root.into())
-}
-
-/// Puts `count` templates into `set`, template `i` named and filled by
-/// `item(i)`, [`PUT_IN_FLIGHT`] calls at a time.
-async fn put_many(
-    sync: &mut Sync,
-    set: &str,
-    count: usize,
-    item: impl Fn(usize) -> (String, String),
-) -> Result<(), BoxError> {
-    let requests: Arc<Vec<pb::PutTemplateRequest>> = Arc::new(
-        (0..count)
-            .map(|i| {
-                let (title, content) = item(i);
-                pb::PutTemplateRequest {
-                    key: Some(pb::TemplateKey {
-                        set: set.to_owned(),
-                        title,
-                    }),
-                    content,
-                    expected_version: None,
-                }
-            })
-            .collect(),
-    );
-    let mut workers = JoinSet::new();
-    for worker in 0..PUT_IN_FLIGHT {
-        let (mut sync, requests) = (sync.clone(), Arc::clone(&requests));
-        workers.spawn(async move {
-            for request in requests.iter().skip(worker).step_by(PUT_IN_FLIGHT) {
-                sync.put_template(request.clone()).await?;
-            }
-            Ok::<_, BoxError>(())
-        });
-    }
-    while let Some(worker) = workers.join_next().await {
-        worker??;
-    }
-    Ok(())
 }
 
 /// Prints whether the target on `what` (`target` in words) is met.
