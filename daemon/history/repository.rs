@@ -12,6 +12,7 @@
 //! holds the data directory's lock ever writes here.
 
 use std::{
+    cell::RefCell,
     collections::{BTreeMap, HashMap},
     fs,
     path::{Path, PathBuf},
@@ -58,6 +59,9 @@ pub struct CommitRecord {
 pub struct Repository {
     repo: gix::Repository,
     dir: PathBuf,
+    /// The sizes of the blobs the last `commit_all` wrote, so that
+    /// indexing its commits need not open each blob again to learn them.
+    written: RefCell<HashMap<ObjectId, u64>>,
 }
 
 impl Repository {
@@ -83,6 +87,7 @@ impl Repository {
         Ok(Self {
             repo,
             dir: dir.to_owned(),
+            written: RefCell::default(),
         })
     }
 
@@ -95,6 +100,7 @@ impl Repository {
         Ok(Self {
             repo,
             dir: dir.to_owned(),
+            written: RefCell::default(),
         })
     }
 
@@ -167,6 +173,7 @@ impl Repository {
     /// nothing makes no commit; one that cannot be committed is logged and
     /// skipped. Returns how many commits were made.
     pub fn commit_all(&self, batches: &[Batch]) -> Result<usize, RepoError> {
+        self.written.borrow_mut().clear();
         let head = self.head()?;
         let (mut parent, mut tree) = (head, self.tree_of(head)?);
         let mut made = 0;
@@ -250,6 +257,7 @@ impl Repository {
                     self.repo
                         .write_blob(content.as_bytes())
                         .map_err(|err| self.fail("cannot write a blob", err))?;
+                    self.written.borrow_mut().insert(id, content.len() as u64);
                     editor
                         .upsert(path, EntryKind::Blob, id)
                         .map_err(|err| self.fail(&format!("cannot place {path}"), err))?;
@@ -417,6 +425,9 @@ impl Repository {
     }
 
     fn size(&self, blob: ObjectId) -> Result<u64, RepoError> {
+        if let Some(size) = self.written.borrow().get(&blob) {
+            return Ok(*size);
+        }
         self.repo
             .find_header(blob)
             .map(|header| header.size())
