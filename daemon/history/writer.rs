@@ -25,6 +25,11 @@ use super::{
     retention::{self, Retention},
 };
 
+/// How long the writer lets a change's own answer and events go before it
+/// commits the change: on two busy cores a commit started at once delayed
+/// a file save's IMPORTED event by 1.2-2.2 ms (docs/benchmarks.md); what
+/// arrives meanwhile is committed in the same step.
+const LINGER: Duration = Duration::from_millis(5);
 /// At most this many batches are committed in one step (and indexed in
 /// one transaction).
 const MAX_AT_ONCE: usize = 500;
@@ -52,7 +57,7 @@ pub(super) async fn start(
     std::thread::Builder::new()
         .name("outpost-history".into())
         .spawn(move || {
-            lower_priority();
+            schedule_as_batch();
             // gix's repository stays on the thread that opened it.
             let opened = Repository::open(&thread_dir).and_then(|repository| {
                 let mut writer = Writer {
@@ -102,6 +107,11 @@ struct Writer {
 impl Writer {
     fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         while let Some(command) = commands.blocking_recv() {
+            if matches!(command, Command::Record(_)) {
+                // The change's caller is being answered, its sync event
+                // delivered, right now: they go first.
+                std::thread::sleep(LINGER);
+            }
             // Whatever else waits is committed with it, a commit each.
             let mut batches = Vec::new();
             let mut stop = None;
@@ -187,20 +197,17 @@ impl Writer {
     }
 }
 
-/// Makes this thread the last to run when the cores are busy (nice 19,
-/// for this thread only): a commit then never delays what the change's
-/// caller waits for — the answer, the sync event — yet, unlike
-/// `SCHED_IDLE`, still gets its share under a sustained load, so the
-/// queue does not grow without end.
-fn lower_priority() {
-    // SAFETY: gettid and setpriority take no pointers; on Linux a thread
-    // id names that thread alone.
-    let failed = unsafe {
-        let thread = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, thread as libc::id_t, 19) != 0
-    };
+/// Schedules this thread as a batch job (`SCHED_BATCH`, this thread
+/// only): its wake-up never preempts what is running, so a commit does not
+/// delay the answer or the sync event the change's caller waits for; yet,
+/// unlike a low priority (nice 19, `SCHED_IDLE`), it keeps its fair share
+/// of a busy machine, so versions do not wait behind a long build.
+fn schedule_as_batch() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` outlives the call; pid 0 is the calling thread.
+    let failed = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) != 0 };
     if failed {
-        tracing::debug!(err = %std::io::Error::last_os_error(), "history: cannot lower the writer's priority");
+        tracing::debug!(err = %std::io::Error::last_os_error(), "history: cannot make the writer a batch thread");
     }
 }
 
