@@ -28,6 +28,7 @@ use tokio::{
 use super::{
     Applied, ApplyError, Source, WorkspaceStatus,
     apply::{self, Done, Read},
+    existing_files,
 };
 use crate::history::{self, Batch, Change, History, Origin, workspace_path};
 use crate::orchestrator::{
@@ -319,13 +320,9 @@ impl Owner {
     fn resolve(&self, source: Source) -> Result<PathBuf, ApplyError> {
         match source {
             Source::File(path) => Ok(PathBuf::from(path)),
-            Source::Name(name) => ["toml", "json"]
-                .iter()
-                .map(|extension| self.dir.join(format!("{name}.{extension}")))
-                .find(|candidate| candidate.symlink_metadata().is_ok())
-                .ok_or_else(|| {
-                    ApplyError::NotFound(format!("no workspace {name:?} in {}", self.dir.display()))
-                }),
+            Source::Name(name) => existing_files(&self.dir, &name).next().ok_or_else(|| {
+                ApplyError::NotFound(format!("no workspace {name:?} in {}", self.dir.display()))
+            }),
         }
     }
 

@@ -18,7 +18,7 @@ mod apply;
 
 use std::{
     collections::BTreeMap,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, SystemTime},
 };
@@ -227,11 +227,7 @@ impl Workspaces {
         // .json): TOML never goes into a .json file.
         let kept_as = version.path.rsplit('/').next().unwrap_or_default();
         let file = self.dir.join(kept_as);
-        if let Some(other) = ["toml", "json"]
-            .iter()
-            .map(|extension| self.dir.join(format!("{name}.{extension}")))
-            .find(|candidate| *candidate != file && candidate.symlink_metadata().is_ok())
-        {
+        if let Some(other) = existing_files(&self.dir, name).find(|existing| *existing != file) {
             return Err(ApplyError::Failed(format!(
                 "workspace {name} is kept in {} now, and that version was {kept_as}: rename the file first",
                 other.display()
@@ -261,6 +257,15 @@ impl Workspaces {
     pub async fn stop(&self, timeout: Duration) {
         let _ = self.ask(|reply| Message::Stop { timeout, reply }).await;
     }
+}
+
+/// The files of `dir` that hold workspace `name` (NAME.toml first, then
+/// NAME.json), whatever they are.
+fn existing_files<'a>(dir: &'a Path, name: &'a str) -> impl Iterator<Item = PathBuf> + 'a {
+    ["toml", "json"]
+        .into_iter()
+        .map(move |extension| dir.join(format!("{name}.{extension}")))
+        .filter(|candidate| candidate.symlink_metadata().is_ok())
 }
 
 /// Refuses a workspace name that is not one harmless path component.

@@ -571,7 +571,11 @@ async fn a_daemon_killed_while_it_commits_leaves_a_sound_repository() {
         committed.len()
     );
 
+    // As if the kill had come while the branch was being moved: the lock
+    // file stays behind, and without its removal nothing could commit.
+    fs::write(repo.join("refs/heads/main.lock"), "").unwrap();
     daemon.respawn(&[]);
+    assert!(!repo.join("refs/heads/main.lock").exists());
     let connection = daemon.connect().await;
     let mut history = connection.history();
     // The index caught up with whatever the branch has, stale lock or not:

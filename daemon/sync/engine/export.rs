@@ -93,9 +93,10 @@ fn write(
     let mut staged: Vec<(PathBuf, Item, Option<Stat>)> = Vec::new();
     let mut agreed = Vec::new();
     let mut kept = Vec::new();
-    let keep = |item: &Item| Change {
+    // The content moves into the history's change: the item is done with.
+    let keep = |item: Item| Change {
         path: layout.relative(&item.key),
-        content: Some(item.content.clone()),
+        content: Some(item.content),
     };
     for item in items {
         if let Err(err) = names::validate("name", &item.key.name) {
@@ -112,7 +113,7 @@ fn write(
             Disk::Content { sha256, stat, .. } if sha256 == item.sha256 => {
                 summary.unchanged += 1;
                 agreed.push((item.key.clone(), base(&item, stat)));
-                kept.push(keep(&item));
+                kept.push(keep(item));
             }
             Disk::Content { sha256, stat, .. }
                 if bases
@@ -158,7 +159,7 @@ fn write(
         summary.written += 1;
         let stat = file::stat(&path).map_err(failed)?;
         agreed.push((item.key.clone(), base(&item, stat)));
-        kept.push(keep(&item));
+        kept.push(keep(item));
     }
     Ok(Written {
         summary,
